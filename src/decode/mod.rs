@@ -1,0 +1,36 @@
+//! Decode: find a file's character encoding and turn its bytes into UTF-8.
+//!
+//! The order of evidence is fixed (PRODUCT.md): a byte-order mark, then an
+//! XML declaration's `encoding`, then the configured default, then
+//! detection (chardetng) among UTF-8, GB18030, GBK and GB2312. Undecodable
+//! bytes are never replaced: [`check`] finds the first one and the whole file
+//! is rejected with its byte offset. [`check`] runs in the same pass as the
+//! file's SHA-256 so that every byte is read once before parsing.
+
+use encoding_rs::Encoding;
+
+/// The encoding found for a file and how it was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detected {
+    pub encoding: &'static Encoding,
+    /// Length of the byte-order mark to skip (0 if none).
+    pub bom_len: usize,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    Bom,
+    XmlDeclaration,
+    ConfiguredDefault,
+    Detected,
+}
+
+/// Why a file cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("文件在字节偏移 {offset} 处含有无法按 {encoding} 解码的字节")]
+    Undecodable { encoding: &'static str, offset: u64 },
+    #[error("XML 声明的编码 {0} 不受支持（支持 UTF-8、GB18030、GBK、GB2312）")]
+    UnsupportedDeclared(String),
+}

@@ -1,0 +1,22 @@
+//! fepd — the front-end processor (前置机) exchange daemon.
+//!
+//! The modules read like the pipeline: `intake` claims files from the spool,
+//! `decode` turns their bytes into UTF-8, `parse` streams records out of them,
+//! `validate` gives each record a verdict, `seal` dedupes and packs valid
+//! records into batches in the `state` database, `forward` delivers batches,
+//! and `report` writes what data staff read. `daemon` wires the stages
+//! together; `cli` is the command-line glue. See ARCHITECTURE.md.
+
+pub mod canon;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod forward;
+pub mod intake;
+pub mod parse;
+pub mod report;
+pub mod seal;
+pub mod simulate;
+pub mod state;
+pub mod validate;
