@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod forward;
+pub mod fsio;
 pub mod intake;
 pub mod parse;
 pub mod report;

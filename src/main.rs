@@ -1,3 +1,5 @@
-fn main() {
-    println!("Hello, world!");
+//! The `fepd` binary: all logic lives in the library; see `cli`.
+
+fn main() -> std::process::ExitCode {
+    fepd::cli::main()
 }

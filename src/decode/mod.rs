@@ -34,3 +34,15 @@ pub enum DecodeError {
     #[error("XML 声明的编码 {0} 不受支持（支持 UTF-8、GB18030、GBK、GB2312）")]
     UnsupportedDeclared(String),
 }
+
+/// The encoding for a configured or declared label (`UTF-8`, `GB18030`,
+/// `GBK`, `GB2312`, case-insensitive). GBK and GB2312 decode as GB18030,
+/// their superset, so a file labelled GBK with a GB18030-only character is
+/// still read correctly.
+pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
+    match label.trim().to_ascii_uppercase().as_str() {
+        "UTF-8" | "UTF8" => Some(encoding_rs::UTF_8),
+        "GB18030" | "GBK" | "GB2312" | "CP936" | "GB_2312-80" => Some(encoding_rs::GB18030),
+        _ => None,
+    }
+}

@@ -1,0 +1,42 @@
+//! The operational log: `tracing` to stderr (journald) and, when a folder
+//! is configured, to daily-rotated files with retention.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
+
+use crate::config::{Log, LogFormat};
+
+/// Installs the global subscriber; keep the guard alive to flush on exit.
+pub fn init(cfg: &Log) -> anyhow::Result<Option<WorkerGuard>> {
+    let filter = EnvFilter::try_from_env("FEPD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(cfg.level.as_deref().unwrap_or("info")));
+    let (file, guard) = match &cfg.dir {
+        Some(dir) => {
+            let mut b = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("fepd")
+                .filename_suffix("log");
+            if cfg.retention_days > 0 {
+                b = b.max_log_files(cfg.retention_days);
+            }
+            let appender = b.build(dir)?;
+            let (nb, guard) = tracing_appender::non_blocking(appender);
+            (Some(nb), Some(guard))
+        }
+        None => (None, None),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let res = match (cfg.format, file) {
+        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, Some(f)) => builder
+            .with_ansi(false)
+            .with_writer(std::io::stderr.and(f))
+            .try_init(),
+        (LogFormat::Json, Some(f)) => builder.json().with_writer(std::io::stderr.and(f)).try_init(),
+    };
+    // A subscriber already installed (tests) is not an error.
+    let _ = res;
+    Ok(guard)
+}

@@ -1,0 +1,190 @@
+//! The command line: thin glue over the library. Every command that reads
+//! the config takes `--config PATH` (before or after the command name).
+//!
+//! Exit codes: 0 success; 1 the command ran and found something wrong
+//! (rejected records, config problems, a broken exchange-log chain, an
+//! operator action refused); 2 bad usage; 3 the command could not run
+//! (unreadable config, state database or file system error).
+
+mod batches;
+mod logging;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "fepd", version, about = "前置机 exchange daemon: collect, validate and forward government data")]
+pub struct Cli {
+    /// Config file (default: config/fepd.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon in the foreground (systemd runs this).
+    Run,
+    /// Check config, schemas, code table and spool; list every problem.
+    CheckConfig,
+    /// Dry run of decode/parse/validate on files; prints the report data
+    /// staff get. Exit 1 if any record is rejected. No state is changed.
+    Validate(validate::Args),
+    /// Per dataset: inbox files, backlog, parked, last delivery, last error.
+    Status(status::Args),
+    /// Inspect the outbox and act on batches.
+    #[command(subcommand)]
+    Batches(batches::Command),
+}
+
+/// Outcome of a command, mapped to the exit code.
+pub enum Exit {
+    Ok,
+    Findings,
+    Failed,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        match e {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Findings => ExitCode::from(1),
+            Exit::Failed => ExitCode::from(3),
+        }
+    }
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config/fepd.toml"))
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(&config_path(cli))?)
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run => run(&cli),
+        Command::CheckConfig => check_config(&cli),
+        Command::Validate(a) => load_config(&cli).and_then(|c| validate::run(c, a)),
+        Command::Status(a) => load_config(&cli).and_then(|c| status::run(&c, a)),
+        Command::Batches(cmd) => load_config(&cli).and_then(|c| batches::run(&c, cmd)),
+    };
+    match result {
+        Ok(e) => e.into(),
+        Err(e) => {
+            eprintln!("fepd: {e:#}");
+            Exit::Failed.into()
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Exit> {
+    let cfg = load_config(cli)?;
+    let _guard = logging::init(&cfg.log)?;
+    let loaded = match crate::daemon::load(cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fepd: config has problems:\n{e}");
+            return Ok(Exit::Failed);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(crate::daemon::run(loaded, shutdown_signal()))?;
+    Ok(Exit::Ok)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
+    let path = config_path(cli);
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("✗ {e}");
+            return Ok(Exit::Findings);
+        }
+    };
+    let mut problems = Vec::new();
+    let spool = cfg.spool_dir.clone();
+    let state = cfg.state_dir.clone();
+    let secrets: Vec<PathBuf> = cfg
+        .sink
+        .http
+        .iter()
+        .flat_map(|h| [h.client_secret_file.clone(), h.app_key_file.clone()])
+        .flatten()
+        .collect();
+    if let Err(e) = crate::daemon::load(cfg) {
+        problems.extend(e.to_string().lines().map(str::to_string));
+    }
+    for (what, dir) in [("spool_dir", &spool), ("state_dir", &state)] {
+        if let Some(p) = writable_problem(dir) {
+            problems.push(format!("{what} {}: {p}", dir.display()));
+        }
+    }
+    for s in secrets {
+        problems.extend(secret_file_problem(&s));
+    }
+    if problems.is_empty() {
+        println!("✓ {} is valid", path.display());
+        Ok(Exit::Ok)
+    } else {
+        for p in &problems {
+            println!("✗ {p}");
+        }
+        println!("{} problem(s) in {}", problems.len(), path.display());
+        Ok(Exit::Findings)
+    }
+}
+
+/// Why fepd could not write into `dir` (it is created if missing).
+fn writable_problem(dir: &std::path::Path) -> Option<String> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return Some(format!("cannot create: {e}"));
+    }
+    let probe = dir.join(format!(".fepd-check-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) => Some(format!("not writable: {e}")),
+    }
+}
+
+/// A secret file must exist and be readable by its owner only.
+pub fn secret_file_problem(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!("secret file {}: {e}", path.display())),
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(format!(
+            "secret file {}: readable by group or others (mode {:o}); chmod 600 it",
+            path.display(),
+            m.permissions().mode() & 0o777
+        )),
+        Ok(_) => None,
+    }
+}

@@ -1,0 +1,101 @@
+//! `fepd status`: what an operator checks first. Reads the state database
+//! read-only, so it works while the daemon runs.
+
+use serde::Serialize;
+
+use crate::cli::Exit;
+use crate::config::Config;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct DatasetStatus {
+    dataset: String,
+    inbox_files: usize,
+    work_files: usize,
+    backlog_batches: i64,
+    backlog_records: i64,
+    parked: i64,
+    last_delivery: Option<String>,
+    last_error: Option<String>,
+}
+
+pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
+    let db = cfg.state_db();
+    let conn = if db.exists() {
+        Some(crate::state::open_read_only(&db)?)
+    } else {
+        None
+    };
+    let mut out = Vec::new();
+    for d in &cfg.datasets {
+        let count = |sub: &str| {
+            std::fs::read_dir(cfg.spool_dir.join(&d.name).join(sub))
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let mut s = DatasetStatus {
+            dataset: d.name.clone(),
+            inbox_files: count("inbox"),
+            work_files: count("work"),
+            backlog_batches: 0,
+            backlog_records: 0,
+            parked: 0,
+            last_delivery: None,
+            last_error: None,
+        };
+        if let Some(conn) = &conn {
+            (s.backlog_batches, s.backlog_records) = crate::state::batches::backlog(conn, &d.name)?;
+            s.parked = conn.query_row(
+                "SELECT COUNT(*) FROM batch WHERE dataset = ?1 AND state = 'parked'",
+                [&d.name],
+                |r| r.get(0),
+            )?;
+            s.last_delivery = conn.query_row(
+                "SELECT MAX(delivered_at) FROM batch WHERE dataset = ?1",
+                [&d.name],
+                |r| r.get(0),
+            )?;
+            s.last_error = conn
+                .query_row(
+                    "SELECT last_error FROM batch WHERE dataset = ?1 AND last_error IS NOT NULL
+                     ORDER BY seq DESC LIMIT 1",
+                    [&d.name],
+                    |r| r.get(0),
+                )
+                .ok();
+        }
+        out.push(s);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{:<14} {:>6} {:>5} {:>8} {:>9} {:>6}  {:<25}  last error",
+            "dataset", "inbox", "work", "backlog", "records", "parked", "last delivery"
+        );
+        for s in &out {
+            println!(
+                "{:<14} {:>6} {:>5} {:>8} {:>9} {:>6}  {:<25}  {}",
+                s.dataset,
+                s.inbox_files,
+                s.work_files,
+                s.backlog_batches,
+                s.backlog_records,
+                s.parked,
+                s.last_delivery.as_deref().unwrap_or("-"),
+                s.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,639 @@
+//! One claimed file through decode, parse, validate and seal, in chunks.
+//!
+//! Each chunk is one SQLite transaction holding: the dedupe decisions of its
+//! records, the rejections found, the batch sealed from its valid records
+//! (with its exchange-log entry) and the file's checkpoint (records
+//! consumed). A crash loses at most the chunk in progress, and a restart
+//! skips the records already committed instead of starting over. The file
+//! leaves `work/` only after its last chunk and its verdict are committed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use super::read::{self, Identity, ReadOptions, Unreadable};
+use crate::config::{BatchLimits, DatasetConfig};
+use crate::fsio;
+use crate::parse::{FileFault, Item, Position, RawRecord};
+use crate::report::{self, BatchRef, DuplicateOf, FileSummary};
+use crate::seal::{self, BatchHeader, Decision, OpenBatch};
+use crate::state::batches::{self, BatchRecord, NewBatch};
+use crate::state::files::{self, Counts, FileRow, Rejection};
+use crate::state::log::{self, Entry, Event};
+use crate::state::{self, records};
+use crate::validate::{DatasetSchema, FieldError, Verdict};
+
+/// A dataset's spool folders.
+#[derive(Debug, Clone)]
+pub struct SpoolPaths {
+    pub inbox: PathBuf,
+    pub work: PathBuf,
+    pub done: PathBuf,
+    pub rejected: PathBuf,
+}
+
+impl SpoolPaths {
+    pub fn new(spool: &Path, dataset: &str) -> SpoolPaths {
+        let d = spool.join(dataset);
+        SpoolPaths {
+            inbox: d.join("inbox"),
+            work: d.join("work"),
+            done: d.join("done"),
+            rejected: d.join("rejected"),
+        }
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        for d in [&self.inbox, &self.work, &self.done, &self.rejected] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a dataset's worker needs to process its files.
+pub struct DatasetCtx {
+    pub dataset: DatasetConfig,
+    pub schema: Arc<DatasetSchema>,
+    pub sender: String,
+    pub tz: FixedOffset,
+    pub batch: BatchLimits,
+    pub chunk_records: u64,
+    pub read: ReadOptions,
+    pub paths: SpoolPaths,
+    /// Called after each commit that sealed a batch (wakes the forwarder).
+    pub on_sealed: Arc<dyn Fn() + Send + Sync>,
+    /// Checked between chunks: true once a drain was asked for.
+    pub stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// How a file's processing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done { counts: Counts },
+    Rejected { counts: Counts },
+    Duplicate { of: i64 },
+    /// Left in `work/` for the next start (drain asked for mid-file).
+    Interrupted,
+    /// Could not be read; left where it was.
+    Unreadable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    State(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The name the file had in the inbox, from its name under `work/`
+/// (`<claim id>~<name>`).
+pub fn original_name(work_name: &str) -> &str {
+    work_name.split_once('~').map(|(_, n)| n).unwrap_or(work_name)
+}
+
+/// Processes (or resumes) the file `work/<work_name>`.
+pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Result<Outcome, JobError> {
+    let path = ctx.paths.work.join(work_name);
+    let name = original_name(work_name).to_string();
+    let ds = ctx.dataset.name.as_str();
+    let row = match files::by_work_name(conn, work_name)? {
+        Some(r) => r,
+        None => {
+            let now = state::now_text(ctx.tz);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = files::insert_claim(&tx, ds, &name, work_name, &now)?;
+            log::append(
+                &tx,
+                ctx.tz,
+                Event::FileClaimed,
+                Entry {
+                    dataset: Some(ds),
+                    file: Some(&name),
+                    details: Some(json!({"fileId": id, "workName": work_name})),
+                    ..Default::default()
+                },
+            )?;
+            tx.commit()?;
+            files::by_id(conn, id)?.expect("row just inserted")
+        }
+    };
+    if matches!(row.state.as_str(), "done" | "rejected" | "duplicate") {
+        // The verdict was committed but the move out of work/ was not.
+        finish_move(ctx, &row, &path)?;
+        return Ok(outcome_of(&row));
+    }
+
+    let (id, fault) = match read::identify(&path, &name, &ctx.read) {
+        Ok(x) => x,
+        Err(Unreadable::Io(e)) => return Ok(Outcome::Unreadable(e.to_string())),
+        Err(Unreadable::Rejected(m)) => unreachable!("identify reports rejections as faults: {m}"),
+    };
+    if row.sha256.is_none() {
+        if let Some(first) = files::first_with_sha(conn, ds, &id.sha256, row.id)? {
+            return finish_duplicate(conn, ctx, &row, &id, &first, &path);
+        }
+        files::set_identity(conn, row.id, &id.sha256, id.size, id.format_name(), id.encoding_name())?;
+    } else if row.sha256.as_deref() != Some(id.sha256.as_str()) {
+        // A claimed file is immutable; if its bytes changed under us, its
+        // checkpoint is meaningless. Reject it rather than guess.
+        return finish(conn, ctx, row.id, &path, &id, Some("文件在处理期间被修改（内容摘要改变），已停止处理".into()));
+    }
+    if let Some(fault) = fault {
+        return finish(conn, ctx, row.id, &path, &id, Some(fault));
+    }
+    if row.records_done == 0 {
+        match read::precheck_document(&path, &id, &ctx.read) {
+            Ok(None) => {}
+            Ok(Some(f)) | Err(f) => return finish(conn, ctx, row.id, &path, &id, Some(fault_text(&f))),
+        }
+    }
+    let stream = match read::open_stream(&path, &id, &ctx.read) {
+        Ok(s) => s,
+        Err(f) => return finish(conn, ctx, row.id, &path, &id, Some(fault_text(&f))),
+    };
+    let skip = row.records_done as u64;
+    if skip > 0 {
+        tracing::info!(dataset = ds, file = %name, skipped = skip, "resuming file: records already committed are skipped");
+    }
+    match run_chunks(conn, ctx, &row, stream, skip)? {
+        Chunks::Finished(fault) => finish(conn, ctx, row.id, &path, &id, fault),
+        Chunks::Interrupted => Ok(Outcome::Interrupted),
+    }
+}
+
+fn fault_text(f: &FileFault) -> String {
+    f.to_string()
+}
+
+enum Chunks {
+    /// The stream ended, with a file fault if it ended on one.
+    Finished(Option<String>),
+    Interrupted,
+}
+
+/// What ended a chunk.
+enum ChunkEnd {
+    Due,
+    Eof,
+    Fault(FileFault),
+}
+
+fn run_chunks(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    row: &FileRow,
+    mut stream: Box<dyn crate::parse::RecordStream>,
+    skip: u64,
+) -> Result<Chunks, JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let route = ctx.dataset.route();
+    let mut ordinal: u64 = 0;
+    // Fast-forward past what earlier runs committed.
+    while ordinal < skip {
+        match stream.next_item() {
+            Ok(Some(_)) => ordinal += 1,
+            Ok(None) => break,
+            Err(f) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
+        }
+    }
+    let mut carry: Option<Item> = None;
+    let mut open = OpenBatch::default();
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A 413 from the library lowers the route's batch size for good.
+        let mut limits = ctx.batch;
+        if let Some(n) = batches::route_limit(&tx, &route)? {
+            limits.max_records = limits.max_records.min(n.max(1));
+        }
+        let mut delta = Counts::default();
+        let mut consumed: u64 = 0;
+        let end = loop {
+            let item = match carry.take() {
+                Some(i) => i,
+                None => match stream.next_item() {
+                    Ok(Some(i)) => i,
+                    Ok(None) => break ChunkEnd::Eof,
+                    Err(f) => break ChunkEnd::Fault(f),
+                },
+            };
+            match item {
+                Item::Bad(bad) => {
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.rejected += 1;
+                    files::insert_rejection(
+                        &tx,
+                        row.id,
+                        &Rejection {
+                            ordinal: ordinal as i64,
+                            position: bad.pos.to_string(),
+                            row: bad.pos.row() as i64,
+                            key: None,
+                            field: String::new(),
+                            title: String::new(),
+                            value: None,
+                            rule: "parse".into(),
+                            message: bad.message,
+                            warning: false,
+                        },
+                    )?;
+                }
+                Item::Record(raw) => match ctx.schema.check(&raw) {
+                    Verdict::Invalid(errors) => {
+                        ordinal += 1;
+                        consumed += 1;
+                        delta.received += 1;
+                        delta.rejected += 1;
+                        let key = raw_key(&ctx.schema, &raw);
+                        insert_errors(&tx, row.id, ordinal, &raw.pos, key.as_deref(), &errors, false)?;
+                    }
+                    Verdict::Valid(rec) => {
+                        if open.would_overflow(&rec, &limits) {
+                            // Seal what we have first; this record opens the next batch.
+                            carry = Some(Item::Record(raw));
+                            break ChunkEnd::Due;
+                        }
+                        ordinal += 1;
+                        consumed += 1;
+                        delta.received += 1;
+                        delta.ignored_fields += rec.ignored_fields as i64;
+                        if !rec.warnings.is_empty() {
+                            insert_errors(&tx, row.id, ordinal, &raw.pos, Some(&rec.key), &rec.warnings, true)?;
+                        }
+                        match seal::decide(&tx, ds, &rec)? {
+                            Decision::Unchanged => delta.skipped += 1,
+                            Decision::Stale => delta.stale += 1,
+                            Decision::Seal => {
+                                delta.sealed += 1;
+                                open.push(rec);
+                            }
+                        }
+                    }
+                },
+            }
+            if open.is_due(&limits) && !open.is_empty() {
+                break ChunkEnd::Due;
+            }
+            if consumed >= ctx.chunk_records {
+                break ChunkEnd::Due;
+            }
+        };
+        let sealed_any = !open.is_empty();
+        if sealed_any {
+            seal_open(&tx, ctx, &route, Some(row.id), &mut open)?;
+        }
+        if delta.skipped + delta.stale > 0 {
+            log::append(
+                &tx,
+                ctx.tz,
+                Event::RecordsSkipped,
+                Entry {
+                    dataset: Some(ds),
+                    file: Some(&row.name),
+                    counts: Some(json!({"unchanged": delta.skipped, "stale": delta.stale})),
+                    ..Default::default()
+                },
+            )?;
+        }
+        files::checkpoint(&tx, row.id, ordinal as i64, &delta)?;
+        tx.commit()?;
+        if sealed_any {
+            (ctx.on_sealed)();
+        }
+        match end {
+            ChunkEnd::Eof => return Ok(Chunks::Finished(None)),
+            ChunkEnd::Fault(f) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
+            ChunkEnd::Due if (ctx.stopping)() => return Ok(Chunks::Interrupted),
+            ChunkEnd::Due => {}
+        }
+    }
+}
+
+/// Seals the open batch inside `tx`: dedupe state, batch row and body,
+/// exchange-log entry. The body's `auditHead` is the log head before this
+/// batch's own entry.
+fn seal_open(
+    tx: &Connection,
+    ctx: &DatasetCtx,
+    route: &str,
+    file_id: Option<i64>,
+    open: &mut OpenBatch,
+) -> Result<(), JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let recs = open.take();
+    let batch_id = seal::new_batch_id();
+    let now = state::now_text(ctx.tz);
+    let head = log::head(tx)?;
+    let (body, digest) = seal::build_body(
+        &BatchHeader {
+            batch_id: &batch_id,
+            sender: &ctx.sender,
+            dataset: ds,
+            schema_version: &ctx.schema.schema_version,
+            created_at: &now,
+            audit_head: &head,
+        },
+        &recs,
+    );
+    batches::insert(
+        tx,
+        &NewBatch {
+            sort_key: None,
+            batch_id: &batch_id,
+            dataset: ds,
+            route,
+            file_id,
+            parent_id: None,
+            count: recs.len(),
+            digest: &digest,
+            body: &body,
+            sealed_at: &now,
+        },
+        recs.iter().map(|r| BatchRecord {
+            key: &r.key,
+            hash: &r.hash,
+            op: r.op.as_str(),
+        }),
+    )?;
+    for r in &recs {
+        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
+    }
+    log::append(
+        tx,
+        ctx.tz,
+        Event::BatchSealed,
+        Entry {
+            dataset: Some(ds),
+            batch: Some(&batch_id),
+            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
+            details: Some(json!({"digest": digest, "route": route, "fileId": file_id})),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+fn insert_errors(
+    tx: &Connection,
+    file_id: i64,
+    ordinal: u64,
+    pos: &Position,
+    key: Option<&str>,
+    errors: &[FieldError],
+    warning: bool,
+) -> rusqlite::Result<()> {
+    for e in errors {
+        files::insert_rejection(
+            tx,
+            file_id,
+            &Rejection {
+                ordinal: ordinal as i64,
+                position: pos.to_string(),
+                row: pos.row() as i64,
+                key: key.map(str::to_string),
+                field: e.field.clone(),
+                title: e.title.clone(),
+                value: e.value.clone(),
+                rule: e.rule.clone(),
+                message: e.message.clone(),
+                warning,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The key of a record that failed validation, from its raw key fields,
+/// so that `audit trace` can follow a record that was rejected and later
+/// corrected. `None` when a key field is missing.
+fn raw_key(schema: &DatasetSchema, raw: &RawRecord) -> Option<String> {
+    let mut parts = Vec::with_capacity(schema.key_fields.len());
+    for k in &schema.key_fields {
+        let v = raw.fields.iter().find_map(|(h, v)| {
+            (schema.field_for_header(h) == Some(k.as_str())).then_some(v)
+        })?;
+        parts.push(match v {
+            crate::parse::RawValue::Text(t) => t.trim().to_string(),
+            crate::parse::RawValue::Json(j) => j.to_string(),
+            crate::parse::RawValue::Number(n) => n.to_string(),
+            crate::parse::RawValue::DateTime(d) => d.to_string(),
+        });
+    }
+    Some(parts.join("|"))
+}
+
+/// Commits the verdict, writes the receipt or report, then moves the file
+/// out of `work/`.
+fn finish(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    file_id: i64,
+    path: &Path,
+    id: &Identity,
+    fault: Option<String>,
+) -> Result<Outcome, JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let row = files::by_id(conn, file_id)?.expect("file row exists while processing");
+    let rejected = fault.is_some() || row.counts.rejected > 0;
+    let (state_name, dir) = if rejected {
+        ("rejected", &ctx.paths.rejected)
+    } else {
+        ("done", &ctx.paths.done)
+    };
+    let final_name = fsio::free_name(dir, &row.name, &[".receipt.json", ".report.json"]);
+    let now = state::now_text(ctx.tz);
+    let batch_refs: Vec<BatchRef> = files::batches_of(conn, file_id)?
+        .into_iter()
+        .map(|(batch_id, count, digest)| BatchRef {
+            batch_id,
+            count,
+            digest,
+        })
+        .collect();
+    let errors = files::rejections_of(conn, file_id)?;
+    let claimed_at: String =
+        conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [file_id], |r| r.get(0))?;
+    let mut warnings = Vec::new();
+    if row.counts.received == 0 && fault.is_none() {
+        warnings.push("文件不含任何记录（0 条）".to_string());
+    }
+    let summary = FileSummary {
+        file: &row.name,
+        dataset: ds,
+        sha256: Some(&id.sha256),
+        size: Some(id.size),
+        format: Some(id.format_name()),
+        encoding: Some(id.encoding_name()),
+        verdict: state_name,
+        counts: row.counts,
+        fault: fault.as_deref(),
+        duplicate_of: None,
+        batches: batch_refs,
+        claimed_at: &claimed_at,
+        finished_at: &now,
+        warnings,
+    };
+    if rejected {
+        report::write_report(dir, &final_name, &summary, &errors).map_err(io_err(dir))?;
+    } else {
+        report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    files::finish(&tx, file_id, state_name, &final_name, fault.as_deref(), None, &now)?;
+    let event = if rejected {
+        Event::FileRejected
+    } else if row.counts.received == 0 {
+        Event::FileEmpty
+    } else {
+        Event::FileDone
+    };
+    log::append(
+        &tx,
+        ctx.tz,
+        event,
+        Entry {
+            dataset: Some(ds),
+            file: Some(&row.name),
+            counts: Some(serde_json::to_value(row.counts).expect("counts serialise")),
+            details: Some(json!({
+                "fileId": file_id, "sha256": id.sha256, "finalName": final_name,
+                "fault": fault,
+            })),
+            ..Default::default()
+        },
+    )?;
+    tx.commit()?;
+    let moved = FileRow {
+        state: state_name.into(),
+        final_name: Some(final_name),
+        ..row
+    };
+    finish_move(ctx, &moved, path)?;
+    log_outcome(ctx, &moved, fault.as_deref());
+    Ok(outcome_of(&moved))
+}
+
+fn log_outcome(ctx: &DatasetCtx, row: &FileRow, fault: Option<&str>) {
+    let c = &row.counts;
+    if let Some(f) = fault {
+        tracing::warn!(dataset = %ctx.dataset.name, file = %row.name, fault = f, "file rejected");
+    } else {
+        tracing::info!(
+            dataset = %ctx.dataset.name, file = %row.name, verdict = %row.state,
+            received = c.received, sealed = c.sealed, skipped = c.skipped, stale = c.stale,
+            rejected = c.rejected, "file processed"
+        );
+    }
+    if c.received == 0 && fault.is_none() {
+        tracing::warn!(dataset = %ctx.dataset.name, file = %row.name, "file holds no records");
+    }
+}
+
+fn finish_duplicate(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    row: &FileRow,
+    id: &Identity,
+    first: &FileRow,
+    path: &Path,
+) -> Result<Outcome, JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let dir = &ctx.paths.done;
+    let final_name = fsio::free_name(dir, &row.name, &[".receipt.json", ".report.json"]);
+    let now = state::now_text(ctx.tz);
+    let first_claimed: String =
+        conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [first.id], |r| r.get(0))?;
+    let summary = FileSummary {
+        file: &row.name,
+        dataset: ds,
+        sha256: Some(&id.sha256),
+        size: Some(id.size),
+        format: Some(id.format_name()),
+        encoding: id.detected.map(|d| d.encoding.name()),
+        verdict: "duplicate",
+        counts: Counts::default(),
+        fault: None,
+        duplicate_of: Some(DuplicateOf {
+            file: &first.name,
+            claimed_at: &first_claimed,
+            final_name: first.final_name.as_deref(),
+        }),
+        batches: vec![],
+        claimed_at: &now,
+        finished_at: &now,
+        warnings: vec![format!(
+            "与已接收的文件 {} 内容完全相同，未重复发送",
+            first.name
+        )],
+    };
+    report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE file SET sha256 = ?2, size = ?3 WHERE id = ?1",
+        rusqlite::params![row.id, id.sha256, id.size as i64],
+    )?;
+    files::finish(&tx, row.id, "duplicate", &final_name, None, Some(first.id), &now)?;
+    log::append(
+        &tx,
+        ctx.tz,
+        Event::FileDuplicate,
+        Entry {
+            dataset: Some(ds),
+            file: Some(&row.name),
+            details: Some(json!({
+                "fileId": row.id, "sha256": id.sha256, "duplicateOf": first.name,
+                "duplicateOfId": first.id, "finalName": final_name,
+            })),
+            ..Default::default()
+        },
+    )?;
+    tx.commit()?;
+    tracing::info!(dataset = ds, file = %row.name, first = %first.name, "duplicate file: same content already received, nothing re-sent");
+    let moved = FileRow {
+        state: "duplicate".into(),
+        final_name: Some(final_name),
+        duplicate_of: Some(first.id),
+        ..row.clone()
+    };
+    finish_move(ctx, &moved, path)?;
+    Ok(Outcome::Duplicate { of: first.id })
+}
+
+fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
+    let dir = if row.state == "rejected" {
+        &ctx.paths.rejected
+    } else {
+        &ctx.paths.done
+    };
+    let final_name = row.final_name.as_deref().unwrap_or(&row.name);
+    if path.exists() {
+        fsio::move_durable(path, &dir.join(final_name)).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+fn outcome_of(row: &FileRow) -> Outcome {
+    match row.state.as_str() {
+        "rejected" => Outcome::Rejected { counts: row.counts },
+        "duplicate" => Outcome::Duplicate {
+            of: row.duplicate_of.unwrap_or_default(),
+        },
+        _ => Outcome::Done { counts: row.counts },
+    }
+}

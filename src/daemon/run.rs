@@ -1,0 +1,389 @@
+//! The service loop: recovery, intake, workers, forwarder, drain.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
+use super::read::ReadOptions;
+use crate::config::{Config, SinkMode};
+use crate::forward::outbox::Outbox;
+use crate::intake::{self, Inbox, Scanner, Wake};
+use crate::state::log::{self, Entry, Event};
+use crate::validate::{Catalog, CodeTable, DatasetSchema};
+
+/// Config with its schemas loaded: everything `run` and `validate` need.
+pub struct Loaded {
+    pub cfg: Config,
+    pub catalog: Catalog,
+}
+
+impl Loaded {
+    pub fn schema(&self, dataset: &str) -> Option<Arc<DatasetSchema>> {
+        self.catalog.get(dataset)
+    }
+
+    pub fn read_options(&self, dataset: Option<&str>) -> ReadOptions {
+        let label = dataset
+            .and_then(|d| self.cfg.dataset(d))
+            .and_then(|d| d.default_encoding.clone())
+            .or_else(|| self.cfg.intake.default_encoding.clone());
+        ReadOptions {
+            limits: self.cfg.parse_limits(),
+            max_file_bytes: self.cfg.intake.max_file_bytes,
+            default_encoding: label.and_then(|l| crate::decode::encoding_for_label(&l)),
+        }
+    }
+}
+
+/// Loads config problems, the code table and the schemas; every problem is
+/// listed in the error.
+pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
+    let mut problems = cfg.problems();
+    let codes = match CodeTable::load(&cfg.area_codes_path()) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            problems.push(format!("area code table {}: {e}", cfg.area_codes_path().display()));
+            None
+        }
+    };
+    let catalog = match codes {
+        Some(codes) => match Catalog::load(&cfg.schemas_dir, codes, cfg.validate_options()) {
+            Ok(c) => Some(c),
+            Err(errs) => {
+                problems.extend(errs);
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some(c) = &catalog {
+        for d in &cfg.datasets {
+            if c.get(&d.name).is_none() {
+                problems.push(format!(
+                    "dataset {}: no schema {}",
+                    d.name,
+                    cfg.schemas_dir.join(format!("{}.schema.json", d.name)).display()
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok(Loaded {
+        cfg,
+        catalog: catalog.expect("no problems means the catalog loaded"),
+    })
+}
+
+/// Runs the daemon until `shutdown` completes, then drains: the current
+/// chunk of every file is committed, files in progress stay in `work/` and
+/// are resumed at the next start.
+pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let loaded = Arc::new(loaded);
+    let cfg = &loaded.cfg;
+    let tz = cfg.tz().context("timezone")?;
+    let db_path = cfg.state_db();
+    let mut conn = crate::state::open(&db_path)?;
+    {
+        let tx = conn.transaction()?;
+        log::append(
+            &tx,
+            tz,
+            Event::DaemonStarted,
+            Entry {
+                details: Some(json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()})),
+                ..Default::default()
+            },
+        )?;
+        log::append(
+            &tx,
+            tz,
+            Event::ConfigLoaded,
+            Entry {
+                details: Some(json!({
+                    "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+                    "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
+                })),
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
+    }
+    drop(conn);
+
+    let stopping = Arc::new(AtomicBool::new(false));
+    // Workers wake the forwarder after sealing: the pull-mode thread
+    // through a channel, the push-mode task through a Notify.
+    let (fwd_tx, fwd_rx) = std_mpsc::channel::<()>();
+    let push_wake = Arc::new(tokio::sync::Notify::new());
+    let fwd_wake = {
+        let tx = fwd_tx.clone();
+        let n = push_wake.clone();
+        Arc::new(move || {
+            let _ = tx.send(());
+            n.notify_one();
+        }) as Arc<dyn Fn() + Send + Sync>
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+
+    // One worker thread per dataset: files of a dataset are processed in
+    // claim order, which keeps each route's batches in arrival order.
+    let mut workers: HashMap<String, std_mpsc::Sender<String>> = HashMap::new();
+    let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    let mut inboxes = Vec::new();
+    let mut recovered = 0usize;
+    for d in &cfg.datasets {
+        let paths = SpoolPaths::new(&cfg.spool_dir, &d.name);
+        paths
+            .create()
+            .with_context(|| format!("creating spool folders for {}", d.name))?;
+        inboxes.push(Inbox {
+            dataset: d.name.clone(),
+            dir: paths.inbox.clone(),
+            work: paths.work.clone(),
+            ready: d.ready.unwrap_or(cfg.intake.ready),
+        });
+        let leftovers = intake::scan::leftovers(&paths.work);
+        recovered += leftovers.len();
+        let ctx = DatasetCtx {
+            dataset: d.clone(),
+            schema: loaded.schema(&d.name).expect("load checked every schema"),
+            sender: cfg.sender.clone(),
+            tz,
+            batch: cfg.batch,
+            chunk_records: cfg.intake.chunk_records.max(1),
+            read: loaded.read_options(Some(&d.name)),
+            paths,
+            on_sealed: fwd_wake.clone(),
+            stopping: {
+                let s = stopping.clone();
+                Arc::new(move || s.load(Ordering::SeqCst))
+            },
+        };
+        let (tx, rx) = std_mpsc::channel::<String>();
+        for name in leftovers {
+            let _ = tx.send(name);
+        }
+        workers.insert(d.name.clone(), tx);
+        let db = db_path.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{}", d.name))
+                .spawn(move || worker(db, ctx, rx))
+                .context("spawning worker")?,
+        );
+    }
+    if recovered > 0 {
+        let conn = crate::state::open(&db_path)?;
+        log::append(
+            &conn,
+            tz,
+            Event::DaemonRecovered,
+            Entry {
+                counts: Some(json!({"files": recovered})),
+                ..Default::default()
+            },
+        )?;
+        tracing::info!(files = recovered, "resuming files left in work/ by the previous run");
+    }
+
+    // The forwarder: pull mode runs on its own thread, push mode as a task.
+    let mut push_task = None;
+    let fwd_handle = match cfg.sink.mode {
+        SinkMode::Outbox => {
+            let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz);
+            let db = db_path.clone();
+            let stop = stopping.clone();
+            let watch_dir = cfg.sink.outbox_dir.clone();
+            std::fs::create_dir_all(&watch_dir).context("creating the outbox folder")?;
+            Some(std::thread::Builder::new().name("outbox".into()).spawn(move || {
+                outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop)
+            })?)
+        }
+        SinkMode::Http => {
+            let http = cfg.sink.http.clone().context("sink.mode = \"http\" needs [sink.http]")?;
+            let fwd = Arc::new(crate::forward::http::Forwarder::new(
+                db_path.clone(),
+                cfg.spool_dir.clone(),
+                tz,
+                http,
+            )?);
+            push_task = Some(tokio::spawn(fwd.run(push_wake.clone(), cancel.clone())));
+            drop(fwd_rx);
+            None
+        }
+    };
+
+    // Intake: watcher wake-ups plus periodic rescans.
+    let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
+    let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
+    let _watcher = match intake::watch(&dirs, wake_tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watcher unavailable; relying on periodic rescans");
+            None
+        }
+    };
+    let mut scanner = Scanner::new(
+        &cfg.spool_dir,
+        inboxes,
+        Duration::from_secs(cfg.intake.settle_secs),
+    );
+    let rescan = Duration::from_secs(cfg.intake.rescan_secs);
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let watchdog = watchdog_interval();
+    tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
+
+    tokio::pin!(shutdown);
+    let mut last_full = tokio::time::Instant::now() - rescan;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(last_full) >= rescan || scanner.has_pending() {
+            if now.duration_since(last_full) >= rescan {
+                last_full = now;
+            }
+            dispatch(&mut scanner, &workers);
+        }
+        let tick = if scanner.has_pending() {
+            Duration::from_millis(500)
+        } else {
+            rescan.saturating_sub(now.elapsed()).min(watchdog)
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            w = wake_rx.recv() => {
+                // Take every queued wake-up, then scan once.
+                let mut next = w;
+                while let Some(w) = next {
+                    if let Wake::Complete(p) = w {
+                        scanner.mark_complete(p);
+                    }
+                    next = wake_rx.try_recv().ok();
+                }
+                dispatch(&mut scanner, &workers);
+            }
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+    }
+
+    tracing::info!("draining: committing current chunks");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    stopping.store(true, Ordering::SeqCst);
+    cancel.cancel();
+    drop(workers);
+    if let Some(t) = push_task {
+        match t.await {
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "push forwarder panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        for h in handles {
+            let _ = h.join();
+        }
+        if let Some(h) = fwd_handle {
+            let _ = h.join();
+        }
+    })
+    .await?;
+    let conn = crate::state::open(&db_path)?;
+    log::append(&conn, tz, Event::DaemonStopped, Entry::default())?;
+    tracing::info!("fepd stopped");
+    Ok(())
+}
+
+fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<String>>) {
+    for c in scanner.scan() {
+        if let Some(w) = workers.get(&c.dataset) {
+            let _ = w.send(c.work_name);
+        }
+    }
+}
+
+fn watchdog_interval() -> Duration {
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Duration::from_micros(usec / 2)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
+fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
+    let mut conn = match crate::state::open(&db) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(dataset = %ctx.dataset.name, error = %e, "worker cannot open the state database");
+            return;
+        }
+    };
+    while let Ok(work_name) = rx.recv() {
+        if (ctx.stopping)() {
+            break;
+        }
+        match job::process(&mut conn, &ctx, &work_name) {
+            Ok(Outcome::Interrupted) => break,
+            Ok(Outcome::Unreadable(e)) => {
+                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // A state or disk failure: the file stays in work/ with its
+                // last checkpoint and is resumed at the next start.
+                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "file processing failed; will resume at next start");
+            }
+        }
+    }
+}
+
+fn outbox_loop(
+    db: PathBuf,
+    outbox: &mut Outbox,
+    watch_dir: PathBuf,
+    wake: std_mpsc::Receiver<()>,
+    wake_tx: std_mpsc::Sender<()>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut conn = match crate::state::open(&db) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "outbox cannot open the state database");
+            return;
+        }
+    };
+    // Acknowledgements arrive as files: watch for them so delivery is
+    // recorded promptly; the poll below is the fallback.
+    let _watcher = {
+        use notify::{RecursiveMode, Watcher};
+        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = wake_tx.send(());
+        })
+        .and_then(|mut w| w.watch(&watch_dir, RecursiveMode::Recursive).map(|_| w))
+        .ok()
+    };
+    loop {
+        if let Err(e) = outbox.pass(&mut conn) {
+            tracing::error!(error = %e, "outbox pass failed; retrying");
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match wake.recv_timeout(Duration::from_millis(1000)) {
+            Ok(()) => while wake.try_recv().is_ok() {},
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Access tokens (PROTOCOL.md §2, §2a): OAuth 2.0 client credentials, or
+//! the `app_key_hmac` variant. A token is cached and renewed at 80 % of its
+//! life; it is never written to any log, and error texts from the HTTP
+//! client are stripped of URLs (which may carry `?accessToken=`).
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use tokio::sync::Mutex;
+
+use crate::config::AuthMode;
+
+/// Credentials, read once at start-up from files or the environment.
+#[derive(Clone)]
+pub enum Credentials {
+    ClientCredentials {
+        client_id: String,
+        client_secret: String,
+    },
+    AppKeyHmac {
+        app_id: String,
+        app_key: String,
+        sys_code: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets must never reach a log, not even through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::ClientCredentials { client_id, .. } => {
+                write!(f, "ClientCredentials {{ client_id: {client_id:?}, client_secret: *** }}")
+            }
+            Credentials::AppKeyHmac { app_id, sys_code, .. } => write!(
+                f,
+                "AppKeyHmac {{ app_id: {app_id:?}, sys_code: {sys_code:?}, app_key: *** }}"
+            ),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            Credentials::ClientCredentials { .. } => AuthMode::ClientCredentials,
+            Credentials::AppKeyHmac { .. } => AuthMode::AppKeyHmac,
+        }
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    /// The library refused the credentials: an operator must act.
+    #[error("token refused: {0} (check the credentials)")]
+    Refused(String),
+    /// Too many failures: the library locked the client out for a while.
+    #[error("token endpoint locked the client out (temporarily_locked)")]
+    Locked(Option<Duration>),
+    /// Network trouble or a server error: try again later.
+    #[error("token request failed: {0}")]
+    Transient(String),
+}
+
+struct Cached {
+    token: String,
+    renew_at: Instant,
+}
+
+/// Hands out a valid token, fetching one when needed.
+pub struct TokenSource {
+    client: reqwest::Client,
+    url: String,
+    creds: Credentials,
+    cached: Mutex<Option<Cached>>,
+}
+
+#[derive(Deserialize)]
+struct OAuthToken {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppToken {
+    ret_code: String,
+    #[serde(default)]
+    ret_desc: Option<String>,
+    #[serde(default)]
+    data: Option<AppTokenData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppTokenData {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// `keyInfo` of PROTOCOL.md §2a: lowercase hex HMAC-SHA256 with the app
+/// key as key over `appId + appKey + timeStamp`.
+pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(app_id.as_bytes());
+    mac.update(app_key.as_bytes());
+    mac.update(timestamp_ms.to_string().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Seconds from a `Retry-After` header (delta-seconds form).
+pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    h.get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// An HTTP client error as text, without the URL (which may hold a token).
+pub fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection error"
+    } else {
+        "request error"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+impl TokenSource {
+    pub fn new(client: reqwest::Client, url: String, creds: Credentials) -> TokenSource {
+        TokenSource {
+            client,
+            url,
+            creds,
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.creds.mode()
+    }
+
+    /// A token valid for now: the cached one until 80 % of its life, then a
+    /// fresh one.
+    pub async fn get(&self) -> Result<String, TokenError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok(c.token.clone());
+        }
+        let (token, life) = self.fetch().await?;
+        *cached = Some(Cached {
+            token: token.clone(),
+            renew_at: Instant::now() + life.mul_f64(0.8),
+        });
+        Ok(token)
+    }
+
+    /// Drops `stale` if it is still the cached token (a 401 said it is no
+    /// longer valid), so the next `get` fetches a new one.
+    pub async fn invalidate(&self, stale: &str) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|c| c.token == stale) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<(String, Duration), TokenError> {
+        let req = match &self.creds {
+            Credentials::ClientCredentials {
+                client_id,
+                client_secret,
+            } => self.client.post(&self.url).form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_secret", client_secret.as_str()),
+            ]),
+            Credentials::AppKeyHmac {
+                app_id,
+                app_key,
+                sys_code,
+            } => {
+                let ts = chrono::Utc::now().timestamp_millis();
+                self.client.post(&self.url).form(&[
+                    ("appId", app_id.as_str()),
+                    ("timeStamp", ts.to_string().as_str()),
+                    ("keyInfo", key_info(app_id, app_key, ts).as_str()),
+                    ("sysCode", sys_code.as_str()),
+                ])
+            }
+        };
+        let resp = req.send().await.map_err(|e| TokenError::Transient(describe(e)))?;
+        let status = resp.status();
+        let ra = retry_after(resp.headers());
+        let text = resp.text().await.map_err(|e| TokenError::Transient(describe(e)))?;
+        if status.as_u16() == 429 {
+            return Err(TokenError::Locked(ra));
+        }
+        if status.is_server_error() {
+            return Err(TokenError::Transient(format!("HTTP {status}")));
+        }
+        match &self.creds {
+            Credentials::ClientCredentials { .. } => {
+                if !status.is_success() {
+                    let err = serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    return Err(TokenError::Refused(format!("HTTP {status} {err}")));
+                }
+                let t: OAuthToken = serde_json::from_str(&text)
+                    .map_err(|e| TokenError::Transient(format!("token response not understood: {e}")))?;
+                Ok((t.access_token, Duration::from_secs(t.expires_in.unwrap_or(7200).max(1))))
+            }
+            Credentials::AppKeyHmac { .. } => {
+                let t: Option<AppToken> = serde_json::from_str(&text).ok();
+                match t {
+                    Some(AppToken {
+                        ret_code,
+                        data: Some(d),
+                        ..
+                    }) if status.is_success() && ret_code == "000000" => {
+                        Ok((d.access_token, Duration::from_secs(d.expires_in.unwrap_or(7200).max(1))))
+                    }
+                    Some(t) => Err(TokenError::Refused(format!(
+                        "HTTP {status} retCode {} {}",
+                        t.ret_code,
+                        t.ret_desc.unwrap_or_default()
+                    ))),
+                    None => Err(TokenError::Refused(format!("HTTP {status}, response not understood"))),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_info_is_hmac_of_id_key_and_time() {
+        // Independent computation of the same HMAC.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"k3y").unwrap();
+        mac.update(b"app1k3y1700000000000");
+        assert_eq!(key_info("app1", "k3y", 1_700_000_000_000), hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(key_info("app1", "k3y", 1).len(), 64);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Credentials::ClientCredentials {
+            client_id: "fep".into(),
+            client_secret: "s3cr3t".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let c = Credentials::AppKeyHmac {
+            app_id: "a".into(),
+            app_key: "k3y".into(),
+            sys_code: "s".into(),
+        };
+        assert!(!format!("{c:?}").contains("k3y"));
+    }
+}

@@ -1,0 +1,392 @@
+//! Push mode (PROTOCOL.md §2–§4): send sealed batches to the library.
+//!
+//! One task per route with pending batches, at most `concurrency` at once.
+//! A route sends its batches strictly in seal order: the oldest pending
+//! batch is retried (backoff, forever) before anything behind it is sent.
+//! Parked batches are no longer pending, so they never block their route.
+//! Every outcome is one transaction with its exchange-log entry.
+
+mod auth;
+mod backoff;
+mod push;
+mod split;
+
+pub use auth::{Credentials, TokenError, TokenSource, key_info};
+pub use push::{Reply, classify};
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthMode, HttpSink};
+use crate::forward::outbox::write_quarantine;
+use crate::state::batches::{self, BatchRow, BatchRecord, NewBatch};
+use crate::state::log::{self, Entry, Event};
+
+/// Reads the secret named by a file (refused if group/world-readable) or an
+/// environment variable. The value is trimmed of a trailing newline.
+pub fn read_secret(file: Option<&PathBuf>, env: Option<&String>, what: &str) -> anyhow::Result<String> {
+    if let Some(f) = file {
+        if let Some(p) = crate::cli::secret_file_problem(f) {
+            anyhow::bail!("{what}: {p}");
+        }
+        let s = std::fs::read_to_string(f).with_context(|| format!("{what}: reading {}", f.display()))?;
+        return Ok(s.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if let Some(var) = env {
+        return std::env::var(var).with_context(|| format!("{what}: environment variable {var} is not set"));
+    }
+    anyhow::bail!("{what}: neither a file nor an environment variable is configured")
+}
+
+/// Credentials for the configured auth mode.
+pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
+    Ok(match h.auth {
+        AuthMode::ClientCredentials => Credentials::ClientCredentials {
+            client_id: h.client_id.clone().context("sink.http.client_id is required")?,
+            client_secret: read_secret(h.client_secret_file.as_ref(), h.client_secret_env.as_ref(), "client secret")?,
+        },
+        AuthMode::AppKeyHmac => Credentials::AppKeyHmac {
+            app_id: h.app_id.clone().context("sink.http.app_id is required")?,
+            app_key: read_secret(h.app_key_file.as_ref(), h.app_key_env.as_ref(), "app key")?,
+            sys_code: h.sys_code.clone().context("sink.http.sys_code is required")?,
+        },
+    })
+}
+
+/// The HTTP client: rustls, optional extra CA, request timeout.
+pub fn client(h: &HttpSink) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(h.request_timeout_secs))
+        .connect_timeout(Duration::from_secs(h.request_timeout_secs.min(10)))
+        .user_agent(concat!("fepd/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &h.ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("ca_file is not a PEM certificate")?);
+    }
+    Ok(b.build()?)
+}
+
+/// Everything the push forwarder needs.
+pub struct Forwarder {
+    pub db: PathBuf,
+    pub spool: PathBuf,
+    pub tz: FixedOffset,
+    pub http: HttpSink,
+    pub tokens: Arc<TokenSource>,
+    pub client: reqwest::Client,
+}
+
+impl Forwarder {
+    pub fn new(db: PathBuf, spool: PathBuf, tz: FixedOffset, http: HttpSink) -> anyhow::Result<Forwarder> {
+        let client = client(&http)?;
+        let creds = credentials(&http)?;
+        let base = http.base_url.trim_end_matches('/').to_string();
+        let token_url = match creds.mode() {
+            AuthMode::ClientCredentials => format!("{base}{}", http.token_path),
+            AuthMode::AppKeyHmac => format!("{base}{}", http.app_token_path),
+        };
+        if base.starts_with("http://") {
+            tracing::warn!(base_url = %base, "the library is reached over plain http://: credentials and personal data cross the network unencrypted");
+        }
+        Ok(Forwarder {
+            tokens: Arc::new(TokenSource::new(client.clone(), token_url, creds)),
+            client,
+            db,
+            spool,
+            tz,
+            http,
+        })
+    }
+
+    fn push_url(&self, route: &str) -> String {
+        let (category, resource) = route.split_once('/').unwrap_or((route, ""));
+        format!(
+            "{}{}",
+            self.http.base_url.trim_end_matches('/'),
+            self.http
+                .push_path
+                .replace("{category}", category)
+                .replace("{resource}", resource)
+        )
+    }
+
+    /// Runs until `cancel`; `wake` is notified when batches are sealed.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) -> anyhow::Result<()> {
+        let db = Db::open(&self.db)?;
+        let mut running: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        loop {
+            let routes = db.call(|c| batches::routes_with_pending(c)).await?;
+            for r in routes {
+                if running.len() >= self.http.concurrency.max(1) {
+                    break;
+                }
+                if running.insert(r.clone()) {
+                    let me = self.clone();
+                    let db = db.clone();
+                    let cancel = cancel.clone();
+                    tasks.spawn(async move {
+                        if let Err(e) = me.drive_route(&db, &r, &cancel).await {
+                            tracing::error!(route = %r, error = %format!("{e:#}"), "route sender failed; restarting it");
+                        }
+                        r
+                    });
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wake.notified() => {}
+                Some(done) = tasks.join_next() => {
+                    if let Ok(r) = done { running.remove(&r); }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        // Let in-flight requests finish: each route task stops after its
+        // current batch once it sees the cancellation.
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Sends a route's pending batches in order until none is left or a
+    /// drain is asked for.
+    async fn drive_route(&self, db: &Db, route: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let url = self.push_url(route);
+        let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let r = route.to_string();
+            let Some(b) = db.call(move |c| batches::next_for_route(c, &r)).await? else {
+                return Ok(());
+            };
+            let wait_ms = b.next_attempt_ms - crate::state::now_ms();
+            if wait_ms > 0 {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+                }
+                continue;
+            }
+            let id = b.batch_id.clone();
+            let body = db.call(move |c| batches::body(c, &id)).await?.unwrap_or_default();
+            let reply = self.send_with_token(&url, in_query, &b, &body).await;
+            self.record(db, &b, reply).await?;
+        }
+    }
+
+    /// One send, with PROTOCOL.md §2's rule for 401: renew the token once
+    /// and retry the request once; a second 401 is retried later, never
+    /// parked.
+    async fn send_with_token(&self, url: &str, in_query: bool, b: &BatchRow, body: &[u8]) -> Reply {
+        for attempt in 0..2 {
+            let token = match self.tokens.get().await {
+                Ok(t) => t,
+                Err(TokenError::Locked(wait)) => {
+                    return Reply::Retry {
+                        wait,
+                        reason: "token endpoint: temporarily_locked".into(),
+                    };
+                }
+                Err(e @ TokenError::Refused(_)) => {
+                    tracing::error!(error = %e, "ALERT: the library refuses fepd's credentials; renew them");
+                    return Reply::Retry {
+                        wait: None,
+                        reason: e.to_string(),
+                    };
+                }
+                Err(e) => {
+                    return Reply::Retry {
+                        wait: None,
+                        reason: e.to_string(),
+                    };
+                }
+            };
+            match push::send(&self.client, url, in_query, &token, &b.batch_id, body, self.http.gzip).await {
+                Reply::Unauthorized => {
+                    self.tokens.invalidate(&token).await;
+                    if attempt == 1 {
+                        tracing::error!(batch = %b.batch_id, "ALERT: push refused with 401 even with a fresh token; the credentials may need renewing");
+                    }
+                }
+                other => return other,
+            }
+        }
+        Reply::Retry {
+            wait: None,
+            reason: "HTTP 401 twice (token refused)".into(),
+        }
+    }
+
+    /// Records a reply: delivered, parked, split or scheduled for retry.
+    async fn record(&self, db: &Db, b: &BatchRow, reply: Reply) -> anyhow::Result<()> {
+        let tz = self.tz;
+        let b = b.clone();
+        let spool = self.spool.clone();
+        db.call(move |c| record_reply(c, tz, &spool, &b, reply)).await
+    }
+}
+
+/// Applies `reply` to batch `b` in one transaction with its log entry.
+pub fn record_reply(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    spool: &std::path::Path,
+    b: &BatchRow,
+    reply: Reply,
+) -> anyhow::Result<()> {
+    let id = b.batch_id.as_str();
+    let ds = Some(b.dataset.as_str());
+    match reply {
+        Reply::Delivered {
+            receipt_id,
+            accepted,
+            rejected,
+            duplicate,
+        } => {
+            if !rejected.is_empty() {
+                write_quarantine(conn, spool, &b.dataset, id, &rejected)?;
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = crate::state::now_text(tz);
+            let accepted = accepted.unwrap_or(b.count - rejected.len() as i64);
+            if batches::mark_delivered(&tx, id, &receipt_id, accepted, rejected.len() as i64, &now)? {
+                for r in &rejected {
+                    let key = match &r.key {
+                        Some(k) => k.clone(),
+                        None => batches::record_key(&tx, id, r.index)?.unwrap_or_default(),
+                    };
+                    batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
+                }
+                log::append(&tx, tz, Event::BatchDelivered, Entry {
+                    dataset: ds,
+                    batch: Some(id),
+                    counts: Some(json!({"records": b.count, "accepted": accepted, "rejected": rejected.len()})),
+                    details: Some(json!({"receiptId": receipt_id, "duplicate": duplicate, "attempts": b.attempts + 1, "via": "http"})),
+                    ..Default::default()
+                })?;
+                if !rejected.is_empty() {
+                    log::append(&tx, tz, Event::RecordsLibraryRejected, Entry {
+                        dataset: ds,
+                        batch: Some(id),
+                        counts: Some(json!({"records": rejected.len()})),
+                        details: Some(json!({
+                            "codes": rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+                            "quarantine": format!("remote-{id}.json"),
+                        })),
+                        ..Default::default()
+                    })?;
+                    tracing::warn!(dataset = %b.dataset, batch = id, records = rejected.len(), "library refused records; quarantined, not resent");
+                }
+            }
+            tx.commit()?;
+            tracing::info!(dataset = %b.dataset, batch = id, receipt = %receipt_id, duplicate, "batch delivered");
+        }
+        Reply::Park { reason } => {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if batches::park(&tx, id, &reason)? {
+                log::append(&tx, tz, Event::BatchParked, Entry {
+                    dataset: ds,
+                    batch: Some(id),
+                    counts: Some(json!({"records": b.count})),
+                    details: Some(json!({"reason": reason, "via": "http"})),
+                    ..Default::default()
+                })?;
+            }
+            tx.commit()?;
+            tracing::error!(dataset = %b.dataset, batch = id, reason = %reason, "ALERT: batch parked; `fepd batches retry` resends it");
+        }
+        Reply::TooLarge => {
+            let body = batches::body(conn, id)?.unwrap_or_default();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match split::halves(id, &body) {
+                None => {
+                    let reason = "HTTP 413 413001 for a single record: it cannot be split".to_string();
+                    batches::park(&tx, id, &reason)?;
+                    log::append(&tx, tz, Event::BatchParked, Entry {
+                        dataset: ds,
+                        batch: Some(id),
+                        counts: Some(json!({"records": b.count})),
+                        details: Some(json!({"reason": reason, "via": "http"})),
+                        ..Default::default()
+                    })?;
+                }
+                Some(halves) => {
+                    batches::transition(&tx, id, &["sealed"], "split")?;
+                    for (n, h) in halves.iter().enumerate() {
+                        let sort_key = format!("{}.{}", b.sort_key, n + 1);
+                        batches::insert(
+                            &tx,
+                            &NewBatch {
+                                sort_key: Some(&sort_key),
+                                batch_id: &h.batch_id,
+                                dataset: &b.dataset,
+                                route: &b.route,
+                                file_id: b.file_id,
+                                parent_id: Some(id),
+                                count: h.count,
+                                digest: &h.digest,
+                                body: &h.body,
+                                sealed_at: &b.sealed_at,
+                            },
+                            h.records.iter().map(|(k, hash, op)| BatchRecord { key: k, hash, op }),
+                        )?;
+                    }
+                    // Later batches of the route are sealed no larger than
+                    // the bigger half.
+                    batches::lower_route_limit(&tx, &b.route, halves[0].count)?;
+                    log::append(&tx, tz, Event::BatchSplit, Entry {
+                        dataset: ds,
+                        batch: Some(id),
+                        counts: Some(json!({"records": b.count, "first": halves[0].count, "second": halves[1].count})),
+                        details: Some(json!({"halves": [halves[0].batch_id, halves[1].batch_id], "routeMaxRecords": halves[0].count})),
+                        ..Default::default()
+                    })?;
+                    tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413: batch split in two; route batch size lowered to {}", halves[0].count);
+                }
+            }
+            tx.commit()?;
+        }
+        Reply::Retry { wait, reason } => {
+            let wait = wait.unwrap_or_else(|| backoff::delay(b.attempts as u32, rand::random::<f64>()));
+            let next = crate::state::now_ms() + wait.as_millis() as i64;
+            batches::record_failure(conn, id, &reason, next)?;
+            tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");
+        }
+        Reply::Unauthorized => unreachable!("send_with_token turns 401 into Retry"),
+    }
+    Ok(())
+}
+
+/// The forwarder's connection, used from blocking tasks.
+#[derive(Clone)]
+struct Db(Arc<Mutex<Connection>>);
+
+impl Db {
+    fn open(path: &std::path::Path) -> anyhow::Result<Db> {
+        Ok(Db(Arc::new(Mutex::new(crate::state::open(path)?))))
+    }
+
+    async fn call<T: Send + 'static, E: Into<anyhow::Error> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let db = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c).map_err(Into::into)
+        })
+        .await?
+    }
+}

@@ -1,0 +1,362 @@
+//! Pull mode (PROTOCOL.md §5): write each sealed batch to
+//! `{outbox}/{dataset}/{batchId}.json`; a `{batchId}.ack` beside it marks it
+//! delivered, a `{batchId}.nack` parks it; both files then move to
+//! `delivered/` or `parked/`.
+//!
+//! Crash safety: the batch file is written to a temporary name, fsynced,
+//! renamed and its folder fsynced before the batch is marked exported; an
+//! acknowledgement is committed to the state database before the files are
+//! moved, and a restart finishes any move that was cut short.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::fsio;
+use crate::state::batches;
+use crate::state::log::{self, Entry, Event};
+use crate::state::{self};
+
+/// The body of a `.ack` file: the `data` of a 200 response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    pub receipt_id: String,
+    #[serde(default)]
+    pub accepted: Option<i64>,
+    #[serde(default)]
+    pub rejected: Vec<RemoteRejected>,
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// A record the library refused inside an accepted batch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct RemoteRejected {
+    pub index: i64,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The body of a `.nack` file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Nack {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The pull-mode outbox of one deployment.
+pub struct Outbox {
+    pub dir: PathBuf,
+    /// `spool/` — library-rejected records go to `spool/<dataset>/rejected/`.
+    pub spool: PathBuf,
+    pub tz: FixedOffset,
+    /// Acknowledgement files already warned about (unreadable, unknown id).
+    warned: std::collections::HashSet<PathBuf>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub exported: usize,
+    pub delivered: usize,
+    pub parked: usize,
+}
+
+impl Outbox {
+    pub fn new(dir: PathBuf, spool: PathBuf, tz: FixedOffset) -> Outbox {
+        Outbox {
+            dir,
+            spool,
+            tz,
+            warned: Default::default(),
+        }
+    }
+
+    /// Exports sealed batches and handles acknowledgements, once.
+    pub fn pass(&mut self, conn: &mut Connection) -> Result<Pass, PassError> {
+        let mut p = Pass::default();
+        p.exported = self.export(conn)?;
+        let (d, k) = self.acknowledge(conn)?;
+        p.delivered = d;
+        p.parked = k;
+        Ok(p)
+    }
+
+    /// Writes every `sealed` batch to the outbox, in seal order.
+    pub fn export(&mut self, conn: &mut Connection) -> Result<usize, PassError> {
+        let mut n = 0;
+        loop {
+            let pending = batches::list(conn, Some("sealed"), None, 200)?;
+            if pending.is_empty() {
+                return Ok(n);
+            }
+            for b in pending {
+                let body = batches::body(conn, &b.batch_id)?.unwrap_or_default();
+                let dir = self.dir.join(&b.dataset);
+                fsio::write_atomic(&dir, &format!("{}.json", b.batch_id), &body)
+                    .map_err(|e| PassError::io(&dir, e))?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if batches::transition(&tx, &b.batch_id, &["sealed"], "exported")? {
+                    log::append(
+                        &tx,
+                        self.tz,
+                        Event::BatchExported,
+                        Entry {
+                            dataset: Some(&b.dataset),
+                            batch: Some(&b.batch_id),
+                            counts: Some(json!({"records": b.count})),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                tx.commit()?;
+                n += 1;
+            }
+        }
+    }
+
+    /// Handles every `.ack` and `.nack` in the outbox folders.
+    pub fn acknowledge(&mut self, conn: &mut Connection) -> Result<(usize, usize), PassError> {
+        let (mut delivered, mut parked) = (0, 0);
+        let Ok(datasets) = fs::read_dir(&self.dir) else {
+            return Ok((0, 0));
+        };
+        for ds in datasets.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+            let dataset = ds.file_name().to_string_lossy().into_owned();
+            let dir = ds.path();
+            let mut names: Vec<String> = fs::read_dir(&dir)
+                .map_err(|e| PassError::io(&dir, e))?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') && (n.ends_with(".ack") || n.ends_with(".nack")))
+                .collect();
+            names.sort();
+            for name in names {
+                let path = dir.join(&name);
+                let handled = if let Some(id) = name.strip_suffix(".ack") {
+                    self.handle_ack(conn, &dataset, &dir, id, &path)?
+                } else if let Some(id) = name.strip_suffix(".nack") {
+                    self.handle_nack(conn, &dataset, &dir, id, &path)?
+                } else {
+                    None
+                };
+                match handled {
+                    Some(true) if name.ends_with(".ack") => delivered += 1,
+                    Some(true) => parked += 1,
+                    _ => {}
+                }
+            }
+        }
+        Ok((delivered, parked))
+    }
+
+    fn warn_once(&mut self, path: &Path, what: &str) {
+        if self.warned.insert(path.to_owned()) {
+            tracing::warn!(file = %path.display(), "{what}");
+        }
+    }
+
+    /// `Some(true)` when this call recorded the delivery, `Some(false)` when
+    /// it was recorded before (only the move was left), `None` when the
+    /// acknowledgement could not be used yet.
+    fn handle_ack(
+        &mut self,
+        conn: &mut Connection,
+        dataset: &str,
+        dir: &Path,
+        id: &str,
+        path: &Path,
+    ) -> Result<Option<bool>, PassError> {
+        let Some(b) = batches::get(conn, id)? else {
+            self.warn_once(path, "acknowledgement for a batch this sender never sealed; left in place");
+            return Ok(None);
+        };
+        let ack: Ack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                self.warn_once(path, &format!("acknowledgement is not valid JSON ({e}); left in place"));
+                return Ok(None);
+            }
+            Err(e) => return Err(PassError::io(path, e)),
+        };
+        let fresh = matches!(b.state.as_str(), "sealed" | "exported");
+        if fresh {
+            if !ack.rejected.is_empty() {
+                self.quarantine(conn, &b.dataset, id, &ack.rejected)?;
+            }
+            let now = state::now_text(self.tz);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let accepted = ack.accepted.unwrap_or(b.count - ack.rejected.len() as i64);
+            batches::mark_delivered(&tx, id, &ack.receipt_id, accepted, ack.rejected.len() as i64, &now)?;
+            for r in &ack.rejected {
+                let key = match &r.key {
+                    Some(k) => k.clone(),
+                    None => batches::record_key(&tx, id, r.index)?.unwrap_or_default(),
+                };
+                batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
+            }
+            log::append(
+                &tx,
+                self.tz,
+                Event::BatchDelivered,
+                Entry {
+                    dataset: Some(dataset),
+                    batch: Some(id),
+                    counts: Some(json!({"records": b.count, "accepted": accepted, "rejected": ack.rejected.len()})),
+                    details: Some(json!({"receiptId": ack.receipt_id, "duplicate": ack.duplicate, "via": "outbox"})),
+                    ..Default::default()
+                },
+            )?;
+            if !ack.rejected.is_empty() {
+                log::append(
+                    &tx,
+                    self.tz,
+                    Event::RecordsLibraryRejected,
+                    Entry {
+                        dataset: Some(dataset),
+                        batch: Some(id),
+                        counts: Some(json!({"records": ack.rejected.len()})),
+                        details: Some(json!({
+                            "codes": ack.rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+                            "quarantine": format!("remote-{id}.json"),
+                        })),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            tx.commit()?;
+            tracing::info!(dataset, batch = id, receipt = %ack.receipt_id, rejected = ack.rejected.len(), "batch delivered");
+        }
+        self.move_pair(dir, id, "ack", "delivered")?;
+        Ok(Some(fresh))
+    }
+
+    fn handle_nack(
+        &mut self,
+        conn: &mut Connection,
+        dataset: &str,
+        dir: &Path,
+        id: &str,
+        path: &Path,
+    ) -> Result<Option<bool>, PassError> {
+        let Some(b) = batches::get(conn, id)? else {
+            self.warn_once(path, "refusal for a batch this sender never sealed; left in place");
+            return Ok(None);
+        };
+        let nack: Nack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                self.warn_once(path, &format!("refusal is not valid JSON ({e}); left in place"));
+                return Ok(None);
+            }
+            Err(e) => return Err(PassError::io(path, e)),
+        };
+        let fresh = matches!(b.state.as_str(), "sealed" | "exported");
+        if fresh {
+            let reason = format!("{} {}", nack.code, nack.message);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            batches::park(&tx, id, &reason)?;
+            log::append(
+                &tx,
+                self.tz,
+                Event::BatchParked,
+                Entry {
+                    dataset: Some(dataset),
+                    batch: Some(id),
+                    counts: Some(json!({"records": b.count})),
+                    details: Some(json!({"code": nack.code, "message": nack.message, "via": "outbox"})),
+                    ..Default::default()
+                },
+            )?;
+            tx.commit()?;
+            tracing::error!(dataset, batch = id, code = %nack.code, "batch refused by the collector and parked; `fepd batches retry` resends it");
+        }
+        self.move_pair(dir, id, "nack", "parked")?;
+        Ok(Some(fresh))
+    }
+
+    /// Writes the records the library refused to
+    /// `spool/<dataset>/rejected/remote-<batchId>.json`, with their data.
+    fn quarantine(
+        &self,
+        conn: &Connection,
+        dataset: &str,
+        id: &str,
+        rejected: &[RemoteRejected],
+    ) -> Result<(), PassError> {
+        write_quarantine(conn, &self.spool, dataset, id, rejected)
+    }
+
+    fn move_pair(&self, dir: &Path, id: &str, marker: &str, to: &str) -> Result<(), PassError> {
+        let dest = dir.join(to);
+        fs::create_dir_all(&dest).map_err(|e| PassError::io(&dest, e))?;
+        for name in [format!("{id}.json"), format!("{id}.{marker}")] {
+            let from = dir.join(&name);
+            if from.exists() {
+                fsio::move_durable(&from, &dest.join(&name)).map_err(|e| PassError::io(&from, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the quarantine file for records the library refused (shared with
+/// the HTTP forwarder).
+pub fn write_quarantine(
+    conn: &Connection,
+    spool: &Path,
+    dataset: &str,
+    id: &str,
+    rejected: &[RemoteRejected],
+) -> Result<(), PassError> {
+    let body = batches::body(conn, id)?.unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let records: Vec<serde_json::Value> = rejected
+        .iter()
+        .map(|r| {
+            let rec = &parsed["records"][r.index as usize];
+            json!({
+                "index": r.index, "key": r.key.clone().or_else(|| rec["key"].as_str().map(str::to_string)),
+                "code": r.code, "message": r.message, "record": rec,
+            })
+        })
+        .collect();
+    let doc = json!({"batchId": id, "dataset": dataset, "rejected": records});
+    let dir = spool.join(dataset).join("rejected");
+    fsio::write_atomic(
+        &dir,
+        &format!("remote-{id}.json"),
+        &serde_json::to_vec_pretty(&doc).expect("json serialises"),
+    )
+    .map_err(|e| PassError::io(&dir, e))?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    State(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl PassError {
+    fn io(path: &Path, source: std::io::Error) -> PassError {
+        PassError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Seal: dedupe valid records against what was already sealed, and pack
+//! the rest into batches whose bodies are final (PROTOCOL.md §3).
+//!
+//! A batch's id is a ULID assigned here, once; its body — with the
+//! records' canonical `data`, their hashes and the batch digest — is built
+//! here and stored as is, so a retry, a restart or the library's own
+//! verification always sees the same bytes.
+
+mod body;
+mod dedupe;
+
+pub use body::{BatchHeader, build_body};
+pub use dedupe::{Decision, decide};
+
+use std::time::Instant;
+
+use crate::config::BatchLimits;
+use crate::validate::{Op, ValidRecord};
+
+/// A record accepted for the open batch.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub op: Op,
+    pub key: String,
+    pub hash: String,
+    pub version: Option<i64>,
+    pub canonical: String,
+}
+
+/// Bytes a record adds to a body besides its `data` (op, key, hash, braces).
+const RECORD_OVERHEAD: usize = 120;
+
+/// The batch being filled; it is sealed with the chunk that filled it.
+#[derive(Debug)]
+pub struct OpenBatch {
+    pub records: Vec<Staged>,
+    bytes: usize,
+    opened: Instant,
+}
+
+impl Default for OpenBatch {
+    fn default() -> Self {
+        OpenBatch {
+            records: Vec::new(),
+            bytes: 0,
+            opened: Instant::now(),
+        }
+    }
+}
+
+impl OpenBatch {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether `rec` would push the batch over its byte limit (a batch
+    /// always takes at least one record).
+    pub fn would_overflow(&self, rec: &ValidRecord, limits: &BatchLimits) -> bool {
+        !self.records.is_empty()
+            && self.bytes + rec.canonical.len() + rec.key.len() + RECORD_OVERHEAD > limits.max_bytes
+    }
+
+    pub fn push(&mut self, rec: ValidRecord) {
+        self.bytes += rec.canonical.len() + rec.key.len() + RECORD_OVERHEAD;
+        self.records.push(Staged {
+            op: rec.op,
+            key: rec.key,
+            hash: rec.hash,
+            version: rec.version,
+            canonical: rec.canonical,
+        });
+    }
+
+    /// Full by count or bytes, or open longer than `max_age_ms`.
+    pub fn is_due(&self, limits: &BatchLimits) -> bool {
+        self.records.len() >= limits.max_records
+            || self.bytes >= limits.max_bytes
+            || self.opened.elapsed().as_millis() as u64 >= limits.max_age_ms
+    }
+
+    pub fn take(&mut self) -> Vec<Staged> {
+        self.bytes = 0;
+        self.opened = Instant::now();
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// A new batch id: a ULID, sortable by seal time and unique per sender.
+pub fn new_batch_id() -> String {
+    ulid::Ulid::new().to_string()
+}

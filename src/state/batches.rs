@@ -1,0 +1,284 @@
+//! The outbox: sealed batches, their bodies and their delivery state.
+//!
+//! A batch row is written once, with its exact body, in the transaction
+//! that seals it, and its body never changes. Delivery only moves `state`
+//! forward: `sealed` → (`exported` in pull mode) → `delivered`, or →
+//! `parked` (dead letter, an operator may retry it) or → `split` (replaced
+//! by two halves after a 413).
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A batch as the outbox holds it (without its body).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchRow {
+    pub seq: i64,
+    pub sort_key: String,
+    pub batch_id: String,
+    pub dataset: String,
+    pub route: String,
+    pub file_id: Option<i64>,
+    pub parent_id: Option<String>,
+    pub count: i64,
+    pub bytes: i64,
+    pub digest: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub receipt_id: Option<String>,
+    pub lib_rejected: i64,
+    pub sealed_at: String,
+    pub delivered_at: Option<String>,
+}
+
+const COLS: &str = "seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, \
+                    attempts, next_attempt_ms, last_error, receipt_id, lib_rejected, sealed_at, delivered_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
+    Ok(BatchRow {
+        seq: r.get(0)?,
+        sort_key: r.get(1)?,
+        batch_id: r.get(2)?,
+        dataset: r.get(3)?,
+        route: r.get(4)?,
+        file_id: r.get(5)?,
+        parent_id: r.get(6)?,
+        count: r.get(7)?,
+        bytes: r.get(8)?,
+        digest: r.get(9)?,
+        state: r.get(10)?,
+        attempts: r.get(11)?,
+        next_attempt_ms: r.get(12)?,
+        last_error: r.get(13)?,
+        receipt_id: r.get(14)?,
+        lib_rejected: r.get(15)?,
+        sealed_at: r.get(16)?,
+        delivered_at: r.get(17)?,
+    })
+}
+
+/// A batch ready to be written to the outbox table.
+pub struct NewBatch<'a> {
+    /// Delivery order within the route; `None` = after everything sealed
+    /// so far (the zero-padded `seq`).
+    pub sort_key: Option<&'a str>,
+    pub batch_id: &'a str,
+    pub dataset: &'a str,
+    pub route: &'a str,
+    pub file_id: Option<i64>,
+    pub parent_id: Option<&'a str>,
+    pub count: usize,
+    pub digest: &'a str,
+    pub body: &'a [u8],
+    pub sealed_at: &'a str,
+}
+
+/// One record's line in `batch_record`.
+pub struct BatchRecord<'a> {
+    pub key: &'a str,
+    pub hash: &'a str,
+    pub op: &'a str,
+}
+
+pub fn insert(
+    conn: &Connection,
+    b: &NewBatch<'_>,
+    records: impl IntoIterator<Item = BatchRecord<'_>>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, sealed_at)
+         VALUES (COALESCE(?11, ''), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'sealed', ?10)",
+        params![
+            b.batch_id,
+            b.dataset,
+            b.route,
+            b.file_id,
+            b.parent_id,
+            b.count as i64,
+            b.body.len() as i64,
+            b.digest,
+            b.body,
+            b.sealed_at,
+            b.sort_key
+        ],
+    )?;
+    if b.sort_key.is_none() {
+        conn.execute(
+            "UPDATE batch SET sort_key = printf('%020d', seq) WHERE seq = ?1",
+            [conn.last_insert_rowid()],
+        )?;
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO batch_record (batch_id, idx, key, hash, op) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (i, r) in records.into_iter().enumerate() {
+        stmt.execute(params![b.batch_id, i as i64, r.key, r.hash, r.op])?;
+    }
+    Ok(())
+}
+
+pub fn get(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<BatchRow>> {
+    conn.query_row(
+        &format!("SELECT {COLS} FROM batch WHERE batch_id = ?1"),
+        [batch_id],
+        row,
+    )
+    .optional()
+}
+
+pub fn body(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.query_row("SELECT body FROM batch WHERE batch_id = ?1", [batch_id], |r| r.get(0))
+        .optional()
+}
+
+/// Batches in `state`, oldest first, optionally for one dataset.
+pub fn list(
+    conn: &Connection,
+    state: Option<&str>,
+    dataset: Option<&str>,
+    limit: i64,
+) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLS} FROM batch WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR dataset = ?2)
+         ORDER BY sort_key LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![state, dataset, limit], row)?;
+    rows.collect()
+}
+
+/// Moves a batch from one state to another; false if it was not in `from`.
+pub fn transition(
+    conn: &Connection,
+    batch_id: &str,
+    from: &[&str],
+    to: &str,
+) -> rusqlite::Result<bool> {
+    let from_list = from
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let n = conn.execute(
+        &format!("UPDATE batch SET state = ?2 WHERE batch_id = ?1 AND state IN ({from_list})"),
+        params![batch_id, to],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn mark_delivered(
+    conn: &Connection,
+    batch_id: &str,
+    receipt_id: &str,
+    accepted: i64,
+    lib_rejected: i64,
+    delivered_at: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE batch SET state = 'delivered', receipt_id = ?2, accepted = ?3, lib_rejected = ?4,
+         delivered_at = ?5, last_error = NULL
+         WHERE batch_id = ?1 AND state IN ('sealed', 'exported')",
+        params![batch_id, receipt_id, accepted, lib_rejected, delivered_at],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn park(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE batch SET state = 'parked', last_error = ?2 WHERE batch_id = ?1 AND state IN ('sealed', 'exported')",
+        params![batch_id, reason],
+    )?;
+    Ok(n == 1)
+}
+
+/// Records a failed attempt and when to try again.
+pub fn record_failure(
+    conn: &Connection,
+    batch_id: &str,
+    error: &str,
+    next_attempt_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE batch SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE batch_id = ?1",
+        params![batch_id, error, next_attempt_ms],
+    )?;
+    Ok(())
+}
+
+/// The key of record `idx` of a batch.
+pub fn record_key(conn: &Connection, batch_id: &str, idx: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT key FROM batch_record WHERE batch_id = ?1 AND idx = ?2",
+        params![batch_id, idx],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub fn insert_remote_rejection(
+    conn: &Connection,
+    batch_id: &str,
+    idx: i64,
+    key: &str,
+    code: &str,
+    message: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO remote_rejection (batch_id, idx, key, code, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![batch_id, idx, key, code, message],
+    )?;
+    Ok(())
+}
+
+/// Backlog per dataset: batches and records not yet delivered nor parked.
+pub fn backlog(conn: &Connection, dataset: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(count), 0) FROM batch WHERE dataset = ?1 AND state IN ('sealed', 'exported')",
+        [dataset],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Total backlog, all datasets: (batches, records, bytes).
+pub fn total_backlog(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(count), 0), COALESCE(SUM(bytes), 0) FROM batch WHERE state IN ('sealed', 'exported')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
+/// The oldest pending (`sealed`) batch of a route, in delivery order.
+pub fn next_for_route(conn: &Connection, route: &str) -> rusqlite::Result<Option<BatchRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLS} FROM batch WHERE state = 'sealed' AND route = ?1 ORDER BY sort_key LIMIT 1"
+        ),
+        [route],
+        row,
+    )
+    .optional()
+}
+
+/// Routes with pending batches.
+pub fn routes_with_pending(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT route FROM batch WHERE state = 'sealed'")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// The record count a route accepts, if a 413 taught us one.
+pub fn route_limit(conn: &Connection, route: &str) -> rusqlite::Result<Option<usize>> {
+    conn.query_row("SELECT max_records FROM route_limit WHERE route = ?1", [route], |r| {
+        r.get::<_, i64>(0).map(|n| n as usize)
+    })
+    .optional()
+}
+
+pub fn lower_route_limit(conn: &Connection, route: &str, max_records: usize) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO route_limit (route, max_records) VALUES (?1, ?2)
+         ON CONFLICT(route) DO UPDATE SET max_records = MIN(max_records, excluded.max_records)",
+        params![route, max_records as i64],
+    )?;
+    Ok(())
+}

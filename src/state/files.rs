@@ -1,0 +1,231 @@
+//! Files seen in the spool: claim rows, checkpoints, verdict counts.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A claimed file's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: i64,
+    pub dataset: String,
+    pub name: String,
+    pub work_name: String,
+    pub sha256: Option<String>,
+    pub state: String,
+    pub records_done: i64,
+    pub counts: Counts,
+    pub fault: Option<String>,
+    pub final_name: Option<String>,
+    pub duplicate_of: Option<i64>,
+}
+
+/// What became of a file's records so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub received: i64,
+    pub sealed: i64,
+    pub skipped: i64,
+    pub stale: i64,
+    pub rejected: i64,
+    pub ignored_fields: i64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.received += o.received;
+        self.sealed += o.sealed;
+        self.skipped += o.skipped;
+        self.stale += o.stale;
+        self.rejected += o.rejected;
+        self.ignored_fields += o.ignored_fields;
+    }
+}
+
+const COLS: &str = "id, dataset, name, work_name, sha256, state, records_done, received, sealed, \
+                    skipped, stale, rejected, ignored_fields, fault, final_name, duplicate_of";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        dataset: r.get(1)?,
+        name: r.get(2)?,
+        work_name: r.get(3)?,
+        sha256: r.get(4)?,
+        state: r.get(5)?,
+        records_done: r.get(6)?,
+        counts: Counts {
+            received: r.get(7)?,
+            sealed: r.get(8)?,
+            skipped: r.get(9)?,
+            stale: r.get(10)?,
+            rejected: r.get(11)?,
+            ignored_fields: r.get(12)?,
+        },
+        fault: r.get(13)?,
+        final_name: r.get(14)?,
+        duplicate_of: r.get(15)?,
+    })
+}
+
+pub fn by_work_name(conn: &Connection, work_name: &str) -> rusqlite::Result<Option<FileRow>> {
+    conn.query_row(
+        &format!("SELECT {COLS} FROM file WHERE work_name = ?1"),
+        [work_name],
+        row,
+    )
+    .optional()
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<FileRow>> {
+    conn.query_row(&format!("SELECT {COLS} FROM file WHERE id = ?1"), [id], row)
+        .optional()
+}
+
+/// Records a new claim.
+pub fn insert_claim(
+    conn: &Connection,
+    dataset: &str,
+    name: &str,
+    work_name: &str,
+    claimed_at: &str,
+) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO file (dataset, name, work_name, state, claimed_at) VALUES (?1, ?2, ?3, 'claimed', ?4)",
+        params![dataset, name, work_name, claimed_at],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The earliest other file of `dataset` with this content, if any.
+pub fn first_with_sha(
+    conn: &Connection,
+    dataset: &str,
+    sha256: &str,
+    except_id: i64,
+) -> rusqlite::Result<Option<FileRow>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLS} FROM file WHERE dataset = ?1 AND sha256 = ?2 AND id != ?3
+             AND state != 'duplicate' ORDER BY id LIMIT 1"
+        ),
+        params![dataset, sha256, except_id],
+        row,
+    )
+    .optional()
+}
+
+pub fn set_identity(
+    conn: &Connection,
+    id: i64,
+    sha256: &str,
+    size: u64,
+    format: &str,
+    encoding: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE file SET sha256 = ?2, size = ?3, format = ?4, encoding = ?5, state = 'processing'
+         WHERE id = ?1",
+        params![id, sha256, size as i64, format, encoding],
+    )?;
+    Ok(())
+}
+
+/// Advances the checkpoint by a committed chunk.
+pub fn checkpoint(
+    conn: &Connection,
+    id: i64,
+    records_done: i64,
+    delta: &Counts,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE file SET records_done = ?2, received = received + ?3, sealed = sealed + ?4,
+         skipped = skipped + ?5, stale = stale + ?6, rejected = rejected + ?7,
+         ignored_fields = ignored_fields + ?8 WHERE id = ?1",
+        params![
+            id,
+            records_done,
+            delta.received,
+            delta.sealed,
+            delta.skipped,
+            delta.stale,
+            delta.rejected,
+            delta.ignored_fields
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks the file finished (`done`, `rejected` or `duplicate`) under its
+/// final name; the move out of `work/` follows the commit.
+pub fn finish(
+    conn: &Connection,
+    id: i64,
+    state: &str,
+    final_name: &str,
+    fault: Option<&str>,
+    duplicate_of: Option<i64>,
+    finished_at: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE file SET state = ?2, final_name = ?3, fault = COALESCE(?4, fault),
+         duplicate_of = ?5, finished_at = ?6 WHERE id = ?1",
+        params![id, state, final_name, fault, duplicate_of, finished_at],
+    )?;
+    Ok(())
+}
+
+/// Batch ids and digests sealed from a file, in seal order.
+pub fn batches_of(conn: &Connection, id: i64) -> rusqlite::Result<Vec<(String, i64, String)>> {
+    let mut stmt =
+        conn.prepare("SELECT batch_id, count, digest FROM batch WHERE file_id = ?1 AND parent_id IS NULL ORDER BY seq")?;
+    let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+/// A rejected record's row in a report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejection {
+    pub ordinal: i64,
+    pub position: String,
+    pub row: i64,
+    pub key: Option<String>,
+    pub field: String,
+    pub title: String,
+    pub value: Option<String>,
+    pub rule: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+pub fn insert_rejection(conn: &Connection, file_id: i64, r: &Rejection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO rejection (file_id, ordinal, position, row, key, field, title, value, rule, message, warning)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    stmt.execute(params![
+        file_id, r.ordinal, r.position, r.row, r.key, r.field, r.title, r.value, r.rule, r.message,
+        r.warning
+    ])?;
+    Ok(())
+}
+
+pub fn rejections_of(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec<Rejection>> {
+    let mut stmt = conn.prepare(
+        "SELECT ordinal, position, row, key, field, title, value, rule, message, warning
+         FROM rejection WHERE file_id = ?1 ORDER BY ordinal, rowid",
+    )?;
+    let rows = stmt.query_map([file_id], |r| {
+        Ok(Rejection {
+            ordinal: r.get(0)?,
+            position: r.get(1)?,
+            row: r.get(2)?,
+            key: r.get(3)?,
+            field: r.get(4)?,
+            title: r.get(5)?,
+            value: r.get(6)?,
+            rule: r.get(7)?,
+            message: r.get(8)?,
+            warning: r.get(9)?,
+        })
+    })?;
+    rows.collect()
+}

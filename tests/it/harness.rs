@@ -1,0 +1,240 @@
+//! A deployment in a temp folder, the `fepd` binary run against it, and
+//! bounded waits. Tests use loopback only and never wait unboundedly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FEPD: &str = env!("CARGO_BIN_EXE_fepd");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A deployment: config, spool, state and outbox in one temp folder.
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+pub const DATASETS: &[(&str, &str)] = &[
+    ("item_catalog", "zwfw"),
+    ("item_task", "zwfw"),
+    ("case_accept", "zwfw"),
+    ("case_process", "zwfw"),
+    ("case_result", "zwfw"),
+    ("evaluation", "zwfw"),
+    ("service_stats", "culture"),
+    ("event_report", "cgdsj"),
+];
+
+impl Env {
+    /// Outbox mode, quick rescans; `extra` is appended to the config.
+    pub fn new(extra: &str) -> Env {
+        Env::with_top("", extra)
+    }
+
+    /// `top` goes before any table (top-level keys), `extra` after.
+    pub fn with_top(top: &str, extra: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let mut cfg = format!(
+            r#"spool_dir = "spool"
+state_dir = "state"
+schemas_dir = "{schemas}"
+sender = "230000-zwfw"
+timezone = "+08:00"
+{top}
+[intake]
+rescan_secs = 1
+settle_secs = 1
+
+[sink]
+mode = "outbox"
+outbox_dir = "spool/outbox"
+
+[batch]
+max_records = 1000
+max_bytes = 4000000
+max_age_ms = 1000
+"#,
+            schemas = repo().join("schemas").display()
+        );
+        cfg.push_str(extra);
+        for (name, cat) in DATASETS {
+            cfg.push_str(&format!(
+                "\n[[dataset]]\nname = \"{name}\"\ncategory = \"{cat}\"\nresource = \"{name}\"\n"
+            ));
+        }
+        let config = root.join("fepd.toml");
+        std::fs::write(&config, cfg).unwrap();
+        Env {
+            _dir: dir,
+            root,
+            config,
+        }
+    }
+
+    /// Adds `line` to the `[intake]` table of the config.
+    pub fn set_intake(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, text.replacen("[intake]\n", &format!("[intake]\n{line}\n"), 1)).unwrap();
+    }
+
+    pub fn spool(&self, dataset: &str, sub: &str) -> PathBuf {
+        self.root.join("spool").join(dataset).join(sub)
+    }
+
+    pub fn outbox(&self, dataset: &str) -> PathBuf {
+        self.root.join("spool/outbox").join(dataset)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("state/fepd.db")
+    }
+
+    /// Runs `fepd ARGS --config <this config>` to completion.
+    pub fn fepd(&self, args: &[&str]) -> Output {
+        Command::new(FEPD)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("FEPD_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    pub fn start(&self) -> Daemon {
+        let child = Command::new(FEPD)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("FEPD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Daemon { child: Some(child) }
+    }
+
+    /// Drops a file the way writers should: write `.part`, then rename.
+    pub fn drop_file(&self, dataset: &str, name: &str, bytes: &[u8]) {
+        let inbox = self.spool(dataset, "inbox");
+        std::fs::create_dir_all(&inbox).unwrap();
+        let part = inbox.join(format!("{name}.part"));
+        std::fs::write(&part, bytes).unwrap();
+        std::fs::rename(&part, inbox.join(name)).unwrap();
+    }
+
+    /// The receipt of a processed file, once it exists.
+    pub fn receipt(&self, dataset: &str, name: &str) -> serde_json::Value {
+        let p = self.spool(dataset, "done").join(format!("{name}.receipt.json"));
+        wait_for(&format!("receipt {}", p.display()), Duration::from_secs(20), || p.exists());
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+
+    /// The report of a rejected file, once it exists.
+    pub fn report(&self, dataset: &str, name: &str) -> serde_json::Value {
+        let p = self.spool(dataset, "rejected").join(format!("{name}.report.json"));
+        wait_for(&format!("report {}", p.display()), Duration::from_secs(20), || p.exists());
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+
+    /// Every batch body written to the outbox (pending and delivered).
+    pub fn outbox_batches(&self, dataset: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for dir in [self.outbox(dataset), self.outbox(dataset).join("delivered")] {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut names: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            names.sort();
+            for p in names {
+                out.push(serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap());
+            }
+        }
+        out
+    }
+
+    /// All records in the outbox for a dataset, in batch order.
+    pub fn outbox_records(&self, dataset: &str) -> Vec<serde_json::Value> {
+        self.outbox_batches(dataset)
+            .into_iter()
+            .flat_map(|b| b["records"].as_array().unwrap().clone())
+            .collect()
+    }
+
+    pub fn sql_count(&self, sql: &str) -> i64 {
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+/// A running daemon; stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// SIGTERM and wait for exit; returns the exit status and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (st, err);
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("daemon did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, no drain.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 25 ms until it holds; panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

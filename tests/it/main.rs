@@ -1,0 +1,9 @@
+//! Integration tests: the `fepd` binary against real files, a real SQLite
+//! state database and, for push mode, `fepd simulate-library` on loopback.
+
+mod gen;
+mod harness;
+
+mod bad_input;
+mod pipeline;
+mod validate_cmd;

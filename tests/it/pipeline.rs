@@ -1,0 +1,255 @@
+//! The core flow on the embedded default (outbox mode): drop → sealed
+//! batch → .ack → delivered, dedupe and upserts, every format × encoding.
+
+use std::time::{Duration, Instant};
+
+use crate::gen::{self, Enc};
+use crate::harness::*;
+
+fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
+    let dir = env.outbox(dataset);
+    std::fs::write(dir.join(format!(".{batch_id}.ack.tmp")), body).unwrap();
+    std::fs::rename(dir.join(format!(".{batch_id}.ack.tmp")), dir.join(format!("{batch_id}.ack"))).unwrap();
+}
+
+#[test]
+fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
+    let env = Env::new("");
+    let d = env.start();
+    // Let the daemon come up (creates folders) before dropping.
+    wait_for("inbox created", Duration::from_secs(10), || env.spool("case_accept", "inbox").exists());
+    let sample = std::fs::read(repo().join("samples/case_accept.csv")).unwrap();
+    let t0 = Instant::now();
+    std::fs::write(env.spool("case_accept", "inbox").join("case_accept.csv"), &sample).unwrap();
+    wait_for("batch in outbox", Duration::from_secs(10), || {
+        files_in(&env.outbox("case_accept")).iter().any(|n| n.ends_with(".json"))
+    });
+    let latency = t0.elapsed();
+    assert!(latency < Duration::from_secs(2), "drop to outbox took {latency:?}");
+
+    let receipt = env.receipt("case_accept", "case_accept.csv");
+    assert_eq!(receipt["verdict"], "done");
+    let batch_id = receipt["batches"][0]["batchId"].as_str().unwrap().to_string();
+    let sealed = receipt["counts"]["sealed"].as_i64().unwrap();
+    assert!(sealed > 0);
+    let body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.outbox("case_accept").join(format!("{batch_id}.json"))).unwrap()).unwrap();
+    assert_eq!(body["count"].as_i64().unwrap(), sealed);
+    assert_eq!(body["sender"], "230000-zwfw");
+    assert!(body["auditHead"]["seq"].as_i64().unwrap() > 0);
+
+    ack(&env, "case_accept", &batch_id, &format!(r#"{{"receiptId":"R-1","accepted":{sealed},"rejected":[]}}"#));
+    let delivered = env.outbox("case_accept").join("delivered");
+    wait_for("ack handled", Duration::from_secs(10), || {
+        delivered.join(format!("{batch_id}.json")).exists() && delivered.join(format!("{batch_id}.ack")).exists()
+    });
+    assert!(!env.outbox("case_accept").join(format!("{batch_id}.json")).exists());
+    assert!(env.spool("case_accept", "done").join("case_accept.csv").exists());
+    let (st, _) = d.stop();
+    assert!(st.success());
+    assert_eq!(
+        env.sql_count(&format!("SELECT COUNT(*) FROM batch WHERE batch_id = '{batch_id}' AND state = 'delivered' AND receipt_id = 'R-1'")),
+        1
+    );
+}
+
+#[test]
+fn nack_parks_the_batch() {
+    let env = Env::new("");
+    let _d = env.start();
+    let recs: Vec<_> = (0..3).map(gen::case_accept).collect();
+    env.drop_file("case_accept", "a.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let r = env.receipt("case_accept", "a.csv");
+    let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
+    wait_for("exported", Duration::from_secs(10), || env.outbox("case_accept").join(format!("{id}.json")).exists());
+    ack_named(&env, &id, "nack", r#"{"code":"400002","message":"digest mismatch"}"#);
+    wait_for("parked", Duration::from_secs(10), || env.outbox("case_accept").join("parked").join(format!("{id}.nack")).exists());
+    assert_eq!(env.sql_count(&format!("SELECT COUNT(*) FROM batch WHERE batch_id = '{id}' AND state = 'parked'")), 1);
+}
+
+fn ack_named(env: &Env, id: &str, ext: &str, body: &str) {
+    std::fs::write(env.outbox("case_accept").join(format!("{id}.{ext}")), body).unwrap();
+}
+
+/// Every text format × encoding, plus XLSX, for two datasets: each file is
+/// sealed whole, and Chinese text arrives intact as UTF-8.
+#[test]
+fn every_format_and_encoding_for_two_datasets() {
+    let env = Env::new("");
+    let _d = env.start();
+    let mut expected = Vec::new();
+    for (ds, make) in [("case_accept", gen::case_accept as fn(u64) -> gen::Record), ("evaluation", gen::evaluation)] {
+        let mut n = 0u64;
+        let mut batch = |k: u64| -> Vec<gen::Record> {
+            let v: Vec<_> = (n..n + k).map(make).collect();
+            n += k;
+            v
+        };
+        for (enc, tag) in [(Enc::Utf8, "utf8"), (Enc::Utf8Bom, "bom"), (Enc::Gb18030, "gb18030")] {
+            let files = vec![
+                (format!("{tag}.csv"), gen::csv(&batch(3), false, enc)),
+                (format!("{tag}-titles.csv"), gen::csv(&batch(3), true, enc)),
+                (format!("{tag}.jsonl"), gen::jsonl(&batch(3), enc)),
+                (format!("{tag}.json"), gen::json(&batch(3), false, enc)),
+                (format!("{tag}-wrapped.json"), gen::json(&batch(3), true, enc)),
+                (format!("{tag}.xml"), gen::xml(&batch(3), enc)),
+            ];
+            for (name, bytes) in files {
+                env.drop_file(ds, &name, &bytes);
+                expected.push((ds, name));
+            }
+        }
+        let x = env.root.join(format!("{ds}.xlsx"));
+        gen::xlsx(&batch(3), &x);
+        env.drop_file(ds, "sheet.xlsx", &std::fs::read(&x).unwrap());
+        expected.push((ds, "sheet.xlsx".to_string()));
+    }
+    for (ds, name) in &expected {
+        let r = env.receipt(ds, name);
+        assert_eq!(r["verdict"], "done", "{ds}/{name}: {r:#}");
+        assert_eq!(r["counts"]["sealed"], 3, "{ds}/{name}: {r:#}");
+        assert_eq!(r["counts"]["rejected"], 0, "{ds}/{name}");
+    }
+    let recs = env.outbox_records("case_accept");
+    assert_eq!(recs.len(), 3 * 6 * 3 + 3);
+    for r in &recs {
+        assert_eq!(r["data"]["org_name"], "北京市东城区政务服务管理局");
+        assert_eq!(r["data"]["accept_date"], "2026-11-20T10:15:30+08:00");
+        assert_eq!(r["data"]["task_version"], 3);
+    }
+    let recs = env.outbox_records("evaluation");
+    assert_eq!(recs.len(), 3 * 6 * 3 + 3);
+    assert!(recs.iter().all(|r| r["data"]["task_name"] == "不动产登记（好差评）"));
+    assert!(recs.iter().all(|r| r["data"]["assess_time"] == "2026-11-21T08:30:00+08:00"));
+}
+
+#[test]
+fn one_bad_record_among_a_thousand() {
+    let env = Env::new("");
+    let _d = env.start();
+    let mut recs: Vec<_> = (0..1000).map(gen::case_accept).collect();
+    // Record 500 (line 502 with the header) gets a wrong check digit.
+    for (k, v) in recs[500].iter_mut() {
+        if *k == "org_code" {
+            *v = gen::uscc_bad(7);
+        }
+    }
+    env.drop_file("case_accept", "k.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let rep = env.report("case_accept", "k.csv");
+    assert_eq!(rep["counts"]["sealed"], 999);
+    assert_eq!(rep["counts"]["rejected"], 1);
+    let errs = rep["errors"].as_array().unwrap();
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0]["row"], 502);
+    assert_eq!(errs[0]["field"], "org_code");
+    assert_eq!(errs[0]["title"], "受理部门编码");
+    assert_eq!(errs[0]["rule"], "GB 32100");
+    assert_eq!(env.outbox_records("case_accept").len(), 999);
+    // The original stays beside its report; the CSV opens in Excel (BOM).
+    assert!(env.spool("case_accept", "rejected").join("k.csv").exists());
+    let csv = std::fs::read(env.spool("case_accept", "rejected").join("k.csv.errors.csv")).unwrap();
+    assert!(csv.starts_with("\u{feff}".as_bytes()));
+    assert!(String::from_utf8(csv).unwrap().contains("受理部门编码"));
+}
+
+#[test]
+fn same_file_twice_is_not_resent_and_edits_are_upserts() {
+    let env = Env::new("");
+    let _d = env.start();
+    let recs: Vec<_> = (0..10).map(gen::case_accept).collect();
+    let bytes = gen::jsonl(&recs, Enc::Utf8);
+    env.drop_file("case_accept", "a.jsonl", &bytes);
+    assert_eq!(env.receipt("case_accept", "a.jsonl")["counts"]["sealed"], 10);
+
+    // Same content, other name: a duplicate file, nothing sealed.
+    env.drop_file("case_accept", "b.jsonl", &bytes);
+    let r = env.receipt("case_accept", "b.jsonl");
+    assert_eq!(r["verdict"], "duplicate");
+    assert_eq!(r["duplicateOf"]["file"], "a.jsonl");
+
+    // Same records in another format: every record unchanged, skipped.
+    env.drop_file("case_accept", "c.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let r = env.receipt("case_accept", "c.csv");
+    assert_eq!(r["counts"]["sealed"], 0);
+    assert_eq!(r["counts"]["skipped"], 10);
+
+    // One record edited: only it is sealed again, as an upsert.
+    let mut edited = recs.clone();
+    for (k, v) in edited[4].iter_mut() {
+        if *k == "org_name" {
+            *v = "北京市东城区行政审批局".into();
+        }
+    }
+    env.drop_file("case_accept", "d.csv", &gen::csv(&edited, false, Enc::Utf8));
+    let r = env.receipt("case_accept", "d.csv");
+    assert_eq!(r["counts"]["sealed"], 1);
+    assert_eq!(r["counts"]["skipped"], 9);
+    let all = env.outbox_records("case_accept");
+    assert_eq!(all.len(), 11);
+    let last = all.last().unwrap();
+    assert_eq!(last["op"], "upsert");
+    assert_eq!(last["data"]["org_name"], "北京市东城区行政审批局");
+    assert_eq!(env.sql_count("SELECT COUNT(*) FROM batch"), 2);
+}
+
+#[test]
+fn delete_operation_is_sealed_with_key_fields_only() {
+    let env = Env::new("");
+    let _d = env.start();
+    let mut rec = gen::case_accept(1);
+    rec.push(("cd_operation", "d".into()));
+    env.drop_file("case_accept", "del.jsonl", &gen::jsonl(&[rec], Enc::Utf8));
+    assert_eq!(env.receipt("case_accept", "del.jsonl")["counts"]["sealed"], 1);
+    let recs = env.outbox_records("case_accept");
+    assert_eq!(recs[0]["op"], "delete");
+    let data = recs[0]["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["project_no"]);
+}
+
+#[test]
+fn stale_version_is_skipped() {
+    let env = Env::new("");
+    let _d = env.start();
+    let mut newer = gen::case_accept(1);
+    newer.push(("cd_time", "2026-11-21 10:00:00".into()));
+    env.drop_file("case_accept", "new.jsonl", &gen::jsonl(&[newer], Enc::Utf8));
+    assert_eq!(env.receipt("case_accept", "new.jsonl")["counts"]["sealed"], 1);
+    let mut older = gen::case_accept(1);
+    older.push(("cd_time", "2026-11-20 10:00:00".into()));
+    for (k, v) in older.iter_mut() {
+        if *k == "org_name" {
+            *v = "旧名称".into();
+        }
+    }
+    env.drop_file("case_accept", "old.jsonl", &gen::jsonl(&[older], Enc::Utf8));
+    let r = env.receipt("case_accept", "old.jsonl");
+    assert_eq!(r["counts"]["sealed"], 0);
+    assert_eq!(r["counts"]["stale"], 1);
+}
+
+#[test]
+fn marker_mode_waits_for_ok_file() {
+    let env = Env::new("");
+    env.set_intake("ready = \"marker\"");
+    let _d = env.start();
+    let recs: Vec<_> = (0..2).map(gen::case_accept).collect();
+    env.drop_file("case_accept", "m.csv", &gen::csv(&recs, false, Enc::Utf8));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(env.spool("case_accept", "inbox").join("m.csv").exists(), "taken without its marker");
+    std::fs::write(env.spool("case_accept", "inbox").join("m.csv.ok"), "").unwrap();
+    assert_eq!(env.receipt("case_accept", "m.csv")["counts"]["sealed"], 2);
+    assert!(!env.spool("case_accept", "inbox").join("m.csv.ok").exists());
+}
+
+#[test]
+fn files_found_by_rescan_are_taken_after_settling_and_work_is_empty_after() {
+    let env = Env::new("");
+    // Files present before start: found by the start-up scan, no events.
+    let recs: Vec<_> = (0..5).map(gen::case_accept).collect();
+    env.drop_file("case_accept", "pre.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let d = env.start();
+    assert_eq!(env.receipt("case_accept", "pre.csv")["counts"]["sealed"], 5);
+    let (st, _) = d.stop();
+    assert!(st.success());
+    assert!(files_in(&env.spool("case_accept", "work")).is_empty());
+}

@@ -1,0 +1,82 @@
+//! `fepd validate` and `fepd check-config`: what operators and data staff
+//! run by hand.
+
+use crate::gen::{self, Enc};
+use crate::harness::*;
+
+#[test]
+fn validate_names_row_field_title_and_rule_for_a_bad_check_digit() {
+    let env = Env::new("");
+    let mut recs: Vec<_> = (0..3).map(gen::case_accept).collect();
+    for (k, v) in recs[1].iter_mut() {
+        if *k == "org_code" {
+            *v = gen::uscc_bad(3);
+        }
+    }
+    let f = env.root.join("x.csv");
+    std::fs::write(&f, gen::csv(&recs, false, Enc::Utf8)).unwrap();
+    let out = env.fepd(&["validate", "--dataset", "case_accept", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("第 3 行"), "{stdout}");
+    assert!(stdout.contains("org_code"), "{stdout}");
+    assert!(stdout.contains("受理部门编码"), "{stdout}");
+    assert!(stdout.contains("GB 32100"), "{stdout}");
+    // No state was created.
+    assert!(!env.db().exists());
+}
+
+#[test]
+fn validate_passes_good_files_with_exit_zero() {
+    let env = Env::new("");
+    let f = env.root.join("ok.jsonl");
+    std::fs::write(&f, gen::jsonl(&(0..5).map(gen::evaluation).collect::<Vec<_>>(), Enc::Gb18030)).unwrap();
+    let out = env.fepd(&["validate", "--dataset", "evaluation", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn shipped_config_and_samples_check_clean() {
+    let out = std::process::Command::new(FEPD)
+        .args(["check-config", "--config"])
+        .arg(repo().join("config/fepd.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    for entry in std::fs::read_dir(repo().join("samples")).unwrap() {
+        let p = entry.unwrap().path();
+        let ds = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let out = std::process::Command::new(FEPD)
+            .args(["validate", "--dataset", &ds])
+            .arg(&p)
+            .arg("--config")
+            .arg(repo().join("config/fepd.toml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}: {}", p.display(), String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let env = Env::new("");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replace("sender = \"230000-zwfw\"", "sender = \"\"").replace("timezone = \"+08:00\"", "timezone = \"CST\"");
+    std::fs::write(&env.config, text + "\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n").unwrap();
+    let out = env.fepd(&["check-config"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("sender"), "{stdout}");
+    assert!(stdout.contains("timezone"), "{stdout}");
+    assert!(stdout.contains("no_schema"), "{stdout}");
+}
+
+#[test]
+fn unknown_config_key_is_refused() {
+    let env = Env::new("");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, text.replace("sender =", "sendr = \"x\"\nsender =")).unwrap();
+    let out = env.fepd(&["check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sendr"));
+}
