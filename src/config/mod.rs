@@ -59,7 +59,7 @@ pub enum Ready {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Intake {
     /// Full rescan of every inbox, whatever the watcher says.
     pub rescan_secs: u64,
@@ -114,7 +114,7 @@ pub enum SinkMode {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Sink {
     pub mode: SinkMode,
     pub outbox_dir: PathBuf,
@@ -180,7 +180,7 @@ pub struct HttpSink {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatchLimits {
     pub max_records: usize,
     pub max_bytes: usize,

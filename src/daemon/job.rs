@@ -111,12 +111,43 @@ pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Resu
     let path = ctx.paths.work.join(work_name);
     let name = original_name(work_name).to_string();
     let ds = ctx.dataset.name.as_str();
-    let row = match files::by_work_name(conn, work_name)? {
-        Some(r) => r,
+    let existing = files::by_work_name(conn, work_name)?;
+    if let Some(row) = &existing
+        && matches!(row.state.as_str(), "done" | "rejected" | "duplicate")
+    {
+        // The verdict was committed but the move out of work/ was not.
+        finish_move(ctx, row, &path)?;
+        return Ok(outcome_of(row));
+    }
+    // The identity pass comes before the first commit, so that a new file
+    // costs one transaction (claim + identity) rather than two.
+    let (id, fault) = match read::identify(&path, &name, &ctx.read) {
+        Ok(x) => x,
+        Err(Unreadable::Io(e)) => return Ok(Outcome::Unreadable(e.to_string())),
+        Err(Unreadable::Rejected(m)) => unreachable!("identify reports rejections as faults: {m}"),
+    };
+    let row = match existing {
+        Some(row) if row.sha256.as_deref() != Some(id.sha256.as_str()) => {
+            // A claimed file is immutable; if its bytes changed under us,
+            // its checkpoint is meaningless. Reject it rather than guess.
+            return finish(
+                conn,
+                ctx,
+                row.id,
+                &path,
+                &id,
+                Some("文件在处理期间被修改（内容摘要改变），已停止处理".into()),
+            );
+        }
+        Some(row) => row,
         None => {
+            if let Some(first) = files::first_with_sha(conn, ds, &id.sha256, -1)? {
+                return finish_duplicate(conn, ctx, &name, work_name, &id, &first, &path);
+            }
             let now = state::now_text(ctx.tz);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = files::insert_claim(&tx, ds, &name, work_name, &now)?;
+            let file_id = files::insert_claim(&tx, ds, &name, work_name, &now)?;
+            files::set_identity(&tx, file_id, &id.sha256, id.size, id.format_name(), id.encoding_name())?;
             log::append(
                 &tx,
                 ctx.tz,
@@ -124,35 +155,17 @@ pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Resu
                 Entry {
                     dataset: Some(ds),
                     file: Some(&name),
-                    details: Some(json!({"fileId": id, "workName": work_name})),
+                    details: Some(json!({
+                        "fileId": file_id, "workName": work_name, "sha256": id.sha256,
+                        "size": id.size, "format": id.format_name(), "encoding": id.encoding_name(),
+                    })),
                     ..Default::default()
                 },
             )?;
             tx.commit()?;
-            files::by_id(conn, id)?.expect("row just inserted")
+            files::by_id(conn, file_id)?.expect("row just inserted")
         }
     };
-    if matches!(row.state.as_str(), "done" | "rejected" | "duplicate") {
-        // The verdict was committed but the move out of work/ was not.
-        finish_move(ctx, &row, &path)?;
-        return Ok(outcome_of(&row));
-    }
-
-    let (id, fault) = match read::identify(&path, &name, &ctx.read) {
-        Ok(x) => x,
-        Err(Unreadable::Io(e)) => return Ok(Outcome::Unreadable(e.to_string())),
-        Err(Unreadable::Rejected(m)) => unreachable!("identify reports rejections as faults: {m}"),
-    };
-    if row.sha256.is_none() {
-        if let Some(first) = files::first_with_sha(conn, ds, &id.sha256, row.id)? {
-            return finish_duplicate(conn, ctx, &row, &id, &first, &path);
-        }
-        files::set_identity(conn, row.id, &id.sha256, id.size, id.format_name(), id.encoding_name())?;
-    } else if row.sha256.as_deref() != Some(id.sha256.as_str()) {
-        // A claimed file is immutable; if its bytes changed under us, its
-        // checkpoint is meaningless. Reject it rather than guess.
-        return finish(conn, ctx, row.id, &path, &id, Some("文件在处理期间被修改（内容摘要改变），已停止处理".into()));
-    }
     if let Some(fault) = fault {
         return finish(conn, ctx, row.id, &path, &id, Some(fault));
     }
@@ -548,19 +561,20 @@ fn log_outcome(ctx: &DatasetCtx, row: &FileRow, fault: Option<&str>) {
 fn finish_duplicate(
     conn: &mut Connection,
     ctx: &DatasetCtx,
-    row: &FileRow,
+    name: &str,
+    work_name: &str,
     id: &Identity,
     first: &FileRow,
     path: &Path,
 ) -> Result<Outcome, JobError> {
     let ds = ctx.dataset.name.as_str();
     let dir = &ctx.paths.done;
-    let final_name = fsio::free_name(dir, &row.name, &[".receipt.json", ".report.json"]);
+    let final_name = fsio::free_name(dir, name, &[".receipt.json", ".report.json"]);
     let now = state::now_text(ctx.tz);
     let first_claimed: String =
         conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [first.id], |r| r.get(0))?;
     let summary = FileSummary {
-        file: &row.name,
+        file: name,
         dataset: ds,
         sha256: Some(&id.sha256),
         size: Some(id.size),
@@ -584,33 +598,29 @@ fn finish_duplicate(
     };
     report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let file_id = files::insert_claim(&tx, ds, name, work_name, &now)?;
     tx.execute(
         "UPDATE file SET sha256 = ?2, size = ?3 WHERE id = ?1",
-        rusqlite::params![row.id, id.sha256, id.size as i64],
+        rusqlite::params![file_id, id.sha256, id.size as i64],
     )?;
-    files::finish(&tx, row.id, "duplicate", &final_name, None, Some(first.id), &now)?;
+    files::finish(&tx, file_id, "duplicate", &final_name, None, Some(first.id), &now)?;
     log::append(
         &tx,
         ctx.tz,
         Event::FileDuplicate,
         Entry {
             dataset: Some(ds),
-            file: Some(&row.name),
+            file: Some(name),
             details: Some(json!({
-                "fileId": row.id, "sha256": id.sha256, "duplicateOf": first.name,
+                "fileId": file_id, "sha256": id.sha256, "duplicateOf": first.name,
                 "duplicateOfId": first.id, "finalName": final_name,
             })),
             ..Default::default()
         },
     )?;
     tx.commit()?;
-    tracing::info!(dataset = ds, file = %row.name, first = %first.name, "duplicate file: same content already received, nothing re-sent");
-    let moved = FileRow {
-        state: "duplicate".into(),
-        final_name: Some(final_name),
-        duplicate_of: Some(first.id),
-        ..row.clone()
-    };
+    tracing::info!(dataset = ds, file = %name, first = %first.name, "duplicate file: same content already received, nothing re-sent");
+    let moved = files::by_id(conn, file_id)?.expect("row just inserted");
     finish_move(ctx, &moved, path)?;
     Ok(Outcome::Duplicate { of: first.id })
 }

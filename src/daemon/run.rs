@@ -240,7 +240,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         Duration::from_secs(cfg.intake.settle_secs),
     );
     let rescan = Duration::from_secs(cfg.intake.rescan_secs);
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog_interval();
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
 
@@ -274,11 +274,11 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             }
             _ = tokio::time::sleep(tick) => {}
         }
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
     }
 
     tracing::info!("draining: committing current chunks");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
     drop(workers);
@@ -306,6 +306,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
 
 fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<String>>) {
     for c in scanner.scan() {
+        tracing::debug!(dataset = %c.dataset, file = %c.work_name, "claimed");
         if let Some(w) = workers.get(&c.dataset) {
             let _ = w.send(c.work_name);
         }
@@ -313,11 +314,9 @@ fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<St
 }
 
 fn watchdog_interval() -> Duration {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Duration::from_micros(usec / 2)
-    } else {
-        Duration::from_secs(10)
+    match sd_notify::watchdog_enabled() {
+        Some(d) if !d.is_zero() => d / 2,
+        _ => Duration::from_secs(10),
     }
 }
 
@@ -333,7 +332,26 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
         if (ctx.stopping)() {
             break;
         }
-        match job::process(&mut conn, &ctx, &work_name) {
+        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, "processing claimed file");
+        // A bug triggered by one file must not take the dataset's worker
+        // down with it (PRODUCT.md guarantee 5): the file stays in work/
+        // and the worker goes on with the next one.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job::process(&mut conn, &ctx, &work_name)
+        }));
+        let result = match result {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
+                continue;
+            }
+        };
+        match result {
             Ok(Outcome::Interrupted) => break,
             Ok(Outcome::Unreadable(e)) => {
                 tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");

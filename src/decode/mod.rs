@@ -3,11 +3,23 @@
 //! The order of evidence is fixed (PRODUCT.md): a byte-order mark, then an
 //! XML declaration's `encoding`, then the configured default, then
 //! detection (chardetng) among UTF-8, GB18030, GBK and GB2312. Undecodable
-//! bytes are never replaced: [`check`] finds the first one and the whole file
-//! is rejected with its byte offset. [`check`] runs in the same pass as the
-//! file's SHA-256 so that every byte is read once before parsing.
+//! bytes are never replaced: [`Checker`] finds the first one and the whole
+//! file is rejected with its byte offset. [`Checker`] runs in the same pass
+//! as the file's SHA-256 so that every byte is read once before parsing;
+//! [`reader`] then streams the file as UTF-8 to the parser.
+//!
+//! A UTF-16 BOM (LE or BE) is accepted and transcoded like any other
+//! encoding: it is unambiguous evidence and costs nothing extra.
 
 use encoding_rs::Encoding;
+
+mod checker;
+mod sniff;
+mod transcode;
+mod verify;
+
+pub use checker::Checker;
+pub use transcode::reader;
 
 /// The encoding found for a file and how it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

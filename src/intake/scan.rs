@@ -196,8 +196,15 @@ impl Scanner {
 /// Claims `inbox/name` by renaming it into `work/` under a fresh claim id.
 fn claim(inbox: &Inbox, name: &str, path: &Path) -> std::io::Result<Claimed> {
     fs::create_dir_all(&inbox.work)?;
-    let work_name = format!("{}~{}", ulid::Ulid::new(), name);
-    fsio::move_durable(path, &inbox.work.join(&work_name))?;
+    let work_name = format!("{}~{}", crate::seal::new_batch_id(), name);
+    // Only the work/ entry is made durable here: if power fails before the
+    // inbox entry's removal reaches the disk, the file shows up in both
+    // places and the second copy is recognised by its content as a
+    // duplicate. Losing the work/ entry instead would be harmless too (the
+    // file is still in the inbox), but then no claim row may point at it,
+    // and none does yet: rows are written after this returns.
+    fs::rename(path, inbox.work.join(&work_name))?;
+    fsio::sync_dir(&inbox.work)?;
     if inbox.ready == Ready::Marker {
         let marker = inbox.dir.join(format!("{name}.ok"));
         let _ = fs::remove_file(&marker);

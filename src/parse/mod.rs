@@ -176,6 +176,9 @@ pub trait RecordStream {
 mod csv;
 mod json;
 mod jsonl;
+mod object;
+#[cfg(test)]
+mod testing;
 mod xlsx;
 mod xml;
 

@@ -71,7 +71,7 @@ pub fn build_body(h: &BatchHeader<'_>, records: &[Staged]) -> (Vec<u8>, String) 
 fn raw(canonical: &str) -> &serde_json::value::RawValue {
     // Canonical JSON produced by `canon` is always valid JSON; RawValue only
     // checks it, it does not copy or re-serialise it.
-    <&serde_json::value::RawValue>::try_from(canonical).expect("canonical JSON is valid JSON")
+    serde_json::from_str(canonical).expect("canonical JSON is valid JSON")
 }
 
 #[cfg(test)]

@@ -89,7 +89,12 @@ impl OpenBatch {
     }
 }
 
-/// A new batch id: a ULID, sortable by seal time and unique per sender.
+/// A new batch id: a ULID, unique per sender and increasing within this
+/// process (the generator is monotonic within a millisecond).
 pub fn new_batch_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GEN: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut g = GEN.lock().unwrap_or_else(|p| p.into_inner());
+    let g = g.get_or_insert_with(ulid::Generator::new);
+    // Overflow needs 2^80 ids in one millisecond; fall back to a fresh id.
+    g.generate().unwrap_or_else(|_| ulid::Ulid::generate()).to_string()
 }

@@ -80,10 +80,10 @@ pub struct BatchRecord<'a> {
     pub op: &'a str,
 }
 
-pub fn insert(
+pub fn insert<'r>(
     conn: &Connection,
     b: &NewBatch<'_>,
-    records: impl IntoIterator<Item = BatchRecord<'_>>,
+    records: impl IntoIterator<Item = BatchRecord<'r>>,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, sealed_at)

@@ -8,6 +8,7 @@
 //!   `x-control` (a 前置库 control field, never part of `data`),
 //!   `x-codes` (code → label, for messages), `x-codes-list` (a comma list);
 //! - `x-compare`: cross-field order rules (`accept_date ≥ apply_date`).
+//!
 //! Conditional rules (a certificate number checked by its type, a written
 //! evaluation required for a low score) are plain `if`/`then`.
 //!
@@ -19,7 +20,24 @@ use std::collections::HashSet;
 
 use chrono::FixedOffset;
 
-use crate::parse::RawRecord;
+mod catalog;
+mod checks;
+mod codes;
+mod convert;
+mod datetime;
+mod field;
+mod mask;
+mod message;
+mod record;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use catalog::{Catalog, load_one};
+pub use checks::{CodeFault, check_gb11643, check_uscc};
+pub use codes::{CodeTable, CodeTableError};
+pub use mask::{MaskKind, mask};
+pub use schema::DatasetSchema;
 
 /// How a rule that can be downgraded is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]

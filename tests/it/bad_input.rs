@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use crate::gen::{self, Enc};
+use crate::data::{self, Enc};
 use crate::harness::*;
 
 #[test]
 fn malformed_jsonl_line_rejects_only_that_record() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..3).map(gen::case_accept).collect();
-    let mut text = String::from_utf8(gen::jsonl(&recs, Enc::Utf8)).unwrap();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    let mut text = String::from_utf8(data::jsonl(&recs, Enc::Utf8)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     text = format!("{}\n{{\"project_no\": \"broken\n{}\n{}\n", lines[0], lines[1], lines[2]);
     env.drop_file("case_accept", "m.jsonl", text.as_bytes());
@@ -26,8 +26,8 @@ fn malformed_jsonl_line_rejects_only_that_record() {
 fn ragged_csv_row_rejects_only_that_record() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..3).map(gen::case_accept).collect();
-    let text = String::from_utf8(gen::csv(&recs, false, Enc::Utf8)).unwrap();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    let text = String::from_utf8(data::csv(&recs, false, Enc::Utf8)).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines[2] = lines[2].split(',').take(4).collect::<Vec<_>>().join(",");
     env.drop_file("case_accept", "r.csv", (lines.join("\n") + "\n").as_bytes());
@@ -41,10 +41,10 @@ fn ragged_csv_row_rejects_only_that_record() {
 fn truncated_xml_and_json_reject_the_whole_file() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..5).map(gen::case_accept).collect();
-    let xml = gen::xml(&recs, Enc::Utf8);
+    let recs: Vec<_> = (0..5).map(data::case_accept).collect();
+    let xml = data::xml(&recs, Enc::Utf8);
     env.drop_file("case_accept", "t.xml", &xml[..xml.len() - 40]);
-    let json = gen::json(&recs, false, Enc::Utf8);
+    let json = data::json(&recs, false, Enc::Utf8);
     env.drop_file("case_accept", "t.json", &json[..json.len() - 30]);
     for name in ["t.xml", "t.json"] {
         let rep = env.report("case_accept", name);
@@ -59,8 +59,8 @@ fn truncated_xml_and_json_reject_the_whole_file() {
 fn undecodable_byte_rejects_the_file_with_its_offset() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..2).map(gen::case_accept).collect();
-    let mut bytes = gen::csv(&recs, false, Enc::Utf8);
+    let recs: Vec<_> = (0..2).map(data::case_accept).collect();
+    let mut bytes = data::csv(&recs, false, Enc::Utf8);
     let at = bytes.len() - 10;
     bytes[at] = 0xFF;
     env.drop_file("case_accept", "u.csv", &bytes);
@@ -90,16 +90,20 @@ fn oversized_records() {
     let env = Env::new("");
     env.set_intake("max_record_bytes = 2000");
     let _d = env.start();
-    let mut recs: Vec<_> = (0..3).map(gen::case_accept).collect();
-    for (k, v) in recs[1].iter_mut() {
-        if *k == "task_name" {
-            *v = "长".repeat(900);
+    // Each file its own records, so that none is skipped as unchanged.
+    let recs = |from: u64| {
+        let mut recs: Vec<_> = (from..from + 3).map(data::case_accept).collect();
+        for (k, v) in recs[1].iter_mut() {
+            if *k == "task_name" {
+                *v = "长".repeat(900);
+            }
         }
-    }
-    env.drop_file("case_accept", "big.jsonl", &gen::jsonl(&recs, Enc::Utf8));
-    env.drop_file("case_accept", "big.csv", &gen::csv(&recs, false, Enc::Utf8));
-    env.drop_file("case_accept", "big.xml", &gen::xml(&recs, Enc::Utf8));
-    env.drop_file("case_accept", "big.json", &gen::json(&recs, false, Enc::Utf8));
+        recs
+    };
+    env.drop_file("case_accept", "big.jsonl", &data::jsonl(&recs(0), Enc::Utf8));
+    env.drop_file("case_accept", "big.csv", &data::csv(&recs(10), false, Enc::Utf8));
+    env.drop_file("case_accept", "big.xml", &data::xml(&recs(20), Enc::Utf8));
+    env.drop_file("case_accept", "big.json", &data::json(&recs(30), false, Enc::Utf8));
     for name in ["big.jsonl", "big.csv"] {
         let rep = env.report("case_accept", name);
         assert_eq!(rep["counts"]["rejected"], 1, "{name}");
@@ -116,7 +120,7 @@ fn oversized_records() {
 fn invalid_records_name_field_title_value_and_rule() {
     let env = Env::new("");
     let _d = env.start();
-    let mut recs: Vec<_> = (0..4).map(gen::case_accept).collect();
+    let mut recs: Vec<_> = (0..4).map(data::case_accept).collect();
     recs[0].retain(|(k, _)| *k != "org_name"); // missing required field
     for (k, v) in recs[1].iter_mut() {
         if *k == "project_type" {
@@ -128,7 +132,7 @@ fn invalid_records_name_field_title_value_and_rule() {
             *v = "2026-13-40 25:00:00".into(); // not a date
         }
     }
-    env.drop_file("case_accept", "inv.jsonl", &gen::jsonl(&recs, Enc::Utf8));
+    env.drop_file("case_accept", "inv.jsonl", &data::jsonl(&recs, Enc::Utf8));
     let rep = env.report("case_accept", "inv.jsonl");
     assert_eq!(rep["counts"]["rejected"], 3);
     assert_eq!(rep["counts"]["sealed"], 1);
@@ -148,15 +152,15 @@ fn invalid_records_name_field_title_value_and_rule() {
 fn personal_data_is_masked_in_reports() {
     let env = Env::new("");
     let _d = env.start();
-    let mut rec = gen::case_accept(1);
-    let id = gen::id_card(1);
+    let mut rec = data::case_accept(1);
+    let id = data::id_card(1);
     let bad = format!("{}{}", &id[..17], if id.ends_with('0') { "1" } else { "0" });
     for (k, v) in rec.iter_mut() {
         if *k == "applyer_page_code" {
             *v = bad.clone();
         }
     }
-    env.drop_file("case_accept", "pii.jsonl", &gen::jsonl(&[rec], Enc::Utf8));
+    env.drop_file("case_accept", "pii.jsonl", &data::jsonl(&[rec], Enc::Utf8));
     let rep = env.report("case_accept", "pii.jsonl");
     let text = rep.to_string();
     assert!(!text.contains(&bad), "ID number in clear: {text}");
@@ -180,26 +184,29 @@ fn doctype_rejects_xml() {
 }
 
 #[test]
-fn oversized_file_and_xlsx_bomb_are_rejected_with_the_limit_named() {
+fn oversized_file_is_rejected_with_the_limit_named() {
     let env = Env::new("");
-    env.set_intake("max_file_bytes = 1000\nmax_xlsx_unpacked_bytes = 1000");
+    env.set_intake("max_file_bytes = 1000");
     let _d = env.start();
-    let recs: Vec<_> = (0..20).map(gen::case_accept).collect();
-    env.drop_file("case_accept", "huge.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let recs: Vec<_> = (0..20).map(data::case_accept).collect();
+    env.drop_file("case_accept", "huge.csv", &data::csv(&recs, false, Enc::Utf8));
     let rep = env.report("case_accept", "huge.csv");
     assert!(rep["fault"].as_str().unwrap().contains("max_file_bytes"), "{rep:#}");
+    assert_eq!(rep["counts"]["sealed"], 0);
+}
+
+#[test]
+fn xlsx_bomb_is_rejected_with_the_limit_named() {
+    let env = Env::new("");
+    env.set_intake("max_xlsx_unpacked_bytes = 1000");
+    let _d = env.start();
+    let recs: Vec<_> = (0..20).map(data::case_accept).collect();
     let x = env.root.join("b.xlsx");
-    gen::xlsx(&recs[..2], &x);
-    let bytes = std::fs::read(&x).unwrap();
-    assert!(bytes.len() < 1000 * 10);
-    // Compressed it may fit under max_file_bytes only if small; raise the
-    // file limit for this one by dropping into a second deployment.
-    let env2 = Env::new("");
-    env2.set_intake("max_xlsx_unpacked_bytes = 1000");
-    let _d2 = env2.start();
-    env2.drop_file("case_accept", "bomb.xlsx", &bytes);
-    let rep = env2.report("case_accept", "bomb.xlsx");
+    data::xlsx(&recs, &x);
+    env.drop_file("case_accept", "bomb.xlsx", &std::fs::read(&x).unwrap());
+    let rep = env.report("case_accept", "bomb.xlsx");
     assert!(rep["fault"].as_str().unwrap().contains("max_xlsx_unpacked_bytes"), "{rep:#}");
+    assert_eq!(rep["counts"]["sealed"], 0);
 }
 
 #[test]
@@ -208,8 +215,8 @@ fn symlinks_fifos_directories_unknown_folders_and_unreadable_files_are_left_alon
     let inbox = env.spool("case_accept", "inbox");
     std::fs::create_dir_all(inbox.join("subdir")).unwrap();
     let target = env.root.join("secret.csv");
-    let recs: Vec<_> = (0..2).map(gen::case_accept).collect();
-    std::fs::write(&target, gen::csv(&recs, false, Enc::Utf8)).unwrap();
+    let recs: Vec<_> = (0..2).map(data::case_accept).collect();
+    std::fs::write(&target, data::csv(&recs, false, Enc::Utf8)).unwrap();
     std::os::unix::fs::symlink(&target, inbox.join("link.csv")).unwrap();
     let fifo = inbox.join("pipe.csv");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -219,7 +226,7 @@ fn symlinks_fifos_directories_unknown_folders_and_unreadable_files_are_left_alon
     std::fs::write(unknown.join("x.csv"), "a,b\n1,2\n").unwrap();
     let d = env.start();
     // A good file dropped after them still flows.
-    env.drop_file("case_accept", "good.csv", &gen::csv(&recs, false, Enc::Utf8));
+    env.drop_file("case_accept", "good.csv", &data::csv(&recs, false, Enc::Utf8));
     assert_eq!(env.receipt("case_accept", "good.csv")["counts"]["sealed"], 2);
     std::thread::sleep(Duration::from_millis(1500));
     let (st, stderr) = d.stop();

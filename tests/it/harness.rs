@@ -105,17 +105,48 @@ max_age_ms = 1000
             .unwrap()
     }
 
+    /// Starts `fepd run`; its log goes to `daemon.log` in the deployment
+    /// (appended across restarts), shown when a wait times out.
     pub fn start(&self) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(FEPD)
             .arg("run")
             .arg("--config")
             .arg(&self.config)
-            .env("FEPD_LOG", "info")
+            .env("FEPD_LOG", "debug,notify=info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap();
-        Daemon { child: Some(child) }
+        Daemon {
+            child: Some(child),
+            log: self.log_path(),
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("daemon.log")
+    }
+
+    /// Like [`wait_for`], with the daemon's log in the failure message.
+    pub fn wait(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                let tree = Command::new("find").arg(self.root.join("spool")).output().unwrap();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- daemon log ---\n{log}\n--- spool ---\n{}",
+                    String::from_utf8_lossy(&tree.stdout)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Drops a file the way writers should: write `.part`, then rename.
@@ -129,15 +160,18 @@ max_age_ms = 1000
 
     /// The receipt of a processed file, once it exists.
     pub fn receipt(&self, dataset: &str, name: &str) -> serde_json::Value {
+        // The original moves out of work/ last: wait for it too.
         let p = self.spool(dataset, "done").join(format!("{name}.receipt.json"));
-        wait_for(&format!("receipt {}", p.display()), Duration::from_secs(20), || p.exists());
+        let orig = self.spool(dataset, "done").join(name);
+        self.wait(&format!("receipt {}", p.display()), Duration::from_secs(60), || p.exists() && orig.exists());
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
 
     /// The report of a rejected file, once it exists.
     pub fn report(&self, dataset: &str, name: &str) -> serde_json::Value {
         let p = self.spool(dataset, "rejected").join(format!("{name}.report.json"));
-        wait_for(&format!("report {}", p.display()), Duration::from_secs(20), || p.exists());
+        let orig = self.spool(dataset, "rejected").join(name);
+        self.wait(&format!("report {}", p.display()), Duration::from_secs(60), || p.exists() && orig.exists());
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
 
@@ -159,6 +193,17 @@ max_age_ms = 1000
         out
     }
 
+    /// Waits until the outbox holds `n` records for `dataset` (export runs
+    /// just after sealing), then returns them.
+    pub fn wait_outbox_records(&self, dataset: &str, n: usize) -> Vec<serde_json::Value> {
+        self.wait(&format!("{n} records in the {dataset} outbox"), Duration::from_secs(20), || {
+            self.outbox_records(dataset).len() >= n
+        });
+        let recs = self.outbox_records(dataset);
+        assert_eq!(recs.len(), n, "more records in the outbox than expected");
+        recs
+    }
+
     /// All records in the outbox for a dataset, in batch order.
     pub fn outbox_records(&self, dataset: &str) -> Vec<serde_json::Value> {
         self.outbox_batches(dataset)
@@ -176,6 +221,7 @@ max_age_ms = 1000
 /// A running daemon; stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Daemon {
     child: Option<Child>,
+    log: PathBuf,
 }
 
 impl Daemon {
@@ -188,10 +234,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                return (st, err);
+                return (st, std::fs::read_to_string(&self.log).unwrap_or_default());
             }
             if Instant::now() > deadline {
                 child.kill().unwrap();

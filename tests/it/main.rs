@@ -1,7 +1,7 @@
 //! Integration tests: the `fepd` binary against real files, a real SQLite
 //! state database and, for push mode, `fepd simulate-library` on loopback.
 
-mod gen;
+mod data;
 mod harness;
 
 mod bad_input;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::gen::{self, Enc};
+use crate::data::{self, Enc};
 use crate::harness::*;
 
 fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
@@ -21,7 +21,7 @@ fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
     let sample = std::fs::read(repo().join("samples/case_accept.csv")).unwrap();
     let t0 = Instant::now();
     std::fs::write(env.spool("case_accept", "inbox").join("case_accept.csv"), &sample).unwrap();
-    wait_for("batch in outbox", Duration::from_secs(10), || {
+    env.wait("batch in outbox", Duration::from_secs(10), || {
         files_in(&env.outbox("case_accept")).iter().any(|n| n.ends_with(".json"))
     });
     let latency = t0.elapsed();
@@ -57,8 +57,8 @@ fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
 fn nack_parks_the_batch() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..3).map(gen::case_accept).collect();
-    env.drop_file("case_accept", "a.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
     let r = env.receipt("case_accept", "a.csv");
     let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
     wait_for("exported", Duration::from_secs(10), || env.outbox("case_accept").join(format!("{id}.json")).exists());
@@ -78,21 +78,21 @@ fn every_format_and_encoding_for_two_datasets() {
     let env = Env::new("");
     let _d = env.start();
     let mut expected = Vec::new();
-    for (ds, make) in [("case_accept", gen::case_accept as fn(u64) -> gen::Record), ("evaluation", gen::evaluation)] {
+    for (ds, make) in [("case_accept", data::case_accept as fn(u64) -> data::Record), ("evaluation", data::evaluation)] {
         let mut n = 0u64;
-        let mut batch = |k: u64| -> Vec<gen::Record> {
+        let mut batch = |k: u64| -> Vec<data::Record> {
             let v: Vec<_> = (n..n + k).map(make).collect();
             n += k;
             v
         };
         for (enc, tag) in [(Enc::Utf8, "utf8"), (Enc::Utf8Bom, "bom"), (Enc::Gb18030, "gb18030")] {
             let files = vec![
-                (format!("{tag}.csv"), gen::csv(&batch(3), false, enc)),
-                (format!("{tag}-titles.csv"), gen::csv(&batch(3), true, enc)),
-                (format!("{tag}.jsonl"), gen::jsonl(&batch(3), enc)),
-                (format!("{tag}.json"), gen::json(&batch(3), false, enc)),
-                (format!("{tag}-wrapped.json"), gen::json(&batch(3), true, enc)),
-                (format!("{tag}.xml"), gen::xml(&batch(3), enc)),
+                (format!("{tag}.csv"), data::csv(&batch(3), false, enc)),
+                (format!("{tag}-titles.csv"), data::csv(&batch(3), true, enc)),
+                (format!("{tag}.jsonl"), data::jsonl(&batch(3), enc)),
+                (format!("{tag}.json"), data::json(&batch(3), false, enc)),
+                (format!("{tag}-wrapped.json"), data::json(&batch(3), true, enc)),
+                (format!("{tag}.xml"), data::xml(&batch(3), enc)),
             ];
             for (name, bytes) in files {
                 env.drop_file(ds, &name, &bytes);
@@ -100,7 +100,7 @@ fn every_format_and_encoding_for_two_datasets() {
             }
         }
         let x = env.root.join(format!("{ds}.xlsx"));
-        gen::xlsx(&batch(3), &x);
+        data::xlsx(&batch(3), &x);
         env.drop_file(ds, "sheet.xlsx", &std::fs::read(&x).unwrap());
         expected.push((ds, "sheet.xlsx".to_string()));
     }
@@ -110,15 +110,13 @@ fn every_format_and_encoding_for_two_datasets() {
         assert_eq!(r["counts"]["sealed"], 3, "{ds}/{name}: {r:#}");
         assert_eq!(r["counts"]["rejected"], 0, "{ds}/{name}");
     }
-    let recs = env.outbox_records("case_accept");
-    assert_eq!(recs.len(), 3 * 6 * 3 + 3);
+    let recs = env.wait_outbox_records("case_accept", 3 * 6 * 3 + 3);
     for r in &recs {
         assert_eq!(r["data"]["org_name"], "北京市东城区政务服务管理局");
         assert_eq!(r["data"]["accept_date"], "2026-11-20T10:15:30+08:00");
         assert_eq!(r["data"]["task_version"], 3);
     }
-    let recs = env.outbox_records("evaluation");
-    assert_eq!(recs.len(), 3 * 6 * 3 + 3);
+    let recs = env.wait_outbox_records("evaluation", 3 * 6 * 3 + 3);
     assert!(recs.iter().all(|r| r["data"]["task_name"] == "不动产登记（好差评）"));
     assert!(recs.iter().all(|r| r["data"]["assess_time"] == "2026-11-21T08:30:00+08:00"));
 }
@@ -127,14 +125,14 @@ fn every_format_and_encoding_for_two_datasets() {
 fn one_bad_record_among_a_thousand() {
     let env = Env::new("");
     let _d = env.start();
-    let mut recs: Vec<_> = (0..1000).map(gen::case_accept).collect();
+    let mut recs: Vec<_> = (0..1000).map(data::case_accept).collect();
     // Record 500 (line 502 with the header) gets a wrong check digit.
     for (k, v) in recs[500].iter_mut() {
         if *k == "org_code" {
-            *v = gen::uscc_bad(7);
+            *v = data::uscc_bad(7);
         }
     }
-    env.drop_file("case_accept", "k.csv", &gen::csv(&recs, false, Enc::Utf8));
+    env.drop_file("case_accept", "k.csv", &data::csv(&recs, false, Enc::Utf8));
     let rep = env.report("case_accept", "k.csv");
     assert_eq!(rep["counts"]["sealed"], 999);
     assert_eq!(rep["counts"]["rejected"], 1);
@@ -144,7 +142,7 @@ fn one_bad_record_among_a_thousand() {
     assert_eq!(errs[0]["field"], "org_code");
     assert_eq!(errs[0]["title"], "受理部门编码");
     assert_eq!(errs[0]["rule"], "GB 32100");
-    assert_eq!(env.outbox_records("case_accept").len(), 999);
+    env.wait_outbox_records("case_accept", 999);
     // The original stays beside its report; the CSV opens in Excel (BOM).
     assert!(env.spool("case_accept", "rejected").join("k.csv").exists());
     let csv = std::fs::read(env.spool("case_accept", "rejected").join("k.csv.errors.csv")).unwrap();
@@ -156,8 +154,8 @@ fn one_bad_record_among_a_thousand() {
 fn same_file_twice_is_not_resent_and_edits_are_upserts() {
     let env = Env::new("");
     let _d = env.start();
-    let recs: Vec<_> = (0..10).map(gen::case_accept).collect();
-    let bytes = gen::jsonl(&recs, Enc::Utf8);
+    let recs: Vec<_> = (0..10).map(data::case_accept).collect();
+    let bytes = data::jsonl(&recs, Enc::Utf8);
     env.drop_file("case_accept", "a.jsonl", &bytes);
     assert_eq!(env.receipt("case_accept", "a.jsonl")["counts"]["sealed"], 10);
 
@@ -168,7 +166,7 @@ fn same_file_twice_is_not_resent_and_edits_are_upserts() {
     assert_eq!(r["duplicateOf"]["file"], "a.jsonl");
 
     // Same records in another format: every record unchanged, skipped.
-    env.drop_file("case_accept", "c.csv", &gen::csv(&recs, false, Enc::Utf8));
+    env.drop_file("case_accept", "c.csv", &data::csv(&recs, false, Enc::Utf8));
     let r = env.receipt("case_accept", "c.csv");
     assert_eq!(r["counts"]["sealed"], 0);
     assert_eq!(r["counts"]["skipped"], 10);
@@ -180,12 +178,11 @@ fn same_file_twice_is_not_resent_and_edits_are_upserts() {
             *v = "北京市东城区行政审批局".into();
         }
     }
-    env.drop_file("case_accept", "d.csv", &gen::csv(&edited, false, Enc::Utf8));
+    env.drop_file("case_accept", "d.csv", &data::csv(&edited, false, Enc::Utf8));
     let r = env.receipt("case_accept", "d.csv");
     assert_eq!(r["counts"]["sealed"], 1);
     assert_eq!(r["counts"]["skipped"], 9);
-    let all = env.outbox_records("case_accept");
-    assert_eq!(all.len(), 11);
+    let all = env.wait_outbox_records("case_accept", 11);
     let last = all.last().unwrap();
     assert_eq!(last["op"], "upsert");
     assert_eq!(last["data"]["org_name"], "北京市东城区行政审批局");
@@ -196,11 +193,11 @@ fn same_file_twice_is_not_resent_and_edits_are_upserts() {
 fn delete_operation_is_sealed_with_key_fields_only() {
     let env = Env::new("");
     let _d = env.start();
-    let mut rec = gen::case_accept(1);
+    let mut rec = data::case_accept(1);
     rec.push(("cd_operation", "d".into()));
-    env.drop_file("case_accept", "del.jsonl", &gen::jsonl(&[rec], Enc::Utf8));
+    env.drop_file("case_accept", "del.jsonl", &data::jsonl(&[rec], Enc::Utf8));
     assert_eq!(env.receipt("case_accept", "del.jsonl")["counts"]["sealed"], 1);
-    let recs = env.outbox_records("case_accept");
+    let recs = env.wait_outbox_records("case_accept", 1);
     assert_eq!(recs[0]["op"], "delete");
     let data = recs[0]["data"].as_object().unwrap();
     assert_eq!(data.keys().collect::<Vec<_>>(), vec!["project_no"]);
@@ -210,18 +207,18 @@ fn delete_operation_is_sealed_with_key_fields_only() {
 fn stale_version_is_skipped() {
     let env = Env::new("");
     let _d = env.start();
-    let mut newer = gen::case_accept(1);
+    let mut newer = data::case_accept(1);
     newer.push(("cd_time", "2026-11-21 10:00:00".into()));
-    env.drop_file("case_accept", "new.jsonl", &gen::jsonl(&[newer], Enc::Utf8));
+    env.drop_file("case_accept", "new.jsonl", &data::jsonl(&[newer], Enc::Utf8));
     assert_eq!(env.receipt("case_accept", "new.jsonl")["counts"]["sealed"], 1);
-    let mut older = gen::case_accept(1);
+    let mut older = data::case_accept(1);
     older.push(("cd_time", "2026-11-20 10:00:00".into()));
     for (k, v) in older.iter_mut() {
         if *k == "org_name" {
             *v = "旧名称".into();
         }
     }
-    env.drop_file("case_accept", "old.jsonl", &gen::jsonl(&[older], Enc::Utf8));
+    env.drop_file("case_accept", "old.jsonl", &data::jsonl(&[older], Enc::Utf8));
     let r = env.receipt("case_accept", "old.jsonl");
     assert_eq!(r["counts"]["sealed"], 0);
     assert_eq!(r["counts"]["stale"], 1);
@@ -232,8 +229,8 @@ fn marker_mode_waits_for_ok_file() {
     let env = Env::new("");
     env.set_intake("ready = \"marker\"");
     let _d = env.start();
-    let recs: Vec<_> = (0..2).map(gen::case_accept).collect();
-    env.drop_file("case_accept", "m.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let recs: Vec<_> = (0..2).map(data::case_accept).collect();
+    env.drop_file("case_accept", "m.csv", &data::csv(&recs, false, Enc::Utf8));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(env.spool("case_accept", "inbox").join("m.csv").exists(), "taken without its marker");
     std::fs::write(env.spool("case_accept", "inbox").join("m.csv.ok"), "").unwrap();
@@ -245,8 +242,8 @@ fn marker_mode_waits_for_ok_file() {
 fn files_found_by_rescan_are_taken_after_settling_and_work_is_empty_after() {
     let env = Env::new("");
     // Files present before start: found by the start-up scan, no events.
-    let recs: Vec<_> = (0..5).map(gen::case_accept).collect();
-    env.drop_file("case_accept", "pre.csv", &gen::csv(&recs, false, Enc::Utf8));
+    let recs: Vec<_> = (0..5).map(data::case_accept).collect();
+    env.drop_file("case_accept", "pre.csv", &data::csv(&recs, false, Enc::Utf8));
     let d = env.start();
     assert_eq!(env.receipt("case_accept", "pre.csv")["counts"]["sealed"], 5);
     let (st, _) = d.stop();

@@ -1,20 +1,20 @@
 //! `fepd validate` and `fepd check-config`: what operators and data staff
 //! run by hand.
 
-use crate::gen::{self, Enc};
+use crate::data::{self, Enc};
 use crate::harness::*;
 
 #[test]
 fn validate_names_row_field_title_and_rule_for_a_bad_check_digit() {
     let env = Env::new("");
-    let mut recs: Vec<_> = (0..3).map(gen::case_accept).collect();
+    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
     for (k, v) in recs[1].iter_mut() {
         if *k == "org_code" {
-            *v = gen::uscc_bad(3);
+            *v = data::uscc_bad(3);
         }
     }
     let f = env.root.join("x.csv");
-    std::fs::write(&f, gen::csv(&recs, false, Enc::Utf8)).unwrap();
+    std::fs::write(&f, data::csv(&recs, false, Enc::Utf8)).unwrap();
     let out = env.fepd(&["validate", "--dataset", "case_accept", f.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -30,7 +30,7 @@ fn validate_names_row_field_title_and_rule_for_a_bad_check_digit() {
 fn validate_passes_good_files_with_exit_zero() {
     let env = Env::new("");
     let f = env.root.join("ok.jsonl");
-    std::fs::write(&f, gen::jsonl(&(0..5).map(gen::evaluation).collect::<Vec<_>>(), Enc::Gb18030)).unwrap();
+    std::fs::write(&f, data::jsonl(&(0..5).map(data::evaluation).collect::<Vec<_>>(), Enc::Gb18030)).unwrap();
     let out = env.fepd(&["validate", "--dataset", "evaluation", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }

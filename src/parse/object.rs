@@ -1,0 +1,128 @@
+//! Object: one JSON object as a record's fields, keeping the input order.
+//!
+//! serde_json's `Map` sorts keys unless `preserve_order` is on somewhere
+//! in the build, so the record is deserialized straight into a list of
+//! pairs instead. Shared by the JSON and JSON Lines parsers.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::RawValue;
+
+/// A JSON value where a record is expected.
+#[derive(Debug)]
+pub(crate) enum Element {
+    /// An object's members in input order (duplicates kept as found).
+    Object(Vec<(String, Value)>),
+    /// Anything else, named in Chinese for the report ("数组", "字符串"…).
+    Other(&'static str),
+}
+
+impl Element {
+    /// The record's fields: JSON null and empty strings are absent values
+    /// and left out; strings are text; anything else stays typed JSON.
+    pub(crate) fn into_fields(members: Vec<(String, Value)>) -> Vec<(String, RawValue)> {
+        members
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::Null => None,
+                Value::String(s) if s.is_empty() => None,
+                Value::String(s) => Some((name, RawValue::Text(s))),
+                other => Some((name, RawValue::Json(other))),
+            })
+            .collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ElementVisitor)
+    }
+}
+
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Element;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(pair) = map.next_entry::<String, Value>()? {
+            members.push(pair);
+        }
+        Ok(Element::Object(members))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Element::Other("数组"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+        Ok(Element::Other("字符串"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+        Ok(Element::Other("布尔值"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Element, E> {
+        Ok(Element::Other("数字"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Element, E> {
+        Ok(Element::Other("数字"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Element, E> {
+        Ok(Element::Other("数字"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Element, E> {
+        Ok(Element::Other("null"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_and_drops_empty() {
+        let e: Element =
+            serde_json::from_str(r#"{"z":"1","a":null,"m":2,"b":"","c":[1]}"#).unwrap();
+        let Element::Object(members) = e else {
+            panic!()
+        };
+        let fields = Element::into_fields(members);
+        assert_eq!(
+            fields,
+            vec![
+                ("z".into(), RawValue::Text("1".into())),
+                ("m".into(), RawValue::Json(2.into())),
+                ("c".into(), RawValue::Json(serde_json::json!([1]))),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_objects_are_named() {
+        for (text, kind) in [
+            ("[1,{}]", "数组"),
+            ("\"x\"", "字符串"),
+            ("3.5", "数字"),
+            ("null", "null"),
+            ("true", "布尔值"),
+        ] {
+            let e: Element = serde_json::from_str(text).unwrap();
+            assert!(matches!(e, Element::Other(k) if k == kind), "{text}");
+        }
+    }
+}

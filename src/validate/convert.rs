@@ -1,0 +1,264 @@
+//! Converting a raw value (text, JSON, XLSX cell) to the typed JSON value
+//! its schema property declares, before JSON Schema validation.
+//!
+//! A value that cannot be converted is an error, never a default
+//! (PRODUCT.md, "Input formats"). Empty text after trimming is absent.
+
+use chrono::{FixedOffset, TimeZone};
+use serde_json::{Map, Number, Value};
+
+use super::datetime::{format_date, format_datetime, parse_date, parse_datetime};
+use super::field::{FieldFormat, FieldSpec, FieldType};
+use crate::parse::RawValue;
+
+/// Why a value could not be converted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Fault {
+    NotInteger,
+    NotNumber,
+    NotDateTime,
+    NotDate,
+    /// The value has the wrong JSON shape; the text says what was expected.
+    WrongType(&'static str),
+    ListEmptyItem,
+    ListRepeat(String),
+    ListUnknown(String),
+    /// A fault inside item `index` of an array of objects, in sub-field
+    /// `field` (an index into the array's item specs).
+    Item {
+        index: usize,
+        field: usize,
+        fault: Box<Fault>,
+        value: String,
+    },
+    ItemNotObject(usize),
+}
+
+/// A conversion failure: the fault and the input as text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConvError {
+    pub fault: Fault,
+    pub value: String,
+}
+
+fn fail<T>(fault: Fault, value: impl Into<String>) -> Result<T, ConvError> {
+    Err(ConvError {
+        fault,
+        value: value.into(),
+    })
+}
+
+/// Converts `raw` for `spec`; `Ok(None)` when the value is absent.
+/// Elements of nested objects that are not fields are counted in `ignored`.
+pub(crate) fn convert(
+    spec: &FieldSpec,
+    raw: &RawValue,
+    tz: FixedOffset,
+    ignored: &mut u32,
+) -> Result<Option<Value>, ConvError> {
+    match spec.ty {
+        FieldType::Integer => integer(raw),
+        FieldType::Number => number(raw),
+        FieldType::Array => array(spec, raw, tz, ignored),
+        FieldType::String => string(spec, raw, tz),
+    }
+}
+
+fn integer(raw: &RawValue) -> Result<Option<Value>, ConvError> {
+    match raw {
+        RawValue::Text(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            match t.parse::<i64>() {
+                Ok(i) => Ok(Some(Value::from(i))),
+                Err(_) => fail(Fault::NotInteger, t),
+            }
+        }
+        RawValue::Json(Value::Number(n)) => {
+            match n.as_i64().or_else(|| n.as_f64().and_then(integral)) {
+                Some(i) => Ok(Some(Value::from(i))),
+                None => fail(Fault::NotInteger, n.to_string()),
+            }
+        }
+        RawValue::Json(v) => fail(Fault::WrongType("整数"), v.to_string()),
+        RawValue::Number(f) => match integral(*f) {
+            Some(i) => Ok(Some(Value::from(i))),
+            None => fail(Fault::NotInteger, shortest(*f)),
+        },
+        RawValue::DateTime(d) => fail(Fault::NotInteger, d.to_string()),
+    }
+}
+
+fn number(raw: &RawValue) -> Result<Option<Value>, ConvError> {
+    let f = match raw {
+        RawValue::Text(s) => {
+            let t = s.trim();
+            if t.is_empty() {
+                return Ok(None);
+            }
+            // `f64::from_str` also takes "inf" and "NaN", which are not
+            // numbers a person means; only digits, signs, point, exponent.
+            let plain = t
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+            match t.parse::<f64>() {
+                Ok(f) if plain && f.is_finite() => f,
+                _ => return fail(Fault::NotNumber, t),
+            }
+        }
+        RawValue::Json(Value::Number(n)) => return Ok(Some(Value::Number(n.clone()))),
+        RawValue::Json(v) => return fail(Fault::WrongType("数值"), v.to_string()),
+        RawValue::Number(f) => *f,
+        RawValue::DateTime(d) => return fail(Fault::NotNumber, d.to_string()),
+    };
+    match Number::from_f64(f) {
+        Some(n) => Ok(Some(Value::Number(n))),
+        None => fail(Fault::NotNumber, shortest(f)),
+    }
+}
+
+fn string(spec: &FieldSpec, raw: &RawValue, tz: FixedOffset) -> Result<Option<Value>, ConvError> {
+    // XLSX date cells first: their meaning depends on the format.
+    if let RawValue::DateTime(d) = raw {
+        let text = match spec.format {
+            FieldFormat::DateTime => match tz.from_local_datetime(d).single() {
+                Some(dt) => format_datetime(&dt, tz),
+                None => return fail(Fault::NotDateTime, d.to_string()),
+            },
+            FieldFormat::Date => format_date(d.date()),
+            _ if d.time() == chrono::NaiveTime::MIN => format_date(d.date()),
+            _ => d.format("%Y-%m-%d %H:%M:%S").to_string(),
+        };
+        return Ok(Some(Value::String(text)));
+    }
+    let text: std::borrow::Cow<str> = match raw {
+        RawValue::Text(s) => s.trim().into(),
+        RawValue::Json(Value::Number(n)) => n.to_string().into(),
+        RawValue::Json(v) => return fail(Fault::WrongType("文本"), v.to_string()),
+        RawValue::Number(f) => match (spec.pad_width, integral(*f)) {
+            (Some(w), Some(i)) if i >= 0 => format!("{i:0w$}").into(),
+            _ => shortest(*f).into(),
+        },
+        RawValue::DateTime(_) => unreachable!("handled above"),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let out = match spec.format {
+        FieldFormat::DateTime => match parse_datetime(&text, tz) {
+            Some(dt) => format_datetime(&dt, tz),
+            None => return fail(Fault::NotDateTime, text),
+        },
+        FieldFormat::Date => match parse_date(&text) {
+            Some(d) => format_date(d),
+            None => return fail(Fault::NotDate, text),
+        },
+        _ if spec.codes_list => codes_list(spec, &text)?,
+        _ => text.into_owned(),
+    };
+    Ok(Some(Value::String(out)))
+}
+
+/// Splits a codes list on commas (ASCII or full-width), trims the items,
+/// rejects empty, repeated and unknown items, and rejoins with `,`.
+fn codes_list(spec: &FieldSpec, text: &str) -> Result<String, ConvError> {
+    let mut out = String::with_capacity(text.len());
+    let mut seen: Vec<&str> = Vec::new();
+    for item in text.split([',', '，']).map(str::trim) {
+        if item.is_empty() {
+            return fail(Fault::ListEmptyItem, text);
+        }
+        if seen.contains(&item) {
+            return fail(Fault::ListRepeat(item.to_string()), text);
+        }
+        if !spec.codes.is_empty() && !spec.codes.iter().any(|(c, _)| c == item) {
+            return fail(Fault::ListUnknown(item.to_string()), text);
+        }
+        if !seen.is_empty() {
+            out.push(',');
+        }
+        out.push_str(item);
+        seen.push(item);
+    }
+    Ok(out)
+}
+
+fn array(
+    spec: &FieldSpec,
+    raw: &RawValue,
+    tz: FixedOffset,
+    ignored: &mut u32,
+) -> Result<Option<Value>, ConvError> {
+    let parsed;
+    let items = match raw {
+        RawValue::Json(Value::Array(a)) => a,
+        // XML and CSV carry the array as JSON text, if at all.
+        RawValue::Text(s) if s.trim().is_empty() => return Ok(None),
+        RawValue::Text(s) => match serde_json::from_str::<Value>(s.trim()) {
+            Ok(Value::Array(a)) => {
+                parsed = a;
+                &parsed
+            }
+            _ => return fail(Fault::WrongType("JSON 数组"), s.trim()),
+        },
+        RawValue::Json(v) => return fail(Fault::WrongType("JSON 数组"), v.to_string()),
+        RawValue::Number(f) => return fail(Fault::WrongType("JSON 数组"), shortest(*f)),
+        RawValue::DateTime(d) => return fail(Fault::WrongType("JSON 数组"), d.to_string()),
+    };
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let Value::Object(obj) = item else {
+            return fail(Fault::ItemNotObject(index), item.to_string());
+        };
+        let mut conv = Map::new();
+        for (k, v) in obj {
+            let Some(field) = spec.items.iter().position(|f| f.name == *k) else {
+                *ignored += 1;
+                continue;
+            };
+            let raw = match v {
+                Value::Null => continue,
+                Value::String(s) => RawValue::Text(s.clone()),
+                other => RawValue::Json(other.clone()),
+            };
+            match convert(&spec.items[field], &raw, tz, ignored) {
+                Ok(Some(v)) => {
+                    conv.insert(k.clone(), v);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return fail(
+                        Fault::Item {
+                            index,
+                            field,
+                            fault: Box::new(e.fault),
+                            value: e.value,
+                        },
+                        item.to_string(),
+                    );
+                }
+            }
+        }
+        out.push(Value::Object(conv));
+    }
+    Ok(Some(Value::Array(out)))
+}
+
+/// `Some(i)` when `f` is a whole number that fits an i64.
+fn integral(f: f64) -> Option<i64> {
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// Shortest decimal text of a number (`110101`, not `110101.0`).
+pub(crate) fn shortest(f: f64) -> String {
+    match integral(f) {
+        Some(i) => i.to_string(),
+        // Rust prints the shortest text that reads back as the same f64.
+        None => f.to_string(),
+    }
+}
