@@ -20,6 +20,7 @@ use std::collections::HashSet;
 
 use chrono::FixedOffset;
 
+mod canonical;
 mod catalog;
 mod checks;
 mod codes;

@@ -27,8 +27,12 @@ impl DatasetSchema {
         let mut bad = vec![false; n];
 
         for (name, value) in &rec.fields {
-            let name = name.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-            match self.lookup.get(name) {
+            // Headers are nearly always exact; trimming is the fallback.
+            let found = self.lookup.get(name.as_str()).or_else(|| {
+                self.lookup
+                    .get(name.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}'))
+            });
+            match found {
                 Some(&i) if slots[i].is_some() => {
                     if !bad[i] {
                         errors.push((i, message::duplicate(&self.fields[i])));
@@ -141,7 +145,7 @@ impl DatasetSchema {
             Op::Upsert => obj.retain(|k, _| self.spec(k).is_some_and(|f| !f.control)),
             Op::Delete => obj.retain(|k, _| self.key_fields.iter().any(|f| f == k)),
         }
-        let canonical = canon::to_canonical(&Value::Object(obj));
+        let canonical = super::canonical::canonical(&Value::Object(obj));
         let hash = canon::sha256_hex(canonical.as_bytes());
         Verdict::Valid(ValidRecord {
             op,

@@ -76,6 +76,19 @@ max_age_ms = 1000
         }
     }
 
+    /// Push mode to the simulator at `base_url`.
+    pub fn http(base_url: &str, extra_http: &str) -> Env {
+        let env = Env::new(&http_sink(base_url, extra_http));
+        let text = std::fs::read_to_string(&env.config).unwrap();
+        std::fs::write(&env.config, text.replacen("mode = \"outbox\"", "mode = \"http\"", 1)).unwrap();
+        env
+    }
+
+    /// Count of batches in `state`.
+    pub fn batches_in(&self, state: &str) -> i64 {
+        self.sql_count(&format!("SELECT COUNT(*) FROM batch WHERE state = '{state}'"))
+    }
+
     /// Adds `line` to the `[intake]` table of the config.
     pub fn set_intake(&self, line: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
@@ -108,6 +121,10 @@ max_age_ms = 1000
     /// Starts `fepd run`; its log goes to `daemon.log` in the deployment
     /// (appended across restarts), shown when a wait times out.
     pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    pub fn start_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -119,6 +136,8 @@ max_age_ms = 1000
             .arg(&self.config)
             .env("FEPD_LOG", "debug,notify=info")
             .env("NO_COLOR", "1")
+            .env("FEPD_TEST_SECRET", "secret")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -280,4 +299,92 @@ pub fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// `fepd simulate-library` on a loopback port, stopped when dropped.
+pub struct Library {
+    child: Option<Child>,
+    pub base_url: String,
+    pub addr: String,
+}
+
+impl Library {
+    /// Starts the simulator with its database at `db` and extra flags; the
+    /// port is chosen by the OS and read from the simulator's first line.
+    pub fn start(db: &Path, args: &[&str]) -> Library {
+        Library::start_on("127.0.0.1:0", db, args)
+    }
+
+    pub fn start_on(listen: &str, db: &Path, args: &[&str]) -> Library {
+        use std::io::BufRead;
+        let mut child = Command::new(FEPD)
+            .args(["simulate-library", "--listen", listen, "--db"])
+            .arg(db)
+            .args(args)
+            .env("FEPD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(addr.contains(':'), "simulator did not announce its address: {line:?}");
+        Library {
+            child: Some(child),
+            base_url: format!("http://{addr}"),
+            addr,
+        }
+    }
+
+    /// GET a `/sim/...` endpoint as JSON.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        self.get("/sim/stats")
+    }
+
+    pub fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `[sink.http]` config for a simulator at `base_url` (client secret
+/// from the environment variable the harness sets for the daemon).
+pub fn http_sink(base_url: &str, extra: &str) -> String {
+    format!(
+        "\n[sink.http]\nbase_url = \"{base_url}\"\nclient_id = \"fep-001\"\nclient_secret_env = \"FEPD_TEST_SECRET\"\nrequest_timeout_secs = 5\n{extra}\n"
+    )
 }

@@ -6,4 +6,5 @@ mod harness;
 
 mod bad_input;
 mod pipeline;
+mod push;
 mod validate_cmd;
