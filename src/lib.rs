@@ -18,5 +18,6 @@ pub mod intake;
 pub mod parse;
 pub mod report;
 pub mod seal;
+pub mod simulate;
 pub mod state;
 pub mod validate;

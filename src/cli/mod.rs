@@ -42,6 +42,9 @@ enum Command {
     /// Inspect the outbox and act on batches.
     #[command(subcommand)]
     Batches(batches::Command),
+    /// A local stand-in of the resource library (PROTOCOL.md), for the
+    /// joint-test rehearsal (联调) and for tests.
+    SimulateLibrary(crate::simulate::SimOptions),
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => load_config(&cli).and_then(|c| validate::run(c, a)),
         Command::Status(a) => load_config(&cli).and_then(|c| status::run(&c, a)),
         Command::Batches(cmd) => load_config(&cli).and_then(|c| batches::run(&c, cmd)),
+        Command::SimulateLibrary(opts) => simulate_library(opts.clone()),
     };
     match result {
         Ok(e) => e.into(),
@@ -104,6 +108,23 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         .enable_all()
         .build()?;
     rt.block_on(crate::daemon::run(loaded, shutdown_signal()))?;
+    Ok(Exit::Ok)
+}
+
+fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {
+    let _guard = logging::init(&crate::config::Log::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sim = crate::simulate::start(opts).await?;
+        // The first line on stdout is the address, so scripts and tests
+        // that asked for port 0 learn the port.
+        println!("listening on {}", sim.addr());
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        sim.run_until(shutdown_signal()).await
+    })?;
     Ok(Exit::Ok)
 }
 

@@ -124,20 +124,46 @@ fn supported_label(label: &[u8]) -> Option<&'static Encoding> {
 
 /// Detection over a prefix, restricted to UTF-8 and GB18030. A prefix that
 /// is valid UTF-8 (allowing a character cut off at its end) is UTF-8; ASCII
-/// is too, since chardetng would call pure ASCII windows-1252. Otherwise
-/// chardetng decides, and anything it names outside the UTF-8 family is
-/// taken as GB18030: that is the only legacy encoding fepd supports, and
-/// full validation will reject the file if the guess is wrong.
+/// is too, since chardetng would call pure ASCII windows-1252. So is a
+/// prefix that is mostly UTF-8 with a few broken bytes: it is a damaged
+/// UTF-8 file, to be rejected at its first bad byte, not GB18030 mojibake.
+/// Otherwise chardetng decides, and anything it names outside the UTF-8
+/// family is taken as GB18030: that is the only legacy encoding fepd
+/// supports, and full validation rejects the file if the guess is wrong.
 pub(crate) fn guess(prefix: &[u8], at_eof: bool) -> &'static Encoding {
     match std::str::from_utf8(prefix) {
         Ok(_) => return UTF_8,
         Err(e) if e.error_len().is_none() && !at_eof => return UTF_8,
+        Err(_) if mostly_utf8(prefix) => return UTF_8,
         Err(_) => {}
     }
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
     detector.feed(prefix, at_eof);
     let guessed = detector.guess(None, chardetng::Utf8Detection::Allow);
     if guessed == UTF_8 { UTF_8 } else { GB18030 }
+}
+
+/// Whether valid multibyte UTF-8 characters outnumber broken sequences
+/// by far. GB18030 text makes mostly broken sequences when read as UTF-8
+/// (its trail bytes are rarely continuation bytes after a valid lead).
+fn mostly_utf8(mut bytes: &[u8]) -> bool {
+    let non_ascii = |s: &[u8]| s.iter().filter(|&&b| b >= 0xC0).count();
+    let (mut valid, mut broken) = (0usize, 0usize);
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => {
+                valid += non_ascii(bytes);
+                break;
+            }
+            Err(e) => {
+                valid += non_ascii(&bytes[..e.valid_up_to()]);
+                let Some(len) = e.error_len() else { break };
+                broken += 1;
+                bytes = &bytes[e.valid_up_to() + len..];
+            }
+        }
+    }
+    valid >= 4 * broken
 }
 
 #[cfg(test)]
@@ -206,5 +232,13 @@ mod tests {
         let (gb, _, _) =
             GB18030.encode("姓名,身份证号码,办件编号,受理部门\n张三,1,2,市政务服务中心");
         assert_eq!(guess(&gb, true), GB18030);
+        let (gb, _, _) = GB18030.encode("办件编号,受理时间,办结时间,办理结果\n");
+        assert_eq!(guess(&gb, true), GB18030);
+        // UTF-8 with a broken byte is damaged UTF-8, not GB18030.
+        let mut damaged = "姓名,身份证号码,办件编号,受理部门\n张三,1,2,市政务服务中心\n"
+            .as_bytes()
+            .to_vec();
+        damaged.insert(7, 0xFF);
+        assert_eq!(guess(&damaged, true), UTF_8);
     }
 }

@@ -250,8 +250,7 @@ impl<'r> RowReader<'r> {
                             row.problem.get_or_insert(BAD_QUOTE_IN_FIELD);
                             keep(&mut row, &mut size, self.max, &[b]);
                         } else if b == self.delimiter {
-                            size += 1;
-                            row.ends.push(row.data.len());
+                            end_field(&mut row, &mut size, self.max);
                             state = State::FieldStart;
                         } else {
                             ended = self.terminator(b);
@@ -261,8 +260,7 @@ impl<'r> RowReader<'r> {
                     State::FieldStart | State::QuoteInQuoted => {
                         i += 1;
                         if b == self.delimiter {
-                            size += 1;
-                            row.ends.push(row.data.len());
+                            end_field(&mut row, &mut size, self.max);
                             state = State::FieldStart;
                         } else if b == b'\n' || b == b'\r' {
                             ended = self.terminator(b);
@@ -310,6 +308,16 @@ impl<'r> RowReader<'r> {
             row.ends.clear();
         }
         row
+    }
+}
+
+/// Ends a field at a delimiter. Like the data, field ends stop being kept
+/// once the row is over the limit (a line of nothing but delimiters must
+/// not grow memory either).
+fn end_field(row: &mut Row, size: &mut usize, max: usize) {
+    *size += 1;
+    if *size <= max {
+        row.ends.push(row.data.len());
     }
 }
 
@@ -447,6 +455,19 @@ mod tests {
         assert_eq!(fields(&items[0]), vec![("a", "12"), ("b", "34")]);
         let (items, _) = parse("a,b\n12,345\n", 5);
         assert!(matches!(items[0], Item::Bad(_)));
+    }
+
+    #[test]
+    fn a_line_of_delimiters_is_bounded() {
+        let text = format!("a,b\n{}\n1,2\n", ",".repeat(100_000));
+        let mut stream = CsvStream::new(
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            limits(100),
+        );
+        let first = stream.next_item().unwrap().unwrap();
+        assert_eq!(bad(&first).1, "CSV 记录超过 max_record_bytes 上限");
+        let (items, _) = collect(&mut stream);
+        assert_eq!(fields(&items[0]), vec![("a", "1"), ("b", "2")]);
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub trait RecordStream {
 }
 
 mod csv;
+#[cfg(test)]
+mod end_to_end;
 mod json;
 mod jsonl;
 mod object;

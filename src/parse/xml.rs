@@ -165,7 +165,11 @@ impl<'r> XmlStream<'r> {
             }
             match event {
                 Event::DocType(_) => return Err(self.fault("XML 不允许 DOCTYPE/实体声明")),
-                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {
+                    if self.depth <= 1 {
+                        self.restart_budget();
+                    }
+                }
                 Event::Eof => {
                     if self.depth > 0 {
                         return Err(self.fault("XML 文档不完整：元素未闭合"));

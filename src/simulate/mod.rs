@@ -1,0 +1,211 @@
+//! `fepd simulate-library`: a local stand-in for the resource library
+//! (统一信息资源库) that implements the library side of PROTOCOL.md §2, §2a
+//! and §3 — both token variants, batch verification, idempotency by
+//! (sender, batchId) — plus fault injection, for fepd's tests and for
+//! rehearsing the 联调.
+//!
+//! Codemap: `options` (command line), `auth` (tokens), `push` (the push
+//! endpoint) with `verify` (bytes → checked batch) and `envelope` (codes),
+//! `store` (the SQLite thread) with `ledger` (what is kept, and the
+//! queries), `faults` and `sever` (injected overloads and dropped answers),
+//! `export` (the `/sim/*` endpoints tests read).
+//!
+//! Invariants: a batch is stored in one transaction before it is answered;
+//! SQLite is only touched on the store thread; tokens and secrets are never
+//! logged.
+
+mod auth;
+mod envelope;
+mod export;
+mod faults;
+mod ledger;
+mod options;
+mod push;
+mod sever;
+mod store;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub use ledger::SimStats;
+pub use options::{Route, Secret, SimOptions};
+
+use auth::TokenBook;
+use faults::Faults;
+use sever::{SeverableListener, Severance};
+use store::Store;
+
+/// Runs the simulator until `shutdown` completes, then drains open requests
+/// and closes the database. This is what `fepd simulate-library` calls.
+pub async fn run(
+    opts: SimOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sim = start(opts).await?;
+    tracing::info!(addr = %sim.addr(), "simulated resource library listening");
+    sim.run_until(shutdown).await
+}
+
+/// Opens the database, binds the listener and starts serving in the
+/// background. Binding happens before this returns, so with port 0 the
+/// caller learns the address from `addr()` and can connect at once.
+pub async fn start(opts: SimOptions) -> anyhow::Result<RunningSimulator> {
+    let store = Store::open(opts.db.as_deref())
+        .await
+        .context("opening the simulator database")?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::debug!(options = ?opts, "simulator options");
+
+    let lib = Arc::new(Library::new(opts, store));
+    let app = router(lib.clone());
+    let stop = CancellationToken::new();
+    let signal = stop.clone().cancelled_owned();
+    let served = tokio::spawn(async move {
+        let served = axum::serve(
+            SeverableListener(listener),
+            app.into_make_service_with_connect_info::<Severance>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
+        // Close the store whatever happened to the server, so that what was
+        // stored is on disk and the WAL checkpointed.
+        let closed = lib.store.close().await;
+        served.context("serving")?;
+        closed.context("closing the simulator database")?;
+        Ok(())
+    });
+    Ok(RunningSimulator {
+        addr,
+        _stop_on_drop: stop.clone().drop_guard(),
+        stop,
+        served,
+    })
+}
+
+/// A simulator serving in the background.
+pub struct RunningSimulator {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    // A simulator dropped without `shutdown` (a failing test, typically)
+    // still stops serving instead of lingering on its port.
+    _stop_on_drop: DropGuard,
+    served: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningSimulator {
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the `base` of PROTOCOL.md's paths.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.served.await.context("the simulator task panicked")?
+    }
+
+    /// Serves until `shutdown` completes (then shuts down as `shutdown()`
+    /// does) or until serving fails.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let RunningSimulator {
+            stop,
+            _stop_on_drop,
+            mut served,
+            ..
+        } = self;
+        tokio::select! {
+            // The server task only ends by itself when it failed.
+            result = &mut served => result.context("the simulator task panicked")?,
+            () = shutdown => {
+                stop.cancel();
+                served.await.context("the simulator task panicked")?
+            }
+        }
+    }
+}
+
+/// The state every handler shares: the simulated library.
+pub(crate) struct Library {
+    opts: SimOptions,
+    /// `opts.routes` as a set, for the lookup on every push.
+    routes: HashSet<Route>,
+    tokens: TokenBook,
+    faults: Faults,
+    store: Store,
+}
+
+impl Library {
+    fn new(opts: SimOptions, store: Store) -> Self {
+        Library {
+            routes: opts.routes.iter().cloned().collect(),
+            tokens: TokenBook::new(
+                Duration::from_secs(opts.token_ttl),
+                opts.token_max_uses,
+                Duration::from_secs(opts.lockout_secs),
+            ),
+            faults: Faults::new(
+                opts.seed,
+                opts.fail_rate,
+                opts.drop_rate,
+                Duration::from_millis(opts.latency_ms),
+                opts.retry_after,
+            ),
+            store,
+            opts,
+        }
+    }
+
+    /// Adds one to a `/sim/stats` counter. A failure only costs a count, so
+    /// it is logged rather than turned into a failed request.
+    async fn count(&self, counter: &'static str) {
+        if let Err(e) = self.store.bump(counter).await {
+            tracing::warn!(counter, error = %e, "counting an event failed");
+        }
+    }
+}
+
+fn router(lib: Arc<Library>) -> Router {
+    Router::new()
+        .route("/api/v1/token", post(auth::client_credentials))
+        .route("/apigateway/getAccessToken", post(auth::app_key_token))
+        .route(
+            "/api/v1/resources/{category}/{resource}/batches",
+            post(push::push),
+        )
+        .route("/sim/stats", get(export::stats))
+        .route("/sim/records", get(export::records))
+        .route("/sim/batches", get(export::batches))
+        .route("/sim/audit-heads", get(export::audit_heads))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(lib.opts.max_body_bytes))
+        .with_state(lib)
+}
+
+async fn not_found() -> Response {
+    let body = serde_json::json!({"code": "404001", "message": "no such endpoint", "data": null});
+    (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}

@@ -1,0 +1,803 @@
+//! End-to-end tests of the simulator: each starts it on 127.0.0.1:0 and
+//! talks to it with reqwest, as fepd's forwarder would.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::canon::{batch_digest, record_hash};
+
+const PUSH_PATH: &str = "/api/v1/resources/zwfw/case_accept/batches";
+
+async fn sim_with(configure: impl FnOnce(&mut SimOptions)) -> RunningSimulator {
+    let mut opts = SimOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SimOptions::default()
+    };
+    configure(&mut opts);
+    start(opts).await.expect("simulator starts")
+}
+
+async fn sim() -> RunningSimulator {
+    sim_with(|_| {}).await
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+async fn token(c: &reqwest::Client, sim: &RunningSimulator) -> String {
+    let res = c
+        .post(format!("{}/api/v1/token", sim.base_url()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "fep-001"),
+            ("client_secret", "secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+fn record(n: u32) -> (String, Value) {
+    let key = format!("P{n:04}");
+    let data = json!({"project_no": key, "apply_count": n, "item_name": "户籍迁移"});
+    (key, data)
+}
+
+/// A well-formed batch of `records`, all upserts.
+fn batch(batch_id: &str, records: &[(String, Value)]) -> Value {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(key, data)| json!({"op": "upsert", "key": key, "hash": record_hash(data), "data": data}))
+        .collect();
+    let hashes: Vec<String> = records
+        .iter()
+        .map(|r| r["hash"].as_str().unwrap().to_owned())
+        .collect();
+    json!({
+        "batchId": batch_id,
+        "sender": "230000-zwfw",
+        "dataset": "case_accept",
+        "schemaVersion": "1",
+        "createdAt": "2026-11-22T10:15:30+08:00",
+        "count": records.len(),
+        "digest": batch_digest(hashes.iter().map(String::as_str)),
+        "auditHead": {"seq": 7, "hash": "9f0e"},
+        "records": records,
+    })
+}
+
+/// Pushes `body` to the case_accept route with the batch id as
+/// Idempotency-Key, and returns the status and the JSON answer.
+async fn push(
+    c: &reqwest::Client,
+    sim: &RunningSimulator,
+    token: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .bearer_auth(token)
+        .header("Idempotency-Key", body["batchId"].as_str().unwrap())
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+async fn stats(c: &reqwest::Client, sim: &RunningSimulator) -> SimStats {
+    c.get(format!("{}/sim/stats", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn now_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+#[test]
+fn options_have_the_documented_defaults() {
+    let o = SimOptions::default();
+    assert_eq!(o.listen.to_string(), "127.0.0.1:8730");
+    assert_eq!(o.client_id, "fep-001");
+    assert_eq!(o.client_secret.expose(), "secret");
+    assert_eq!(o.token_ttl, 7200);
+    assert_eq!(o.routes.len(), 8);
+    assert!(o.routes.contains(&Route::new("cgdsj", "event_report")));
+    assert!(
+        !format!("{o:?}").contains("\"secret\""),
+        "Debug must not show secrets"
+    );
+    assert!("zwfw".parse::<Route>().is_err());
+    assert!("a/b/c".parse::<Route>().is_err());
+}
+
+#[test]
+fn key_info_matches_an_independent_hmac() {
+    // Computed with Python's hmac module: key = appKey, message = appId +
+    // appKey + timeStamp.
+    assert_eq!(
+        auth::key_info("app-001", "appkey", "1700000000000"),
+        "9094c219f8b683c0a43e2149415d6660eb55da07d6883103e8102c50516fdb8f"
+    );
+}
+
+#[test]
+fn the_same_seed_rolls_the_same_faults() {
+    let rolls = |seed| {
+        let f = Faults::new(Some(seed), 0.5, 0.5, Duration::ZERO, 0);
+        (0..64)
+            .map(|_| {
+                let r = f.roll();
+                (r.fail, r.drop)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rolls(42), rolls(42));
+    assert_ne!(rolls(42), rolls(43));
+}
+
+#[tokio::test]
+async fn client_credentials_issue_refuse_and_lock_out() {
+    let sim = sim_with(|o| o.lockout_secs = 1).await;
+    let c = client();
+    let url = format!("{}/api/v1/token", sim.base_url());
+    let ask = |secret: &'static str| {
+        c.post(&url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "fep-001"),
+                ("client_secret", secret),
+            ])
+            .send()
+    };
+
+    let res = ask("secret").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 7200);
+    assert!(body["access_token"].as_str().unwrap().len() >= 32);
+
+    for _ in 0..5 {
+        let res = ask("wrong").await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, json!({"error": "invalid_client"}));
+    }
+    // Locked now: even the right secret is refused, with Retry-After.
+    let res = ask("secret").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=1).contains(&retry_after));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"error": "temporarily_locked"}));
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(ask("secret").await.unwrap().status(), StatusCode::OK);
+
+    let res = c
+        .post(&url)
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    let s = stats(&c, &sim).await;
+    assert_eq!(
+        (s.tokens_issued, s.token_failures, s.token_lockouts),
+        (2, 5, 1)
+    );
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn app_key_hmac_token_and_query_parameter_auth() {
+    let sim = sim_with(|o| o.sys_code = Some("230000".into())).await;
+    let c = client();
+    let url = format!("{}/apigateway/getAccessToken", sim.base_url());
+    let ask = |ts: String, key_info: String, sys_code: &'static str| {
+        c.post(&url)
+            .form(&[
+                ("appId", "app-001".to_owned()),
+                ("timeStamp", ts),
+                ("keyInfo", key_info),
+                ("sysCode", sys_code.to_owned()),
+            ])
+            .send()
+    };
+    let ts = now_millis().to_string();
+    let good = auth::key_info("app-001", "appkey", &ts);
+
+    let res = ask(ts.clone(), good.clone(), "230000").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["retCode"], "000000");
+    assert_eq!(body["retDesc"], "成功");
+    assert_eq!(body["data"]["expiresIn"], 7200);
+    let token = body["data"]["accessToken"].as_str().unwrap().to_owned();
+
+    let ret_code = |res: reqwest::Response| async move {
+        let body: Value = res.json().await.unwrap();
+        body["retCode"].as_str().unwrap().to_owned()
+    };
+    // Bad signature, upper-case signature, wrong sysCode, stale timestamp.
+    let bad = auth::key_info("app-001", "other", &ts);
+    assert_eq!(
+        ret_code(ask(ts.clone(), bad, "230000").await.unwrap()).await,
+        "100004"
+    );
+    let upper = good.to_uppercase();
+    assert_eq!(
+        ret_code(ask(ts.clone(), upper, "230000").await.unwrap()).await,
+        "100004"
+    );
+    assert_eq!(
+        ret_code(ask(ts.clone(), good, "110000").await.unwrap()).await,
+        "100002"
+    );
+    let stale = (now_millis() - 301_000).to_string();
+    let stale_sig = auth::key_info("app-001", "appkey", &stale);
+    assert_eq!(
+        ret_code(ask(stale, stale_sig, "230000").await.unwrap()).await,
+        "100003"
+    );
+    let future = (now_millis() + 301_000).to_string();
+    let future_sig = auth::key_info("app-001", "appkey", &future);
+    assert_eq!(
+        ret_code(ask(future, future_sig, "230000").await.unwrap()).await,
+        "100003"
+    );
+    let res = c
+        .post(&url)
+        .form(&[("appId", "app-001")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ret_code(res).await, "100001");
+
+    // The token travels as ?accessToken=.
+    let body = batch("B-HMAC", &[record(1)]);
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .query(&[("accessToken", token.as_str())])
+        .header("Idempotency-Key", "B-HMAC")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn happy_push_is_stored_and_exported() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1), record(2)]);
+    let (status, answer) = push(&c, &sim, &t, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["code"], "000000");
+    assert_eq!(answer["message"], "成功");
+    assert_eq!(answer["data"]["accepted"], 2);
+    assert_eq!(answer["data"]["rejected"], json!([]));
+    assert!(answer["data"].get("duplicate").is_none());
+    let receipt = answer["data"]["receiptId"].as_str().unwrap();
+
+    let records: Value = c
+        .get(format!(
+            "{}/sim/records?dataset=case_accept",
+            sim.base_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["batchId"], "B-1");
+    assert_eq!(records[0]["receiptId"], receipt);
+    assert_eq!(records[0]["key"], "P0001");
+    assert_eq!(records[0]["op"], "upsert");
+    assert_eq!(records[1]["data"], record(2).1);
+    assert_eq!(records[1]["hash"], record_hash(&record(2).1));
+
+    let other: Value = c
+        .get(format!("{}/sim/records?dataset=item_task", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other, json!([]));
+
+    let batches: Value = c
+        .get(format!("{}/sim/batches", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batches[0]["route"], "zwfw/case_accept");
+    assert_eq!(batches[0]["auditHead"], json!({"seq": 7, "hash": "9f0e"}));
+
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.batches, s.records, s.distinct_keys), (1, 2, 2));
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicates_answer_the_original_receipt_and_conflicts_409() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1), record(2)]);
+    let (_, first) = push(&c, &sim, &t, &body).await;
+    let (status, again) = push(&c, &sim, &t, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["data"]["duplicate"], true);
+    assert_eq!(again["data"]["receiptId"], first["data"]["receiptId"]);
+    assert_eq!(again["data"]["accepted"], 2);
+
+    let changed = batch("B-1", &[record(1), record(3)]);
+    let (status, answer) = push(&c, &sim, &t, &changed).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["code"], "409001");
+
+    let s = stats(&c, &sim).await;
+    assert_eq!(s.batches, 1);
+    assert_eq!(s.records, 2);
+    assert_eq!(s.duplicates_answered, 1);
+    assert_eq!(s.conflicts, 1);
+    assert_eq!(s.records_delivered_more_than_once, 0);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_same_record_in_two_batches_counts_as_delivered_twice() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    push(&c, &sim, &t, &batch("B-1", &[record(1), record(2)])).await;
+    push(&c, &sim, &t, &batch("B-2", &[record(2), record(3)])).await;
+    push(&c, &sim, &t, &batch("B-3", &[record(2)])).await;
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.batches, s.records, s.distinct_keys), (3, 5, 3));
+    assert_eq!(s.records_delivered_more_than_once, 2);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn idempotency_key_must_be_present_and_equal_to_batch_id() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1)]);
+    let url = format!("{}{PUSH_PATH}", sim.base_url());
+    for key in [None, Some("B-2")] {
+        let mut req = c.post(&url).bearer_auth(&t).json(&body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["code"], "400001", "{answer}");
+    }
+    assert_eq!(stats(&c, &sim).await.batches, 0);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_batches_are_400001() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let good = batch("B-1", &[record(1), record(2)]);
+    let mut cases = Vec::new();
+    let mut b = good.clone();
+    b.as_object_mut().unwrap().remove("auditHead");
+    cases.push(b);
+    let mut b = good.clone();
+    b["count"] = json!(3);
+    cases.push(b);
+    let mut b = good.clone();
+    b["records"][0]["op"] = json!("insert");
+    cases.push(b);
+    let mut b = good.clone();
+    b["createdAt"] = json!("2026-11-22 10:15:30");
+    cases.push(b);
+    // A null in data is refused even with a hash that matches it.
+    let data = json!({"project_no": "P0001", "item_name": null});
+    let b = batch("B-1", &[("P0001".into(), data)]);
+    cases.push(b);
+    for case in cases {
+        let (status, answer) = push(&c, &sim, &t, &case).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["code"], "400001", "{answer}");
+    }
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .bearer_auth(&t)
+        .header("Idempotency-Key", "B-1")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(stats(&c, &sim).await.malformed, 6);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn hash_and_digest_mismatches_are_400002() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let good = batch("B-1", &[record(1), record(2)]);
+
+    let mut bad_hash = good.clone();
+    bad_hash["records"][1]["data"]["apply_count"] = json!(99);
+    let (status, answer) = push(&c, &sim, &t, &bad_hash).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("400002"))
+    );
+
+    let mut bad_digest = good.clone();
+    bad_digest["digest"] = json!(batch_digest(["00"]));
+    let (status, answer) = push(&c, &sim, &t, &bad_digest).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("400002"))
+    );
+
+    // Swapping two records keeps every hash right but changes the digest.
+    let mut swapped = good.clone();
+    let records = swapped["records"].as_array_mut().unwrap();
+    records.swap(0, 1);
+    let (_, answer) = push(&c, &sim, &t, &swapped).await;
+    assert_eq!(answer["code"], "400002");
+
+    let mut upper = good.clone();
+    let h = upper["records"][0]["hash"].as_str().unwrap().to_uppercase();
+    upper["records"][0]["hash"] = json!(h);
+    let (_, answer) = push(&c, &sim, &t, &upper).await;
+    assert_eq!(answer["code"], "400002");
+
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.mismatched, s.batches), (4, 0));
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_route_is_400003() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1)]);
+    let res = c
+        .post(format!(
+            "{}/api/v1/resources/zwfw/nope/batches",
+            sim.base_url()
+        ))
+        .bearer_auth(&t)
+        .header("Idempotency-Key", "B-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["code"], "400003");
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn too_many_records_is_413001() {
+    let sim = sim_with(|o| o.max_records = Some(2)).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let (status, answer) = push(
+        &c,
+        &sim,
+        &t,
+        &batch("B-1", &[record(1), record(2), record(3)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["code"], "413001");
+    // The halves, as a sender splits them, go through.
+    let (status, _) = push(&c, &sim, &t, &batch("B-1.1", &[record(1), record(2)])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = push(&c, &sim, &t, &batch("B-1.2", &[record(3)])).await;
+    assert_eq!(status, StatusCode::OK);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn too_large_body_is_413001() {
+    let sim = sim_with(|o| o.max_body_bytes = 1024).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let records: Vec<_> = (0..40).map(record).collect();
+    let (status, answer) = push(&c, &sim, &t, &batch("B-1", &records)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["code"], "413001");
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_probe_is_answered_and_not_stored() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let probe = batch("PROBE-1", &[]);
+    assert_eq!(
+        probe["digest"],
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let (status, answer) = push(&c, &sim, &t, &probe).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["data"]["accepted"], 0);
+    assert_eq!(answer["data"]["rejected"], json!([]));
+    // Probes are not remembered, so the same probe again is not a duplicate.
+    let (_, again) = push(&c, &sim, &t, &probe).await;
+    assert!(again["data"].get("duplicate").is_none());
+
+    let mut bad = probe.clone();
+    bad["digest"] = json!("sha256:00");
+    let (_, answer) = push(&c, &sim, &t, &bad).await;
+    assert_eq!(answer["code"], "400002");
+
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.batches, s.records, s.probes), (0, 0, 2));
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_wear_out_expire_and_must_be_presented() {
+    let sim = sim_with(|o| o.token_max_uses = Some(2)).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    for i in 0..2 {
+        let (status, _) = push(&c, &sim, &t, &batch(&format!("B-{i}"), &[record(i)])).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, answer) = push(&c, &sim, &t, &batch("B-2", &[record(2)])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["code"], "401001");
+    // A renewed token works again.
+    let t2 = token(&c, &sim).await;
+    let (status, _) = push(&c, &sim, &t2, &batch("B-2", &[record(2)])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = push(&c, &sim, "not-a-token", &batch("B-3", &[record(3)])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .header("Idempotency-Key", "B-3")
+        .json(&batch("B-3", &[record(3)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    sim.shutdown().await.unwrap();
+
+    let sim = sim_with(|o| o.token_ttl = 0).await;
+    let t = token(&c, &sim).await;
+    let (status, _) = push(&c, &sim, &t, &batch("B-1", &[record(1)])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_matching_the_rule_are_rejected_one_by_one() {
+    let sim = sim_with(|o| o.reject_keys_matching = Some("0002".into())).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1), record(2), record(3)]);
+    let (status, answer) = push(&c, &sim, &t, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["data"]["accepted"], 2);
+    let rejected = &answer["data"]["rejected"];
+    assert_eq!(rejected.as_array().unwrap().len(), 1);
+    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["key"], "P0002");
+    assert_eq!(rejected[0]["code"], "422001");
+    assert!(rejected[0]["message"].as_str().is_some());
+
+    let (_, again) = push(&c, &sim, &t, &body).await;
+    assert_eq!(again["data"]["duplicate"], true);
+    assert_eq!(again["data"]["rejected"], *rejected);
+
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.records, s.rejected), (2, 1));
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-GZ", &[record(1), record(2)]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .bearer_auth(&t)
+        .header("Idempotency-Key", "B-GZ")
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["data"]["accepted"], 2);
+
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .bearer_auth(&t)
+        .header("Idempotency-Key", "B-GZ2")
+        .header("Content-Encoding", "gzip")
+        .body("not gzip at all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn injected_overload_is_503_with_retry_after() {
+    let sim = sim_with(|o| {
+        o.fail_rate = 1.0;
+        o.retry_after = 0;
+    })
+    .await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .bearer_auth(&t)
+        .header("Idempotency-Key", "B-1")
+        .json(&batch("B-1", &[record(1)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "0");
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.faults_injected, s.batches), (1, 0));
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_answer_is_a_connection_error_but_the_batch_is_stored() {
+    let sim = sim_with(|o| o.drop_rate = 1.0).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let body = batch("B-1", &[record(1)]);
+    for _ in 0..2 {
+        let err = c
+            .post(format!("{}{PUSH_PATH}", sim.base_url()))
+            .bearer_auth(&t)
+            .header("Idempotency-Key", "B-1")
+            .json(&body)
+            .send()
+            .await
+            .expect_err("the answer is dropped");
+        assert!(err.status().is_none() && !err.is_timeout(), "{err:?}");
+    }
+    let s = stats(&c, &sim).await;
+    assert_eq!((s.batches, s.records), (1, 1));
+    assert_eq!((s.responses_dropped, s.duplicates_answered), (2, 1));
+    assert_eq!(s.records_delivered_more_than_once, 0);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_heads_are_exported_per_sender_in_arrival_order() {
+    let sim = sim().await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    for (i, seq) in [(1, 10), (2, 11), (3, 15)] {
+        let mut b = batch(&format!("B-{i}"), &[record(i)]);
+        b["auditHead"] = json!({"seq": seq, "hash": format!("{seq:02x}")});
+        push(&c, &sim, &t, &b).await;
+    }
+    let mut other = batch("B-1", &[record(9)]);
+    other["sender"] = json!("110000-zwfw");
+    let (status, _) = push(&c, &sim, &t, &other).await;
+    assert_eq!(status, StatusCode::OK, "idempotency is per sender");
+
+    let res = c
+        .get(format!(
+            "{}/sim/audit-heads?sender=230000-zwfw",
+            sim.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.unwrap();
+    assert_eq!(
+        text,
+        "{\"seq\":10,\"hash\":\"0a\"}\n{\"seq\":11,\"hash\":\"0b\"}\n{\"seq\":15,\"hash\":\"0f\"}\n"
+    );
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn what_was_stored_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("library.sqlite");
+    let c = client();
+    let body = batch("B-1", &[record(1), record(2)]);
+
+    let sim = sim_with(|o| o.db = Some(db.clone())).await;
+    let t = token(&c, &sim).await;
+    let (_, first) = push(&c, &sim, &t, &body).await;
+    sim.shutdown().await.unwrap();
+
+    let sim = sim_with(|o| o.db = Some(db.clone())).await;
+    // Tokens do not survive the restart.
+    let (status, _) = push(&c, &sim, &t, &body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let t = token(&c, &sim).await;
+    let (status, again) = push(&c, &sim, &t, &body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["data"]["duplicate"], true);
+    assert_eq!(again["data"]["receiptId"], first["data"]["receiptId"]);
+    assert_eq!(stats(&c, &sim).await.records, 2);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn run_stops_when_its_shutdown_future_completes() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = SimOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..SimOptions::default()
+    };
+    let task = tokio::spawn(run(opts, async {
+        let _ = rx.await;
+    }));
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap()
+        .unwrap();
+}

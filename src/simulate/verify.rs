@@ -1,0 +1,192 @@
+//! Turns the bytes of a push request into a `VerifiedBatch`, or says which
+//! rule of PROTOCOL.md §3 they break. Verification never touches the store
+//! or the clock: the same body always gets the same verdict.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::envelope::Refusal;
+use crate::canon::{batch_digest, sha256_hex, to_canonical};
+
+/// A batch whose shape, hashes and digest have all been checked.
+#[derive(Debug)]
+pub(crate) struct VerifiedBatch {
+    pub batch_id: String,
+    pub sender: String,
+    pub dataset: String,
+    pub schema_version: String,
+    pub created_at: String,
+    pub digest: String,
+    pub audit_seq: i64,
+    pub audit_hash: String,
+    pub records: Vec<VerifiedRecord>,
+}
+
+/// One record of a verified batch; `data` is its canonical JSON text, the
+/// very text its `hash` was checked against.
+#[derive(Debug)]
+pub(crate) struct VerifiedRecord {
+    pub op: Op,
+    pub key: String,
+    pub hash: String,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Op {
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+// Unknown fields are tolerated: the contract names what must be there, not
+// what may not, and a library that choked on an extra field would make the
+// sender's tests brittle for no gain.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireBatch {
+    batch_id: String,
+    sender: String,
+    dataset: String,
+    schema_version: String,
+    created_at: String,
+    count: u64,
+    digest: String,
+    audit_head: WireAuditHead,
+    records: Vec<WireRecord>,
+}
+
+#[derive(Deserialize)]
+struct WireAuditHead {
+    seq: u64,
+    hash: String,
+}
+
+#[derive(Deserialize)]
+struct WireRecord {
+    op: Op,
+    key: String,
+    hash: String,
+    data: Map<String, Value>,
+}
+
+/// Checks `body` (already gzip-decoded) against the contract. The checks run
+/// in the order a sender would want to learn about them: shape first, then
+/// size, then hashes, so a 400002 always means the shape was right.
+pub(crate) fn verify(
+    body: &[u8],
+    idempotency_key: Option<&str>,
+    max_records: Option<usize>,
+) -> Result<VerifiedBatch, Refusal> {
+    let wire: WireBatch =
+        serde_json::from_slice(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
+
+    for (name, value) in [
+        ("batchId", &wire.batch_id),
+        ("sender", &wire.sender),
+        ("dataset", &wire.dataset),
+        ("schemaVersion", &wire.schema_version),
+    ] {
+        if value.trim().is_empty() {
+            return Err(Refusal::Malformed(format!("{name} is empty")));
+        }
+    }
+    match idempotency_key {
+        None => {
+            return Err(Refusal::Malformed(
+                "Idempotency-Key header is missing".into(),
+            ));
+        }
+        Some(k) if k != wire.batch_id => {
+            return Err(Refusal::Malformed(format!(
+                "Idempotency-Key {k:?} differs from batchId {:?}",
+                wire.batch_id
+            )));
+        }
+        Some(_) => {}
+    }
+    if let Some(max) = max_records
+        && wire.records.len() > max
+    {
+        return Err(Refusal::TooLarge(format!(
+            "{} records, at most {max} accepted",
+            wire.records.len()
+        )));
+    }
+    if wire.count != wire.records.len() as u64 {
+        return Err(Refusal::Malformed(format!(
+            "count is {} but there are {} records",
+            wire.count,
+            wire.records.len()
+        )));
+    }
+    if chrono::DateTime::parse_from_rfc3339(&wire.created_at).is_err() {
+        return Err(Refusal::Malformed(format!(
+            "createdAt {:?} is not an ISO 8601 date-time with offset",
+            wire.created_at
+        )));
+    }
+    let audit_seq = i64::try_from(wire.audit_head.seq)
+        .map_err(|_| Refusal::Malformed("auditHead.seq is out of range".into()))?;
+    if !is_lower_hex(&wire.audit_head.hash) {
+        return Err(Refusal::Malformed(
+            "auditHead.hash is not lowercase hex".into(),
+        ));
+    }
+
+    let mut records = Vec::with_capacity(wire.records.len());
+    for (i, r) in wire.records.into_iter().enumerate() {
+        if r.key.is_empty() {
+            return Err(Refusal::Malformed(format!("records[{i}].key is empty")));
+        }
+        if let Some((field, _)) = r.data.iter().find(|(_, v)| v.is_null()) {
+            // The contract says absent values are omitted, never null; a null
+            // would make the same record hash two ways.
+            return Err(Refusal::Malformed(format!(
+                "records[{i}].data.{field} is null (absent values must be omitted)"
+            )));
+        }
+        let data = to_canonical(&Value::Object(r.data));
+        if sha256_hex(data.as_bytes()) != r.hash {
+            return Err(Refusal::Mismatch(format!(
+                "records[{i}].hash does not match its data"
+            )));
+        }
+        records.push(VerifiedRecord {
+            op: r.op,
+            key: r.key,
+            hash: r.hash,
+            data,
+        });
+    }
+    if batch_digest(records.iter().map(|r| r.hash.as_str())) != wire.digest {
+        return Err(Refusal::Mismatch(
+            "digest does not match the record hashes".into(),
+        ));
+    }
+
+    Ok(VerifiedBatch {
+        batch_id: wire.batch_id,
+        sender: wire.sender,
+        dataset: wire.dataset,
+        schema_version: wire.schema_version,
+        created_at: wire.created_at,
+        digest: wire.digest,
+        audit_seq,
+        audit_hash: wire.audit_head.hash,
+        records,
+    })
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
