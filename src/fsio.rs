@@ -48,7 +48,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// `stem.N.ext` for the first free N (a later file version of the same name).
 pub fn free_name(dir: &Path, name: &str, suffixes: &[&str]) -> String {
     let taken = |n: &str| {
-        dir.join(n).exists() || suffixes.iter().any(|s| dir.join(format!("{n}{s}")).exists())
+        dir.join(n).exists()
+            || suffixes
+                .iter()
+                .any(|s| dir.join(format!("{n}{s}")).exists())
     };
     if !taken(name) {
         return name.to_string();

@@ -41,7 +41,9 @@ pub enum Command {
 }
 
 pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
-    let tz = cfg.tz().unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("offset"));
+    let tz = cfg
+        .tz()
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("offset"));
     let mut conn = crate::state::open(&cfg.state_db())?;
     match cmd {
         Command::List {
@@ -56,11 +58,19 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
                     println!("{}", serde_json::to_string(&r)?);
                 }
             } else {
-                println!("{:<30} {:<14} {:<10} {:>6} {:>8}  {:<25}  last error", "batch", "dataset", "state", "count", "attempts", "sealed at");
+                println!(
+                    "{:<30} {:<14} {:<10} {:>6} {:>8}  {:<25}  last error",
+                    "batch", "dataset", "state", "count", "attempts", "sealed at"
+                );
                 for r in rows {
                     println!(
                         "{:<30} {:<14} {:<10} {:>6} {:>8}  {:<25}  {}",
-                        r.batch_id, r.dataset, r.state, r.count, r.attempts, r.sealed_at,
+                        r.batch_id,
+                        r.dataset,
+                        r.state,
+                        r.count,
+                        r.attempts,
+                        r.sealed_at,
                         r.last_error.as_deref().unwrap_or("-")
                     );
                 }

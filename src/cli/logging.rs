@@ -34,7 +34,10 @@ pub fn init(cfg: &Log) -> anyhow::Result<Option<WorkerGuard>> {
             .with_ansi(false)
             .with_writer(std::io::stderr.and(f))
             .try_init(),
-        (LogFormat::Json, Some(f)) => builder.json().with_writer(std::io::stderr.and(f)).try_init(),
+        (LogFormat::Json, Some(f)) => builder
+            .json()
+            .with_writer(std::io::stderr.and(f))
+            .try_init(),
     };
     // A subscriber already installed (tests) is not an error.
     let _ = res;

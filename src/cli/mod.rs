@@ -19,7 +19,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "fepd", version, about = "前置机 exchange daemon: collect, validate and forward government data")]
+#[command(
+    name = "fepd",
+    version,
+    about = "前置机 exchange daemon: collect, validate and forward government data"
+)]
 pub struct Cli {
     /// Config file (default: config/fepd.toml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -44,7 +48,7 @@ enum Command {
     Batches(batches::Command),
     /// A local stand-in of the resource library (PROTOCOL.md), for the
     /// joint-test rehearsal (联调) and for tests.
-    SimulateLibrary(crate::simulate::SimOptions),
+    SimulateLibrary(Box<crate::simulate::SimOptions>),
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -83,7 +87,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => load_config(&cli).and_then(|c| validate::run(c, a)),
         Command::Status(a) => load_config(&cli).and_then(|c| status::run(&c, a)),
         Command::Batches(cmd) => load_config(&cli).and_then(|c| batches::run(&c, cmd)),
-        Command::SimulateLibrary(opts) => simulate_library(opts.clone()),
+        Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
     };
     match result {
         Ok(e) => e.into(),

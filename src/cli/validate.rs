@@ -67,18 +67,48 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
             match item {
                 Item::Bad(b) => {
                     bad += 1;
-                    emit(a.json, &shown, &b.pos.to_string(), b.pos.row(), "", "", None, "parse", &b.message);
+                    emit(
+                        a.json,
+                        &shown,
+                        &b.pos.to_string(),
+                        b.pos.row(),
+                        "",
+                        "",
+                        None,
+                        "parse",
+                        &b.message,
+                    );
                 }
                 Item::Record(raw) => match schema.check(&raw) {
                     Verdict::Valid(v) => {
                         for w in &v.warnings {
-                            emit(a.json, &shown, &raw.pos.to_string(), raw.pos.row(), &w.field, &w.title, w.value.as_deref(), &w.rule, &format!("（警告）{}", w.message));
+                            emit(
+                                a.json,
+                                &shown,
+                                &raw.pos.to_string(),
+                                raw.pos.row(),
+                                &w.field,
+                                &w.title,
+                                w.value.as_deref(),
+                                &w.rule,
+                                &format!("（警告）{}", w.message),
+                            );
                         }
                     }
                     Verdict::Invalid(errs) => {
                         bad += 1;
                         for e in &errs {
-                            emit(a.json, &shown, &raw.pos.to_string(), raw.pos.row(), &e.field, &e.title, e.value.as_deref(), &e.rule, &e.message);
+                            emit(
+                                a.json,
+                                &shown,
+                                &raw.pos.to_string(),
+                                raw.pos.row(),
+                                &e.field,
+                                &e.title,
+                                e.value.as_deref(),
+                                &e.rule,
+                                &e.message,
+                            );
                         }
                     }
                 },
@@ -91,15 +121,26 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
                 serde_json::json!({"file": shown, "records": total, "rejected": bad, "valid": total - bad, "encoding": id.encoding_name(), "sha256": id.sha256})
             );
         } else {
-            println!("{shown}: 共 {total} 条记录，通过 {} 条，拒绝 {bad} 条（编码 {}）", total - bad, id.encoding_name());
+            println!(
+                "{shown}: 共 {total} 条记录，通过 {} 条，拒绝 {bad} 条（编码 {}）",
+                total - bad,
+                id.encoding_name()
+            );
         }
     }
-    Ok(if any_rejected { Exit::Findings } else { Exit::Ok })
+    Ok(if any_rejected {
+        Exit::Findings
+    } else {
+        Exit::Ok
+    })
 }
 
 fn emit_fault(json: bool, file: &str, fault: &str) {
     if json {
-        println!("{}", serde_json::json!({"file": file, "rule": "file", "message": fault}));
+        println!(
+            "{}",
+            serde_json::json!({"file": file, "rule": "file", "message": fault})
+        );
     } else {
         println!("{file}: 整个文件被拒绝：{fault}");
     }

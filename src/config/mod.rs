@@ -427,8 +427,7 @@ impl Config {
             }
             let ok_name = |s: &str| {
                 !s.is_empty()
-                    && s
-                        .bytes()
+                    && s.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             };
             if !ok_name(&d.name) || d.name == "outbox" {
@@ -475,7 +474,9 @@ impl HttpSink {
         match self.auth {
             AuthMode::ClientCredentials => {
                 if self.client_id.is_none() {
-                    out.push("sink.http.client_id: required for auth = \"client_credentials\"".into());
+                    out.push(
+                        "sink.http.client_id: required for auth = \"client_credentials\"".into(),
+                    );
                 }
                 if self.client_secret_file.is_none() && self.client_secret_env.is_none() {
                     out.push(
@@ -485,7 +486,10 @@ impl HttpSink {
             }
             AuthMode::AppKeyHmac => {
                 if self.app_id.is_none() || self.sys_code.is_none() {
-                    out.push("sink.http: app_id and sys_code are required for auth = \"app_key_hmac\"".into());
+                    out.push(
+                        "sink.http: app_id and sys_code are required for auth = \"app_key_hmac\""
+                            .into(),
+                    );
                 }
                 if self.app_key_file.is_none() && self.app_key_env.is_none() {
                     out.push("sink.http: app_key_file or app_key_env is required".into());
@@ -565,7 +569,10 @@ mod tests {
     #[test]
     fn offsets_parse() {
         assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 8 * 3600);
-        assert_eq!(parse_offset("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+        assert_eq!(
+            parse_offset("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 1800)
+        );
         assert!(parse_offset("CST").is_none());
     }
 }

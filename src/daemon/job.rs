@@ -73,9 +73,15 @@ pub struct DatasetCtx {
 /// How a file's processing ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Done { counts: Counts },
-    Rejected { counts: Counts },
-    Duplicate { of: i64 },
+    Done {
+        counts: Counts,
+    },
+    Rejected {
+        counts: Counts,
+    },
+    Duplicate {
+        of: i64,
+    },
     /// Left in `work/` for the next start (drain asked for mid-file).
     Interrupted,
     /// Could not be read; left where it was.
@@ -103,11 +109,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
 /// The name the file had in the inbox, from its name under `work/`
 /// (`<claim id>~<name>`).
 pub fn original_name(work_name: &str) -> &str {
-    work_name.split_once('~').map(|(_, n)| n).unwrap_or(work_name)
+    work_name
+        .split_once('~')
+        .map(|(_, n)| n)
+        .unwrap_or(work_name)
 }
 
 /// Processes (or resumes) the file `work/<work_name>`.
-pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Result<Outcome, JobError> {
+pub fn process(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    work_name: &str,
+) -> Result<Outcome, JobError> {
     let path = ctx.paths.work.join(work_name);
     let name = original_name(work_name).to_string();
     let ds = ctx.dataset.name.as_str();
@@ -147,7 +160,14 @@ pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Resu
             let now = state::now_text(ctx.tz);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let file_id = files::insert_claim(&tx, ds, &name, work_name, &now)?;
-            files::set_identity(&tx, file_id, &id.sha256, id.size, id.format_name(), id.encoding_name())?;
+            files::set_identity(
+                &tx,
+                file_id,
+                &id.sha256,
+                id.size,
+                id.format_name(),
+                id.encoding_name(),
+            )?;
             log::append(
                 &tx,
                 ctx.tz,
@@ -172,7 +192,9 @@ pub fn process(conn: &mut Connection, ctx: &DatasetCtx, work_name: &str) -> Resu
     if row.records_done == 0 {
         match read::precheck_document(&path, &id, &ctx.read) {
             Ok(None) => {}
-            Ok(Some(f)) | Err(f) => return finish(conn, ctx, row.id, &path, &id, Some(fault_text(&f))),
+            Ok(Some(f)) | Err(f) => {
+                return finish(conn, ctx, row.id, &path, &id, Some(fault_text(&f)));
+            }
         }
     }
     let stream = match read::open_stream(&path, &id, &ctx.read) {
@@ -274,7 +296,15 @@ fn run_chunks(
                         delta.received += 1;
                         delta.rejected += 1;
                         let key = raw_key(&ctx.schema, &raw);
-                        insert_errors(&tx, row.id, ordinal, &raw.pos, key.as_deref(), &errors, false)?;
+                        insert_errors(
+                            &tx,
+                            row.id,
+                            ordinal,
+                            &raw.pos,
+                            key.as_deref(),
+                            &errors,
+                            false,
+                        )?;
                     }
                     Verdict::Valid(rec) => {
                         if open.would_overflow(&rec, &limits) {
@@ -287,7 +317,15 @@ fn run_chunks(
                         delta.received += 1;
                         delta.ignored_fields += rec.ignored_fields as i64;
                         if !rec.warnings.is_empty() {
-                            insert_errors(&tx, row.id, ordinal, &raw.pos, Some(&rec.key), &rec.warnings, true)?;
+                            insert_errors(
+                                &tx,
+                                row.id,
+                                ordinal,
+                                &raw.pos,
+                                Some(&rec.key),
+                                &rec.warnings,
+                                true,
+                            )?;
                         }
                         match seal::decide(&tx, ds, &rec)? {
                             Decision::Unchanged => delta.skipped += 1,
@@ -438,9 +476,10 @@ fn insert_errors(
 fn raw_key(schema: &DatasetSchema, raw: &RawRecord) -> Option<String> {
     let mut parts = Vec::with_capacity(schema.key_fields.len());
     for k in &schema.key_fields {
-        let v = raw.fields.iter().find_map(|(h, v)| {
-            (schema.field_for_header(h) == Some(k.as_str())).then_some(v)
-        })?;
+        let v = raw
+            .fields
+            .iter()
+            .find_map(|(h, v)| (schema.field_for_header(h) == Some(k.as_str())).then_some(v))?;
         parts.push(match v {
             crate::parse::RawValue::Text(t) => t.trim().to_string(),
             crate::parse::RawValue::Json(j) => j.to_string(),
@@ -480,8 +519,11 @@ fn finish(
         })
         .collect();
     let errors = files::rejections_of(conn, file_id)?;
-    let claimed_at: String =
-        conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [file_id], |r| r.get(0))?;
+    let claimed_at: String = conn.query_row(
+        "SELECT claimed_at FROM file WHERE id = ?1",
+        [file_id],
+        |r| r.get(0),
+    )?;
     let mut warnings = Vec::new();
     if row.counts.received == 0 && fault.is_none() {
         warnings.push("文件不含任何记录（0 条）".to_string());
@@ -508,7 +550,15 @@ fn finish(
         report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    files::finish(&tx, file_id, state_name, &final_name, fault.as_deref(), None, &now)?;
+    files::finish(
+        &tx,
+        file_id,
+        state_name,
+        &final_name,
+        fault.as_deref(),
+        None,
+        &now,
+    )?;
     let event = if rejected {
         Event::FileRejected
     } else if row.counts.received == 0 {
@@ -571,8 +621,11 @@ fn finish_duplicate(
     let dir = &ctx.paths.done;
     let final_name = fsio::free_name(dir, name, &[".receipt.json", ".report.json"]);
     let now = state::now_text(ctx.tz);
-    let first_claimed: String =
-        conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [first.id], |r| r.get(0))?;
+    let first_claimed: String = conn.query_row(
+        "SELECT claimed_at FROM file WHERE id = ?1",
+        [first.id],
+        |r| r.get(0),
+    )?;
     let summary = FileSummary {
         file: name,
         dataset: ds,
@@ -603,7 +656,15 @@ fn finish_duplicate(
         "UPDATE file SET sha256 = ?2, size = ?3 WHERE id = ?1",
         rusqlite::params![file_id, id.sha256, id.size as i64],
     )?;
-    files::finish(&tx, file_id, "duplicate", &final_name, None, Some(first.id), &now)?;
+    files::finish(
+        &tx,
+        file_id,
+        "duplicate",
+        &final_name,
+        None,
+        Some(first.id),
+        &now,
+    )?;
     log::append(
         &tx,
         ctx.tz,

@@ -74,7 +74,10 @@ pub fn identify(
     let mut hasher = Sha256::new();
     let mut checker = match format {
         Some(Format::Xlsx) | None => None,
-        Some(f) => Some(decode::Checker::new(opts.default_encoding, f == Format::Xml)),
+        Some(f) => Some(decode::Checker::new(
+            opts.default_encoding,
+            f == Format::Xml,
+        )),
     };
     let mut fault: Option<String> = None;
     if meta.len() > opts.max_file_bytes {
@@ -116,7 +119,8 @@ pub fn identify(
         Some(f) => f,
         None => {
             fault.get_or_insert_with(|| {
-                "不支持的文件格式：扩展名应为 .xml、.json、.jsonl、.ndjson、.csv 或 .xlsx".to_string()
+                "不支持的文件格式：扩展名应为 .xml、.json、.jsonl、.ndjson、.csv 或 .xlsx"
+                    .to_string()
             });
             // A placeholder: the file is rejected before it is parsed.
             Format::Csv

@@ -51,7 +51,10 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
     let codes = match CodeTable::load(&cfg.area_codes_path()) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
-            problems.push(format!("area code table {}: {e}", cfg.area_codes_path().display()));
+            problems.push(format!(
+                "area code table {}: {e}",
+                cfg.area_codes_path().display()
+            ));
             None
         }
     };
@@ -71,7 +74,9 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
                 problems.push(format!(
                     "dataset {}: no schema {}",
                     d.name,
-                    cfg.schemas_dir.join(format!("{}.schema.json", d.name)).display()
+                    cfg.schemas_dir
+                        .join(format!("{}.schema.json", d.name))
+                        .display()
                 ));
             }
         }
@@ -101,7 +106,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             tz,
             Event::DaemonStarted,
             Entry {
-                details: Some(json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()})),
+                details: Some(
+                    json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
+                ),
                 ..Default::default()
             },
         )?;
@@ -124,13 +131,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let stopping = Arc::new(AtomicBool::new(false));
     // Workers wake the forwarder after sealing: the pull-mode thread
     // through a channel, the push-mode task through a Notify.
-    let (fwd_tx, fwd_rx) = std_mpsc::channel::<()>();
+    // A wake-up channel of one slot: wake-ups coalesce, senders never block.
+    let (fwd_tx, fwd_rx) = std_mpsc::sync_channel::<()>(1);
     let push_wake = Arc::new(tokio::sync::Notify::new());
     let fwd_wake = {
         let tx = fwd_tx.clone();
         let n = push_wake.clone();
         Arc::new(move || {
-            let _ = tx.send(());
+            let _ = tx.try_send(());
             n.notify_one();
         }) as Arc<dyn Fn() + Send + Sync>
     };
@@ -194,7 +202,10 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 ..Default::default()
             },
         )?;
-        tracing::info!(files = recovered, "resuming files left in work/ by the previous run");
+        tracing::info!(
+            files = recovered,
+            "resuming files left in work/ by the previous run"
+        );
     }
 
     // The forwarder: pull mode runs on its own thread, push mode as a task.
@@ -206,12 +217,18 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             let stop = stopping.clone();
             let watch_dir = cfg.sink.outbox_dir.clone();
             std::fs::create_dir_all(&watch_dir).context("creating the outbox folder")?;
-            Some(std::thread::Builder::new().name("outbox".into()).spawn(move || {
-                outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop)
-            })?)
+            Some(
+                std::thread::Builder::new()
+                    .name("outbox".into())
+                    .spawn(move || outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop))?,
+            )
         }
         SinkMode::Http => {
-            let http = cfg.sink.http.clone().context("sink.mode = \"http\" needs [sink.http]")?;
+            let http = cfg
+                .sink
+                .http
+                .clone()
+                .context("sink.mode = \"http\" needs [sink.http]")?;
             let fwd = Arc::new(crate::forward::http::Forwarder::new(
                 db_path.clone(),
                 cfg.spool_dir.clone(),
@@ -284,7 +301,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     drop(workers);
     if let Some(t) = push_task {
         match t.await {
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error")
+            }
             Err(e) => tracing::error!(error = %e, "push forwarder panicked"),
             Ok(Ok(())) => {}
         }
@@ -371,7 +390,7 @@ fn outbox_loop(
     outbox: &mut Outbox,
     watch_dir: PathBuf,
     wake: std_mpsc::Receiver<()>,
-    wake_tx: std_mpsc::Sender<()>,
+    wake_tx: std_mpsc::SyncSender<()>,
     stop: Arc<AtomicBool>,
 ) {
     let mut conn = match crate::state::open(&db) {
@@ -382,11 +401,30 @@ fn outbox_loop(
         }
     };
     // Acknowledgements arrive as files: watch for them so delivery is
-    // recorded promptly; the poll below is the fallback.
+    // recorded promptly; the poll below is the fallback. Only the arrival
+    // of an .ack or .nack wakes the loop: the pass itself opens these
+    // folders, and waking on every event would make it chase its own tail.
     let _watcher = {
-        use notify::{RecursiveMode, Watcher};
-        notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = wake_tx.send(());
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        use notify::{EventKind, RecursiveMode, Watcher};
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(ev) = res else {
+                let _ = wake_tx.try_send(());
+                return;
+            };
+            let arrival = matches!(
+                ev.kind,
+                EventKind::Create(_)
+                    | EventKind::Modify(ModifyKind::Name(_))
+                    | EventKind::Access(AccessKind::Close(AccessMode::Write))
+            );
+            let marker = ev
+                .paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|e| e == "ack" || e == "nack"));
+            if arrival && marker {
+                let _ = wake_tx.try_send(());
+            }
         })
         .and_then(|mut w| w.watch(&watch_dir, RecursiveMode::Recursive).map(|_| w))
         .ok()

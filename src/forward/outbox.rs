@@ -83,12 +83,13 @@ impl Outbox {
 
     /// Exports sealed batches and handles acknowledgements, once.
     pub fn pass(&mut self, conn: &mut Connection) -> Result<Pass, PassError> {
-        let mut p = Pass::default();
-        p.exported = self.export(conn)?;
-        let (d, k) = self.acknowledge(conn)?;
-        p.delivered = d;
-        p.parked = k;
-        Ok(p)
+        let exported = self.export(conn)?;
+        let (delivered, parked) = self.acknowledge(conn)?;
+        Ok(Pass {
+            exported,
+            delivered,
+            parked,
+        })
     }
 
     /// Writes every `sealed` batch to the outbox, in seal order.
@@ -130,7 +131,10 @@ impl Outbox {
         let Ok(datasets) = fs::read_dir(&self.dir) else {
             return Ok((0, 0));
         };
-        for ds in datasets.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()) {
+        for ds in datasets
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+        {
             let dataset = ds.file_name().to_string_lossy().into_owned();
             let dir = ds.path();
             let mut names: Vec<String> = fs::read_dir(&dir)
@@ -177,13 +181,19 @@ impl Outbox {
         path: &Path,
     ) -> Result<Option<bool>, PassError> {
         let Some(b) = batches::get(conn, id)? else {
-            self.warn_once(path, "acknowledgement for a batch this sender never sealed; left in place");
+            self.warn_once(
+                path,
+                "acknowledgement for a batch this sender never sealed; left in place",
+            );
             return Ok(None);
         };
         let ack: Ack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                self.warn_once(path, &format!("acknowledgement is not valid JSON ({e}); left in place"));
+                self.warn_once(
+                    path,
+                    &format!("acknowledgement is not valid JSON ({e}); left in place"),
+                );
                 return Ok(None);
             }
             Err(e) => return Err(PassError::io(path, e)),
@@ -196,7 +206,14 @@ impl Outbox {
             let now = state::now_text(self.tz);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let accepted = ack.accepted.unwrap_or(b.count - ack.rejected.len() as i64);
-            batches::mark_delivered(&tx, id, &ack.receipt_id, accepted, ack.rejected.len() as i64, &now)?;
+            batches::mark_delivered(
+                &tx,
+                id,
+                &ack.receipt_id,
+                accepted,
+                ack.rejected.len() as i64,
+                &now,
+            )?;
             for r in &ack.rejected {
                 let key = match &r.key {
                     Some(k) => k.clone(),
@@ -211,8 +228,12 @@ impl Outbox {
                 Entry {
                     dataset: Some(dataset),
                     batch: Some(id),
-                    counts: Some(json!({"records": b.count, "accepted": accepted, "rejected": ack.rejected.len()})),
-                    details: Some(json!({"receiptId": ack.receipt_id, "duplicate": ack.duplicate, "via": "outbox"})),
+                    counts: Some(
+                        json!({"records": b.count, "accepted": accepted, "rejected": ack.rejected.len()}),
+                    ),
+                    details: Some(
+                        json!({"receiptId": ack.receipt_id, "duplicate": ack.duplicate, "via": "outbox"}),
+                    ),
                     ..Default::default()
                 },
             )?;
@@ -249,13 +270,19 @@ impl Outbox {
         path: &Path,
     ) -> Result<Option<bool>, PassError> {
         let Some(b) = batches::get(conn, id)? else {
-            self.warn_once(path, "refusal for a batch this sender never sealed; left in place");
+            self.warn_once(
+                path,
+                "refusal for a batch this sender never sealed; left in place",
+            );
             return Ok(None);
         };
         let nack: Nack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                self.warn_once(path, &format!("refusal is not valid JSON ({e}); left in place"));
+                self.warn_once(
+                    path,
+                    &format!("refusal is not valid JSON ({e}); left in place"),
+                );
                 return Ok(None);
             }
             Err(e) => return Err(PassError::io(path, e)),
@@ -273,7 +300,9 @@ impl Outbox {
                     dataset: Some(dataset),
                     batch: Some(id),
                     counts: Some(json!({"records": b.count})),
-                    details: Some(json!({"code": nack.code, "message": nack.message, "via": "outbox"})),
+                    details: Some(
+                        json!({"code": nack.code, "message": nack.message, "via": "outbox"}),
+                    ),
                     ..Default::default()
                 },
             )?;
@@ -302,7 +331,8 @@ impl Outbox {
         for name in [format!("{id}.json"), format!("{id}.{marker}")] {
             let from = dir.join(&name);
             if from.exists() {
-                fsio::move_durable(&from, &dest.join(&name)).map_err(|e| PassError::io(&from, e))?;
+                fsio::move_durable(&from, &dest.join(&name))
+                    .map_err(|e| PassError::io(&from, e))?;
             }
         }
         Ok(())

@@ -49,7 +49,10 @@ pub struct Scanner {
 
 /// Names writers use while a file is incomplete, and our own markers.
 fn is_ignored_name(name: &str) -> bool {
-    name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") || name.ends_with(".ok")
+    name.starts_with('.')
+        || name.ends_with(".part")
+        || name.ends_with(".tmp")
+        || name.ends_with(".ok")
 }
 
 impl Scanner {
@@ -90,7 +93,12 @@ impl Scanner {
         out
     }
 
-    fn scan_inbox(&mut self, inbox: &Inbox, out: &mut Vec<Claimed>, present: &mut HashSet<PathBuf>) {
+    fn scan_inbox(
+        &mut self,
+        inbox: &Inbox,
+        out: &mut Vec<Claimed>,
+        present: &mut HashSet<PathBuf>,
+    ) {
         let entries = match fs::read_dir(&inbox.dir) {
             Ok(e) => e,
             Err(e) => {
@@ -253,7 +261,10 @@ mod tests {
         fs::write(ib.dir.join("b.csv.part"), "x").unwrap();
         fs::write(ib.dir.join(".c.csv"), "x").unwrap();
         let mut s = Scanner::new(d.path(), vec![ib.clone()], Duration::from_millis(50));
-        assert!(s.scan().is_empty(), "first sight only starts the settle clock");
+        assert!(
+            s.scan().is_empty(),
+            "first sight only starts the settle clock"
+        );
         std::thread::sleep(Duration::from_millis(60));
         let got = s.scan();
         assert_eq!(got.len(), 1);

@@ -77,8 +77,8 @@ pub fn write_report(
     s: &FileSummary<'_>,
     errors: &[Rejection],
 ) -> io::Result<()> {
-    let body = serde_json::to_vec_pretty(&Report { summary: s, errors })
-        .map_err(io::Error::other)?;
+    let body =
+        serde_json::to_vec_pretty(&Report { summary: s, errors }).map_err(io::Error::other)?;
     fsio::write_atomic(dir, &format!("{name}.report.json"), &body)?;
     fsio::write_atomic(dir, &format!("{name}.errors.csv"), &errors_csv(s, errors)?)?;
     Ok(())
@@ -90,7 +90,17 @@ pub fn errors_csv(s: &FileSummary<'_>, errors: &[Rejection]) -> io::Result<Vec<u
     out.extend_from_slice("\u{feff}".as_bytes());
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(["行号", "记录序号", "位置", "字段", "字段名称", "值", "规则", "说明", "级别"])?;
+        w.write_record([
+            "行号",
+            "记录序号",
+            "位置",
+            "字段",
+            "字段名称",
+            "值",
+            "规则",
+            "说明",
+            "级别",
+        ])?;
         if let Some(fault) = s.fault {
             w.write_record(["", "", "", "", "", "", "file", fault, "错误"])?;
         }

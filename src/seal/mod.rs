@@ -96,5 +96,7 @@ pub fn new_batch_id() -> String {
     let mut g = GEN.lock().unwrap_or_else(|p| p.into_inner());
     let g = g.get_or_insert_with(ulid::Generator::new);
     // Overflow needs 2^80 ids in one millisecond; fall back to a fresh id.
-    g.generate().unwrap_or_else(|_| ulid::Ulid::generate()).to_string()
+    g.generate()
+        .unwrap_or_else(|_| ulid::Ulid::generate())
+        .to_string()
 }

@@ -127,8 +127,12 @@ pub fn get(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<BatchRo
 }
 
 pub fn body(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row("SELECT body FROM batch WHERE batch_id = ?1", [batch_id], |r| r.get(0))
-        .optional()
+    conn.query_row(
+        "SELECT body FROM batch WHERE batch_id = ?1",
+        [batch_id],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Batches in `state`, oldest first, optionally for one dataset.
@@ -268,13 +272,19 @@ pub fn routes_with_pending(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 
 /// The record count a route accepts, if a 413 taught us one.
 pub fn route_limit(conn: &Connection, route: &str) -> rusqlite::Result<Option<usize>> {
-    conn.query_row("SELECT max_records FROM route_limit WHERE route = ?1", [route], |r| {
-        r.get::<_, i64>(0).map(|n| n as usize)
-    })
+    conn.query_row(
+        "SELECT max_records FROM route_limit WHERE route = ?1",
+        [route],
+        |r| r.get::<_, i64>(0).map(|n| n as usize),
+    )
     .optional()
 }
 
-pub fn lower_route_limit(conn: &Connection, route: &str, max_records: usize) -> rusqlite::Result<()> {
+pub fn lower_route_limit(
+    conn: &Connection,
+    route: &str,
+    max_records: usize,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO route_limit (route, max_records) VALUES (?1, ?2)
          ON CONFLICT(route) DO UPDATE SET max_records = MIN(max_records, excluded.max_records)",

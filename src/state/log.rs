@@ -99,6 +99,7 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Head> {
 }
 
 /// The canonical text an entry's hash covers.
+#[allow(clippy::too_many_arguments)]
 pub fn canonical_entry(
     seq: i64,
     time: &str,

@@ -31,7 +31,9 @@ pub enum StateError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("state database was written by a newer fepd (schema {found}, this build knows {known})")]
+    #[error(
+        "state database was written by a newer fepd (schema {found}, this build knows {known})"
+    )]
     TooNew { found: i64, known: i64 },
 }
 

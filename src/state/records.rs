@@ -9,9 +9,13 @@ pub struct Sealed {
     pub version: Option<i64>,
 }
 
-pub fn last_sealed(conn: &Connection, dataset: &str, key: &str) -> rusqlite::Result<Option<Sealed>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT hash, version FROM record_state WHERE dataset = ?1 AND key = ?2")?;
+pub fn last_sealed(
+    conn: &Connection,
+    dataset: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Sealed>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT hash, version FROM record_state WHERE dataset = ?1 AND key = ?2")?;
     stmt.query_row(params![dataset, key], |r| {
         Ok(Sealed {
             hash: r.get(0)?,

@@ -13,7 +13,10 @@ fn malformed_jsonl_line_rejects_only_that_record() {
     let recs: Vec<_> = (0..3).map(data::case_accept).collect();
     let mut text = String::from_utf8(data::jsonl(&recs, Enc::Utf8)).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    text = format!("{}\n{{\"project_no\": \"broken\n{}\n{}\n", lines[0], lines[1], lines[2]);
+    text = format!(
+        "{}\n{{\"project_no\": \"broken\n{}\n{}\n",
+        lines[0], lines[1], lines[2]
+    );
     env.drop_file("case_accept", "m.jsonl", text.as_bytes());
     let rep = env.report("case_accept", "m.jsonl");
     assert_eq!(rep["counts"]["sealed"], 3);
@@ -49,7 +52,10 @@ fn truncated_xml_and_json_reject_the_whole_file() {
     for name in ["t.xml", "t.json"] {
         let rep = env.report("case_accept", name);
         let fault = rep["fault"].as_str().unwrap();
-        assert!(fault.contains("行") && fault.contains("字节"), "{name}: {fault}");
+        assert!(
+            fault.contains("行") && fault.contains("字节"),
+            "{name}: {fault}"
+        );
         assert_eq!(rep["counts"]["sealed"], 0, "{name}");
     }
     assert!(env.outbox_records("case_accept").is_empty());
@@ -66,7 +72,10 @@ fn undecodable_byte_rejects_the_file_with_its_offset() {
     env.drop_file("case_accept", "u.csv", &bytes);
     let rep = env.report("case_accept", "u.csv");
     let fault = rep["fault"].as_str().unwrap();
-    assert!(fault.contains(&at.to_string()), "offset {at} not named: {fault}");
+    assert!(
+        fault.contains(&at.to_string()),
+        "offset {at} not named: {fault}"
+    );
     assert_eq!(rep["counts"]["sealed"], 0);
 }
 
@@ -80,9 +89,15 @@ fn empty_file_and_header_only_csv_are_done_with_zero() {
     for name in ["empty.jsonl", "header.csv"] {
         let r = env.receipt("case_accept", name);
         assert_eq!(r["counts"]["received"], 0, "{name}");
-        assert!(!r["warnings"].as_array().unwrap().is_empty(), "{name}: no warning");
+        assert!(
+            !r["warnings"].as_array().unwrap().is_empty(),
+            "{name}: no warning"
+        );
     }
-    assert_eq!(env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'file_empty'"), 2);
+    assert_eq!(
+        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'file_empty'"),
+        2
+    );
 }
 
 #[test]
@@ -100,10 +115,22 @@ fn oversized_records() {
         }
         recs
     };
-    env.drop_file("case_accept", "big.jsonl", &data::jsonl(&recs(0), Enc::Utf8));
-    env.drop_file("case_accept", "big.csv", &data::csv(&recs(10), false, Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "big.jsonl",
+        &data::jsonl(&recs(0), Enc::Utf8),
+    );
+    env.drop_file(
+        "case_accept",
+        "big.csv",
+        &data::csv(&recs(10), false, Enc::Utf8),
+    );
     env.drop_file("case_accept", "big.xml", &data::xml(&recs(20), Enc::Utf8));
-    env.drop_file("case_accept", "big.json", &data::json(&recs(30), false, Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "big.json",
+        &data::json(&recs(30), false, Enc::Utf8),
+    );
     for name in ["big.jsonl", "big.csv"] {
         let rep = env.report("case_accept", name);
         assert_eq!(rep["counts"]["rejected"], 1, "{name}");
@@ -137,7 +164,11 @@ fn invalid_records_name_field_title_value_and_rule() {
     assert_eq!(rep["counts"]["rejected"], 3);
     assert_eq!(rep["counts"]["sealed"], 1);
     let errs = rep["errors"].as_array().unwrap();
-    let find = |f: &str| errs.iter().find(|e| e["field"] == f).unwrap_or_else(|| panic!("no error for {f}: {errs:#?}"));
+    let find = |f: &str| {
+        errs.iter()
+            .find(|e| e["field"] == f)
+            .unwrap_or_else(|| panic!("no error for {f}: {errs:#?}"))
+    };
     assert_eq!(find("org_name")["title"], "受理部门");
     assert_eq!(find("org_name")["rule"], "required");
     assert_eq!(find("project_type")["value"], "7");
@@ -168,8 +199,15 @@ fn personal_data_is_masked_in_reports() {
     assert_eq!(e["field"], "applyer_page_code");
     assert_eq!(e["rule"], "GB 11643");
     let v = e["value"].as_str().unwrap();
-    assert!(v.starts_with(&bad[..6]) && v.ends_with(&bad[14..]) && v.contains('*'), "{v}");
-    let csv = std::fs::read_to_string(env.spool("case_accept", "rejected").join("pii.jsonl.errors.csv")).unwrap();
+    assert!(
+        v.starts_with(&bad[..6]) && v.ends_with(&bad[14..]) && v.contains('*'),
+        "{v}"
+    );
+    let csv = std::fs::read_to_string(
+        env.spool("case_accept", "rejected")
+            .join("pii.jsonl.errors.csv"),
+    )
+    .unwrap();
     assert!(!csv.contains(&bad));
 }
 
@@ -180,7 +218,10 @@ fn doctype_rejects_xml() {
     let xml = "<?xml version=\"1.0\"?>\n<!DOCTYPE r [<!ENTITY x \"boom\">]>\n<records><record><project_no>&x;</project_no></record></records>\n";
     env.drop_file("case_accept", "dt.xml", xml.as_bytes());
     let rep = env.report("case_accept", "dt.xml");
-    assert!(rep["fault"].as_str().unwrap().contains("DOCTYPE"), "{rep:#}");
+    assert!(
+        rep["fault"].as_str().unwrap().contains("DOCTYPE"),
+        "{rep:#}"
+    );
 }
 
 #[test]
@@ -189,9 +230,16 @@ fn oversized_file_is_rejected_with_the_limit_named() {
     env.set_intake("max_file_bytes = 1000");
     let _d = env.start();
     let recs: Vec<_> = (0..20).map(data::case_accept).collect();
-    env.drop_file("case_accept", "huge.csv", &data::csv(&recs, false, Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "huge.csv",
+        &data::csv(&recs, false, Enc::Utf8),
+    );
     let rep = env.report("case_accept", "huge.csv");
-    assert!(rep["fault"].as_str().unwrap().contains("max_file_bytes"), "{rep:#}");
+    assert!(
+        rep["fault"].as_str().unwrap().contains("max_file_bytes"),
+        "{rep:#}"
+    );
     assert_eq!(rep["counts"]["sealed"], 0);
 }
 
@@ -205,7 +253,13 @@ fn xlsx_bomb_is_rejected_with_the_limit_named() {
     data::xlsx(&recs, &x);
     env.drop_file("case_accept", "bomb.xlsx", &std::fs::read(&x).unwrap());
     let rep = env.report("case_accept", "bomb.xlsx");
-    assert!(rep["fault"].as_str().unwrap().contains("max_xlsx_unpacked_bytes"), "{rep:#}");
+    assert!(
+        rep["fault"]
+            .as_str()
+            .unwrap()
+            .contains("max_xlsx_unpacked_bytes"),
+        "{rep:#}"
+    );
     assert_eq!(rep["counts"]["sealed"], 0);
 }
 
@@ -226,8 +280,15 @@ fn symlinks_fifos_directories_unknown_folders_and_unreadable_files_are_left_alon
     std::fs::write(unknown.join("x.csv"), "a,b\n1,2\n").unwrap();
     let d = env.start();
     // A good file dropped after them still flows.
-    env.drop_file("case_accept", "good.csv", &data::csv(&recs, false, Enc::Utf8));
-    assert_eq!(env.receipt("case_accept", "good.csv")["counts"]["sealed"], 2);
+    env.drop_file(
+        "case_accept",
+        "good.csv",
+        &data::csv(&recs, false, Enc::Utf8),
+    );
+    assert_eq!(
+        env.receipt("case_accept", "good.csv")["counts"]["sealed"],
+        2
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let (st, stderr) = d.stop();
     assert!(st.success());

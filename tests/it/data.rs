@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 
 const USCC_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_W: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_W: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 const ID_W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 
 /// A valid 统一社会信用代码 derived from `n`.
@@ -33,7 +35,11 @@ pub fn uscc_bad(n: u64) -> String {
 pub fn id_card(n: u64) -> String {
     let day = 1 + (n % 28);
     let s = format!("110105198001{:02}{:03}", day, n % 1000);
-    let sum: u32 = s.bytes().zip(ID_W).map(|(c, w)| (c - b'0') as u32 * w).sum();
+    let sum: u32 = s
+        .bytes()
+        .zip(ID_W)
+        .map(|(c, w)| (c - b'0') as u32 * w)
+        .sum();
     format!("{s}{}", b"10X98765432"[(sum % 11) as usize] as char)
 }
 
@@ -42,9 +48,15 @@ pub type Record = Vec<(&'static str, String)>;
 /// A case_accept record (~600 bytes as JSON), number `i`.
 pub fn case_accept(i: u64) -> Record {
     vec![
-        ("project_no", format!("11110105MB0000000X4000110012026112{:06}", i)),
+        (
+            "project_no",
+            format!("11110105MB0000000X4000110012026112{:06}", i),
+        ),
         ("task_code", "11110105MB0000000X400011001000001".into()),
-        ("task_name", "对《政府信息公开》申请的受理，含中文测试文本".into()),
+        (
+            "task_name",
+            "对《政府信息公开》申请的受理，含中文测试文本".into(),
+        ),
         ("task_version", "3".into()),
         ("project_type", "2".into()),
         ("applyer_type", "1".into()),
@@ -64,7 +76,10 @@ pub fn case_accept(i: u64) -> Record {
 /// An evaluation record, number `i`.
 pub fn evaluation(i: u64) -> Record {
     vec![
-        ("project_no", format!("11110105MB0000000X4000110012026112{:06}", i)),
+        (
+            "project_no",
+            format!("11110105MB0000000X4000110012026112{:06}", i),
+        ),
         ("area_code", "110105".into()),
         ("dept_code", uscc(2000 + i % 50)),
         ("task_code", "11110105MB0000000X400011001000001".into()),
@@ -146,7 +161,13 @@ pub fn csv(records: &[Record], titles: bool, enc: Enc) -> Vec<u8> {
     let mut out = String::new();
     let header: Vec<String> = records[0]
         .iter()
-        .map(|(k, _)| if titles { title(k).to_string() } else { k.to_string() })
+        .map(|(k, _)| {
+            if titles {
+                title(k).to_string()
+            } else {
+                k.to_string()
+            }
+        })
         .collect();
     out.push_str(&header.join(","));
     out.push('\n');
@@ -186,7 +207,9 @@ pub fn json(records: &[Record], wrapped: bool, enc: Enc) -> Vec<u8> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 pub fn xml(records: &[Record], enc: Enc) -> Vec<u8> {
@@ -217,9 +240,13 @@ pub fn xlsx(records: &[Record], path: &std::path::Path) {
     }
     for (r, rec) in records.iter().enumerate() {
         for (c, (k, v)) in rec.iter().enumerate() {
-            let numeric = matches!(*k, "task_version" | "project_type" | "applyer_type" | "area_code");
+            let numeric = matches!(
+                *k,
+                "task_version" | "project_type" | "applyer_type" | "area_code"
+            );
             if numeric {
-                ws.write_number(r as u32 + 1, c as u16, v.parse::<f64>().unwrap()).unwrap();
+                ws.write_number(r as u32 + 1, c as u16, v.parse::<f64>().unwrap())
+                    .unwrap();
             } else {
                 ws.write_string(r as u32 + 1, c as u16, v).unwrap();
             }

@@ -80,19 +80,29 @@ max_age_ms = 1000
     pub fn http(base_url: &str, extra_http: &str) -> Env {
         let env = Env::new(&http_sink(base_url, extra_http));
         let text = std::fs::read_to_string(&env.config).unwrap();
-        std::fs::write(&env.config, text.replacen("mode = \"outbox\"", "mode = \"http\"", 1)).unwrap();
+        std::fs::write(
+            &env.config,
+            text.replacen("mode = \"outbox\"", "mode = \"http\"", 1),
+        )
+        .unwrap();
         env
     }
 
     /// Count of batches in `state`.
     pub fn batches_in(&self, state: &str) -> i64 {
-        self.sql_count(&format!("SELECT COUNT(*) FROM batch WHERE state = '{state}'"))
+        self.sql_count(&format!(
+            "SELECT COUNT(*) FROM batch WHERE state = '{state}'"
+        ))
     }
 
     /// Adds `line` to the `[intake]` table of the config.
     pub fn set_intake(&self, line: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
-        std::fs::write(&self.config, text.replacen("[intake]\n", &format!("[intake]\n{line}\n"), 1)).unwrap();
+        std::fs::write(
+            &self.config,
+            text.replacen("[intake]\n", &format!("[intake]\n{line}\n"), 1),
+        )
+        .unwrap();
     }
 
     pub fn spool(&self, dataset: &str, sub: &str) -> PathBuf {
@@ -158,7 +168,10 @@ max_age_ms = 1000
         while !cond() {
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-                let tree = Command::new("find").arg(self.root.join("spool")).output().unwrap();
+                let tree = Command::new("find")
+                    .arg(self.root.join("spool"))
+                    .output()
+                    .unwrap();
                 panic!(
                     "timed out after {timeout:?} waiting for {what}\n--- daemon log ---\n{log}\n--- spool ---\n{}",
                     String::from_utf8_lossy(&tree.stdout)
@@ -180,17 +193,29 @@ max_age_ms = 1000
     /// The receipt of a processed file, once it exists.
     pub fn receipt(&self, dataset: &str, name: &str) -> serde_json::Value {
         // The original moves out of work/ last: wait for it too.
-        let p = self.spool(dataset, "done").join(format!("{name}.receipt.json"));
+        let p = self
+            .spool(dataset, "done")
+            .join(format!("{name}.receipt.json"));
         let orig = self.spool(dataset, "done").join(name);
-        self.wait(&format!("receipt {}", p.display()), Duration::from_secs(60), || p.exists() && orig.exists());
+        self.wait(
+            &format!("receipt {}", p.display()),
+            Duration::from_secs(60),
+            || p.exists() && orig.exists(),
+        );
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
 
     /// The report of a rejected file, once it exists.
     pub fn report(&self, dataset: &str, name: &str) -> serde_json::Value {
-        let p = self.spool(dataset, "rejected").join(format!("{name}.report.json"));
+        let p = self
+            .spool(dataset, "rejected")
+            .join(format!("{name}.report.json"));
         let orig = self.spool(dataset, "rejected").join(name);
-        self.wait(&format!("report {}", p.display()), Duration::from_secs(60), || p.exists() && orig.exists());
+        self.wait(
+            &format!("report {}", p.display()),
+            Duration::from_secs(60),
+            || p.exists() && orig.exists(),
+        );
         serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
     }
 
@@ -198,7 +223,9 @@ max_age_ms = 1000
     pub fn outbox_batches(&self, dataset: &str) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for dir in [self.outbox(dataset), self.outbox(dataset).join("delivered")] {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut names: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
@@ -215,9 +242,11 @@ max_age_ms = 1000
     /// Waits until the outbox holds `n` records for `dataset` (export runs
     /// just after sealing), then returns them.
     pub fn wait_outbox_records(&self, dataset: &str, n: usize) -> Vec<serde_json::Value> {
-        self.wait(&format!("{n} records in the {dataset} outbox"), Duration::from_secs(20), || {
-            self.outbox_records(dataset).len() >= n
-        });
+        self.wait(
+            &format!("{n} records in the {dataset} outbox"),
+            Duration::from_secs(20),
+            || self.outbox_records(dataset).len() >= n,
+        );
         let recs = self.outbox_records(dataset);
         assert_eq!(recs.len(), n, "more records in the outbox than expected");
         recs
@@ -231,9 +260,17 @@ max_age_ms = 1000
             .collect()
     }
 
+    /// A number from the state database; 0 before the daemon created it.
     pub fn sql_count(&self, sql: &str) -> i64 {
+        if !self.db().exists() {
+            return 0;
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
-        c.query_row(sql, [], |r| r.get(0)).unwrap()
+        match c.query_row(sql, [], |r| r.get(0)) {
+            Ok(n) => n,
+            Err(e) if e.to_string().contains("no such table") => 0,
+            Err(e) => panic!("{sql}: {e}"),
+        }
     }
 }
 
@@ -284,7 +321,10 @@ impl Drop for Daemon {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -336,7 +376,10 @@ impl Library {
             .next()
             .unwrap_or_default()
             .to_string();
-        assert!(addr.contains(':'), "simulator did not announce its address: {line:?}");
+        assert!(
+            addr.contains(':'),
+            "simulator did not announce its address: {line:?}"
+        );
         Library {
             child: Some(child),
             base_url: format!("http://{addr}"),
@@ -349,7 +392,12 @@ impl Library {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();

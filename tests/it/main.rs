@@ -5,6 +5,7 @@ mod data;
 mod harness;
 
 mod bad_input;
+mod crash;
 mod pipeline;
 mod push;
 mod validate_cmd;

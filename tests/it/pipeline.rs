@@ -9,7 +9,11 @@ use crate::harness::*;
 fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
     let dir = env.outbox(dataset);
     std::fs::write(dir.join(format!(".{batch_id}.ack.tmp")), body).unwrap();
-    std::fs::rename(dir.join(format!(".{batch_id}.ack.tmp")), dir.join(format!("{batch_id}.ack"))).unwrap();
+    std::fs::rename(
+        dir.join(format!(".{batch_id}.ack.tmp")),
+        dir.join(format!("{batch_id}.ack")),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -17,34 +21,64 @@ fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
     let env = Env::new("");
     let d = env.start();
     // Let the daemon come up (creates folders) before dropping.
-    wait_for("inbox created", Duration::from_secs(10), || env.spool("case_accept", "inbox").exists());
+    wait_for("inbox created", Duration::from_secs(10), || {
+        env.spool("case_accept", "inbox").exists()
+    });
     let sample = std::fs::read(repo().join("samples/case_accept.csv")).unwrap();
     let t0 = Instant::now();
-    std::fs::write(env.spool("case_accept", "inbox").join("case_accept.csv"), &sample).unwrap();
+    std::fs::write(
+        env.spool("case_accept", "inbox").join("case_accept.csv"),
+        &sample,
+    )
+    .unwrap();
     env.wait("batch in outbox", Duration::from_secs(10), || {
-        files_in(&env.outbox("case_accept")).iter().any(|n| n.ends_with(".json"))
+        files_in(&env.outbox("case_accept"))
+            .iter()
+            .any(|n| n.ends_with(".json"))
     });
     let latency = t0.elapsed();
-    assert!(latency < Duration::from_secs(2), "drop to outbox took {latency:?}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "drop to outbox took {latency:?}"
+    );
 
     let receipt = env.receipt("case_accept", "case_accept.csv");
     assert_eq!(receipt["verdict"], "done");
-    let batch_id = receipt["batches"][0]["batchId"].as_str().unwrap().to_string();
+    let batch_id = receipt["batches"][0]["batchId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let sealed = receipt["counts"]["sealed"].as_i64().unwrap();
     assert!(sealed > 0);
-    let body: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.outbox("case_accept").join(format!("{batch_id}.json"))).unwrap()).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.outbox("case_accept").join(format!("{batch_id}.json"))).unwrap(),
+    )
+    .unwrap();
     assert_eq!(body["count"].as_i64().unwrap(), sealed);
     assert_eq!(body["sender"], "230000-zwfw");
     assert!(body["auditHead"]["seq"].as_i64().unwrap() > 0);
 
-    ack(&env, "case_accept", &batch_id, &format!(r#"{{"receiptId":"R-1","accepted":{sealed},"rejected":[]}}"#));
+    ack(
+        &env,
+        "case_accept",
+        &batch_id,
+        &format!(r#"{{"receiptId":"R-1","accepted":{sealed},"rejected":[]}}"#),
+    );
     let delivered = env.outbox("case_accept").join("delivered");
     wait_for("ack handled", Duration::from_secs(10), || {
-        delivered.join(format!("{batch_id}.json")).exists() && delivered.join(format!("{batch_id}.ack")).exists()
+        delivered.join(format!("{batch_id}.json")).exists()
+            && delivered.join(format!("{batch_id}.ack")).exists()
     });
-    assert!(!env.outbox("case_accept").join(format!("{batch_id}.json")).exists());
-    assert!(env.spool("case_accept", "done").join("case_accept.csv").exists());
+    assert!(
+        !env.outbox("case_accept")
+            .join(format!("{batch_id}.json"))
+            .exists()
+    );
+    assert!(
+        env.spool("case_accept", "done")
+            .join("case_accept.csv")
+            .exists()
+    );
     let (st, _) = d.stop();
     assert!(st.success());
     assert_eq!(
@@ -61,10 +95,29 @@ fn nack_parks_the_batch() {
     env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
     let r = env.receipt("case_accept", "a.csv");
     let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
-    wait_for("exported", Duration::from_secs(10), || env.outbox("case_accept").join(format!("{id}.json")).exists());
-    ack_named(&env, &id, "nack", r#"{"code":"400002","message":"digest mismatch"}"#);
-    wait_for("parked", Duration::from_secs(10), || env.outbox("case_accept").join("parked").join(format!("{id}.nack")).exists());
-    assert_eq!(env.sql_count(&format!("SELECT COUNT(*) FROM batch WHERE batch_id = '{id}' AND state = 'parked'")), 1);
+    wait_for("exported", Duration::from_secs(10), || {
+        env.outbox("case_accept")
+            .join(format!("{id}.json"))
+            .exists()
+    });
+    ack_named(
+        &env,
+        &id,
+        "nack",
+        r#"{"code":"400002","message":"digest mismatch"}"#,
+    );
+    wait_for("parked", Duration::from_secs(10), || {
+        env.outbox("case_accept")
+            .join("parked")
+            .join(format!("{id}.nack"))
+            .exists()
+    });
+    assert_eq!(
+        env.sql_count(&format!(
+            "SELECT COUNT(*) FROM batch WHERE batch_id = '{id}' AND state = 'parked'"
+        )),
+        1
+    );
 }
 
 fn ack_named(env: &Env, id: &str, ext: &str, body: &str) {
@@ -78,20 +131,30 @@ fn every_format_and_encoding_for_two_datasets() {
     let env = Env::new("");
     let _d = env.start();
     let mut expected = Vec::new();
-    for (ds, make) in [("case_accept", data::case_accept as fn(u64) -> data::Record), ("evaluation", data::evaluation)] {
+    for (ds, make) in [
+        ("case_accept", data::case_accept as fn(u64) -> data::Record),
+        ("evaluation", data::evaluation),
+    ] {
         let mut n = 0u64;
         let mut batch = |k: u64| -> Vec<data::Record> {
             let v: Vec<_> = (n..n + k).map(make).collect();
             n += k;
             v
         };
-        for (enc, tag) in [(Enc::Utf8, "utf8"), (Enc::Utf8Bom, "bom"), (Enc::Gb18030, "gb18030")] {
+        for (enc, tag) in [
+            (Enc::Utf8, "utf8"),
+            (Enc::Utf8Bom, "bom"),
+            (Enc::Gb18030, "gb18030"),
+        ] {
             let files = vec![
                 (format!("{tag}.csv"), data::csv(&batch(3), false, enc)),
                 (format!("{tag}-titles.csv"), data::csv(&batch(3), true, enc)),
                 (format!("{tag}.jsonl"), data::jsonl(&batch(3), enc)),
                 (format!("{tag}.json"), data::json(&batch(3), false, enc)),
-                (format!("{tag}-wrapped.json"), data::json(&batch(3), true, enc)),
+                (
+                    format!("{tag}-wrapped.json"),
+                    data::json(&batch(3), true, enc),
+                ),
                 (format!("{tag}.xml"), data::xml(&batch(3), enc)),
             ];
             for (name, bytes) in files {
@@ -117,8 +180,14 @@ fn every_format_and_encoding_for_two_datasets() {
         assert_eq!(r["data"]["task_version"], 3);
     }
     let recs = env.wait_outbox_records("evaluation", 3 * 6 * 3 + 3);
-    assert!(recs.iter().all(|r| r["data"]["task_name"] == "不动产登记（好差评）"));
-    assert!(recs.iter().all(|r| r["data"]["assess_time"] == "2026-11-21T08:30:00+08:00"));
+    assert!(
+        recs.iter()
+            .all(|r| r["data"]["task_name"] == "不动产登记（好差评）")
+    );
+    assert!(
+        recs.iter()
+            .all(|r| r["data"]["assess_time"] == "2026-11-21T08:30:00+08:00")
+    );
 }
 
 #[test]
@@ -145,7 +214,11 @@ fn one_bad_record_among_a_thousand() {
     env.wait_outbox_records("case_accept", 999);
     // The original stays beside its report; the CSV opens in Excel (BOM).
     assert!(env.spool("case_accept", "rejected").join("k.csv").exists());
-    let csv = std::fs::read(env.spool("case_accept", "rejected").join("k.csv.errors.csv")).unwrap();
+    let csv = std::fs::read(
+        env.spool("case_accept", "rejected")
+            .join("k.csv.errors.csv"),
+    )
+    .unwrap();
     assert!(csv.starts_with("\u{feff}".as_bytes()));
     assert!(String::from_utf8(csv).unwrap().contains("受理部门编码"));
 }
@@ -157,7 +230,10 @@ fn same_file_twice_is_not_resent_and_edits_are_upserts() {
     let recs: Vec<_> = (0..10).map(data::case_accept).collect();
     let bytes = data::jsonl(&recs, Enc::Utf8);
     env.drop_file("case_accept", "a.jsonl", &bytes);
-    assert_eq!(env.receipt("case_accept", "a.jsonl")["counts"]["sealed"], 10);
+    assert_eq!(
+        env.receipt("case_accept", "a.jsonl")["counts"]["sealed"],
+        10
+    );
 
     // Same content, other name: a duplicate file, nothing sealed.
     env.drop_file("case_accept", "b.jsonl", &bytes);
@@ -178,7 +254,11 @@ fn same_file_twice_is_not_resent_and_edits_are_upserts() {
             *v = "北京市东城区行政审批局".into();
         }
     }
-    env.drop_file("case_accept", "d.csv", &data::csv(&edited, false, Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "d.csv",
+        &data::csv(&edited, false, Enc::Utf8),
+    );
     let r = env.receipt("case_accept", "d.csv");
     assert_eq!(r["counts"]["sealed"], 1);
     assert_eq!(r["counts"]["skipped"], 9);
@@ -196,7 +276,10 @@ fn delete_operation_is_sealed_with_key_fields_only() {
     let mut rec = data::case_accept(1);
     rec.push(("cd_operation", "d".into()));
     env.drop_file("case_accept", "del.jsonl", &data::jsonl(&[rec], Enc::Utf8));
-    assert_eq!(env.receipt("case_accept", "del.jsonl")["counts"]["sealed"], 1);
+    assert_eq!(
+        env.receipt("case_accept", "del.jsonl")["counts"]["sealed"],
+        1
+    );
     let recs = env.wait_outbox_records("case_accept", 1);
     assert_eq!(recs[0]["op"], "delete");
     let data = recs[0]["data"].as_object().unwrap();
@@ -209,8 +292,15 @@ fn stale_version_is_skipped() {
     let _d = env.start();
     let mut newer = data::case_accept(1);
     newer.push(("cd_time", "2026-11-21 10:00:00".into()));
-    env.drop_file("case_accept", "new.jsonl", &data::jsonl(&[newer], Enc::Utf8));
-    assert_eq!(env.receipt("case_accept", "new.jsonl")["counts"]["sealed"], 1);
+    env.drop_file(
+        "case_accept",
+        "new.jsonl",
+        &data::jsonl(&[newer], Enc::Utf8),
+    );
+    assert_eq!(
+        env.receipt("case_accept", "new.jsonl")["counts"]["sealed"],
+        1
+    );
     let mut older = data::case_accept(1);
     older.push(("cd_time", "2026-11-20 10:00:00".into()));
     for (k, v) in older.iter_mut() {
@@ -218,7 +308,11 @@ fn stale_version_is_skipped() {
             *v = "旧名称".into();
         }
     }
-    env.drop_file("case_accept", "old.jsonl", &data::jsonl(&[older], Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "old.jsonl",
+        &data::jsonl(&[older], Enc::Utf8),
+    );
     let r = env.receipt("case_accept", "old.jsonl");
     assert_eq!(r["counts"]["sealed"], 0);
     assert_eq!(r["counts"]["stale"], 1);
@@ -232,7 +326,10 @@ fn marker_mode_waits_for_ok_file() {
     let recs: Vec<_> = (0..2).map(data::case_accept).collect();
     env.drop_file("case_accept", "m.csv", &data::csv(&recs, false, Enc::Utf8));
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(env.spool("case_accept", "inbox").join("m.csv").exists(), "taken without its marker");
+    assert!(
+        env.spool("case_accept", "inbox").join("m.csv").exists(),
+        "taken without its marker"
+    );
     std::fs::write(env.spool("case_accept", "inbox").join("m.csv.ok"), "").unwrap();
     assert_eq!(env.receipt("case_accept", "m.csv")["counts"]["sealed"], 2);
     assert!(!env.spool("case_accept", "inbox").join("m.csv.ok").exists());
@@ -243,7 +340,11 @@ fn files_found_by_rescan_are_taken_after_settling_and_work_is_empty_after() {
     let env = Env::new("");
     // Files present before start: found by the start-up scan, no events.
     let recs: Vec<_> = (0..5).map(data::case_accept).collect();
-    env.drop_file("case_accept", "pre.csv", &data::csv(&recs, false, Enc::Utf8));
+    env.drop_file(
+        "case_accept",
+        "pre.csv",
+        &data::csv(&recs, false, Enc::Utf8),
+    );
     let d = env.start();
     assert_eq!(env.receipt("case_accept", "pre.csv")["counts"]["sealed"], 5);
     let (st, _) = d.stop();

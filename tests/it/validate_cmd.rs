@@ -30,9 +30,21 @@ fn validate_names_row_field_title_and_rule_for_a_bad_check_digit() {
 fn validate_passes_good_files_with_exit_zero() {
     let env = Env::new("");
     let f = env.root.join("ok.jsonl");
-    std::fs::write(&f, data::jsonl(&(0..5).map(data::evaluation).collect::<Vec<_>>(), Enc::Gb18030)).unwrap();
+    std::fs::write(
+        &f,
+        data::jsonl(
+            &(0..5).map(data::evaluation).collect::<Vec<_>>(),
+            Enc::Gb18030,
+        ),
+    )
+    .unwrap();
     let out = env.fepd(&["validate", "--dataset", "evaluation", f.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -42,7 +54,12 @@ fn shipped_config_and_samples_check_clean() {
         .arg(repo().join("config/fepd.toml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for entry in std::fs::read_dir(repo().join("samples")).unwrap() {
         let p = entry.unwrap().path();
         let ds = p.file_stem().unwrap().to_str().unwrap().to_string();
@@ -53,7 +70,13 @@ fn shipped_config_and_samples_check_clean() {
             .arg(repo().join("config/fepd.toml"))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}: {}", p.display(), String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -61,8 +84,14 @@ fn shipped_config_and_samples_check_clean() {
 fn check_config_lists_every_problem() {
     let env = Env::new("");
     let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text.replace("sender = \"230000-zwfw\"", "sender = \"\"").replace("timezone = \"+08:00\"", "timezone = \"CST\"");
-    std::fs::write(&env.config, text + "\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n").unwrap();
+    let text = text
+        .replace("sender = \"230000-zwfw\"", "sender = \"\"")
+        .replace("timezone = \"+08:00\"", "timezone = \"CST\"");
+    std::fs::write(
+        &env.config,
+        text + "\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n",
+    )
+    .unwrap();
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -75,7 +104,11 @@ fn check_config_lists_every_problem() {
 fn unknown_config_key_is_refused() {
     let env = Env::new("");
     let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, text.replace("sender =", "sendr = \"x\"\nsender =")).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replace("sender =", "sendr = \"x\"\nsender ="),
+    )
+    .unwrap();
     let out = env.fepd(&["check-config"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sendr"));

@@ -31,9 +31,14 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credentials::ClientCredentials { client_id, .. } => {
-                write!(f, "ClientCredentials {{ client_id: {client_id:?}, client_secret: *** }}")
+                write!(
+                    f,
+                    "ClientCredentials {{ client_id: {client_id:?}, client_secret: *** }}"
+                )
             }
-            Credentials::AppKeyHmac { app_id, sys_code, .. } => write!(
+            Credentials::AppKeyHmac {
+                app_id, sys_code, ..
+            } => write!(
                 f,
                 "AppKeyHmac {{ app_id: {app_id:?}, sys_code: {sys_code:?}, app_key: *** }}"
             ),
@@ -105,7 +110,8 @@ struct AppTokenData {
 /// `keyInfo` of PROTOCOL.md §2a: lowercase hex HMAC-SHA256 with the app
 /// key as key over `appId + appKey + timeStamp`.
 pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(app_key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(app_key.as_bytes()).expect("HMAC takes any key length");
     mac.update(app_id.as_bytes());
     mac.update(app_key.as_bytes());
     mac.update(timestamp_ms.to_string().as_bytes());
@@ -199,10 +205,16 @@ impl TokenSource {
                 ])
             }
         };
-        let resp = req.send().await.map_err(|e| TokenError::Transient(describe(e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| TokenError::Transient(describe(e)))?;
         let status = resp.status();
         let ra = retry_after(resp.headers());
-        let text = resp.text().await.map_err(|e| TokenError::Transient(describe(e)))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| TokenError::Transient(describe(e)))?;
         if status.as_u16() == 429 {
             return Err(TokenError::Locked(ra));
         }
@@ -218,9 +230,13 @@ impl TokenSource {
                         .unwrap_or_default();
                     return Err(TokenError::Refused(format!("HTTP {status} {err}")));
                 }
-                let t: OAuthToken = serde_json::from_str(&text)
-                    .map_err(|e| TokenError::Transient(format!("token response not understood: {e}")))?;
-                Ok((t.access_token, Duration::from_secs(t.expires_in.unwrap_or(7200).max(1))))
+                let t: OAuthToken = serde_json::from_str(&text).map_err(|e| {
+                    TokenError::Transient(format!("token response not understood: {e}"))
+                })?;
+                Ok((
+                    t.access_token,
+                    Duration::from_secs(t.expires_in.unwrap_or(7200).max(1)),
+                ))
             }
             Credentials::AppKeyHmac { .. } => {
                 let t: Option<AppToken> = serde_json::from_str(&text).ok();
@@ -229,15 +245,18 @@ impl TokenSource {
                         ret_code,
                         data: Some(d),
                         ..
-                    }) if status.is_success() && ret_code == "000000" => {
-                        Ok((d.access_token, Duration::from_secs(d.expires_in.unwrap_or(7200).max(1))))
-                    }
+                    }) if status.is_success() && ret_code == "000000" => Ok((
+                        d.access_token,
+                        Duration::from_secs(d.expires_in.unwrap_or(7200).max(1)),
+                    )),
                     Some(t) => Err(TokenError::Refused(format!(
                         "HTTP {status} retCode {} {}",
                         t.ret_code,
                         t.ret_desc.unwrap_or_default()
                     ))),
-                    None => Err(TokenError::Refused(format!("HTTP {status}, response not understood"))),
+                    None => Err(TokenError::Refused(format!(
+                        "HTTP {status}, response not understood"
+                    ))),
                 }
             }
         }
@@ -253,7 +272,10 @@ mod tests {
         // Independent computation of the same HMAC.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"k3y").unwrap();
         mac.update(b"app1k3y1700000000000");
-        assert_eq!(key_info("app1", "k3y", 1_700_000_000_000), hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            key_info("app1", "k3y", 1_700_000_000_000),
+            hex::encode(mac.finalize().into_bytes())
+        );
         assert_eq!(key_info("app1", "k3y", 1).len(), 64);
     }
 

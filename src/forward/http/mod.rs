@@ -29,21 +29,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, HttpSink};
 use crate::forward::outbox::write_quarantine;
-use crate::state::batches::{self, BatchRow, BatchRecord, NewBatch};
+use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, Entry, Event};
 
 /// Reads the secret named by a file (refused if group/world-readable) or an
 /// environment variable. The value is trimmed of a trailing newline.
-pub fn read_secret(file: Option<&PathBuf>, env: Option<&String>, what: &str) -> anyhow::Result<String> {
+pub fn read_secret(
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+    what: &str,
+) -> anyhow::Result<String> {
     if let Some(f) = file {
         if let Some(p) = crate::cli::secret_file_problem(f) {
             anyhow::bail!("{what}: {p}");
         }
-        let s = std::fs::read_to_string(f).with_context(|| format!("{what}: reading {}", f.display()))?;
+        let s = std::fs::read_to_string(f)
+            .with_context(|| format!("{what}: reading {}", f.display()))?;
         return Ok(s.trim_end_matches(['\r', '\n']).to_string());
     }
     if let Some(var) = env {
-        return std::env::var(var).with_context(|| format!("{what}: environment variable {var} is not set"));
+        return std::env::var(var)
+            .with_context(|| format!("{what}: environment variable {var} is not set"));
     }
     anyhow::bail!("{what}: neither a file nor an environment variable is configured")
 }
@@ -52,13 +58,23 @@ pub fn read_secret(file: Option<&PathBuf>, env: Option<&String>, what: &str) -> 
 pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
     Ok(match h.auth {
         AuthMode::ClientCredentials => Credentials::ClientCredentials {
-            client_id: h.client_id.clone().context("sink.http.client_id is required")?,
-            client_secret: read_secret(h.client_secret_file.as_ref(), h.client_secret_env.as_ref(), "client secret")?,
+            client_id: h
+                .client_id
+                .clone()
+                .context("sink.http.client_id is required")?,
+            client_secret: read_secret(
+                h.client_secret_file.as_ref(),
+                h.client_secret_env.as_ref(),
+                "client secret",
+            )?,
         },
         AuthMode::AppKeyHmac => Credentials::AppKeyHmac {
             app_id: h.app_id.clone().context("sink.http.app_id is required")?,
             app_key: read_secret(h.app_key_file.as_ref(), h.app_key_env.as_ref(), "app key")?,
-            sys_code: h.sys_code.clone().context("sink.http.sys_code is required")?,
+            sys_code: h
+                .sys_code
+                .clone()
+                .context("sink.http.sys_code is required")?,
         },
     })
 }
@@ -71,7 +87,9 @@ pub fn client(h: &HttpSink) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("fepd/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &h.ca_file {
         let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
-        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("ca_file is not a PEM certificate")?);
+        b = b.add_root_certificate(
+            reqwest::Certificate::from_pem(&pem).context("ca_file is not a PEM certificate")?,
+        );
     }
     Ok(b.build()?)
 }
@@ -87,7 +105,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(db: PathBuf, spool: PathBuf, tz: FixedOffset, http: HttpSink) -> anyhow::Result<Forwarder> {
+    pub fn new(
+        db: PathBuf,
+        spool: PathBuf,
+        tz: FixedOffset,
+        http: HttpSink,
+    ) -> anyhow::Result<Forwarder> {
         let client = client(&http)?;
         let creds = credentials(&http)?;
         let base = http.base_url.trim_end_matches('/').to_string();
@@ -121,7 +144,11 @@ impl Forwarder {
     }
 
     /// Runs until `cancel`; `wake` is notified when batches are sealed.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
         let db = Db::open(&self.db)?;
         let mut running: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<String> = JoinSet::new();
@@ -160,7 +187,12 @@ impl Forwarder {
 
     /// Sends a route's pending batches in order until none is left or a
     /// drain is asked for.
-    async fn drive_route(&self, db: &Db, route: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+    async fn drive_route(
+        &self,
+        db: &Db,
+        route: &str,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let url = self.push_url(route);
         let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
         loop {
@@ -180,7 +212,10 @@ impl Forwarder {
                 continue;
             }
             let id = b.batch_id.clone();
-            let body = db.call(move |c| batches::body(c, &id)).await?.unwrap_or_default();
+            let body = db
+                .call(move |c| batches::body(c, &id))
+                .await?
+                .unwrap_or_default();
             let reply = self.send_with_token(&url, in_query, &b, &body).await;
             self.record(db, &b, reply).await?;
         }
@@ -213,7 +248,17 @@ impl Forwarder {
                     };
                 }
             };
-            match push::send(&self.client, url, in_query, &token, &b.batch_id, body, self.http.gzip).await {
+            match push::send(
+                &self.client,
+                url,
+                in_query,
+                &token,
+                &b.batch_id,
+                body,
+                self.http.gzip,
+            )
+            .await
+            {
                 Reply::Unauthorized => {
                     self.tokens.invalidate(&token).await;
                     if attempt == 1 {
@@ -234,7 +279,8 @@ impl Forwarder {
         let tz = self.tz;
         let b = b.clone();
         let spool = self.spool.clone();
-        db.call(move |c| record_reply(c, tz, &spool, &b, reply)).await
+        db.call(move |c| record_reply(c, tz, &spool, &b, reply))
+            .await
     }
 }
 
@@ -261,7 +307,8 @@ pub fn record_reply(
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = crate::state::now_text(tz);
             let accepted = accepted.unwrap_or(b.count - rejected.len() as i64);
-            if batches::mark_delivered(&tx, id, &receipt_id, accepted, rejected.len() as i64, &now)? {
+            if batches::mark_delivered(&tx, id, &receipt_id, accepted, rejected.len() as i64, &now)?
+            {
                 for r in &rejected {
                     let key = match &r.key {
                         Some(k) => k.clone(),
@@ -269,24 +316,38 @@ pub fn record_reply(
                     };
                     batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
                 }
-                log::append(&tx, tz, Event::BatchDelivered, Entry {
-                    dataset: ds,
-                    batch: Some(id),
-                    counts: Some(json!({"records": b.count, "accepted": accepted, "rejected": rejected.len()})),
-                    details: Some(json!({"receiptId": receipt_id, "duplicate": duplicate, "attempts": b.attempts + 1, "via": "http"})),
-                    ..Default::default()
-                })?;
-                if !rejected.is_empty() {
-                    log::append(&tx, tz, Event::RecordsLibraryRejected, Entry {
+                log::append(
+                    &tx,
+                    tz,
+                    Event::BatchDelivered,
+                    Entry {
                         dataset: ds,
                         batch: Some(id),
-                        counts: Some(json!({"records": rejected.len()})),
-                        details: Some(json!({
-                            "codes": rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-                            "quarantine": format!("remote-{id}.json"),
-                        })),
+                        counts: Some(
+                            json!({"records": b.count, "accepted": accepted, "rejected": rejected.len()}),
+                        ),
+                        details: Some(
+                            json!({"receiptId": receipt_id, "duplicate": duplicate, "attempts": b.attempts + 1, "via": "http"}),
+                        ),
                         ..Default::default()
-                    })?;
+                    },
+                )?;
+                if !rejected.is_empty() {
+                    log::append(
+                        &tx,
+                        tz,
+                        Event::RecordsLibraryRejected,
+                        Entry {
+                            dataset: ds,
+                            batch: Some(id),
+                            counts: Some(json!({"records": rejected.len()})),
+                            details: Some(json!({
+                                "codes": rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+                                "quarantine": format!("remote-{id}.json"),
+                            })),
+                            ..Default::default()
+                        },
+                    )?;
                     tracing::warn!(dataset = %b.dataset, batch = id, records = rejected.len(), "library refused records; quarantined, not resent");
                 }
             }
@@ -296,13 +357,18 @@ pub fn record_reply(
         Reply::Park { reason } => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if batches::park(&tx, id, &reason)? {
-                log::append(&tx, tz, Event::BatchParked, Entry {
-                    dataset: ds,
-                    batch: Some(id),
-                    counts: Some(json!({"records": b.count})),
-                    details: Some(json!({"reason": reason, "via": "http"})),
-                    ..Default::default()
-                })?;
+                log::append(
+                    &tx,
+                    tz,
+                    Event::BatchParked,
+                    Entry {
+                        dataset: ds,
+                        batch: Some(id),
+                        counts: Some(json!({"records": b.count})),
+                        details: Some(json!({"reason": reason, "via": "http"})),
+                        ..Default::default()
+                    },
+                )?;
             }
             tx.commit()?;
             tracing::error!(dataset = %b.dataset, batch = id, reason = %reason, "ALERT: batch parked; `fepd batches retry` resends it");
@@ -312,15 +378,21 @@ pub fn record_reply(
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             match split::halves(id, &body) {
                 None => {
-                    let reason = "HTTP 413 413001 for a single record: it cannot be split".to_string();
+                    let reason =
+                        "HTTP 413 413001 for a single record: it cannot be split".to_string();
                     batches::park(&tx, id, &reason)?;
-                    log::append(&tx, tz, Event::BatchParked, Entry {
-                        dataset: ds,
-                        batch: Some(id),
-                        counts: Some(json!({"records": b.count})),
-                        details: Some(json!({"reason": reason, "via": "http"})),
-                        ..Default::default()
-                    })?;
+                    log::append(
+                        &tx,
+                        tz,
+                        Event::BatchParked,
+                        Entry {
+                            dataset: ds,
+                            batch: Some(id),
+                            counts: Some(json!({"records": b.count})),
+                            details: Some(json!({"reason": reason, "via": "http"})),
+                            ..Default::default()
+                        },
+                    )?;
                 }
                 Some(halves) => {
                     batches::transition(&tx, id, &["sealed"], "split")?;
@@ -340,26 +412,38 @@ pub fn record_reply(
                                 body: &h.body,
                                 sealed_at: &b.sealed_at,
                             },
-                            h.records.iter().map(|(k, hash, op)| BatchRecord { key: k, hash, op }),
+                            h.records
+                                .iter()
+                                .map(|(k, hash, op)| BatchRecord { key: k, hash, op }),
                         )?;
                     }
                     // Later batches of the route are sealed no larger than
                     // the bigger half.
                     batches::lower_route_limit(&tx, &b.route, halves[0].count)?;
-                    log::append(&tx, tz, Event::BatchSplit, Entry {
-                        dataset: ds,
-                        batch: Some(id),
-                        counts: Some(json!({"records": b.count, "first": halves[0].count, "second": halves[1].count})),
-                        details: Some(json!({"halves": [halves[0].batch_id, halves[1].batch_id], "routeMaxRecords": halves[0].count})),
-                        ..Default::default()
-                    })?;
+                    log::append(
+                        &tx,
+                        tz,
+                        Event::BatchSplit,
+                        Entry {
+                            dataset: ds,
+                            batch: Some(id),
+                            counts: Some(
+                                json!({"records": b.count, "first": halves[0].count, "second": halves[1].count}),
+                            ),
+                            details: Some(
+                                json!({"halves": [halves[0].batch_id, halves[1].batch_id], "routeMaxRecords": halves[0].count}),
+                            ),
+                            ..Default::default()
+                        },
+                    )?;
                     tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413: batch split in two; route batch size lowered to {}", halves[0].count);
                 }
             }
             tx.commit()?;
         }
         Reply::Retry { wait, reason } => {
-            let wait = wait.unwrap_or_else(|| backoff::delay(b.attempts as u32, rand::random::<f64>()));
+            let wait =
+                wait.unwrap_or_else(|| backoff::delay(b.attempts as u32, rand::random::<f64>()));
             let next = crate::state::now_ms() + wait.as_millis() as i64;
             batches::record_failure(conn, id, &reason, next)?;
             tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");

@@ -36,7 +36,6 @@ pub enum Reply {
     },
 }
 
-
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
@@ -63,8 +62,14 @@ struct AcceptData {
 /// Classifies an answer.
 pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Reply {
     let env: Option<Envelope> = serde_json::from_slice(body).ok();
-    let code = env.as_ref().and_then(|e| e.code.clone()).unwrap_or_default();
-    let message = env.as_ref().and_then(|e| e.message.clone()).unwrap_or_default();
+    let code = env
+        .as_ref()
+        .and_then(|e| e.code.clone())
+        .unwrap_or_default();
+    let message = env
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default();
     let reason = || format!("HTTP {status} {code} {message}").trim().to_string();
     match status {
         200 => match env {
@@ -112,10 +117,10 @@ pub async fn send(
     body: &[u8],
     gzip: bool,
 ) -> Reply {
-    let mut req = client
-        .post(url)
-        .header("Idempotency-Key", batch_id)
-        .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8");
+    let mut req = client.post(url).header("Idempotency-Key", batch_id).header(
+        reqwest::header::CONTENT_TYPE,
+        "application/json; charset=utf-8",
+    );
     req = if token_in_query {
         req.query(&[("accessToken", token)])
     } else {
@@ -125,7 +130,9 @@ pub async fn send(
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let compressed = enc.write_all(body).and_then(|_| enc.finish());
         match compressed {
-            Ok(c) => req.header(reqwest::header::CONTENT_ENCODING, "gzip").body(c),
+            Ok(c) => req
+                .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                .body(c),
             Err(_) => req.body(body.to_vec()),
         }
     } else {
@@ -158,23 +165,59 @@ mod tests {
     fn every_row_of_the_response_table() {
         let ok = br#"{"code":"000000","message":"ok","data":{"receiptId":"R1","accepted":2,"rejected":[{"index":1,"key":"K","code":"422001","message":"bad"}]}}"#;
         match classify(200, None, ok) {
-            Reply::Delivered { receipt_id, accepted, rejected, duplicate } => {
-                assert_eq!((receipt_id.as_str(), accepted, rejected.len(), duplicate), ("R1", Some(2), 1, false));
+            Reply::Delivered {
+                receipt_id,
+                accepted,
+                rejected,
+                duplicate,
+            } => {
+                assert_eq!(
+                    (receipt_id.as_str(), accepted, rejected.len(), duplicate),
+                    ("R1", Some(2), 1, false)
+                );
             }
             r => panic!("{r:?}"),
         }
         let dup = br#"{"code":"000000","message":"ok","data":{"receiptId":"R0","duplicate":true}}"#;
-        assert!(matches!(classify(200, None, dup), Reply::Delivered { duplicate: true, .. }));
+        assert!(matches!(
+            classify(200, None, dup),
+            Reply::Delivered {
+                duplicate: true,
+                ..
+            }
+        ));
         for code in ["400001", "400002", "400003"] {
             let b = format!(r#"{{"code":"{code}","message":"m"}}"#);
-            assert!(matches!(classify(400, None, b.as_bytes()), Reply::Park { reason } if reason.contains(code)));
+            assert!(
+                matches!(classify(400, None, b.as_bytes()), Reply::Park { reason } if reason.contains(code))
+            );
         }
-        assert!(matches!(classify(409, None, br#"{"code":"409001"}"#), Reply::Park { .. }));
-        assert_eq!(classify(401, None, br#"{"code":"401001"}"#), Reply::Unauthorized);
-        assert_eq!(classify(413, None, br#"{"code":"413001"}"#), Reply::TooLarge);
-        assert!(matches!(classify(429, Some(Duration::from_secs(3)), b""), Reply::Retry { wait: Some(w), .. } if w.as_secs() == 3));
-        assert!(matches!(classify(503, None, b""), Reply::Retry { wait: None, .. }));
-        assert!(matches!(classify(502, None, b"<html>"), Reply::Retry { .. }));
-        assert!(matches!(classify(200, None, b"not json"), Reply::Retry { .. }));
+        assert!(matches!(
+            classify(409, None, br#"{"code":"409001"}"#),
+            Reply::Park { .. }
+        ));
+        assert_eq!(
+            classify(401, None, br#"{"code":"401001"}"#),
+            Reply::Unauthorized
+        );
+        assert_eq!(
+            classify(413, None, br#"{"code":"413001"}"#),
+            Reply::TooLarge
+        );
+        assert!(
+            matches!(classify(429, Some(Duration::from_secs(3)), b""), Reply::Retry { wait: Some(w), .. } if w.as_secs() == 3)
+        );
+        assert!(matches!(
+            classify(503, None, b""),
+            Reply::Retry { wait: None, .. }
+        ));
+        assert!(matches!(
+            classify(502, None, b"<html>"),
+            Reply::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(200, None, b"not json"),
+            Reply::Retry { .. }
+        ));
     }
 }

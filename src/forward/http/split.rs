@@ -30,7 +30,10 @@ pub fn halves(parent_id: &str, body: &[u8]) -> Option<[Half; 2]> {
     let make = |n: usize, part: &[Value]| -> Half {
         let mut h = v.clone();
         let batch_id = format!("{parent_id}.{n}");
-        let hashes: Vec<&str> = part.iter().map(|r| r["hash"].as_str().unwrap_or("")).collect();
+        let hashes: Vec<&str> = part
+            .iter()
+            .map(|r| r["hash"].as_str().unwrap_or(""))
+            .collect();
         let digest = canon::batch_digest(hashes.iter().copied());
         h["batchId"] = Value::from(batch_id.clone());
         h["count"] = Value::from(part.len());
@@ -70,7 +73,10 @@ mod tests {
                 json!({"op": "upsert", "key": format!("P{i}"), "hash": canon::record_hash(&data), "data": data})
             })
             .collect();
-        let hashes: Vec<String> = records.iter().map(|r| r["hash"].as_str().unwrap().to_string()).collect();
+        let hashes: Vec<String> = records
+            .iter()
+            .map(|r| r["hash"].as_str().unwrap().to_string())
+            .collect();
         serde_json::to_vec(&json!({
             "batchId": "B", "sender": "s", "dataset": "d", "schemaVersion": "1",
             "createdAt": "2026-11-22T10:15:30+08:00", "count": n,
