@@ -84,7 +84,10 @@ pub fn day_start(day: NaiveDate, tz: FixedOffset) -> DateTime<FixedOffset> {
 }
 
 /// `[start, end)` of `day` in `tz`.
-pub fn day_bounds(day: NaiveDate, tz: FixedOffset) -> (DateTime<FixedOffset>, DateTime<FixedOffset>) {
+pub fn day_bounds(
+    day: NaiveDate,
+    tz: FixedOffset,
+) -> (DateTime<FixedOffset>, DateTime<FixedOffset>) {
     let next = day.checked_add_days(Days::new(1)).expect("date in range");
     (day_start(day, tz), day_start(next, tz))
 }

@@ -71,7 +71,8 @@ impl DatasetDay {
     fn check(&mut self) {
         self.skipped = self.unchanged + self.stale;
         self.received_balances = self.received == self.rejected + self.skipped + self.sealed;
-        self.sealed_balances = self.sealed == self.delivered + self.library_rejected + self.parked + self.pending;
+        self.sealed_balances =
+            self.sealed == self.delivered + self.library_rejected + self.parked + self.pending;
     }
 }
 
@@ -89,13 +90,20 @@ pub struct DayReport {
 impl DayReport {
     /// Both identities hold for every dataset.
     pub fn balances(&self) -> bool {
-        self.datasets.iter().all(|d| d.received_balances && d.sealed_balances)
+        self.datasets
+            .iter()
+            .all(|d| d.received_balances && d.sealed_balances)
     }
 }
 
 /// The report for `day` in `tz`; `datasets` (the configured ones) are
 /// listed even when idle, others found in the data are added.
-pub fn report(conn: &Connection, day: NaiveDate, tz: FixedOffset, datasets: &[String]) -> Result<DayReport> {
+pub fn report(
+    conn: &Connection,
+    day: NaiveDate,
+    tz: FixedOffset,
+    datasets: &[String],
+) -> Result<DayReport> {
     let (start, end) = day_bounds(day, tz);
     // Times are stored as local text with an offset; a window one day
     // wider on each side catches every offset, the instant decides.
@@ -275,21 +283,47 @@ pub fn to_text(r: &DayReport) -> String {
     );
     out.push_str(&format!(
         "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>10} {:>9} {:>7} {:>8}  balances\n",
-        "dataset", "files", "received", "rejected", "skipped", "sealed", "delivered", "lib-rej", "parked", "pending"
+        "dataset",
+        "files",
+        "received",
+        "rejected",
+        "skipped",
+        "sealed",
+        "delivered",
+        "lib-rej",
+        "parked",
+        "pending"
     ));
     for d in r.datasets.iter().chain(std::iter::once(&r.total)) {
         let ok = match (d.received_balances, d.sealed_balances) {
             (true, true) => "✓".to_string(),
             (a, b) => format!(
                 "✗{}{}",
-                if a { "" } else { " received≠rejected+skipped+sealed" },
-                if b { "" } else { " sealed≠delivered+lib-rej+parked+pending" }
+                if a {
+                    ""
+                } else {
+                    " received≠rejected+skipped+sealed"
+                },
+                if b {
+                    ""
+                } else {
+                    " sealed≠delivered+lib-rej+parked+pending"
+                }
             ),
         };
         out.push_str(&format!(
             "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>10} {:>9} {:>7} {:>8}  {}\n",
-            d.dataset, d.files, d.received, d.rejected, d.skipped, d.sealed, d.delivered, d.library_rejected,
-            d.parked, d.pending, ok
+            d.dataset,
+            d.files,
+            d.received,
+            d.rejected,
+            d.skipped,
+            d.sealed,
+            d.delivered,
+            d.library_rejected,
+            d.parked,
+            d.pending,
+            ok
         ));
     }
     let sealed_today: i64 = r.total.records_sealed_that_day;
@@ -317,7 +351,12 @@ mod tests {
             )
             .unwrap();
         };
-        let add_batch = |id: &str, file: i64, state: &str, count: i64, lib: i64, parent: Option<&str>| {
+        let add_batch = |id: &str,
+                         file: i64,
+                         state: &str,
+                         count: i64,
+                         lib: i64,
+                         parent: Option<&str>| {
             conn.execute(
                 "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, lib_rejected, sealed_at)
                  VALUES (?1, ?1, 'case_accept', 'zwfw/case_accept', ?2, ?3, ?4, 0, '', x'', ?5, ?6, '2026-11-20T10:00:00+08:00')",
@@ -334,13 +373,39 @@ mod tests {
         // Finished on the 21st in +08:00, though the 20th in UTC.
         add_file(2, "2026-11-21T00:00:00+08:00", [5, 5, 0, 0, 0]);
         let tz = FixedOffset::east_opt(8 * 3600).unwrap();
-        let r = report(&conn, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), tz, &["evaluation".into()]).unwrap();
+        let r = report(
+            &conn,
+            NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            tz,
+            &["evaluation".into()],
+        )
+        .unwrap();
         assert!(r.balances(), "{r:#?}");
-        let d = r.datasets.iter().find(|d| d.dataset == "case_accept").unwrap();
+        let d = r
+            .datasets
+            .iter()
+            .find(|d| d.dataset == "case_accept")
+            .unwrap();
         assert_eq!((d.files, d.received, d.skipped, d.sealed), (1, 10, 3, 6));
-        assert_eq!((d.delivered, d.library_rejected, d.parked, d.pending, d.batches), (2, 1, 2, 1, 3));
-        assert_eq!((d.batches_sealed_that_day, d.records_sealed_that_day), (2, 6));
-        assert!(r.datasets.iter().any(|d| d.dataset == "evaluation" && d.files == 0));
+        assert_eq!(
+            (
+                d.delivered,
+                d.library_rejected,
+                d.parked,
+                d.pending,
+                d.batches
+            ),
+            (2, 1, 2, 1, 3)
+        );
+        assert_eq!(
+            (d.batches_sealed_that_day, d.records_sealed_that_day),
+            (2, 6)
+        );
+        assert!(
+            r.datasets
+                .iter()
+                .any(|d| d.dataset == "evaluation" && d.files == 0)
+        );
         assert!(to_csv(&r).lines().count() == 4);
     }
 }

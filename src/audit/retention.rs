@@ -34,8 +34,14 @@ pub struct Exported {
 
 /// Writes the entries whose time is before `end` (the longest such prefix)
 /// to `out` as JSON lines.
-pub fn export(conn: &Connection, end: DateTime<FixedOffset>, out: &mut dyn Write) -> Result<Exported> {
-    let mut stmt = conn.prepare(&format!("SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"))?;
+pub fn export(
+    conn: &Connection,
+    end: DateTime<FixedOffset>,
+    out: &mut dyn Write,
+) -> Result<Exported> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([])?;
     let mut sha = Sha256::new();
     let mut ex = Exported {
@@ -58,7 +64,10 @@ pub fn export(conn: &Connection, end: DateTime<FixedOffset>, out: &mut dyn Write
         })?;
         ex.entries += 1;
         ex.first_seq.get_or_insert(e.seq);
-        ex.head = Some(Head { seq: e.seq, hash: e.hash });
+        ex.head = Some(Head {
+            seq: e.seq,
+            hash: e.hash,
+        });
     }
     ex.sha256 = hex::encode(sha.finalize());
     Ok(ex)
@@ -66,7 +75,11 @@ pub fn export(conn: &Connection, end: DateTime<FixedOffset>, out: &mut dyn Write
 
 /// Exports into a new file `path`, durably (temp, fsync, rename, folder
 /// fsync). An existing file is never overwritten.
-pub fn export_to_file(conn: &Connection, end: DateTime<FixedOffset>, path: &Path) -> Result<Exported> {
+pub fn export_to_file(
+    conn: &Connection,
+    end: DateTime<FixedOffset>,
+    path: &Path,
+) -> Result<Exported> {
     if path.exists() {
         return Err(AuditError::Usage(format!(
             "{} exists; archives are never overwritten",
@@ -175,7 +188,10 @@ mod tests {
         let ex = export_to_file(&conn, later(), &a1).unwrap();
         assert_eq!(ex.entries, 5);
         let p = prune(&mut conn, tz(), &ex, "a1.jsonl", "x").unwrap();
-        assert!(matches!(&p, Pruned::Done { pruned, checkpoint } if pruned.seq == 5 && checkpoint.seq == 6), "{p:?}");
+        assert!(
+            matches!(&p, Pruned::Done { pruned, checkpoint } if pruned.seq == 5 && checkpoint.seq == 6),
+            "{p:?}"
+        );
         assert_eq!(log::verify(&conn).unwrap(), Ok(1));
         entries(&conn, 3);
         // A second prune archives the first checkpoint too.
@@ -189,10 +205,12 @@ mod tests {
         assert!(v.ok(), "{v:?}");
         assert_eq!(v.with_archives.as_ref().unwrap().entries, 5 + 4 + 3);
         // The later archive alone chains from the checkpoint it holds.
-        let v = super::super::verify::verify(&conn, &[a2.clone()], None).unwrap();
+        let v = super::super::verify::verify(&conn, std::slice::from_ref(&a2), None).unwrap();
         assert!(v.ok(), "{v:?}");
         // An edited archive line breaks the combined chain.
-        let text = std::fs::read_to_string(&a1).unwrap().replace("config_loaded", "daemon_started");
+        let text = std::fs::read_to_string(&a1)
+            .unwrap()
+            .replace("config_loaded", "daemon_started");
         std::fs::write(&a1, text).unwrap();
         let v = super::super::verify::verify(&conn, &[a1, a2], None).unwrap();
         assert_eq!(v.with_archives.unwrap().broken.unwrap().seq, 1);
@@ -203,7 +221,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
         entries(&conn, 4);
-        conn.execute("UPDATE exchange_log SET event = 'daemon_started' WHERE seq = 2", []).unwrap();
+        conn.execute(
+            "UPDATE exchange_log SET event = 'daemon_started' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
         let ex = export(&conn, later(), &mut Vec::new()).unwrap();
         let p = prune(&mut conn, tz(), &ex, "a.jsonl", "x").unwrap();
         assert!(matches!(p, Pruned::ChainBroken { seq: 2, .. }), "{p:?}");
@@ -224,13 +246,21 @@ mod tests {
                     stack.push(p);
                     continue;
                 }
-                let text = std::fs::read_to_string(&p).unwrap_or_default().to_uppercase();
+                let text = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .to_uppercase();
                 // Tests tamper on purpose; only the code before them counts.
                 let code = text.split("#[CFG(TEST)]").next().unwrap_or_default();
-                let n: usize = ["DELETE FROM EXCHANGE_LOG", "UPDATE EXCHANGE_LOG", "REPLACE INTO EXCHANGE_LOG", "DROP TABLE EXCHANGE_LOG", "DROP TABLE IF EXISTS EXCHANGE_LOG"]
-                    .iter()
-                    .map(|b| code.matches(b).count())
-                    .sum();
+                let n: usize = [
+                    "DELETE FROM EXCHANGE_LOG",
+                    "UPDATE EXCHANGE_LOG",
+                    "REPLACE INTO EXCHANGE_LOG",
+                    "DROP TABLE EXCHANGE_LOG",
+                    "DROP TABLE IF EXISTS EXCHANGE_LOG",
+                ]
+                .iter()
+                .map(|b| code.matches(b).count())
+                .sum();
                 // `state::log::prune_through` holds the one DELETE.
                 let allowed = usize::from(p.ends_with("state/log.rs"));
                 if n != allowed && (n > 0 || allowed > 0) {
@@ -238,6 +268,9 @@ mod tests {
                 }
             }
         }
-        assert!(offenders.is_empty(), "exchange_log changed outside prune: {offenders:?}");
+        assert!(
+            offenders.is_empty(),
+            "exchange_log changed outside prune: {offenders:?}"
+        );
     }
 }

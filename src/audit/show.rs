@@ -72,7 +72,8 @@ pub fn table_row(e: &StoredEntry) -> String {
         (None, Some(b)) => b.clone(),
         (None, None) => "-".into(),
     };
-    let json = |v: &Option<serde_json::Value>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
+    let json =
+        |v: &Option<serde_json::Value>| v.as_ref().map_or("-".to_string(), |v| v.to_string());
     format!(
         "{:>7}  {:<25}  {:<26}  {:<14}  {:<30}  {}  {}",
         e.seq,
@@ -102,8 +103,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
         let tz = FixedOffset::east_opt(8 * 3600).unwrap();
-        for (ds, ev) in [("a", Event::FileDone), ("b", Event::FileDone), ("a", Event::BatchSealed)] {
-            append(&conn, tz, ev, Entry { dataset: Some(ds), ..Default::default() }).unwrap();
+        for (ds, ev) in [
+            ("a", Event::FileDone),
+            ("b", Event::FileDone),
+            ("a", Event::BatchSealed),
+        ] {
+            append(
+                &conn,
+                tz,
+                ev,
+                Entry {
+                    dataset: Some(ds),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         }
         let mut seqs = vec![];
         let f = Filter {

@@ -199,7 +199,11 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
         let mine: Vec<StoredEntry> = log_entries(conn, "file", &f.name)?
             .into_iter()
             .filter(|e| {
-                e.details.as_ref().and_then(|d| d.get("fileId")).and_then(Value::as_i64) == Some(*id)
+                e.details
+                    .as_ref()
+                    .and_then(|d| d.get("fileId"))
+                    .and_then(Value::as_i64)
+                    == Some(*id)
                     && e.event != "records_skipped"
             })
             .collect();
@@ -250,7 +254,12 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
         let (t, seq, _, _) = claim_order[&r.file_id];
         steps.push(Step {
             time: f.claimed_at.clone(),
-            event: if r.warning { "record_warning" } else { "record_rejected" }.into(),
+            event: if r.warning {
+                "record_warning"
+            } else {
+                "record_rejected"
+            }
+            .into(),
             dataset: f.dataset.clone(),
             file: Some(f.name.clone()),
             batch: None,
@@ -267,7 +276,10 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
     let mut delivered_order: BTreeMap<String, Order> = BTreeMap::new();
     let mut split_order: BTreeMap<String, Order> = BTreeMap::new();
     for (id, b) in &batches {
-        let file = b.file_id.and_then(|f| files.get(&f)).map(|f| f.name.as_str());
+        let file = b
+            .file_id
+            .and_then(|f| files.get(&f))
+            .map(|f| f.name.as_str());
         let mine = log_entries(conn, "batch", id)?;
         let mut sealed_at: Option<Order> = None;
         let mut outcome_logged = false;
@@ -288,7 +300,11 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
             steps.push(s);
         }
         let placed = sealed_at
-            .or_else(|| b.parent_id.as_ref().and_then(|p| split_order.get(p).copied()))
+            .or_else(|| {
+                b.parent_id
+                    .as_ref()
+                    .and_then(|p| split_order.get(p).copied())
+            })
             .unwrap_or((instant(&b.sealed_at), i64::MAX, b.file_id.unwrap_or(0), 2));
         for (n, (idx, op, hash)) in b.records.iter().enumerate() {
             steps.push(Step {
@@ -306,10 +322,16 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
             let (event, time, details) = match b.state.as_str() {
                 "delivered" => (
                     "batch_delivered",
-                    b.delivered_at.clone().unwrap_or_else(|| b.sealed_at.clone()),
+                    b.delivered_at
+                        .clone()
+                        .unwrap_or_else(|| b.sealed_at.clone()),
                     json!({"receiptId": b.receipt_id}),
                 ),
-                "parked" => ("batch_parked", b.sealed_at.clone(), json!({"reason": b.last_error})),
+                "parked" => (
+                    "batch_parked",
+                    b.sealed_at.clone(),
+                    json!({"reason": b.last_error}),
+                ),
                 _ => continue,
             };
             let order = (instant(&time), i64::MAX, b.file_id.unwrap_or(0), 5);
@@ -343,10 +365,11 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
             let time: Option<String> = r.get(5)?;
             let file_id: Option<i64> = r.get(6)?;
             let time = time.unwrap_or_default();
-            let (t, seq, _, _) = delivered_order
-                .get(&id)
-                .copied()
-                .unwrap_or((instant(&time), i64::MAX, 0, 0));
+            let (t, seq, _, _) =
+                delivered_order
+                    .get(&id)
+                    .copied()
+                    .unwrap_or((instant(&time), i64::MAX, 0, 0));
             steps.push(Step {
                 time,
                 event: "record_library_rejected".into(),
@@ -394,7 +417,10 @@ pub fn table_row(s: &Step) -> String {
         _ => {
             for k in ["receiptId", "finalName", "reason", "outcome", "halves"] {
                 if let Some(v) = d.get(k).filter(|v| !v.is_null()) {
-                    what.push(format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string)));
+                    what.push(format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                    ));
                 }
             }
         }

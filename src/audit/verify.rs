@@ -48,7 +48,11 @@ pub struct ChainCheck {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Mismatch {
     /// The entry exists with another hash: it was rewritten.
-    OtherHash { seq: i64, witness: String, log: String },
+    OtherHash {
+        seq: i64,
+        witness: String,
+        log: String,
+    },
     /// The library saw an entry the log no longer reaches: truncated.
     BeyondEnd { seq: i64, end: i64 },
     /// Within the log's range but absent (the chain check names the gap).
@@ -66,7 +70,9 @@ impl std::fmt::Display for Mismatch {
                 f,
                 "entry {seq}: the library holds it, but the log ends at {end} (truncated)"
             ),
-            Mismatch::Missing { seq } => write!(f, "entry {seq}: the library holds it, the log lacks it"),
+            Mismatch::Missing { seq } => {
+                write!(f, "entry {seq}: the library holds it, the log lacks it")
+            }
         }
     }
 }
@@ -98,8 +104,14 @@ impl Verification {
     /// True when nothing was found wrong.
     pub fn ok(&self) -> bool {
         self.log.broken.is_none()
-            && self.with_archives.as_ref().is_none_or(|a| a.broken.is_none())
-            && self.witness.as_ref().is_none_or(|w| w.mismatches.is_empty())
+            && self
+                .with_archives
+                .as_ref()
+                .is_none_or(|a| a.broken.is_none())
+            && self
+                .witness
+                .as_ref()
+                .is_none_or(|w| w.mismatches.is_empty())
     }
 }
 
@@ -119,15 +131,24 @@ pub fn read_witness(path: &Path) -> Result<Vec<Head>> {
             continue;
         }
         let w: W = serde_json::from_str(&line).map_err(|e| {
-            AuditError::Usage(format!("{} line {}: not a {{seq, hash}} head: {e}", path.display(), i + 1))
+            AuditError::Usage(format!(
+                "{} line {}: not a {{seq, hash}} head: {e}",
+                path.display(),
+                i + 1
+            ))
         })?;
-        out.push(Head { seq: w.seq, hash: w.hash });
+        out.push(Head {
+            seq: w.seq,
+            hash: w.hash,
+        });
     }
     Ok(out)
 }
 
 /// One archive line as an entry; a line that is not one is a finding.
-fn archive_entries(path: &Path) -> Result<impl Iterator<Item = std::result::Result<StoredEntry, String>>> {
+fn archive_entries(
+    path: &Path,
+) -> Result<impl Iterator<Item = std::result::Result<StoredEntry, String>>> {
     let f = std::fs::File::open(path).map_err(io_err(path))?;
     let name = path.display().to_string();
     Ok(std::io::BufReader::new(f)
@@ -143,7 +164,11 @@ fn archive_entries(path: &Path) -> Result<impl Iterator<Item = std::result::Resu
 
 /// Verifies the log in `conn`, through `archives` (oldest first) when
 /// given, against `witness` heads when given.
-pub fn verify(conn: &Connection, archives: &[PathBuf], witness: Option<&[Head]>) -> Result<Verification> {
+pub fn verify(
+    conn: &Connection,
+    archives: &[PathBuf],
+    witness: Option<&[Head]>,
+) -> Result<Verification> {
     let wanted: HashSet<i64> = witness.unwrap_or_default().iter().map(|h| h.seq).collect();
     let mut found: HashMap<i64, String> = HashMap::new();
 
@@ -151,7 +176,9 @@ pub fn verify(conn: &Connection, archives: &[PathBuf], witness: Option<&[Head]>)
     let db_checkpoints = log::checkpoints(conn)?;
     let mut chain = Chain::new(db_checkpoints.clone());
     let mut broken = None;
-    let mut stmt = conn.prepare(&format!("SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([])?;
     let mut db_first = None;
     let mut db_last = None;
@@ -248,7 +275,9 @@ pub fn verify(conn: &Connection, archives: &[PathBuf], witness: Option<&[Head]>)
             }
         }
         w.mismatches.sort_by_key(|m| match m {
-            Mismatch::OtherHash { seq, .. } | Mismatch::BeyondEnd { seq, .. } | Mismatch::Missing { seq } => *seq,
+            Mismatch::OtherHash { seq, .. }
+            | Mismatch::BeyondEnd { seq, .. }
+            | Mismatch::Missing { seq } => *seq,
         });
         w.mismatches.dedup();
         w
@@ -275,12 +304,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
         for i in 0..n {
-            append(&conn, tz(), Event::BatchSealed, Entry {
-                dataset: Some("case_accept"),
-                batch: Some(&format!("B{i}")),
-                counts: Some(json!({"records": i})),
-                ..Default::default()
-            })
+            append(
+                &conn,
+                tz(),
+                Event::BatchSealed,
+                Entry {
+                    dataset: Some("case_accept"),
+                    batch: Some(&format!("B{i}")),
+                    counts: Some(json!({"records": i})),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         }
         (dir, conn)
@@ -291,7 +325,9 @@ mod tests {
             .map(|s| Head {
                 seq: *s,
                 hash: conn
-                    .query_row("SELECT hash FROM exchange_log WHERE seq = ?1", [s], |r| r.get(0))
+                    .query_row("SELECT hash FROM exchange_log WHERE seq = ?1", [s], |r| {
+                        r.get(0)
+                    })
                     .unwrap(),
             })
             .collect()
@@ -310,7 +346,8 @@ mod tests {
     #[test]
     fn deleting_the_first_entry_is_a_gap_at_1() {
         let (_d, conn) = db_with(4);
-        conn.execute("DELETE FROM exchange_log WHERE seq = 1", []).unwrap();
+        conn.execute("DELETE FROM exchange_log WHERE seq = 1", [])
+            .unwrap();
         let v = verify(&conn, &[], None).unwrap();
         assert_eq!(v.log.broken.unwrap().seq, 1);
     }
@@ -319,7 +356,10 @@ mod tests {
     fn a_head_beyond_the_end_or_with_another_hash_is_a_mismatch() {
         let (_d, conn) = db_with(5);
         let mut w = heads(&conn, &[2, 4]);
-        w.push(Head { seq: 9, hash: "ab".into() });
+        w.push(Head {
+            seq: 9,
+            hash: "ab".into(),
+        });
         w[0].hash = "00".into();
         let v = verify(&conn, &[], Some(&w)).unwrap();
         assert!(v.log.broken.is_none());

@@ -147,7 +147,11 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
     let out = std::io::stdout();
     let mut out = out.lock();
     match &a.command {
-        Command::Verify { witness, archive, json } => {
+        Command::Verify {
+            witness,
+            archive,
+            json,
+        } => {
             let conn = crate::state::open_read_only(&db)?;
             let heads = witness.as_deref().map(verify::read_witness).transpose()?;
             let v = verify::verify(&conn, archive, heads.as_deref())?;
@@ -170,8 +174,14 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
         } => {
             let conn = crate::state::open_read_only(&db)?;
             let f = show::Filter {
-                since: since.as_deref().map(|s| audit::parse_bound(s, End::Start, tz)).transpose()?,
-                until: until.as_deref().map(|s| audit::parse_bound(s, End::End, tz)).transpose()?,
+                since: since
+                    .as_deref()
+                    .map(|s| audit::parse_bound(s, End::Start, tz))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|s| audit::parse_bound(s, End::End, tz))
+                    .transpose()?,
                 dataset: dataset.clone(),
                 event: event.clone(),
                 file: file.clone(),
@@ -182,7 +192,11 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
             }
             show::entries(&conn, &f, *limit, |e| {
                 if *json {
-                    writeln!(out, "{}", serde_json::to_string(e).expect("entries serialise"))
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(e).expect("entries serialise")
+                    )
                 } else {
                     writeln!(out, "{}", show::table_row(e))
                 }
@@ -221,9 +235,17 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
                 Format::Csv => write!(out, "{}", report::to_csv(&r))?,
                 Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?,
             }
-            Ok(if r.balances() { Exit::Ok } else { Exit::Findings })
+            Ok(if r.balances() {
+                Exit::Ok
+            } else {
+                Exit::Findings
+            })
         }
-        Command::Export { until, out: file, prune } => {
+        Command::Export {
+            until,
+            out: file,
+            prune,
+        } => {
             let end = audit::parse_bound(until, End::End, tz)?;
             let Some(path) = file else {
                 let conn = crate::state::open_read_only(&db)?;
@@ -247,7 +269,10 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
             if !*prune {
                 return Ok(Exit::Ok);
             }
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             match retention::prune(&mut conn, tz, &ex, &name, until)? {
                 retention::Pruned::Done { pruned, checkpoint } => {
                     eprintln!(
@@ -261,11 +286,15 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
                     Ok(Exit::Ok)
                 }
                 retention::Pruned::ChainBroken { message, .. } => {
-                    eprintln!("refusing to prune: the chain is broken ({message}); nothing deleted");
+                    eprintln!(
+                        "refusing to prune: the chain is broken ({message}); nothing deleted"
+                    );
                     Ok(Exit::Findings)
                 }
                 retention::Pruned::Changed => {
-                    eprintln!("refusing to prune: the archived entries changed meanwhile; nothing deleted");
+                    eprintln!(
+                        "refusing to prune: the archived entries changed meanwhile; nothing deleted"
+                    );
                     Ok(Exit::Findings)
                 }
             }
@@ -284,7 +313,11 @@ fn print_verification(out: &mut impl Write, v: &verify::Verification) -> std::io
                 c.head.as_ref().map_or(0, |h| h.seq),
                 c.head.as_ref().map_or("-", |h| h.hash.as_str())
             ),
-            Some(f) => writeln!(out, "✗ {what}: chain broken at seq {}: {}", f.seq, f.message),
+            Some(f) => writeln!(
+                out,
+                "✗ {what}: chain broken at seq {}: {}",
+                f.seq, f.message
+            ),
         }
     };
     chain(out, "exchange log", &v.log)?;
@@ -297,16 +330,24 @@ fn print_verification(out: &mut impl Write, v: &verify::Verification) -> std::io
                 out,
                 "✓ witness: {} head(s) match{}{}",
                 w.matched,
-                w.witnessed_through.map_or(String::new(), |s| format!(" (through seq {s})")),
+                w.witnessed_through
+                    .map_or(String::new(), |s| format!(" (through seq {s})")),
                 if w.unverifiable > 0 {
-                    format!("; {} name pruned entries (give --archive to check them)", w.unverifiable)
+                    format!(
+                        "; {} name pruned entries (give --archive to check them)",
+                        w.unverifiable
+                    )
                 } else {
                     String::new()
                 }
             )?;
         } else {
             let first = &w.mismatches[0];
-            writeln!(out, "✗ witness: {} head(s) contradict the log; first: {first}", w.mismatches.len())?;
+            writeln!(
+                out,
+                "✗ witness: {} head(s) contradict the log; first: {first}",
+                w.mismatches.len()
+            )?;
             for m in &w.mismatches[1..] {
                 writeln!(out, "  {m}")?;
             }

@@ -83,12 +83,13 @@ impl Outbox {
 
     /// Exports sealed batches and handles acknowledgements, once.
     pub fn pass(&mut self, conn: &mut Connection) -> Result<Pass, PassError> {
-        let mut p = Pass::default();
-        p.exported = self.export(conn)?;
-        let (d, k) = self.acknowledge(conn)?;
-        p.delivered = d;
-        p.parked = k;
-        Ok(p)
+        let exported = self.export(conn)?;
+        let (delivered, parked) = self.acknowledge(conn)?;
+        Ok(Pass {
+            exported,
+            delivered,
+            parked,
+        })
     }
 
     /// Writes every `sealed` batch to the outbox, in seal order.

@@ -104,6 +104,7 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Head> {
 }
 
 /// The canonical text an entry's hash covers.
+#[allow(clippy::too_many_arguments)] // one argument per entry field
 pub fn canonical_entry(
     seq: i64,
     time: &str,
@@ -418,7 +419,9 @@ pub fn checkpoints(conn: &Connection) -> rusqlite::Result<Vec<Head>> {
 /// Recomputes the whole chain; `Ok(n)` with the number of entries checked.
 pub fn verify(conn: &Connection) -> rusqlite::Result<std::result::Result<i64, Break>> {
     let mut chain = Chain::new(checkpoints(conn)?);
-    let mut stmt = conn.prepare(&format!("SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         if let Err(b) = chain.feed(&StoredEntry::from_row(r)?) {

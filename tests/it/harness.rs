@@ -231,9 +231,16 @@ max_age_ms = 1000
             .collect()
     }
 
+    /// A count from the state database; 0 until the daemon has created it.
     pub fn sql_count(&self, sql: &str) -> i64 {
+        if !self.db().exists() {
+            return 0;
+        }
         let c = rusqlite::Connection::open(self.db()).unwrap();
-        c.query_row(sql, [], |r| r.get(0)).unwrap()
+        match c.query_row(sql, [], |r| r.get(0)) {
+            Err(e) if e.to_string().contains("no such table") => 0,
+            r => r.unwrap(),
+        }
     }
 }
 
