@@ -7,6 +7,7 @@
 //! and `report` writes what data staff read. `daemon` wires the stages
 //! together; `cli` is the command-line glue. See ARCHITECTURE.md.
 
+pub mod audit;
 pub mod canon;
 pub mod cli;
 pub mod config;

@@ -6,6 +6,7 @@
 //! operator action refused); 2 bad usage; 3 the command could not run
 //! (unreadable config, state database or file system error).
 
+mod audit;
 mod batches;
 mod logging;
 mod status;
@@ -49,6 +50,9 @@ enum Command {
     /// A local stand-in of the resource library (PROTOCOL.md), for the
     /// joint-test rehearsal (联调) and for tests.
     SimulateLibrary(Box<crate::simulate::SimOptions>),
+    /// The exchange log: verify the chain, show, trace a record, daily
+    /// report, export and prune.
+    Audit(audit::Args),
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -88,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Status(a) => load_config(&cli).and_then(|c| status::run(&c, a)),
         Command::Batches(cmd) => load_config(&cli).and_then(|c| batches::run(&c, cmd)),
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
+        Command::Audit(a) => audit::run(load_config(&cli), a),
     };
     match result {
         Ok(e) => e.into(),

@@ -34,6 +34,10 @@ pub enum Event {
     BatchParked,
     BatchRetried,
     BatchSplit,
+    /// Entries up to a seq were exported and deleted (`fepd audit export
+    /// --prune`); the entry carries the pruned head so the chain still
+    /// verifies from it.
+    LogPruned,
 }
 
 impl Event {
@@ -57,6 +61,7 @@ impl Event {
             Event::BatchParked => "batch_parked",
             Event::BatchRetried => "batch_retried",
             Event::BatchSplit => "batch_split",
+            Event::LogPruned => "log_pruned",
         }
     }
 }
@@ -99,7 +104,7 @@ pub fn head(conn: &Connection) -> rusqlite::Result<Head> {
 }
 
 /// The canonical text an entry's hash covers.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one argument per entry field
 pub fn canonical_entry(
     seq: i64,
     time: &str,
@@ -144,6 +149,17 @@ pub fn append(
     entry: Entry<'_>,
 ) -> rusqlite::Result<Head> {
     let prev = head(conn)?;
+    append_after(conn, tz, &prev, event, entry)
+}
+
+/// Appends after `prev`, the head read in this transaction.
+fn append_after(
+    conn: &Connection,
+    tz: chrono::FixedOffset,
+    prev: &Head,
+    event: Event,
+    entry: Entry<'_>,
+) -> rusqlite::Result<Head> {
     let seq = prev.seq + 1;
     let time = super::now_text(tz);
     let canonical = canonical_entry(
@@ -178,53 +194,286 @@ pub fn append(
 /// Where the chain first fails, if it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Break {
-    /// The entry's stored hash does not match its content and predecessor.
+    /// The entry's stored hash does not match its content and predecessor
+    /// (edited, reordered or inserted).
     BadHash { seq: i64 },
-    /// Sequence numbers are not consecutive (an entry was deleted or inserted).
+    /// Sequence numbers are not consecutive (an entry was deleted or
+    /// inserted), or the log does not start at 1 nor right after a pruned
+    /// head that a `log_pruned` checkpoint names.
     Gap { expected: i64, found: i64 },
+    /// A `log_pruned` checkpoint names a head the chain contradicts.
+    BadCheckpoint { seq: i64 },
+}
+
+impl Break {
+    /// The first sequence number found bad.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Break::BadHash { seq } | Break::BadCheckpoint { seq } => *seq,
+            Break::Gap { expected, .. } => *expected,
+        }
+    }
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Break::BadHash { seq } => write!(
+                f,
+                "entry {seq}: stored hash does not match its content and predecessor (edited, reordered or inserted)"
+            ),
+            Break::Gap { expected, found } => write!(
+                f,
+                "entry {expected} is missing: the next entry found is {found} (deleted or inserted entries)"
+            ),
+            Break::BadCheckpoint { seq } => write!(
+                f,
+                "entry {seq}: the pruned head this checkpoint names contradicts the chain"
+            ),
+        }
+    }
+}
+
+/// One stored entry, as read back from the table or an archive line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredEntry {
+    pub seq: i64,
+    pub time: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+    pub hash: String,
+}
+
+/// The columns [`StoredEntry::from_row`] reads, in order.
+pub const ENTRY_COLS: &str = "seq, time, event, dataset, file, batch, counts, details, hash";
+
+impl StoredEntry {
+    pub fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+        // Text that is not JSON (only a tampered row holds such) reads as
+        // absent; the hash then no longer matches.
+        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
+        Ok(StoredEntry {
+            seq: r.get(0)?,
+            time: r.get(1)?,
+            event: r.get(2)?,
+            dataset: r.get(3)?,
+            file: r.get(4)?,
+            batch: r.get(5)?,
+            counts: parse(r.get(6)?),
+            details: parse(r.get(7)?),
+            hash: r.get(8)?,
+        })
+    }
+
+    /// The canonical text the entry's hash covers.
+    pub fn canonical(&self) -> String {
+        canonical_entry(
+            self.seq,
+            &self.time,
+            &self.event,
+            self.dataset.as_deref(),
+            self.file.as_deref(),
+            self.batch.as_deref(),
+            self.counts.as_ref(),
+            self.details.as_ref(),
+        )
+    }
+
+    /// The head a `log_pruned` checkpoint carries.
+    pub fn pruned_head(&self) -> Option<Head> {
+        if self.event != Event::LogPruned.as_str() {
+            return None;
+        }
+        let d = self.details.as_ref()?;
+        Some(Head {
+            seq: d.get("prunedSeq")?.as_i64()?,
+            hash: d.get("prunedHash")?.as_str()?.to_string(),
+        })
+    }
+}
+
+/// Recomputes a chain fed entry by entry, in seq order.
+///
+/// The first entry chains from the empty hash when its seq is 1, else from
+/// the pruned head a `log_pruned` checkpoint names for the seq before it
+/// (the checkpoints are gathered beforehand: a checkpoint is appended
+/// after the entries it follows).
+#[derive(Debug, Default)]
+pub struct Chain {
+    /// Pruned heads named by checkpoints: seq → hash.
+    anchors: std::collections::HashMap<i64, String>,
+    /// Hashes of fed entries whose seq a checkpoint names.
+    seen: std::collections::HashMap<i64, String>,
+    first: Option<(i64, String)>,
+    last: Option<Head>,
+    count: i64,
+}
+
+impl Chain {
+    pub fn new(checkpoints: impl IntoIterator<Item = Head>) -> Chain {
+        Chain {
+            anchors: checkpoints.into_iter().map(|h| (h.seq, h.hash)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Checks `e` against its predecessor; the first error is where the
+    /// chain breaks (later calls are meaningless after one).
+    pub fn feed(&mut self, e: &StoredEntry) -> std::result::Result<(), Break> {
+        let prev_hash = match &self.last {
+            Some(last) if e.seq != last.seq + 1 => {
+                return Err(Break::Gap {
+                    expected: last.seq + 1,
+                    found: e.seq,
+                });
+            }
+            Some(last) => last.hash.clone(),
+            None if e.seq == 1 => String::new(),
+            None => match self.anchors.get(&(e.seq - 1)) {
+                Some(h) => h.clone(),
+                None => {
+                    let expected = self
+                        .anchors
+                        .keys()
+                        .filter(|&&s| s < e.seq)
+                        .max()
+                        .map_or(1, |s| s + 1);
+                    return Err(Break::Gap {
+                        expected,
+                        found: e.seq,
+                    });
+                }
+            },
+        };
+        if self.first.is_none() {
+            self.first = Some((e.seq, prev_hash.clone()));
+        }
+        if e.hash != chain_hash(&prev_hash, &e.canonical()) {
+            return Err(Break::BadHash { seq: e.seq });
+        }
+        if let Some(p) = e.pruned_head() {
+            let (first_seq, anchor) = self.first.as_ref().expect("set above");
+            let consistent = if p.seq >= e.seq {
+                false
+            } else if p.seq == first_seq - 1 {
+                *anchor == p.hash
+            } else if p.seq >= *first_seq {
+                self.seen.get(&p.seq) == Some(&p.hash)
+            } else {
+                // Pruned before what this chain holds: nothing to compare.
+                true
+            };
+            if !consistent {
+                return Err(Break::BadCheckpoint { seq: e.seq });
+            }
+        }
+        if self.anchors.contains_key(&e.seq) {
+            self.seen.insert(e.seq, e.hash.clone());
+        }
+        self.last = Some(Head {
+            seq: e.seq,
+            hash: e.hash.clone(),
+        });
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Entries checked so far.
+    pub fn count(&self) -> i64 {
+        self.count
+    }
+
+    /// The first entry's seq, if any was fed.
+    pub fn first_seq(&self) -> Option<i64> {
+        self.first.as_ref().map(|f| f.0)
+    }
+
+    /// The last entry checked.
+    pub fn last(&self) -> Option<&Head> {
+        self.last.as_ref()
+    }
+}
+
+/// The pruned heads of every `log_pruned` checkpoint in the table.
+pub fn checkpoints(conn: &Connection) -> rusqlite::Result<Vec<Head>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log WHERE event = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([Event::LogPruned.as_str()], StoredEntry::from_row)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r?.pruned_head());
+    }
+    Ok(out)
 }
 
 /// Recomputes the whole chain; `Ok(n)` with the number of entries checked.
 pub fn verify(conn: &Connection) -> rusqlite::Result<std::result::Result<i64, Break>> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, time, event, dataset, file, batch, counts, details, hash
-         FROM exchange_log ORDER BY seq",
-    )?;
+    let mut chain = Chain::new(checkpoints(conn)?);
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
+    ))?;
     let mut rows = stmt.query([])?;
-    let mut prev_hash = String::new();
-    let mut expected: Option<i64> = None;
-    let mut n = 0;
     while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        if let Some(e) = expected
-            && seq != e
-        {
-            return Ok(Err(Break::Gap {
-                expected: e,
-                found: seq,
-            }));
+        if let Err(b) = chain.feed(&StoredEntry::from_row(r)?) {
+            return Ok(Err(b));
         }
-        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok());
-        let counts = parse(r.get(6)?);
-        let details = parse(r.get(7)?);
-        let canonical = canonical_entry(
-            seq,
-            &r.get::<_, String>(1)?,
-            &r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?.as_deref(),
-            r.get::<_, Option<String>>(4)?.as_deref(),
-            r.get::<_, Option<String>>(5)?.as_deref(),
-            counts.as_ref(),
-            details.as_ref(),
-        );
-        let stored: String = r.get(8)?;
-        let want = chain_hash(&prev_hash, &canonical);
-        if stored != want {
-            return Ok(Err(Break::BadHash { seq }));
-        }
-        prev_hash = stored;
-        expected = Some(seq + 1);
-        n += 1;
     }
-    Ok(Ok(n))
+    Ok(Ok(chain.count()))
+}
+
+/// Deletes the entries up to `through` (which must be the head `pruned`
+/// the caller archived) and appends the `log_pruned` checkpoint carrying
+/// it. The only place entries are ever deleted; call inside one
+/// transaction. `None` when entry `through` is no longer what was
+/// archived.
+pub fn prune_through(
+    conn: &Connection,
+    tz: chrono::FixedOffset,
+    pruned: &Head,
+    mut details: Map<String, Value>,
+) -> rusqlite::Result<Option<Head>> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT hash FROM exchange_log WHERE seq = ?1",
+            [pruned.seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.as_deref() != Some(pruned.hash.as_str()) {
+        return Ok(None);
+    }
+    let (first, n): (i64, i64) = conn.query_row(
+        "SELECT COALESCE(MIN(seq), 0), COUNT(*) FROM exchange_log WHERE seq <= ?1",
+        [pruned.seq],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // The head is read before the delete: when every entry goes, the
+    // checkpoint still continues the numbering.
+    let prev = head(conn)?;
+    conn.execute("DELETE FROM exchange_log WHERE seq <= ?1", [pruned.seq])?;
+    details.insert("prunedSeq".into(), json!(pruned.seq));
+    details.insert("prunedHash".into(), json!(pruned.hash));
+    details.insert("firstSeq".into(), json!(first));
+    let head = append_after(
+        conn,
+        tz,
+        &prev,
+        Event::LogPruned,
+        Entry {
+            counts: Some(json!({"entries": n})),
+            details: Some(Value::Object(details)),
+            ..Default::default()
+        },
+    )?;
+    Ok(Some(head))
 }

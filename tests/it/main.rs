@@ -4,6 +4,7 @@
 mod data;
 mod harness;
 
+mod audit;
 mod bad_input;
 mod crash;
 mod pipeline;

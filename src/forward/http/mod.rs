@@ -445,7 +445,18 @@ pub fn record_reply(
             let wait =
                 wait.unwrap_or_else(|| backoff::delay(b.attempts as u32, rand::random::<f64>()));
             let next = crate::state::now_ms() + wait.as_millis() as i64;
-            batches::record_failure(conn, id, &reason, next)?;
+            // Each failed attempt is an exchange-log entry, committed with
+            // the attempt count it increments.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            batches::record_failure(&tx, id, &reason, next)?;
+            log::append(&tx, tz, Event::BatchSent, Entry {
+                dataset: ds,
+                batch: Some(id),
+                counts: Some(json!({"records": b.count})),
+                details: Some(json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": "http"})),
+                ..Default::default()
+            })?;
+            tx.commit()?;
             tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");
         }
         Reply::Unauthorized => unreachable!("send_with_token turns 401 into Retry"),

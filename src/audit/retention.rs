@@ -1,0 +1,276 @@
+//! `fepd audit export` and `--prune`: retention without breaking the chain.
+//!
+//! The archive is JSON lines, one entry per line exactly as stored (with
+//! its `hash`), oldest first: the longest prefix of the log whose times are
+//! before the cut-off. Pruning deletes that prefix and appends a
+//! `log_pruned` checkpoint carrying the pruned head `{seq, hash}`, so the
+//! remaining entries still verify (the first chains from that head) and
+//! `verify --archive` checks archive and log as one chain. The archive is
+//! durable on disk before anything is deleted, and a broken chain is never
+//! pruned (that would hide the damage).
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset};
+use rusqlite::{Connection, TransactionBehavior};
+use serde::Serialize;
+use serde_json::{Map, json};
+use sha2::{Digest, Sha256};
+
+use super::{AuditError, Result, instant, io_err};
+use crate::state::log::{self, ENTRY_COLS, Head, StoredEntry};
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    pub entries: i64,
+    pub first_seq: Option<i64>,
+    /// The last exported entry: the head a prune removes up to.
+    pub head: Option<Head>,
+    /// SHA-256 of the archive's bytes.
+    pub sha256: String,
+}
+
+/// Writes the entries whose time is before `end` (the longest such prefix)
+/// to `out` as JSON lines.
+pub fn export(
+    conn: &Connection,
+    end: DateTime<FixedOffset>,
+    out: &mut dyn Write,
+) -> Result<Exported> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut sha = Sha256::new();
+    let mut ex = Exported {
+        entries: 0,
+        first_seq: None,
+        head: None,
+        sha256: String::new(),
+    };
+    while let Some(r) = rows.next()? {
+        let e = StoredEntry::from_row(r)?;
+        if instant(&e.time).is_none_or(|t| t >= end) {
+            break;
+        }
+        let mut line = serde_json::to_vec(&e).expect("entries serialise");
+        line.push(b'\n');
+        sha.update(&line);
+        out.write_all(&line).map_err(|source| AuditError::Io {
+            path: "archive".into(),
+            source,
+        })?;
+        ex.entries += 1;
+        ex.first_seq.get_or_insert(e.seq);
+        ex.head = Some(Head {
+            seq: e.seq,
+            hash: e.hash,
+        });
+    }
+    ex.sha256 = hex::encode(sha.finalize());
+    Ok(ex)
+}
+
+/// Exports into a new file `path`, durably (temp, fsync, rename, folder
+/// fsync). An existing file is never overwritten.
+pub fn export_to_file(
+    conn: &Connection,
+    end: DateTime<FixedOffset>,
+    path: &Path,
+) -> Result<Exported> {
+    if path.exists() {
+        return Err(AuditError::Usage(format!(
+            "{} exists; archives are never overwritten",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| AuditError::Usage(format!("{} is not a file name", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let ex = {
+        let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut w = std::io::BufWriter::new(f);
+        let ex = export(conn, end, &mut w)?;
+        let f = w.into_inner().map_err(|e| AuditError::Io {
+            path: tmp.display().to_string(),
+            source: e.into_error(),
+        })?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        ex
+    };
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    crate::fsio::sync_dir(&dir).map_err(io_err(&dir))?;
+    Ok(ex)
+}
+
+/// How a prune ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Pruned {
+    /// Entries up to `pruned.seq` deleted; `checkpoint` is the new entry.
+    Done { pruned: Head, checkpoint: Head },
+    /// Nothing was exported, so nothing is deleted.
+    Nothing,
+    /// The chain is broken: pruning would hide the damage.
+    ChainBroken { seq: i64, message: String },
+    /// The archived head changed in the log meanwhile; nothing deleted.
+    Changed,
+}
+
+/// Deletes what `ex` archived and appends the checkpoint, in one
+/// transaction. `archive` is the archive's file name, kept in the
+/// checkpoint so auditors know where the pruned entries went.
+pub fn prune(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    ex: &Exported,
+    archive: &str,
+    until: &str,
+) -> Result<Pruned> {
+    let Some(head) = &ex.head else {
+        return Ok(Pruned::Nothing);
+    };
+    if let Err(b) = log::verify(conn)? {
+        return Ok(Pruned::ChainBroken {
+            seq: b.seq(),
+            message: b.to_string(),
+        });
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut details = Map::new();
+    details.insert("archive".into(), json!(archive));
+    details.insert("archiveSha256".into(), json!(ex.sha256));
+    details.insert("until".into(), json!(until));
+    let Some(checkpoint) = log::prune_through(&tx, tz, head, details)? else {
+        return Ok(Pruned::Changed);
+    };
+    tx.commit()?;
+    Ok(Pruned::Done {
+        pruned: head.clone(),
+        checkpoint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::log::{Entry, Event, append};
+
+    fn tz() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    fn later() -> DateTime<FixedOffset> {
+        chrono::Utc::now().with_timezone(&tz()) + chrono::Duration::days(1)
+    }
+
+    fn entries(conn: &Connection, n: usize) {
+        for _ in 0..n {
+            append(conn, tz(), Event::ConfigLoaded, Entry::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn prune_leaves_a_checkpoint_and_archive_plus_rest_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
+        entries(&conn, 5);
+        let a1 = dir.path().join("a1.jsonl");
+        let ex = export_to_file(&conn, later(), &a1).unwrap();
+        assert_eq!(ex.entries, 5);
+        let p = prune(&mut conn, tz(), &ex, "a1.jsonl", "x").unwrap();
+        assert!(
+            matches!(&p, Pruned::Done { pruned, checkpoint } if pruned.seq == 5 && checkpoint.seq == 6),
+            "{p:?}"
+        );
+        assert_eq!(log::verify(&conn).unwrap(), Ok(1));
+        entries(&conn, 3);
+        // A second prune archives the first checkpoint too.
+        let a2 = dir.path().join("a2.jsonl");
+        let ex = export_to_file(&conn, later(), &a2).unwrap();
+        assert_eq!(ex.first_seq, Some(6));
+        prune(&mut conn, tz(), &ex, "a2.jsonl", "x").unwrap();
+        entries(&conn, 2);
+        assert_eq!(log::verify(&conn).unwrap(), Ok(3));
+        let v = super::super::verify::verify(&conn, &[a1.clone(), a2.clone()], None).unwrap();
+        assert!(v.ok(), "{v:?}");
+        assert_eq!(v.with_archives.as_ref().unwrap().entries, 5 + 4 + 3);
+        // The later archive alone chains from the checkpoint it holds.
+        let v = super::super::verify::verify(&conn, std::slice::from_ref(&a2), None).unwrap();
+        assert!(v.ok(), "{v:?}");
+        // An edited archive line breaks the combined chain.
+        let text = std::fs::read_to_string(&a1)
+            .unwrap()
+            .replace("config_loaded", "daemon_started");
+        std::fs::write(&a1, text).unwrap();
+        let v = super::super::verify::verify(&conn, &[a1, a2], None).unwrap();
+        assert_eq!(v.with_archives.unwrap().broken.unwrap().seq, 1);
+    }
+
+    #[test]
+    fn a_broken_chain_is_never_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
+        entries(&conn, 4);
+        conn.execute(
+            "UPDATE exchange_log SET event = 'daemon_started' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        let ex = export(&conn, later(), &mut Vec::new()).unwrap();
+        let p = prune(&mut conn, tz(), &ex, "a.jsonl", "x").unwrap();
+        assert!(matches!(p, Pruned::ChainBroken { seq: 2, .. }), "{p:?}");
+        assert_eq!(crate::state::log::head(&conn).unwrap().seq, 4);
+    }
+
+    #[test]
+    fn only_prune_deletes_exchange_log_entries() {
+        // The log is append-only from fepd's side: search the sources for
+        // any other statement that deletes or rewrites entries.
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut stack = vec![src];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .to_uppercase();
+                // Tests tamper on purpose; only the code before them counts.
+                let code = text.split("#[CFG(TEST)]").next().unwrap_or_default();
+                let n: usize = [
+                    "DELETE FROM EXCHANGE_LOG",
+                    "UPDATE EXCHANGE_LOG",
+                    "REPLACE INTO EXCHANGE_LOG",
+                    "DROP TABLE EXCHANGE_LOG",
+                    "DROP TABLE IF EXISTS EXCHANGE_LOG",
+                ]
+                .iter()
+                .map(|b| code.matches(b).count())
+                .sum();
+                // `state::log::prune_through` holds the one DELETE.
+                let allowed = usize::from(p.ends_with("state/log.rs"));
+                if n != allowed && (n > 0 || allowed > 0) {
+                    offenders.push(format!("{}: {n}", p.display()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "exchange_log changed outside prune: {offenders:?}"
+        );
+    }
+}
