@@ -26,7 +26,13 @@ pub fn init(cfg: &Log) -> anyhow::Result<Option<WorkerGuard>> {
         }
         None => (None, None),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal; journald and files get plain
+    // text (NO_COLOR is honoured too).
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     let res = match (cfg.format, file) {
         (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
         (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),

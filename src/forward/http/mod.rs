@@ -449,13 +449,20 @@ pub fn record_reply(
             // the attempt count it increments.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             batches::record_failure(&tx, id, &reason, next)?;
-            log::append(&tx, tz, Event::BatchSent, Entry {
-                dataset: ds,
-                batch: Some(id),
-                counts: Some(json!({"records": b.count})),
-                details: Some(json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": "http"})),
-                ..Default::default()
-            })?;
+            log::append(
+                &tx,
+                tz,
+                Event::BatchSent,
+                Entry {
+                    dataset: ds,
+                    batch: Some(id),
+                    counts: Some(json!({"records": b.count})),
+                    details: Some(
+                        json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": "http"}),
+                    ),
+                    ..Default::default()
+                },
+            )?;
             tx.commit()?;
             tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");
         }
