@@ -96,14 +96,10 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
                 eprintln!("no batch {id}");
                 return Ok(Exit::Findings);
             };
-            if b.state != "parked" {
+            if !batches::requeue_parked(&tx, id)? {
                 eprintln!("batch {id} is {}, not parked: nothing to retry", b.state);
                 return Ok(Exit::Findings);
             }
-            tx.execute(
-                "UPDATE batch SET state = 'sealed', attempts = 0, next_attempt_ms = 0 WHERE batch_id = ?1",
-                [id],
-            )?;
             log::append(
                 &tx,
                 tz,

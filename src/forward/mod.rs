@@ -9,3 +9,6 @@
 
 pub mod http;
 pub mod outbox;
+
+#[cfg(test)]
+mod model_tests;

@@ -176,6 +176,10 @@ pub trait RecordStream {
 mod csv;
 #[cfg(test)]
 mod end_to_end;
+#[cfg(test)]
+mod fuzz_replay;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod json;
 mod jsonl;
 mod object;

@@ -194,6 +194,17 @@ pub fn park(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result
     Ok(n == 1)
 }
 
+/// Queues a parked batch for resending (operator retry): back to `sealed`
+/// with a fresh attempt count, in its original place in the route's order.
+/// False if the batch is not parked.
+pub fn requeue_parked(conn: &Connection, batch_id: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE batch SET state = 'sealed', attempts = 0, next_attempt_ms = 0 WHERE batch_id = ?1 AND state = 'parked'",
+        [batch_id],
+    )?;
+    Ok(n == 1)
+}
+
 /// Records a failed attempt and when to try again.
 pub fn record_failure(
     conn: &Connection,

@@ -376,26 +376,32 @@ pub fn record_reply(
         Reply::TooLarge => {
             let body = batches::body(conn, id)?.unwrap_or_default();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Only a batch that is still pending is split or parked: if the
+            // operator parked it while the request was in flight, halves
+            // beside the parked parent would send its records twice.
             match split::halves(id, &body) {
                 None => {
                     let reason =
                         "HTTP 413 413001 for a single record: it cannot be split".to_string();
-                    batches::park(&tx, id, &reason)?;
-                    log::append(
-                        &tx,
-                        tz,
-                        Event::BatchParked,
-                        Entry {
-                            dataset: ds,
-                            batch: Some(id),
-                            counts: Some(json!({"records": b.count})),
-                            details: Some(json!({"reason": reason, "via": "http"})),
-                            ..Default::default()
-                        },
-                    )?;
+                    if batches::park(&tx, id, &reason)? {
+                        log::append(
+                            &tx,
+                            tz,
+                            Event::BatchParked,
+                            Entry {
+                                dataset: ds,
+                                batch: Some(id),
+                                counts: Some(json!({"records": b.count})),
+                                details: Some(json!({"reason": reason, "via": "http"})),
+                                ..Default::default()
+                            },
+                        )?;
+                    }
+                }
+                Some(_) if !batches::transition(&tx, id, &["sealed"], "split")? => {
+                    tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413 for a batch that is no longer pending; not split");
                 }
                 Some(halves) => {
-                    batches::transition(&tx, id, &["sealed"], "split")?;
                     for (n, h) in halves.iter().enumerate() {
                         let sort_key = format!("{}.{}", b.sort_key, n + 1);
                         batches::insert(
