@@ -2,6 +2,7 @@
 //! state database and, for push mode, `fepd simulate-library` on loopback.
 
 mod data;
+mod killtest;
 mod harness;
 
 mod audit;
