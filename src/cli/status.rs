@@ -76,9 +76,41 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
         }
         out.push(s);
     }
+    // Intake pauses at the high-water mark (the daemon keeps it paused
+    // until the backlog falls below the low-water mark).
+    let (backlog_records, backlog_bytes) = match &conn {
+        Some(c) => {
+            let (_, r, b) = crate::state::batches::total_backlog(c)?;
+            (r as u64, b as u64)
+        }
+        None => (0, 0),
+    };
+    let paused = crate::daemon::backpressure::Gate::decide(
+        &cfg.backpressure,
+        false,
+        backlog_records,
+        backlog_bytes,
+    );
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "intake_paused": paused,
+                "backlog_records": backlog_records,
+                "backlog_bytes": backlog_bytes,
+                "datasets": out,
+            }))?
+        );
     } else {
+        if paused {
+            println!(
+                "intake: PAUSED — outbox backlog {backlog_records} records / {backlog_bytes} bytes is at its high-water mark"
+            );
+        } else {
+            println!(
+                "intake: running — outbox backlog {backlog_records} records / {backlog_bytes} bytes"
+            );
+        }
         println!(
             "{:<14} {:>6} {:>5} {:>8} {:>9} {:>6}  {:<25}  last error",
             "dataset", "inbox", "work", "backlog", "records", "parked", "last delivery"

@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub batch: BatchLimits,
     #[serde(default)]
+    pub backpressure: Backpressure,
+    #[serde(default)]
     pub log: Log,
     #[serde(default)]
     pub admin: Admin,
@@ -193,6 +195,27 @@ impl Default for BatchLimits {
             max_records: 1000,
             max_bytes: 4_000_000,
             max_age_ms: 1000,
+        }
+    }
+}
+
+/// When intake pauses because the outbox is full (PRODUCT.md guarantee 3):
+/// at `high_water_*` of undelivered backlog, until it falls below
+/// `low_water_percent` of that. Zero disables a limit.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backpressure {
+    pub high_water_records: u64,
+    pub high_water_bytes: u64,
+    pub low_water_percent: u8,
+}
+
+impl Default for Backpressure {
+    fn default() -> Self {
+        Backpressure {
+            high_water_records: 1_000_000,
+            high_water_bytes: 2 << 30,
+            low_water_percent: 80,
         }
     }
 }
@@ -413,6 +436,9 @@ impl Config {
         }
         if self.batch.max_records == 0 || self.batch.max_bytes < 1024 {
             out.push("batch: max_records must be ≥ 1 and max_bytes ≥ 1024".to_string());
+        }
+        if self.backpressure.low_water_percent == 0 || self.backpressure.low_water_percent > 100 {
+            out.push("backpressure.low_water_percent: must be 1..=100".to_string());
         }
         if self.intake.rescan_secs == 0 {
             out.push("intake.rescan_secs: must be ≥ 1".to_string());

@@ -68,6 +68,9 @@ pub struct DatasetCtx {
     pub on_sealed: Arc<dyn Fn() + Send + Sync>,
     /// Checked between chunks: true once a drain was asked for.
     pub stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Intake pauses between chunks while the outbox is over its
+    /// high-water mark.
+    pub gate: Arc<super::backpressure::Gate>,
 }
 
 /// How a file's processing ended.
@@ -366,12 +369,21 @@ fn run_chunks(
         tx.commit()?;
         if sealed_any {
             (ctx.on_sealed)();
+            // Re-measure the outbox now, so intake stops claiming files the
+            // moment this batch pushes it over the high-water mark.
+            ctx.gate.measure(conn);
         }
         match end {
             ChunkEnd::Eof => return Ok(Chunks::Finished(None)),
             ChunkEnd::Fault(f) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
             ChunkEnd::Due if (ctx.stopping)() => return Ok(Chunks::Interrupted),
-            ChunkEnd::Due => {}
+            ChunkEnd::Due => {
+                // More of this file to go: wait here while the outbox is
+                // over its high-water mark (the file's checkpoint is safe).
+                if sealed_any {
+                    ctx.gate.wait_while_paused(conn, &*ctx.stopping);
+                }
+            }
         }
     }
 }

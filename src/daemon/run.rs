@@ -129,6 +129,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     drop(conn);
 
     let stopping = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new(super::backpressure::Gate::new(cfg.backpressure));
     // Workers wake the forwarder after sealing: the pull-mode thread
     // through a channel, the push-mode task through a Notify.
     // A wake-up channel of one slot: wake-ups coalesce, senders never block.
@@ -177,6 +178,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 let s = stopping.clone();
                 Arc::new(move || s.load(Ordering::SeqCst))
             },
+            gate: gate.clone(),
         };
         let (tx, rx) = std_mpsc::channel::<String>();
         for name in leftovers {
@@ -261,17 +263,25 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let watchdog = watchdog_interval();
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
 
+    // The intake loop's own read connection, for the back-pressure gate.
+    let gate_conn = crate::state::open(&db_path)?;
     tokio::pin!(shutdown);
     let mut last_full = tokio::time::Instant::now() - rescan;
+    let mut was_paused = false;
     loop {
         let now = tokio::time::Instant::now();
-        if now.duration_since(last_full) >= rescan || scanner.has_pending() {
+        let paused = gate.check(&gate_conn);
+        if paused {
+            // Claim nothing while the outbox is over its high-water mark;
+            // files wait in the inbox.
+        } else if was_paused || now.duration_since(last_full) >= rescan || scanner.has_pending() {
             if now.duration_since(last_full) >= rescan {
                 last_full = now;
             }
             dispatch(&mut scanner, &workers);
         }
-        let tick = if scanner.has_pending() {
+        was_paused = paused;
+        let tick = if scanner.has_pending() || paused {
             Duration::from_millis(500)
         } else {
             rescan.saturating_sub(now.elapsed()).min(watchdog)
@@ -287,7 +297,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                     }
                     next = wake_rx.try_recv().ok();
                 }
-                dispatch(&mut scanner, &workers);
+                if !gate.check(&gate_conn) {
+                    dispatch(&mut scanner, &workers);
+                }
             }
             _ = tokio::time::sleep(tick) => {}
         }
@@ -347,40 +359,56 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
             return;
         }
     };
-    while let Ok(work_name) = rx.recv() {
+    'files: while let Ok(work_name) = rx.recv() {
         if (ctx.stopping)() {
             break;
         }
         tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, "processing claimed file");
-        // A bug triggered by one file must not take the dataset's worker
-        // down with it (PRODUCT.md guarantee 5): the file stays in work/
-        // and the worker goes on with the next one.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            job::process(&mut conn, &ctx, &work_name)
-        }));
-        let result = match result {
-            Ok(r) => r,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
-                continue;
+        let mut failures = 0u32;
+        loop {
+            // A bug triggered by one file must not take the dataset's
+            // worker down with it (PRODUCT.md guarantee 5): the file stays
+            // in work/ and the worker goes on with the next one.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job::process(&mut conn, &ctx, &work_name)
+            }));
+            let result = match result {
+                Ok(r) => r,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
+                    continue 'files;
+                }
+            };
+            match result {
+                Ok(Outcome::Interrupted) => break 'files,
+                Ok(Outcome::Unreadable(e)) => {
+                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // A state or disk failure (a full disk, say): the
+                    // chunk in progress was rolled back and the checkpoint
+                    // is intact, so the file is simply tried again later,
+                    // from that checkpoint, until the cause goes away.
+                    failures += 1;
+                    let wait = Duration::from_secs(1u64 << failures.min(6));
+                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
+                    let until = std::time::Instant::now() + wait;
+                    while std::time::Instant::now() < until {
+                        if (ctx.stopping)() {
+                            break 'files;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    continue;
+                }
             }
-        };
-        match result {
-            Ok(Outcome::Interrupted) => break,
-            Ok(Outcome::Unreadable(e)) => {
-                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                // A state or disk failure: the file stays in work/ with its
-                // last checkpoint and is resumed at the next start.
-                tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "file processing failed; will resume at next start");
-            }
+            break;
         }
     }
 }

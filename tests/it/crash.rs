@@ -95,3 +95,89 @@ fn sigterm_drains_and_the_next_start_finishes_without_resending() {
     );
     env.wait_outbox_records("case_accept", n as usize);
 }
+
+#[test]
+fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
+    let env = Env::new("\n[backpressure]\nhigh_water_records = 500\nlow_water_percent = 50\n");
+    let _d = env.start();
+    let recs = |from: u64| {
+        (from..from + 300)
+            .map(data::case_accept)
+            .collect::<Vec<_>>()
+    };
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs(0), Enc::Utf8));
+    env.receipt("case_accept", "a.jsonl");
+    env.drop_file(
+        "case_accept",
+        "b.jsonl",
+        &data::jsonl(&recs(300), Enc::Utf8),
+    );
+    env.receipt("case_accept", "b.jsonl");
+    // 600 records wait for the library's collector: over the high-water mark.
+    env.drop_file(
+        "case_accept",
+        "c.jsonl",
+        &data::jsonl(&recs(600), Enc::Utf8),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        env.spool("case_accept", "inbox").join("c.jsonl").exists(),
+        "claimed while paused"
+    );
+    let out = env.fepd(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["intake_paused"], true, "{status}");
+    let log = std::fs::read_to_string(env.log_path()).unwrap();
+    assert!(log.contains("intake paused"), "{log}");
+    // The collector acknowledges everything: intake resumes.
+    for name in files_in(&env.outbox("case_accept")) {
+        if let Some(id) = name.strip_suffix(".json") {
+            std::fs::write(
+                env.outbox("case_accept").join(format!("{id}.ack")),
+                r#"{"receiptId":"R"}"#,
+            )
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        env.receipt("case_accept", "c.jsonl")["counts"]["sealed"],
+        300
+    );
+    assert!(
+        std::fs::read_to_string(env.log_path())
+            .unwrap()
+            .contains("intake resumed")
+    );
+}
+
+/// A write failure (here: `done/` replaced by a file, as a stand-in for a
+/// full or broken disk) leaves the file in `work/` with its checkpoint,
+/// logs a clear error, and processing recovers by itself once the cause
+/// is gone — without sealing anything twice.
+#[test]
+fn a_write_failure_is_retried_from_the_checkpoint_until_it_clears() {
+    let env = Env::new("");
+    let _d = env.start();
+    env.wait("spool created", Duration::from_secs(10), || {
+        env.spool("case_accept", "done").is_dir()
+    });
+    let done = env.spool("case_accept", "done");
+    std::fs::remove_dir(&done).unwrap();
+    std::fs::write(&done, "not a folder").unwrap();
+    let recs: Vec<_> = (0..50).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.wait("the failure logged", Duration::from_secs(20), || {
+        std::fs::read_to_string(env.log_path())
+            .unwrap_or_default()
+            .contains("retrying from its last checkpoint")
+    });
+    assert_eq!(files_in(&env.spool("case_accept", "work")).len(), 1);
+    std::fs::remove_file(&done).unwrap();
+    std::fs::create_dir(&done).unwrap();
+    assert_eq!(
+        env.receipt("case_accept", "a.jsonl")["counts"]["sealed"],
+        50
+    );
+    assert_eq!(env.sql_count("SELECT COUNT(*) FROM batch_record"), 50);
+    assert!(files_in(&env.spool("case_accept", "work")).is_empty());
+}

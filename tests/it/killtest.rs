@@ -71,7 +71,10 @@ fn drop_file(env: &Env, i: u64, per_file: u64, input: &mut Input) {
     }
     let (name, bytes) = match i % 5 {
         0 => (format!("f{i}.jsonl"), data::jsonl(&recs, Enc::Utf8)),
-        1 => (format!("f{i}.csv"), data::csv(&recs, i % 2 == 0, Enc::Gb18030)),
+        1 => (
+            format!("f{i}.csv"),
+            data::csv(&recs, i % 2 == 0, Enc::Gb18030),
+        ),
         2 => (format!("f{i}.xml"), data::xml(&recs, Enc::Utf8)),
         3 => (format!("f{i}.json"), data::json(&recs, true, Enc::Utf8Bom)),
         _ => {
@@ -89,7 +92,9 @@ fn drop_file(env: &Env, i: u64, per_file: u64, input: &mut Input) {
 fn collect(env: &Env, rng: &mut Rng, all: bool) {
     for ds in ["case_accept", "evaluation"] {
         for name in files_in(&env.outbox(ds)) {
-            let Some(id) = name.strip_suffix(".json") else { continue };
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
             if name.starts_with('.') || (!all && rng.below(2) == 0) {
                 continue;
             }
@@ -109,9 +114,12 @@ fn delivered_keys(dir: &Path, counts: &mut HashMap<String, usize>) {
         if !name.ends_with(".json") || name.starts_with('.') {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(&name)).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(&name)).unwrap()).unwrap();
         for r in v["records"].as_array().unwrap() {
-            *counts.entry(r["key"].as_str().unwrap().to_string()).or_default() += 1;
+            *counts
+                .entry(r["key"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
 }
@@ -120,12 +128,23 @@ fn delivered_keys(dir: &Path, counts: &mut HashMap<String, usize>) {
 fn reported(env: &Env, input: &Input) -> usize {
     let mut n = 0;
     for (ds, name) in &input.files {
-        let p = env.spool(ds, "rejected").join(format!("{name}.report.json"));
+        let p = env
+            .spool(ds, "rejected")
+            .join(format!("{name}.report.json"));
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-        let mut ords: Vec<i64> = v["errors"].as_array().unwrap().iter().map(|e| e["ordinal"].as_i64().unwrap()).collect();
+        let mut ords: Vec<i64> = v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["ordinal"].as_i64().unwrap())
+            .collect();
         ords.sort();
         ords.dedup();
-        assert_eq!(ords.len() as i64, v["counts"]["rejected"].as_i64().unwrap(), "{name}");
+        assert_eq!(
+            ords.len() as i64,
+            v["counts"]["rejected"].as_i64().unwrap(),
+            "{name}"
+        );
         n += ords.len();
     }
     n
@@ -134,12 +153,19 @@ fn reported(env: &Env, input: &Input) -> usize {
 fn settle(env: &Env, input: &Input) {
     env.wait("every file finished", Duration::from_secs(180), || {
         input.files.iter().all(|(ds, name)| {
-            env.spool(ds, "rejected").join(name).exists() || env.spool(ds, "done").join(name).exists()
+            env.spool(ds, "rejected").join(name).exists()
+                || env.spool(ds, "done").join(name).exists()
         })
     });
     for ds in ["case_accept", "evaluation"] {
-        assert!(files_in(&env.spool(ds, "work")).is_empty(), "file left in {ds}/work");
-        assert!(files_in(&env.spool(ds, "inbox")).is_empty(), "file left in {ds}/inbox");
+        assert!(
+            files_in(&env.spool(ds, "work")).is_empty(),
+            "file left in {ds}/work"
+        );
+        assert!(
+            files_in(&env.spool(ds, "inbox")).is_empty(),
+            "file left in {ds}/inbox"
+        );
     }
 }
 
@@ -176,7 +202,8 @@ fn killtest_outbox_sink() {
     env.wait("every batch delivered", Duration::from_secs(120), || {
         collect(&env, &mut rng, true);
         env.sql_count("SELECT COUNT(*) FROM batch WHERE state != 'delivered'") == 0
-            && env.sql_count("SELECT COUNT(*) FROM file WHERE state NOT IN ('done', 'rejected')") == 0
+            && env.sql_count("SELECT COUNT(*) FROM file WHERE state NOT IN ('done', 'rejected')")
+                == 0
     });
     let (st, _) = d.stop();
     assert!(st.success());
@@ -204,7 +231,16 @@ fn killtest_http_sink() {
     let dir = tempfile::tempdir().unwrap();
     let lib = Library::start(
         &dir.path().join("lib.db"),
-        &["--fail-rate", "0.2", "--drop-rate", "0.1", "--retry-after", "0", "--seed", "11"],
+        &[
+            "--fail-rate",
+            "0.2",
+            "--drop-rate",
+            "0.1",
+            "--retry-after",
+            "0",
+            "--seed",
+            "11",
+        ],
     );
     let env = Env::http(&lib.base_url, "");
     let mut input = Input::default();

@@ -2,8 +2,8 @@
 //! state database and, for push mode, `fepd simulate-library` on loopback.
 
 mod data;
-mod killtest;
 mod harness;
+mod killtest;
 
 mod audit;
 mod bad_input;
