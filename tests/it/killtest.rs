@@ -73,7 +73,7 @@ fn drop_file(env: &Env, i: u64, per_file: u64, input: &mut Input) {
         0 => (format!("f{i}.jsonl"), data::jsonl(&recs, Enc::Utf8)),
         1 => (
             format!("f{i}.csv"),
-            data::csv(&recs, i % 2 == 0, Enc::Gb18030),
+            data::csv(&recs, i.is_multiple_of(2), Enc::Gb18030),
         ),
         2 => (format!("f{i}.xml"), data::xml(&recs, Enc::Utf8)),
         3 => (format!("f{i}.json"), data::json(&recs, true, Enc::Utf8Bom)),
