@@ -263,6 +263,23 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let watchdog = watchdog_interval();
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
 
+    // The admin listener (loopback): health, metrics, status.
+    let admin_task = match &cfg.admin.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin listener on {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz /metrics /status");
+            let c = cancel.clone();
+            Some(tokio::spawn(super::admin::serve(
+                listener,
+                db_path.clone(),
+                gate.clone(),
+                async move { c.cancelled().await },
+            )))
+        }
+        None => None,
+    };
     // The intake loop's own read connection, for the back-pressure gate.
     let gate_conn = crate::state::open(&db_path)?;
     tokio::pin!(shutdown);
@@ -311,6 +328,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
     drop(workers);
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
     if let Some(t) = push_task {
         match t.await {
             Ok(Err(e)) => {

@@ -98,7 +98,10 @@ fn sigterm_drains_and_the_next_start_finishes_without_resending() {
 
 #[test]
 fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
-    let env = Env::new("\n[backpressure]\nhigh_water_records = 500\nlow_water_percent = 50\n");
+    let admin = free_addr();
+    let env = Env::new(&format!(
+        "\n[backpressure]\nhigh_water_records = 500\nlow_water_percent = 50\n[admin]\nlisten = \"{admin}\"\n"
+    ));
     let _d = env.start();
     let recs = |from: u64| {
         (from..from + 300)
@@ -129,6 +132,14 @@ fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
     assert_eq!(status["intake_paused"], true, "{status}");
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert!(log.contains("intake paused"), "{log}");
+    let (status_line, metrics) = http_get(&admin, "/metrics");
+    assert!(status_line.contains("200"), "{status_line}");
+    assert!(metrics.contains("fepd_intake_paused 1"), "{metrics}");
+    assert!(
+        metrics.contains("fepd_backlog_records{dataset=\"case_accept\"} 600"),
+        "{metrics}"
+    );
+    assert_eq!(http_get(&admin, "/healthz").1.trim(), "ok");
     // The collector acknowledges everything: intake resumes.
     for name in files_in(&env.outbox("case_accept")) {
         if let Some(id) = name.strip_suffix(".json") {

@@ -436,3 +436,29 @@ pub fn http_sink(base_url: &str, extra: &str) -> String {
         "\n[sink.http]\nbase_url = \"{base_url}\"\nclient_id = \"fep-001\"\nclient_secret_env = \"FEPD_TEST_SECRET\"\nrequest_timeout_secs = 5\n{extra}\n"
     )
 }
+
+/// A plain HTTP/1.1 GET on loopback: (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// A loopback address with a port free right now.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
