@@ -44,6 +44,9 @@ pub async fn serve(
 /// retries).
 type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
+/// A metric: name, type, help text, and how to read it off a row.
+type Series = (&'static str, &'static str, &'static str, fn(&Row) -> i64);
+
 fn rows(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare(
         "WITH d AS (SELECT dataset FROM file UNION SELECT dataset FROM batch)
@@ -93,7 +96,7 @@ async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
         Err(e) => return e.into_response(),
     };
     let mut out = String::new();
-    let series: [(&str, &str, &str, fn(&Row) -> i64); 9] = [
+    let series: [Series; 9] = [
         (
             "fepd_records_received_total",
             "counter",
