@@ -155,6 +155,9 @@ pub fn process(
                 Some("文件在处理期间被修改（内容摘要改变），已停止处理".into()),
             );
         }
+        Some(row) if row.duplicate_of.is_some() => {
+            return finish_duplicate_row(conn, ctx, &row, &id, &path);
+        }
         Some(row) => row,
         None => {
             if let Some(first) = files::first_with_sha(conn, ds, &id.sha256, -1)? {
@@ -520,7 +523,7 @@ fn finish(
     } else {
         ("done", &ctx.paths.done)
     };
-    let final_name = fsio::free_name(dir, &row.name, &[".receipt.json", ".report.json"]);
+    let final_name = reserve_final_name(conn, &row, dir)?;
     let now = state::now_text(ctx.tz);
     let batch_refs: Vec<BatchRef> = files::batches_of(conn, file_id)?
         .into_iter()
@@ -620,6 +623,10 @@ fn log_outcome(ctx: &DatasetCtx, row: &FileRow, fault: Option<&str>) {
     }
 }
 
+/// Records a file whose content was already received: a receipt naming
+/// the first file, no records. The row (with its final name) is committed
+/// before the receipt is written, so a crash in between is finished by the
+/// next start under the same name.
 fn finish_duplicate(
     conn: &mut Connection,
     ctx: &DatasetCtx,
@@ -630,8 +637,32 @@ fn finish_duplicate(
     path: &Path,
 ) -> Result<Outcome, JobError> {
     let ds = ctx.dataset.name.as_str();
+    let now = state::now_text(ctx.tz);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let file_id = files::insert_claim(&tx, ds, name, work_name, &now)?;
+    tx.execute(
+        "UPDATE file SET sha256 = ?2, size = ?3, duplicate_of = ?4 WHERE id = ?1",
+        rusqlite::params![file_id, id.sha256, id.size as i64, first.id],
+    )?;
+    tx.commit()?;
+    let row = files::by_id(conn, file_id)?.expect("row just inserted");
+    finish_duplicate_row(conn, ctx, &row, id, path)
+}
+
+fn finish_duplicate_row(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    row: &FileRow,
+    id: &Identity,
+    path: &Path,
+) -> Result<Outcome, JobError> {
+    let ds = ctx.dataset.name.as_str();
     let dir = &ctx.paths.done;
-    let final_name = fsio::free_name(dir, name, &[".receipt.json", ".report.json"]);
+    let first_id = row
+        .duplicate_of
+        .expect("a duplicate row names the first file");
+    let first = files::by_id(conn, first_id)?.expect("the first file's row exists");
+    let final_name = reserve_final_name(conn, row, dir)?;
     let now = state::now_text(ctx.tz);
     let first_claimed: String = conn.query_row(
         "SELECT claimed_at FROM file WHERE id = ?1",
@@ -639,7 +670,7 @@ fn finish_duplicate(
         |r| r.get(0),
     )?;
     let summary = FileSummary {
-        file: name,
+        file: &row.name,
         dataset: ds,
         sha256: Some(&id.sha256),
         size: Some(id.size),
@@ -663,14 +694,9 @@ fn finish_duplicate(
     };
     report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let file_id = files::insert_claim(&tx, ds, name, work_name, &now)?;
-    tx.execute(
-        "UPDATE file SET sha256 = ?2, size = ?3 WHERE id = ?1",
-        rusqlite::params![file_id, id.sha256, id.size as i64],
-    )?;
     files::finish(
         &tx,
-        file_id,
+        row.id,
         "duplicate",
         &final_name,
         None,
@@ -683,19 +709,35 @@ fn finish_duplicate(
         Event::FileDuplicate,
         Entry {
             dataset: Some(ds),
-            file: Some(name),
+            file: Some(&row.name),
             details: Some(json!({
-                "fileId": file_id, "sha256": id.sha256, "duplicateOf": first.name,
+                "fileId": row.id, "sha256": id.sha256, "duplicateOf": first.name,
                 "duplicateOfId": first.id, "finalName": final_name,
             })),
             ..Default::default()
         },
     )?;
     tx.commit()?;
-    tracing::info!(dataset = ds, file = %name, first = %first.name, "duplicate file: same content already received, nothing re-sent");
-    let moved = files::by_id(conn, file_id)?.expect("row just inserted");
+    tracing::info!(dataset = ds, file = %row.name, first = %first.name, "duplicate file: same content already received, nothing re-sent");
+    let moved = files::by_id(conn, row.id)?.expect("row exists");
     finish_move(ctx, &moved, path)?;
     Ok(Outcome::Duplicate { of: first.id })
+}
+
+/// The name the file and its receipt or report get under `dir`: chosen
+/// once and committed before anything is written under it, so that a
+/// crash between writing the report and committing the verdict is finished
+/// under the same name rather than a second one.
+fn reserve_final_name(conn: &Connection, row: &FileRow, dir: &Path) -> rusqlite::Result<String> {
+    if let Some(n) = &row.final_name {
+        return Ok(n.clone());
+    }
+    let n = fsio::free_name(dir, &row.name, &[".receipt.json", ".report.json"]);
+    conn.execute(
+        "UPDATE file SET final_name = ?2 WHERE id = ?1",
+        rusqlite::params![row.id, n],
+    )?;
+    Ok(n)
 }
 
 fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {

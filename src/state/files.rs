@@ -105,7 +105,7 @@ pub fn first_with_sha(
     conn.query_row(
         &format!(
             "SELECT {COLS} FROM file WHERE dataset = ?1 AND sha256 = ?2 AND id != ?3
-             AND state != 'duplicate' ORDER BY id LIMIT 1"
+             AND state != 'duplicate' AND duplicate_of IS NULL ORDER BY id LIMIT 1"
         ),
         params![dataset, sha256, except_id],
         row,

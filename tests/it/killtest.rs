@@ -45,6 +45,8 @@ struct Input {
     files: Vec<(String, String)>,
     valid: usize,
     invalid: usize,
+    /// First record number of the next file: every record has its own key.
+    next: u64,
 }
 
 /// Writes file number `i` (format and dataset rotate; every 40th record
@@ -55,7 +57,8 @@ fn drop_file(env: &Env, i: u64, per_file: u64, input: &mut Input) {
     } else {
         ("case_accept", data::case_accept)
     };
-    let from = i * per_file;
+    let from = input.next;
+    input.next += per_file;
     let mut recs: Vec<data::Record> = (from..from + per_file).map(make).collect();
     for (j, r) in recs.iter_mut().enumerate() {
         if j % 40 == 7 {
