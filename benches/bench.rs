@@ -418,6 +418,11 @@ max_age_ms = 1000
 
     /// Records sealed and written to the outbox (or delivered).
     fn exported(&self) -> u64 {
+        self.batch_records("'exported','delivered'")
+    }
+
+    /// Records in batches whose state is in `states` (an SQL list).
+    fn batch_records(&self, states: &str) -> u64 {
         let db = self.root.join("state/fepd.db");
         let Ok(c) =
             rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -426,7 +431,7 @@ max_age_ms = 1000
         };
         let _ = c.busy_timeout(Duration::from_secs(5));
         c.query_row(
-            "SELECT COALESCE(SUM(count),0) FROM batch WHERE state IN ('exported','delivered')",
+            &format!("SELECT COALESCE(SUM(count),0) FROM batch WHERE state IN ({states})"),
             [],
             |r| r.get::<_, i64>(0),
         )
@@ -552,10 +557,15 @@ impl Rig {
         Rig { dep, lib, daemon }
     }
 
+    /// Records delivered: exported to the outbox, or (HTTP) acknowledged
+    /// by the library in fepd's state DB. `/sim/stats` is O(records) per
+    /// call (COUNT DISTINCT over the simulator's table), so it is asked
+    /// only to confirm once the state DB says all is there: polling it
+    /// would load the simulator and slow the very run being measured.
     fn delivered(&self) -> u64 {
         match &self.lib {
-            Some(l) => l.records(),
-            None => self.dep.exported(),
+            Some(_) => self.dep.batch_records("'delivered'"),
+            None => self.dep.batch_records("'exported','delivered'"),
         }
     }
 
@@ -583,7 +593,7 @@ impl Rig {
     fn wait_delivered(&self, want: u64, since: Instant, poll: Duration) {
         let limit = Duration::from_secs(1800);
         loop {
-            if self.delivered() >= want {
+            if self.delivered() >= want && self.lib.as_ref().is_none_or(|l| l.records() >= want) {
                 return;
             }
             if self.dep.rejected() > 0 {
@@ -648,7 +658,7 @@ fn throughput(tmp: &Path, fmt: Fmt, sink: Sink, n: u64, key0: u64) -> Tput {
         limit,
     };
     rig.stop();
-    let _ = std::fs::remove_dir_all(&root);
+    cleanup(&root);
     r
 }
 
@@ -671,7 +681,7 @@ fn latency(tmp: &Path, sink: Sink, drops: usize, per: u64) -> Latency {
         samples.push(rig.drop_and_wait(&part, &name, delivered, Duration::from_millis(5)));
     }
     rig.stop();
-    let _ = std::fs::remove_dir_all(&root);
+    cleanup(&root);
     Latency { sink, samples }
 }
 
@@ -707,7 +717,7 @@ fn big(tmp: &Path, bytes: u64, restarts: usize) -> Big {
         times.push(d.ready_secs);
         d.stop();
     }
-    let _ = std::fs::remove_dir_all(&root);
+    cleanup(&root);
     Big {
         records,
         bytes,
@@ -715,6 +725,14 @@ fn big(tmp: &Path, bytes: u64, restarts: usize) -> Big {
         rss_kib,
         restarts: times,
         history,
+    }
+}
+
+/// Removes a case's deployment unless `FEPD_BENCH_KEEP` is set (to
+/// profile on the same files afterwards).
+fn cleanup(root: &Path) {
+    if std::env::var_os("FEPD_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(root);
     }
 }
 
@@ -771,7 +789,13 @@ fn main() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tmp");
     std::fs::create_dir_all(&base).unwrap();
     let tmp = tempfile::tempdir_in(&base).unwrap();
-    let tmp = tmp.path();
+    let keep = std::env::var_os("FEPD_BENCH_KEEP").is_some();
+    let tmp = if keep {
+        tmp.keep()
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let tmp = &tmp;
     eprintln!(
         "fepd bench ({}): {} records per throughput case, {} drops of {} records, big file {:.0} MiB",
         mode.name(),
@@ -823,7 +847,7 @@ fn main() {
     );
     let _ = writeln!(
         w,
-        "end to end = rename into inbox → records exported to the outbox (state DB) or stored by simulate-library (GET /sim/stats). \
+        "end to end = rename into inbox → records exported to the outbox, or acknowledged by simulate-library (fepd state DB, then confirmed by GET /sim/stats). \
          busy = cores busy machine-wide during the case (fepd + simulator + bench + anyone else)."
     );
     let _ = writeln!(w, "\nThroughput");
