@@ -807,12 +807,38 @@ fn main() {
 
     let mut tputs = Vec::new();
     let mut key0 = 0u64;
+    // `--only FMT-SINK` (e.g. xml-outbox): that throughput case alone, to
+    // run under `perf record` (which follows the daemon it spawns).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     for sink in [Sink::Outbox, Sink::Http] {
         for fmt in [Fmt::Jsonl, Fmt::Csv, Fmt::Xml] {
+            if let Some(o) = &only {
+                if *o != format!("{}-{}", fmt.ext(), sink.name()) {
+                    continue;
+                }
+                let t = throughput(tmp, fmt, sink, sz.throughput, key0);
+                println!(
+                    "{o}: {} records in {:.2} s = {:.0} rec/s; fepd CPU {:.2} s, simulator CPU {:.2} s",
+                    t.records,
+                    t.secs,
+                    t.records as f64 / t.secs,
+                    t.fepd_cpu,
+                    t.lib_cpu
+                );
+                return;
+            }
             eprintln!("  throughput {} -> {} ...", fmt.ext(), sink.name());
             tputs.push(throughput(tmp, fmt, sink, sz.throughput, key0));
             key0 += sz.throughput;
         }
+    }
+    if let Some(o) = only {
+        eprintln!("--only {o}: no such case (FMT-SINK, FMT jsonl|csv|xml, SINK outbox|http)");
+        std::process::exit(2);
     }
     let mut lats = Vec::new();
     for sink in [Sink::Outbox, Sink::Http] {
