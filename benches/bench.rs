@@ -159,7 +159,7 @@ fn generate(path: &Path, fmt: Fmt, start: u64, n: u64, min_bytes: u64) -> (u64, 
                 let s = std::str::from_utf8(&b).unwrap();
                 let from = s.find("<records>\n").unwrap() + "<records>\n".len();
                 let to = s.rfind("</records>").unwrap();
-                emit(&mut f, &mut written, s[from..to].as_bytes());
+                emit(&mut f, &mut written, &s.as_bytes()[from..to]);
             }
         }
         count += take;
