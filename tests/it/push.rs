@@ -498,10 +498,16 @@ fn exactly_once_in_effect_under_faults() {
     let expected = (n_files * per_file) as i64;
     // Wait on fepd's own state (cheap to poll), then ask the library once.
     let budget = Duration::from_secs(120 + expected as u64 / 200);
-    env.wait("all files finished and all batches delivered", budget, || {
-        env.sql_count("SELECT COUNT(*) FROM file WHERE state = 'done'") == n_files as i64
-            && env.sql_count("SELECT COUNT(*) FROM batch WHERE state NOT IN ('delivered', 'split')") == 0
-    });
+    env.wait(
+        "all files finished and all batches delivered",
+        budget,
+        || {
+            env.sql_count("SELECT COUNT(*) FROM file WHERE state = 'done'") == n_files as i64
+                && env.sql_count(
+                    "SELECT COUNT(*) FROM batch WHERE state NOT IN ('delivered', 'split')",
+                ) == 0
+        },
+    );
     let st = lib.stats();
     println!(
         "delivered = {}, expected = {expected}, lost = {}, delivered-in-effect-twice = {}",
