@@ -12,3 +12,107 @@ pub mod outbox;
 
 #[cfg(test)]
 mod model_tests;
+
+use std::path::Path;
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use crate::state::batches::{self, BatchRow};
+use crate::state::log::{self, Entry, Event};
+use outbox::{PassError, RemoteRejected, write_quarantine};
+
+/// What the library said when it accepted a batch (a 200 answer in push
+/// mode, an `.ack` file in pull mode).
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    pub receipt_id: &'a str,
+    pub accepted: Option<i64>,
+    pub rejected: &'a [RemoteRejected],
+    pub duplicate: bool,
+    /// `"http"` or `"outbox"`, for the exchange log.
+    pub via: &'static str,
+    /// Send attempts so far, where known.
+    pub attempts: Option<i64>,
+}
+
+/// Records a delivery, the same way for both sinks: records the library
+/// refused are quarantined to `spool/<dataset>/rejected/remote-<id>.json`
+/// (never resent), then the batch is marked delivered with its refusals and
+/// exchange-log entries in one transaction. Returns false when the batch
+/// was no longer pending (delivered before, or parked), and then changes
+/// nothing.
+pub fn record_delivery(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    spool: &Path,
+    b: &BatchRow,
+    d: &Delivery<'_>,
+) -> Result<bool, PassError> {
+    let id = b.batch_id.as_str();
+    if !matches!(b.state.as_str(), "sealed" | "exported") {
+        return Ok(false);
+    }
+    if !d.rejected.is_empty() {
+        write_quarantine(conn, spool, &b.dataset, id, d.rejected)?;
+    }
+    let now = crate::state::now_text(tz);
+    let accepted = d.accepted.unwrap_or(b.count - d.rejected.len() as i64);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !batches::mark_delivered(
+        &tx,
+        id,
+        d.receipt_id,
+        accepted,
+        d.rejected.len() as i64,
+        &now,
+    )? {
+        return Ok(false);
+    }
+    for r in d.rejected {
+        let key = match &r.key {
+            Some(k) => k.clone(),
+            None => batches::record_key(&tx, id, r.index)?.unwrap_or_default(),
+        };
+        batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
+    }
+    log::append(
+        &tx,
+        tz,
+        Event::BatchDelivered,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(id),
+            counts: Some(
+                json!({"records": b.count, "accepted": accepted, "rejected": d.rejected.len()}),
+            ),
+            details: Some(json!({
+                "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
+                "attempts": d.attempts,
+            })),
+            ..Default::default()
+        },
+    )?;
+    if !d.rejected.is_empty() {
+        log::append(
+            &tx,
+            tz,
+            Event::RecordsLibraryRejected,
+            Entry {
+                dataset: Some(&b.dataset),
+                batch: Some(id),
+                counts: Some(json!({"records": d.rejected.len()})),
+                details: Some(json!({
+                    "codes": d.rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+                    "quarantine": format!("remote-{id}.json"),
+                })),
+                ..Default::default()
+            },
+        )?;
+        tracing::warn!(dataset = %b.dataset, batch = id, records = d.rejected.len(), "library refused records; quarantined, not resent");
+    }
+    tx.commit()?;
+    tracing::info!(dataset = %b.dataset, batch = id, receipt = %d.receipt_id, duplicate = d.duplicate, via = d.via, "batch delivered");
+    Ok(true)
+}

@@ -19,7 +19,6 @@ use serde_json::json;
 use crate::fsio;
 use crate::state::batches;
 use crate::state::log::{self, Entry, Event};
-use crate::state::{self};
 
 /// The body of a `.ack` file: the `data` of a 200 response.
 #[derive(Debug, Clone, Deserialize)]
@@ -147,7 +146,7 @@ impl Outbox {
             for name in names {
                 let path = dir.join(&name);
                 let handled = if let Some(id) = name.strip_suffix(".ack") {
-                    self.handle_ack(conn, &dataset, &dir, id, &path)?
+                    self.handle_ack(conn, &dir, id, &path)?
                 } else if let Some(id) = name.strip_suffix(".nack") {
                     self.handle_nack(conn, &dataset, &dir, id, &path)?
                 } else {
@@ -175,7 +174,6 @@ impl Outbox {
     fn handle_ack(
         &mut self,
         conn: &mut Connection,
-        dataset: &str,
         dir: &Path,
         id: &str,
         path: &Path,
@@ -198,65 +196,20 @@ impl Outbox {
             }
             Err(e) => return Err(PassError::io(path, e)),
         };
-        let fresh = matches!(b.state.as_str(), "sealed" | "exported");
-        if fresh {
-            if !ack.rejected.is_empty() {
-                self.quarantine(conn, &b.dataset, id, &ack.rejected)?;
-            }
-            let now = state::now_text(self.tz);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let accepted = ack.accepted.unwrap_or(b.count - ack.rejected.len() as i64);
-            batches::mark_delivered(
-                &tx,
-                id,
-                &ack.receipt_id,
-                accepted,
-                ack.rejected.len() as i64,
-                &now,
-            )?;
-            for r in &ack.rejected {
-                let key = match &r.key {
-                    Some(k) => k.clone(),
-                    None => batches::record_key(&tx, id, r.index)?.unwrap_or_default(),
-                };
-                batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
-            }
-            log::append(
-                &tx,
-                self.tz,
-                Event::BatchDelivered,
-                Entry {
-                    dataset: Some(dataset),
-                    batch: Some(id),
-                    counts: Some(
-                        json!({"records": b.count, "accepted": accepted, "rejected": ack.rejected.len()}),
-                    ),
-                    details: Some(
-                        json!({"receiptId": ack.receipt_id, "duplicate": ack.duplicate, "via": "outbox"}),
-                    ),
-                    ..Default::default()
-                },
-            )?;
-            if !ack.rejected.is_empty() {
-                log::append(
-                    &tx,
-                    self.tz,
-                    Event::RecordsLibraryRejected,
-                    Entry {
-                        dataset: Some(dataset),
-                        batch: Some(id),
-                        counts: Some(json!({"records": ack.rejected.len()})),
-                        details: Some(json!({
-                            "codes": ack.rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-                            "quarantine": format!("remote-{id}.json"),
-                        })),
-                        ..Default::default()
-                    },
-                )?;
-            }
-            tx.commit()?;
-            tracing::info!(dataset, batch = id, receipt = %ack.receipt_id, rejected = ack.rejected.len(), "batch delivered");
-        }
+        let fresh = super::record_delivery(
+            conn,
+            self.tz,
+            &self.spool,
+            &b,
+            &super::Delivery {
+                receipt_id: &ack.receipt_id,
+                accepted: ack.accepted,
+                rejected: &ack.rejected,
+                duplicate: ack.duplicate,
+                via: "outbox",
+                attempts: None,
+            },
+        )?;
         self.move_pair(dir, id, "ack", "delivered")?;
         Ok(Some(fresh))
     }
@@ -311,18 +264,6 @@ impl Outbox {
         }
         self.move_pair(dir, id, "nack", "parked")?;
         Ok(Some(fresh))
-    }
-
-    /// Writes the records the library refused to
-    /// `spool/<dataset>/rejected/remote-<batchId>.json`, with their data.
-    fn quarantine(
-        &self,
-        conn: &Connection,
-        dataset: &str,
-        id: &str,
-        rejected: &[RemoteRejected],
-    ) -> Result<(), PassError> {
-        write_quarantine(conn, &self.spool, dataset, id, rejected)
     }
 
     fn move_pair(&self, dir: &Path, id: &str, marker: &str, to: &str) -> Result<(), PassError> {

@@ -671,35 +671,3 @@ fn catalog_lists_every_problem() {
         assert!(all.contains(want), "{want} not in:\n{all}");
     }
 }
-
-/// Throughput of `check` on ~600-byte case_accept records; run with
-/// `cargo test --release --lib validate::tests::throughput -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    let s = ds("case_accept");
-    let recs: Vec<RawRecord> = (0..20_000)
-        .map(|i| {
-            with(
-                accept(),
-                "project_no",
-                RawValue::Text(format!("11350100MB0001234X00001202611220{i:05}")),
-            )
-        })
-        .collect();
-    let bytes: usize = recs[0]
-        .fields
-        .iter()
-        .map(|(k, v)| k.len() + format!("{v:?}").len())
-        .sum();
-    let start = std::time::Instant::now();
-    let mut ok = 0;
-    for _ in 0..5 {
-        for r in &recs {
-            ok += matches!(s.check(r), Verdict::Valid(_)) as usize;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(ok, 100_000);
-    println!("{:.0} records/s (~{bytes} bytes each)", 100_000.0 / secs);
-}

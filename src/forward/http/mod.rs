@@ -28,7 +28,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, HttpSink};
-use crate::forward::outbox::write_quarantine;
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, Entry, Event};
 
@@ -301,58 +300,20 @@ pub fn record_reply(
             rejected,
             duplicate,
         } => {
-            if !rejected.is_empty() {
-                write_quarantine(conn, spool, &b.dataset, id, &rejected)?;
-            }
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = crate::state::now_text(tz);
-            let accepted = accepted.unwrap_or(b.count - rejected.len() as i64);
-            if batches::mark_delivered(&tx, id, &receipt_id, accepted, rejected.len() as i64, &now)?
-            {
-                for r in &rejected {
-                    let key = match &r.key {
-                        Some(k) => k.clone(),
-                        None => batches::record_key(&tx, id, r.index)?.unwrap_or_default(),
-                    };
-                    batches::insert_remote_rejection(&tx, id, r.index, &key, &r.code, &r.message)?;
-                }
-                log::append(
-                    &tx,
-                    tz,
-                    Event::BatchDelivered,
-                    Entry {
-                        dataset: ds,
-                        batch: Some(id),
-                        counts: Some(
-                            json!({"records": b.count, "accepted": accepted, "rejected": rejected.len()}),
-                        ),
-                        details: Some(
-                            json!({"receiptId": receipt_id, "duplicate": duplicate, "attempts": b.attempts + 1, "via": "http"}),
-                        ),
-                        ..Default::default()
-                    },
-                )?;
-                if !rejected.is_empty() {
-                    log::append(
-                        &tx,
-                        tz,
-                        Event::RecordsLibraryRejected,
-                        Entry {
-                            dataset: ds,
-                            batch: Some(id),
-                            counts: Some(json!({"records": rejected.len()})),
-                            details: Some(json!({
-                                "codes": rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-                                "quarantine": format!("remote-{id}.json"),
-                            })),
-                            ..Default::default()
-                        },
-                    )?;
-                    tracing::warn!(dataset = %b.dataset, batch = id, records = rejected.len(), "library refused records; quarantined, not resent");
-                }
-            }
-            tx.commit()?;
-            tracing::info!(dataset = %b.dataset, batch = id, receipt = %receipt_id, duplicate, "batch delivered");
+            crate::forward::record_delivery(
+                conn,
+                tz,
+                spool,
+                b,
+                &crate::forward::Delivery {
+                    receipt_id: &receipt_id,
+                    accepted,
+                    rejected: &rejected,
+                    duplicate,
+                    via: "http",
+                    attempts: Some(b.attempts + 1),
+                },
+            )?;
         }
         Reply::Park { reason } => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
