@@ -14,7 +14,7 @@ use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
-use super::read::{self, Identity, ReadOptions, Unreadable};
+use super::read::{self, Identity, ReadOptions};
 use crate::config::{BatchLimits, DatasetConfig};
 use crate::fsio;
 use crate::parse::{FileFault, Item, Position, RawRecord};
@@ -139,8 +139,7 @@ pub fn process(
     // costs one transaction (claim + identity) rather than two.
     let (id, fault) = match read::identify(&path, &name, &ctx.read) {
         Ok(x) => x,
-        Err(Unreadable::Io(e)) => return Ok(Outcome::Unreadable(e.to_string())),
-        Err(Unreadable::Rejected(m)) => unreachable!("identify reports rejections as faults: {m}"),
+        Err(e) => return Ok(Outcome::Unreadable(e.to_string())),
     };
     let row = match existing {
         Some(row) if row.sha256.as_deref() != Some(id.sha256.as_str()) => {

@@ -21,17 +21,6 @@ pub struct Identity {
     pub detected: Option<Detected>,
 }
 
-/// Why a file is rejected before any record is read.
-#[derive(Debug, thiserror::Error)]
-pub enum Unreadable {
-    /// The file could not be read at all: it is left where it is.
-    #[error("无法读取文件：{0}")]
-    Io(#[from] std::io::Error),
-    /// The file is rejected whole, with the rule or limit named.
-    #[error("{0}")]
-    Rejected(String),
-}
-
 /// Reading knobs from config.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadOptions {
@@ -61,14 +50,16 @@ impl Identity {
 }
 
 /// Reads the whole file once: SHA-256 of its bytes, size limit, and (for
-/// text formats) the encoding with every byte checked. The SHA-256 is
+/// text formats) the encoding with every byte checked. A rule the file
+/// breaks is returned as its fault (in Chinese, naming the rule or limit);
+/// an `Err` means the file could not be read at all and is left in place. The SHA-256 is
 /// returned even when the file is rejected, so a rejected file still has
 /// an identity.
 pub fn identify(
     path: &Path,
     name: &str,
     opts: &ReadOptions,
-) -> Result<(Identity, Option<String>), Unreadable> {
+) -> std::io::Result<(Identity, Option<String>)> {
     let format = Format::from_name(name);
     let meta = std::fs::metadata(path)?;
     let mut hasher = Sha256::new();
