@@ -116,3 +116,31 @@ pub fn record_delivery(
     tracing::info!(dataset = %b.dataset, batch = id, receipt = %d.receipt_id, duplicate = d.duplicate, via = d.via, "batch delivered");
     Ok(true)
 }
+
+/// Parks a pending batch (dead letter) with its reason and the
+/// exchange-log entry, inside `tx`. Returns false, changing nothing, when
+/// the batch was no longer pending.
+pub fn park_logged(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    reason: &str,
+    details: serde_json::Value,
+) -> rusqlite::Result<bool> {
+    if !batches::park(tx, &b.batch_id, reason)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        Event::BatchParked,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(&b.batch_id),
+            counts: Some(json!({"records": b.count})),
+            details: Some(details),
+            ..Default::default()
+        },
+    )?;
+    Ok(true)
+}

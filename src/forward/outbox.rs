@@ -134,7 +134,6 @@ impl Outbox {
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
         {
-            let dataset = ds.file_name().to_string_lossy().into_owned();
             let dir = ds.path();
             let mut names: Vec<String> = fs::read_dir(&dir)
                 .map_err(|e| PassError::io(&dir, e))?
@@ -148,7 +147,7 @@ impl Outbox {
                 let handled = if let Some(id) = name.strip_suffix(".ack") {
                     self.handle_ack(conn, &dir, id, &path)?
                 } else if let Some(id) = name.strip_suffix(".nack") {
-                    self.handle_nack(conn, &dataset, &dir, id, &path)?
+                    self.handle_nack(conn, &dir, id, &path)?
                 } else {
                     None
                 };
@@ -168,6 +167,36 @@ impl Outbox {
         }
     }
 
+    /// The batch an `.ack`/`.nack` file names and the file's body; `None`
+    /// (with a warning, once) when the batch is unknown or the body is not
+    /// valid JSON yet — the file is left in place and tried again.
+    fn read_marker<T: serde::de::DeserializeOwned>(
+        &mut self,
+        conn: &Connection,
+        id: &str,
+        path: &Path,
+        what: &str,
+    ) -> Result<Option<(batches::BatchRow, T)>, PassError> {
+        let Some(b) = batches::get(conn, id)? else {
+            self.warn_once(
+                path,
+                &format!("{what} for a batch this sender never sealed; left in place"),
+            );
+            return Ok(None);
+        };
+        match fs::read(path).map(|t| serde_json::from_slice(&t)) {
+            Ok(Ok(body)) => Ok(Some((b, body))),
+            Ok(Err(e)) => {
+                self.warn_once(
+                    path,
+                    &format!("{what} is not valid JSON ({e}); left in place"),
+                );
+                Ok(None)
+            }
+            Err(e) => Err(PassError::io(path, e)),
+        }
+    }
+
     /// `Some(true)` when this call recorded the delivery, `Some(false)` when
     /// it was recorded before (only the move was left), `None` when the
     /// acknowledgement could not be used yet.
@@ -178,23 +207,8 @@ impl Outbox {
         id: &str,
         path: &Path,
     ) -> Result<Option<bool>, PassError> {
-        let Some(b) = batches::get(conn, id)? else {
-            self.warn_once(
-                path,
-                "acknowledgement for a batch this sender never sealed; left in place",
-            );
+        let Some((b, ack)) = self.read_marker::<Ack>(conn, id, path, "acknowledgement")? else {
             return Ok(None);
-        };
-        let ack: Ack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                self.warn_once(
-                    path,
-                    &format!("acknowledgement is not valid JSON ({e}); left in place"),
-                );
-                return Ok(None);
-            }
-            Err(e) => return Err(PassError::io(path, e)),
         };
         let fresh = super::record_delivery(
             conn,
@@ -214,53 +228,29 @@ impl Outbox {
         Ok(Some(fresh))
     }
 
+    /// Like [`Outbox::handle_ack`], for a collector's refusal: park.
     fn handle_nack(
         &mut self,
         conn: &mut Connection,
-        dataset: &str,
         dir: &Path,
         id: &str,
         path: &Path,
     ) -> Result<Option<bool>, PassError> {
-        let Some(b) = batches::get(conn, id)? else {
-            self.warn_once(
-                path,
-                "refusal for a batch this sender never sealed; left in place",
-            );
+        let Some((b, nack)) = self.read_marker::<Nack>(conn, id, path, "refusal")? else {
             return Ok(None);
         };
-        let nack: Nack = match fs::read(path).map(|t| serde_json::from_slice(&t)) {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                self.warn_once(
-                    path,
-                    &format!("refusal is not valid JSON ({e}); left in place"),
-                );
-                return Ok(None);
-            }
-            Err(e) => return Err(PassError::io(path, e)),
-        };
-        let fresh = matches!(b.state.as_str(), "sealed" | "exported");
+        let reason = format!("{} {}", nack.code, nack.message);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let fresh = super::park_logged(
+            &tx,
+            self.tz,
+            &b,
+            &reason,
+            json!({"code": nack.code, "message": nack.message, "via": "outbox"}),
+        )?;
+        tx.commit()?;
         if fresh {
-            let reason = format!("{} {}", nack.code, nack.message);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            batches::park(&tx, id, &reason)?;
-            log::append(
-                &tx,
-                self.tz,
-                Event::BatchParked,
-                Entry {
-                    dataset: Some(dataset),
-                    batch: Some(id),
-                    counts: Some(json!({"records": b.count})),
-                    details: Some(
-                        json!({"code": nack.code, "message": nack.message, "via": "outbox"}),
-                    ),
-                    ..Default::default()
-                },
-            )?;
-            tx.commit()?;
-            tracing::error!(dataset, batch = id, code = %nack.code, "batch refused by the collector and parked; `fepd batches retry` resends it");
+            tracing::error!(dataset = %b.dataset, batch = id, code = %nack.code, "batch refused by the collector and parked; `fepd batches retry` resends it");
         }
         self.move_pair(dir, id, "nack", "parked")?;
         Ok(Some(fresh))

@@ -317,20 +317,13 @@ pub fn record_reply(
         }
         Reply::Park { reason } => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if batches::park(&tx, id, &reason)? {
-                log::append(
-                    &tx,
-                    tz,
-                    Event::BatchParked,
-                    Entry {
-                        dataset: ds,
-                        batch: Some(id),
-                        counts: Some(json!({"records": b.count})),
-                        details: Some(json!({"reason": reason, "via": "http"})),
-                        ..Default::default()
-                    },
-                )?;
-            }
+            crate::forward::park_logged(
+                &tx,
+                tz,
+                b,
+                &reason,
+                json!({"reason": reason, "via": "http"}),
+            )?;
             tx.commit()?;
             tracing::error!(dataset = %b.dataset, batch = id, reason = %reason, "ALERT: batch parked; `fepd batches retry` resends it");
         }
@@ -344,20 +337,13 @@ pub fn record_reply(
                 None => {
                     let reason =
                         "HTTP 413 413001 for a single record: it cannot be split".to_string();
-                    if batches::park(&tx, id, &reason)? {
-                        log::append(
-                            &tx,
-                            tz,
-                            Event::BatchParked,
-                            Entry {
-                                dataset: ds,
-                                batch: Some(id),
-                                counts: Some(json!({"records": b.count})),
-                                details: Some(json!({"reason": reason, "via": "http"})),
-                                ..Default::default()
-                            },
-                        )?;
-                    }
+                    crate::forward::park_logged(
+                        &tx,
+                        tz,
+                        b,
+                        &reason,
+                        json!({"reason": reason, "via": "http"}),
+                    )?;
                 }
                 Some(_) if !batches::transition(&tx, id, &["sealed"], "split")? => {
                     tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413 for a batch that is no longer pending; not split");
