@@ -7,15 +7,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `dir/name` atomically and durably. The temporary name
-/// is a dot-file, which every reader of the spool ignores.
+/// is a dot-file, which every reader of the spool ignores; if the write
+/// fails (a full disk, say) it is removed, so no partial file stays behind.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
-    {
-        let mut f = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, &target)?;
     sync_dir(dir)?;

@@ -85,12 +85,27 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
         }
         None => (0, 0),
     };
-    let paused = crate::daemon::backpressure::Gate::decide(
+    let backlog_paused = crate::daemon::backpressure::Gate::decide(
         &cfg.backpressure,
         false,
         backlog_records,
         backlog_bytes,
     );
+    // Free space where fepd writes; below min_free_bytes the daemon holds
+    // intake back (it also does after any write that failed for lack of
+    // space, which only its /status can tell).
+    let folders = [
+        cfg.spool_dir.clone(),
+        cfg.sink.outbox_dir.clone(),
+        cfg.state_dir.clone(),
+    ];
+    let disk_free = folders
+        .iter()
+        .filter_map(|f| crate::daemon::backpressure::free_bytes(f))
+        .min();
+    let disk_low =
+        crate::daemon::backpressure::Gate::low_space(cfg.backpressure.min_free_bytes, &folders);
+    let paused = backlog_paused || disk_low.is_some();
     if a.json {
         println!(
             "{}",
@@ -98,11 +113,19 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                 "intake_paused": paused,
                 "backlog_records": backlog_records,
                 "backlog_bytes": backlog_bytes,
+                "disk_free_bytes": disk_free,
+                "disk_low": disk_low.is_some(),
                 "datasets": out,
             }))?
         );
     } else {
-        if paused {
+        if let Some((folder, free)) = &disk_low {
+            println!(
+                "intake: PAUSED — only {free} bytes free on the filesystem of {} (min_free_bytes = {})",
+                folder.display(),
+                cfg.backpressure.min_free_bytes
+            );
+        } else if paused {
             println!(
                 "intake: PAUSED — outbox backlog {backlog_records} records / {backlog_bytes} bytes is at its high-water mark"
             );

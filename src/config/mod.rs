@@ -44,6 +44,8 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub shutdown: Shutdown,
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -208,6 +210,10 @@ pub struct Backpressure {
     pub high_water_records: u64,
     pub high_water_bytes: u64,
     pub low_water_percent: u8,
+    /// Intake also pauses while the filesystem of the spool, the outbox or
+    /// the state DB has less free space than this (0 = only when a write
+    /// actually fails for lack of space).
+    pub min_free_bytes: u64,
 }
 
 impl Default for Backpressure {
@@ -216,7 +222,26 @@ impl Default for Backpressure {
             high_water_records: 1_000_000,
             high_water_bytes: 2 << 30,
             low_water_percent: 80,
+            min_free_bytes: 64 << 20,
         }
+    }
+}
+
+/// How `SIGTERM` drains (PRODUCT.md: finish the current chunk and the
+/// in-flight request, checkpoint, exit 0).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shutdown {
+    /// Longest wait for in-flight requests and chunks after `SIGTERM`;
+    /// a request still unanswered then is abandoned (its batch stays
+    /// pending and is resent at the next start; the library de-duplicates
+    /// by batch id). Keep it below systemd's `TimeoutStopSec`.
+    pub grace_secs: u64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown { grace_secs: 30 }
     }
 }
 

@@ -160,8 +160,13 @@ async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
     }
     let _ = writeln!(
         out,
-        "# HELP fepd_intake_paused 1 while intake is paused by back-pressure.\n# TYPE fepd_intake_paused gauge\nfepd_intake_paused {}",
+        "# HELP fepd_intake_paused 1 while intake is paused (outbox backlog or disk).\n# TYPE fepd_intake_paused gauge\nfepd_intake_paused {}",
         u8::from(a.gate.is_paused())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP fepd_disk_full 1 while a write failed for lack of space or free space is below min_free_bytes.\n# TYPE fepd_disk_full gauge\nfepd_disk_full {}",
+        u8::from(a.gate.is_disk_full())
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -170,6 +175,7 @@ async fn status(State(a): State<Admin>) -> impl IntoResponse {
     match read(&a).await {
         Ok(rows) => axum::Json(json!({
             "intake_paused": a.gate.is_paused(),
+            "disk_full": a.gate.is_disk_full(),
             "datasets": rows.iter().map(|r| json!({
                 "dataset": r.0, "received": r.1, "rejected": r.2, "sealed": r.3, "skipped": r.4,
                 "delivered": r.5, "backlog_batches": r.6, "backlog_records": r.7, "parked": r.8,

@@ -3,6 +3,8 @@
 //! chunks — until the backlog falls below the low-water mark. Data waits
 //! in the spool instead of failing (PRODUCT.md guarantee 3).
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,27 +14,107 @@ use rusqlite::Connection;
 use crate::config::Backpressure;
 use crate::state::batches;
 
-/// Shared pause state, with hysteresis between the two marks.
+/// Shared pause state: the outbox backlog (with hysteresis between the two
+/// marks) and the disk (full, or below `min_free_bytes`).
 pub struct Gate {
     cfg: Backpressure,
+    /// Folders whose filesystems must keep `min_free_bytes` free.
+    watched: Vec<PathBuf>,
     paused: AtomicBool,
+    disk_full: AtomicBool,
+    disk: Mutex<Disk>,
     last_check: Mutex<Option<Instant>>,
+}
+
+/// Why the disk holds intake back.
+#[derive(Default)]
+struct Disk {
+    /// Parts of the daemon whose last write failed for lack of space
+    /// (`worker-<dataset>`, `outbox`); each clears its own entry when a
+    /// retry succeeds.
+    failing: BTreeSet<String>,
+    /// A watched filesystem is below `min_free_bytes`.
+    low: Option<String>,
+}
+
+impl Disk {
+    fn full(&self) -> bool {
+        !self.failing.is_empty() || self.low.is_some()
+    }
 }
 
 /// How often the backlog is measured at most.
 const CHECK_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a part that hit a full disk waits before trying again.
+pub const DISK_RETRY: Duration = Duration::from_secs(2);
+
+/// Whether an error (anywhere in its chain) means "no space left": ENOSPC
+/// or EDQUOT from a write, or SQLite's SQLITE_FULL.
+pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+                || matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+        {
+            return true;
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>()
+            && f.code == rusqlite::ErrorCode::DiskFull
+        {
+            return true;
+        }
+        // Reached as the source of a transparent wrapper.
+        if let Some(f) = e.downcast_ref::<rusqlite::ffi::Error>()
+            && f.code == rusqlite::ErrorCode::DiskFull
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Bytes available to fepd on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 impl Gate {
-    pub fn new(cfg: Backpressure) -> Gate {
+    pub fn new(cfg: Backpressure, watched: Vec<PathBuf>) -> Gate {
         Gate {
             cfg,
+            watched,
             paused: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
+            disk: Mutex::new(Disk::default()),
             last_check: Mutex::new(None),
         }
     }
 
+    /// Whether intake is paused, for either reason.
     pub fn is_paused(&self) -> bool {
+        self.backlog_paused() || self.is_disk_full()
+    }
+
+    /// Whether the outbox backlog holds intake back.
+    pub fn backlog_paused(&self) -> bool {
         self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Whether the disk holds intake back (a write failed for lack of
+    /// space, or free space is below `min_free_bytes`).
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::SeqCst)
     }
 
     /// Whether a backlog of `records`/`bytes` keeps intake paused, given
@@ -48,8 +130,21 @@ impl Gate {
         }
     }
 
-    /// Measures the backlog (at most every 200 ms) and updates the state,
-    /// logging each transition; returns whether intake is paused.
+    /// The first watched folder whose filesystem is below `min_free`, with
+    /// its free bytes.
+    pub fn low_space(min_free: u64, folders: &[PathBuf]) -> Option<(PathBuf, u64)> {
+        if min_free == 0 {
+            return None;
+        }
+        folders.iter().find_map(|f| {
+            free_bytes(f)
+                .filter(|&b| b < min_free)
+                .map(|b| (f.clone(), b))
+        })
+    }
+
+    /// Measures (at most every 200 ms) and updates the state, logging each
+    /// transition; returns whether intake is paused.
     pub fn check(&self, conn: &Connection) -> bool {
         {
             let last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,17 +152,25 @@ impl Gate {
                 return self.is_paused();
             }
         }
-        self.measure(conn)
+        self.measure(conn);
+        self.is_paused()
     }
 
-    /// Measures the backlog now (after a commit that sealed a batch) and
-    /// updates the state; returns whether intake is paused.
-    pub fn measure(&self, conn: &Connection) -> bool {
+    /// Measures the backlog and the free space now and updates the state.
+    pub fn measure(&self, conn: &Connection) {
         *self.last_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let low = Gate::low_space(self.cfg.min_free_bytes, &self.watched).map(|(f, b)| {
+            format!(
+                "{} has {b} bytes free, below min_free_bytes = {}",
+                f.display(),
+                self.cfg.min_free_bytes
+            )
+        });
+        self.update_disk(|d| d.low = low);
         let Ok((_, records, bytes)) = batches::total_backlog(conn) else {
-            return self.is_paused();
+            return;
         };
-        let was = self.is_paused();
+        let was = self.backlog_paused();
         let now = Gate::decide(&self.cfg, was, records as u64, bytes as u64);
         if now != was {
             self.paused.store(now, Ordering::SeqCst);
@@ -87,12 +190,62 @@ impl Gate {
                 );
             }
         }
-        now
     }
 
-    /// Blocks while intake is paused, re-measuring, unless `stopping`.
+    /// Records that a write by `who` failed for lack of space: intake
+    /// pauses until every part that failed has written again.
+    pub fn disk_failed(&self, who: &str, error: &dyn std::fmt::Display) {
+        let error = error.to_string();
+        self.update_disk(|d| {
+            if d.failing.insert(who.to_string()) {
+                tracing::error!(part = who, error = %error, retry_in_secs = DISK_RETRY.as_secs(), "disk full: a write failed for lack of space; nothing was half-written, the work is retried from its last checkpoint");
+            }
+        });
+    }
+
+    /// Records that `who` wrote successfully (clears its disk failure).
+    pub fn disk_ok(&self, who: &str) {
+        if !self.is_disk_full() {
+            return;
+        }
+        self.update_disk(|d| {
+            d.failing.remove(who);
+        });
+    }
+
+    fn update_disk(&self, f: impl FnOnce(&mut Disk)) {
+        let mut d = self.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let was = d.full();
+        let low_was = d.low.clone();
+        f(&mut d);
+        let now = d.full();
+        if d.low != low_was
+            && let Some(why) = &d.low
+        {
+            tracing::warn!(reason = %why, "disk space low");
+        }
+        if now != was {
+            self.disk_full.store(now, Ordering::SeqCst);
+            if now {
+                tracing::error!(
+                    "intake paused: disk full or below min_free_bytes; new files wait in the inbox until space returns"
+                );
+            } else {
+                tracing::info!("intake resumed: disk space available again");
+            }
+        }
+    }
+
+    /// Blocks while the backlog holds intake back, re-measuring, unless
+    /// `stopping`. (A full disk does not block here: work in progress is
+    /// retried by its owner, which is how the daemon learns that space
+    /// returned.)
     pub fn wait_while_paused(&self, conn: &Connection, stopping: &dyn Fn() -> bool) {
-        while self.measure(conn) && !stopping() {
+        loop {
+            self.measure(conn);
+            if !self.backlog_paused() || stopping() {
+                return;
+            }
             std::thread::sleep(CHECK_EVERY);
         }
     }
@@ -108,10 +261,63 @@ mod tests {
             high_water_records: 1000,
             high_water_bytes: 0,
             low_water_percent: 80,
+            min_free_bytes: 0,
         };
         assert!(!Gate::decide(&cfg, false, 999, u64::MAX));
         assert!(Gate::decide(&cfg, false, 1000, 0));
         assert!(Gate::decide(&cfg, true, 900, 0), "still above low water");
         assert!(!Gate::decide(&cfg, true, 799, 0));
+    }
+
+    #[test]
+    fn no_space_is_recognised_through_error_chains() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(is_disk_full(&enospc));
+        let wrapped = anyhow::Error::new(enospc).context("writing batch");
+        assert!(is_disk_full(wrapped.as_ref()));
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(is_disk_full(&full));
+        let job = crate::daemon::job::JobError::State(full);
+        assert!(is_disk_full(&job), "through a transparent wrapper");
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert!(!is_disk_full(&denied));
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!is_disk_full(&busy));
+    }
+
+    #[test]
+    fn intake_stays_paused_until_every_failing_part_has_written_again() {
+        let gate = Gate::new(Backpressure::default(), Vec::new());
+        assert!(!gate.is_paused());
+        gate.disk_failed("worker-a", &"no space");
+        gate.disk_failed("outbox", &"no space");
+        assert!(gate.is_paused() && gate.is_disk_full());
+        gate.disk_ok("worker-a");
+        assert!(gate.is_disk_full(), "the outbox still fails");
+        gate.disk_ok("worker-b");
+        assert!(
+            gate.is_disk_full(),
+            "a part that never failed clears nothing"
+        );
+        gate.disk_ok("outbox");
+        assert!(!gate.is_paused());
+    }
+
+    #[test]
+    fn low_space_compares_free_bytes_with_the_minimum() {
+        let d = tempfile::tempdir().unwrap();
+        let here = vec![d.path().to_path_buf()];
+        assert!(free_bytes(d.path()).is_some_and(|b| b > 0));
+        assert_eq!(Gate::low_space(0, &here), None, "0 disables the check");
+        assert_eq!(Gate::low_space(1, &here), None);
+        let (folder, free) = Gate::low_space(u64::MAX, &here).unwrap();
+        assert_eq!(folder, d.path());
+        assert!(free < u64::MAX);
     }
 }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
 use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
 use super::read::ReadOptions;
 use crate::config::{Config, SinkMode};
@@ -129,7 +130,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     drop(conn);
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let gate = Arc::new(super::backpressure::Gate::new(cfg.backpressure));
+    let gate = Arc::new(Gate::new(
+        cfg.backpressure,
+        vec![
+            cfg.spool_dir.clone(),
+            cfg.sink.outbox_dir.clone(),
+            cfg.state_dir.clone(),
+        ],
+    ));
     // Workers wake the forwarder after sealing: the pull-mode thread
     // through a channel, the push-mode task through a Notify.
     // A wake-up channel of one slot: wake-ups coalesce, senders never block.
@@ -144,6 +152,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         }) as Arc<dyn Fn() + Send + Sync>
     };
     let cancel = tokio_util::sync::CancellationToken::new();
+    let abandon = tokio_util::sync::CancellationToken::new();
 
     // One worker thread per dataset: files of a dataset are processed in
     // claim order, which keeps each route's batches in arrival order.
@@ -217,12 +226,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz);
             let db = db_path.clone();
             let stop = stopping.clone();
+            let gate = gate.clone();
             let watch_dir = cfg.sink.outbox_dir.clone();
             std::fs::create_dir_all(&watch_dir).context("creating the outbox folder")?;
             Some(
                 std::thread::Builder::new()
                     .name("outbox".into())
-                    .spawn(move || outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop))?,
+                    .spawn(move || {
+                        outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop, &gate)
+                    })?,
             )
         }
         SinkMode::Http => {
@@ -237,7 +249,11 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 tz,
                 http,
             )?);
-            push_task = Some(tokio::spawn(fwd.run(push_wake.clone(), cancel.clone())));
+            push_task = Some(tokio::spawn(fwd.run(
+                push_wake.clone(),
+                cancel.clone(),
+                abandon.clone(),
+            )));
             drop(fwd_rx);
             None
         }
@@ -323,7 +339,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
     }
 
-    tracing::info!("draining: committing current chunks");
+    // Drain: stop intake, let every file commit its current chunk and every
+    // in-flight request be answered, within the grace period.
+    let grace = Duration::from_secs(cfg.shutdown.grace_secs);
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "draining: committing current chunks, waiting for in-flight requests"
+    );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
@@ -331,24 +354,39 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     if let Some(t) = admin_task {
         let _ = t.await;
     }
-    if let Some(t) = push_task {
-        match t.await {
-            Ok(Err(e)) => {
+    if let Some(mut t) = push_task {
+        let ended = match tokio::time::timeout_at(deadline, &mut t).await {
+            Ok(r) => Some(r),
+            Err(_) => {
+                abandon.cancel();
+                // Abandoning only records the attempt: a moment suffices.
+                tokio::time::timeout(Duration::from_secs(5), t).await.ok()
+            }
+        };
+        match ended {
+            Some(Ok(Err(e))) => {
                 tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error")
             }
-            Err(e) => tracing::error!(error = %e, "push forwarder panicked"),
-            Ok(Ok(())) => {}
+            Some(Err(e)) => tracing::error!(error = %e, "push forwarder panicked"),
+            Some(Ok(Ok(()))) => {}
+            None => tracing::warn!("push forwarder did not stop; exiting without it"),
         }
     }
-    tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         for h in handles {
             let _ = h.join();
         }
         if let Some(h) = fwd_handle {
             let _ = h.join();
         }
-    })
-    .await?;
+    });
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        // A chunk still in progress is rolled back by the exit; its file
+        // stays in work/ and resumes from its last checkpoint.
+        tracing::warn!(
+            "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
+        );
+    }
     let conn = crate::state::open(&db_path)?;
     log::append(&conn, tz, Event::DaemonStopped, Entry::default())?;
     tracing::info!("fepd stopped");
@@ -379,6 +417,7 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
             return;
         }
     };
+    let who = format!("worker-{}", ctx.dataset.name);
     'files: while let Ok(work_name) = rx.recv() {
         if (ctx.stopping)() {
             break;
@@ -409,15 +448,25 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
                 Ok(Outcome::Unreadable(e)) => {
                     tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
                 }
-                Ok(_) => {}
+                Ok(_) => ctx.gate.disk_ok(&who),
                 Err(e) => {
                     // A state or disk failure (a full disk, say): the
                     // chunk in progress was rolled back and the checkpoint
                     // is intact, so the file is simply tried again later,
                     // from that checkpoint, until the cause goes away.
-                    failures += 1;
-                    let wait = Duration::from_secs(1u64 << failures.min(6));
-                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
+                    let wait = if is_disk_full(&e) {
+                        // Intake pauses; this file is retried often so
+                        // that work resumes soon after space returns.
+                        ctx.gate
+                            .disk_failed(&who, &format_args!("{work_name}: {e}"));
+                        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
+                        DISK_RETRY
+                    } else {
+                        failures += 1;
+                        let wait = Duration::from_secs(1u64 << failures.min(6));
+                        tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
+                        wait
+                    };
                     let until = std::time::Instant::now() + wait;
                     while std::time::Instant::now() < until {
                         if (ctx.stopping)() {
@@ -440,6 +489,7 @@ fn outbox_loop(
     wake: std_mpsc::Receiver<()>,
     wake_tx: std_mpsc::SyncSender<()>,
     stop: Arc<AtomicBool>,
+    gate: &Gate,
 ) {
     let mut conn = match crate::state::open(&db) {
         Ok(c) => c,
@@ -478,13 +528,19 @@ fn outbox_loop(
         .ok()
     };
     loop {
-        if let Err(e) = outbox.pass(&mut conn) {
-            tracing::error!(error = %e, "outbox pass failed; retrying");
+        let mut wait = Duration::from_millis(1000);
+        match outbox.pass(&mut conn) {
+            Ok(_) => gate.disk_ok("outbox"),
+            Err(e) if is_disk_full(&e) => {
+                gate.disk_failed("outbox", &format_args!("{e:#}"));
+                wait = DISK_RETRY;
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "outbox pass failed; retrying"),
         }
         if stop.load(Ordering::SeqCst) {
             break;
         }
-        match wake.recv_timeout(Duration::from_millis(1000)) {
+        match wake.recv_timeout(wait) {
             Ok(()) => while wake.try_recv().is_ok() {},
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => break,

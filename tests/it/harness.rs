@@ -16,6 +16,9 @@ pub struct Env {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub config: PathBuf,
+    /// Where the test sees the spool and the state DB: `root`, unless the
+    /// daemon runs with them on a filesystem of its own.
+    pub data: PathBuf,
 }
 
 pub const DATASETS: &[(&str, &str)] = &[
@@ -71,6 +74,7 @@ max_age_ms = 1000
         std::fs::write(&config, cfg).unwrap();
         Env {
             _dir: dir,
+            data: root.clone(),
             root,
             config,
         }
@@ -106,15 +110,15 @@ max_age_ms = 1000
     }
 
     pub fn spool(&self, dataset: &str, sub: &str) -> PathBuf {
-        self.root.join("spool").join(dataset).join(sub)
+        self.data.join("spool").join(dataset).join(sub)
     }
 
     pub fn outbox(&self, dataset: &str) -> PathBuf {
-        self.root.join("spool/outbox").join(dataset)
+        self.data.join("spool/outbox").join(dataset)
     }
 
     pub fn db(&self) -> PathBuf {
-        self.root.join("state/fepd.db")
+        self.data.join("state/fepd.db")
     }
 
     /// Runs `fepd ARGS --config <this config>` to completion.
@@ -135,12 +139,26 @@ max_age_ms = 1000
     }
 
     pub fn start_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
+        self.start_wrapped(&[], vars)
+    }
+
+    /// Starts `WRAPPER… fepd run`: the wrapper execs the daemon in the end,
+    /// so the child's pid is the daemon's.
+    pub fn start_wrapped(&self, wrapper: &[&str], vars: &[(&str, &str)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(FEPD)
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(FEPD);
+                c
+            }
+            None => Command::new(FEPD),
+        };
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&self.config)
@@ -169,7 +187,7 @@ max_age_ms = 1000
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
                 let tree = Command::new("find")
-                    .arg(self.root.join("spool"))
+                    .arg(self.data.join("spool"))
                     .output()
                     .unwrap();
                 panic!(
@@ -281,6 +299,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
     /// SIGTERM and wait for exit; returns the exit status and stderr.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();

@@ -8,6 +8,8 @@ mod killtest;
 mod audit;
 mod bad_input;
 mod crash;
+mod diskfull;
 mod pipeline;
 mod push;
+mod shutdown;
 mod validate_cmd;

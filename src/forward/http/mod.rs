@@ -143,10 +143,13 @@ impl Forwarder {
     }
 
     /// Runs until `cancel`; `wake` is notified when batches are sealed.
+    /// After `cancel`, requests in flight are awaited until `abandon`
+    /// (the end of the shutdown grace period).
     pub async fn run(
         self: Arc<Self>,
         wake: Arc<Notify>,
         cancel: CancellationToken,
+        abandon: CancellationToken,
     ) -> anyhow::Result<()> {
         let db = Db::open(&self.db)?;
         let mut running: HashSet<String> = HashSet::new();
@@ -161,8 +164,9 @@ impl Forwarder {
                     let me = self.clone();
                     let db = db.clone();
                     let cancel = cancel.clone();
+                    let abandon = abandon.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = me.drive_route(&db, &r, &cancel).await {
+                        if let Err(e) = me.drive_route(&db, &r, &cancel, &abandon).await {
                             tracing::error!(route = %r, error = %format!("{e:#}"), "route sender failed; restarting it");
                         }
                         r
@@ -179,7 +183,8 @@ impl Forwarder {
             }
         }
         // Let in-flight requests finish: each route task stops after its
-        // current batch once it sees the cancellation.
+        // current batch once it sees the cancellation (or abandons it at
+        // the end of the grace period).
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
@@ -191,6 +196,7 @@ impl Forwarder {
         db: &Db,
         route: &str,
         cancel: &CancellationToken,
+        abandon: &CancellationToken,
     ) -> anyhow::Result<()> {
         let url = self.push_url(route);
         let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
@@ -215,7 +221,23 @@ impl Forwarder {
                 .call(move |c| batches::body(c, &id))
                 .await?
                 .unwrap_or_default();
-            let reply = self.send_with_token(&url, in_query, &b, &body).await;
+            tracing::debug!(dataset = %b.dataset, batch = %b.batch_id, records = b.count, attempt = b.attempts + 1, "sending batch");
+            let reply = tokio::select! {
+                r = self.send_with_token(&url, in_query, &b, &body) => r,
+                _ = abandon.cancelled() => {
+                    // Shutdown's grace period is over and the library has
+                    // not answered. Whether it stored the batch or not, the
+                    // batch stays pending under the same id: the next start
+                    // resends it and the library de-duplicates by batch id.
+                    tracing::warn!(dataset = %b.dataset, batch = %b.batch_id, "shutdown grace period over: in-flight request abandoned; the batch is resent at the next start");
+                    let reply = Reply::Retry {
+                        wait: Some(Duration::ZERO),
+                        reason: "request abandoned at shutdown (grace period over)".into(),
+                    };
+                    self.record(db, &b, reply).await?;
+                    return Ok(());
+                }
+            };
             self.record(db, &b, reply).await?;
         }
     }
