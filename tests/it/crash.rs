@@ -147,6 +147,8 @@ fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
     let out = env.fepd(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["intake_paused"], true, "{status}");
+    assert_eq!(status["disk_low"], false, "{status}");
+    assert!(status["disk_free_bytes"].as_u64().unwrap() > 0, "{status}");
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert!(log.contains("intake paused"), "{log}");
     let (status_line, metrics) = http_get(&admin, "/metrics");

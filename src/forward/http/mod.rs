@@ -31,6 +31,9 @@ use crate::config::{AuthMode, HttpSink};
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, Entry, Event};
 
+/// How long a route whose sender failed waits before it restarts.
+const ROUTE_RESTART: Duration = Duration::from_secs(2);
+
 /// Reads the secret named by a file (refused if group/world-readable) or an
 /// environment variable. The value is trimmed of a trailing newline.
 pub fn read_secret(
@@ -167,7 +170,15 @@ impl Forwarder {
                     let abandon = abandon.clone();
                     tasks.spawn(async move {
                         if let Err(e) = me.drive_route(&db, &r, &cancel, &abandon).await {
-                            tracing::error!(route = %r, error = %format!("{e:#}"), "route sender failed; restarting it");
+                            // A state failure (a full disk, say): the reply
+                            // was not recorded, so the batch is still
+                            // pending. Pause before the route restarts, so
+                            // the library is not flooded with resends.
+                            tracing::error!(route = %r, error = %format!("{e:#}"), retry_in_secs = ROUTE_RESTART.as_secs(), "route sender failed; restarting it");
+                            tokio::select! {
+                                _ = cancel.cancelled() => {}
+                                _ = tokio::time::sleep(ROUTE_RESTART) => {}
+                            }
                         }
                         r
                     });
