@@ -9,6 +9,7 @@
 mod audit;
 mod batches;
 mod logging;
+mod selftest;
 mod status;
 mod validate;
 
@@ -53,6 +54,9 @@ enum Command {
     /// The exchange log: verify the chain, show, trace a record, daily
     /// report, export and prune.
     Audit(audit::Args),
+    /// Joint-test (联调) checklist against the library: credentials, a
+    /// token, a zero-record probe batch on each route. Exit 1 if any fails.
+    Selftest(selftest::Args),
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Batches(cmd) => load_config(&cli).and_then(|c| batches::run(&c, cmd)),
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
         Command::Audit(a) => audit::run(load_config(&cli), a),
+        Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
     };
     match result {
         Ok(e) => e.into(),

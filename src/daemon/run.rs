@@ -101,7 +101,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let db_path = cfg.state_db();
     let mut conn = crate::state::open(&db_path)?;
     {
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         log::append(
             &tx,
             tz,
@@ -203,9 +203,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         );
     }
     if recovered > 0 {
-        let conn = crate::state::open(&db_path)?;
-        log::append(
-            &conn,
+        let mut conn = crate::state::open(&db_path)?;
+        log::append_alone(
+            &mut conn,
             tz,
             Event::DaemonRecovered,
             Entry {
@@ -387,8 +387,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
         );
     }
-    let conn = crate::state::open(&db_path)?;
-    log::append(&conn, tz, Event::DaemonStopped, Entry::default())?;
+    let mut conn = crate::state::open(&db_path)?;
+    log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
     tracing::info!("fepd stopped");
     Ok(())
 }

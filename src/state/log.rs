@@ -38,6 +38,8 @@ pub enum Event {
     /// --prune`); the entry carries the pruned head so the chain still
     /// verifies from it.
     LogPruned,
+    /// `fepd selftest` probed the library's routes (the joint test, 联调).
+    Selftest,
 }
 
 impl Event {
@@ -62,6 +64,7 @@ impl Event {
             Event::BatchRetried => "batch_retried",
             Event::BatchSplit => "batch_split",
             Event::LogPruned => "log_pruned",
+            Event::Selftest => "selftest",
         }
     }
 }
@@ -150,6 +153,21 @@ pub fn append(
 ) -> rusqlite::Result<Head> {
     let prev = head(conn)?;
     append_after(conn, tz, &prev, event, entry)
+}
+
+/// Appends an entry that records no other change, in a transaction of its
+/// own that takes the write lock first: the head it chains to cannot move
+/// under it while the daemon's other connections append.
+pub fn append_alone(
+    conn: &mut Connection,
+    tz: chrono::FixedOffset,
+    event: Event,
+    entry: Entry<'_>,
+) -> rusqlite::Result<Head> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = append(&tx, tz, event, entry)?;
+    tx.commit()?;
+    Ok(head)
 }
 
 /// Appends after `prev`, the head read in this transaction.

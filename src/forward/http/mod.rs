@@ -145,6 +145,40 @@ impl Forwarder {
         )
     }
 
+    /// Pushes a zero-record probe batch (PROTOCOL.md §3) on `route` for
+    /// `dataset`: the library checks auth, route and digest, answers 200
+    /// with `accepted: 0` and stores nothing. Used by `fepd selftest`.
+    pub async fn probe(
+        &self,
+        route: &str,
+        dataset: &str,
+        sender: &str,
+        schema_version: &str,
+        audit_head: &crate::state::log::Head,
+    ) -> Reply {
+        let batch_id = crate::seal::new_batch_id();
+        let created_at = crate::state::now_text(self.tz);
+        let (body, _) = crate::seal::build_body(
+            &crate::seal::BatchHeader {
+                batch_id: &batch_id,
+                sender,
+                dataset,
+                schema_version,
+                created_at: &created_at,
+                audit_head,
+            },
+            &[],
+        );
+        let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
+        self.send_with_token(&self.push_url(route), in_query, &batch_id, &body)
+            .await
+    }
+
+    /// Asks for a token (the first step of `fepd selftest`).
+    pub async fn token(&self) -> Result<(), TokenError> {
+        self.tokens.get().await.map(|_| ())
+    }
+
     /// Runs until `cancel`; `wake` is notified when batches are sealed.
     /// After `cancel`, requests in flight are awaited until `abandon`
     /// (the end of the shutdown grace period).
@@ -234,7 +268,7 @@ impl Forwarder {
                 .unwrap_or_default();
             tracing::debug!(dataset = %b.dataset, batch = %b.batch_id, records = b.count, attempt = b.attempts + 1, "sending batch");
             let reply = tokio::select! {
-                r = self.send_with_token(&url, in_query, &b, &body) => r,
+                r = self.send_with_token(&url, in_query, &b.batch_id, &body) => r,
                 _ = abandon.cancelled() => {
                     // Shutdown's grace period is over and the library has
                     // not answered. Whether it stored the batch or not, the
@@ -256,7 +290,13 @@ impl Forwarder {
     /// One send, with PROTOCOL.md §2's rule for 401: renew the token once
     /// and retry the request once; a second 401 is retried later, never
     /// parked.
-    async fn send_with_token(&self, url: &str, in_query: bool, b: &BatchRow, body: &[u8]) -> Reply {
+    async fn send_with_token(
+        &self,
+        url: &str,
+        in_query: bool,
+        batch_id: &str,
+        body: &[u8],
+    ) -> Reply {
         for attempt in 0..2 {
             let token = match self.tokens.get().await {
                 Ok(t) => t,
@@ -285,7 +325,7 @@ impl Forwarder {
                 url,
                 in_query,
                 &token,
-                &b.batch_id,
+                batch_id,
                 body,
                 self.http.gzip,
             )
@@ -294,7 +334,10 @@ impl Forwarder {
                 Reply::Unauthorized => {
                     self.tokens.invalidate(&token).await;
                     if attempt == 1 {
-                        tracing::error!(batch = %b.batch_id, "ALERT: push refused with 401 even with a fresh token; the credentials may need renewing");
+                        tracing::error!(
+                            batch = batch_id,
+                            "ALERT: push refused with 401 even with a fresh token; the credentials may need renewing"
+                        );
                     }
                 }
                 other => return other,
