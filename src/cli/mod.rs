@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let cfg = load_config(cli)?;
     let _guard = logging::init(&cfg.log)?;
-    let loaded = match crate::daemon::load(cfg) {
+    let mut loaded = match crate::daemon::load(cfg) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("fepd: config has problems:\n{e}");
@@ -121,8 +121,65 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::daemon::run(loaded, shutdown_signal()))?;
-    Ok(Exit::Ok)
+    // SIGHUP's default action ends the process: take it over before
+    // anything else, so that a reload asked for during start-up or a drain
+    // waits instead of killing the daemon.
+    let _hup = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    })?;
+    let path = config_path(cli);
+    let mut reloaded = false;
+    loop {
+        let next = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let signals = stop_signal(path.clone(), next.clone());
+        match rt.block_on(crate::daemon::run(loaded, signals, reloaded))? {
+            crate::daemon::Stop::Terminate => return Ok(Exit::Ok),
+            crate::daemon::Stop::Reload => {
+                loaded = next
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .expect("a reload stop carries the new config");
+                reloaded = true;
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM/SIGINT, or on SIGHUP once the config file re-reads
+/// without a problem (the new config is left in `next`). A config with
+/// problems is refused with every problem logged, and the daemon goes on
+/// with the one it has. (`[log]` changes need a restart.)
+async fn stop_signal(
+    path: PathBuf,
+    next: std::sync::Arc<std::sync::Mutex<Option<crate::daemon::Loaded>>>,
+) -> crate::daemon::Stop {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    let term = shutdown_signal();
+    tokio::pin!(term);
+    loop {
+        tokio::select! {
+            _ = &mut term => return crate::daemon::Stop::Terminate,
+            _ = hup.recv() => {
+                tracing::info!(config = %path.display(), "SIGHUP received: re-reading the config");
+                let read = Config::load(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(crate::daemon::load);
+                match read {
+                    Ok(l) => {
+                        *next.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+                        tracing::info!("config valid: draining, then running with it");
+                        return crate::daemon::Stop::Reload;
+                    }
+                    Err(e) => tracing::error!(
+                        problems = %format!("{e:#}").replace('\n', "; "),
+                        "config reload refused; still running with the previous config"
+                    ),
+                }
+            }
+        }
+    }
 }
 
 fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {

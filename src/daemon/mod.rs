@@ -11,4 +11,4 @@ pub mod job;
 pub mod read;
 mod run;
 
-pub use run::{Loaded, load, run};
+pub use run::{Loaded, Stop, load, run};

@@ -91,10 +91,24 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
     })
 }
 
+/// Why the service loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM/SIGINT: the process exits.
+    Terminate,
+    /// SIGHUP with a valid new config: the loop starts again with it.
+    Reload,
+}
+
 /// Runs the daemon until `shutdown` completes, then drains: the current
 /// chunk of every file is committed, files in progress stay in `work/` and
-/// are resumed at the next start.
-pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// are resumed at the next start (or, after a reload, at once by the next
+/// loop). `reloaded` says this loop follows a config reload.
+pub async fn run(
+    loaded: Loaded,
+    shutdown: impl Future<Output = Stop>,
+    reloaded: bool,
+) -> anyhow::Result<Stop> {
     let loaded = Arc::new(loaded);
     let cfg = &loaded.cfg;
     let tz = cfg.tz().context("timezone")?;
@@ -102,29 +116,42 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut conn = crate::state::open(&db_path)?;
     {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        log::append(
-            &tx,
-            tz,
-            Event::DaemonStarted,
-            Entry {
-                details: Some(
-                    json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
-                ),
-                ..Default::default()
-            },
-        )?;
-        log::append(
-            &tx,
-            tz,
-            Event::ConfigLoaded,
-            Entry {
-                details: Some(json!({
-                    "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-                    "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
-                })),
-                ..Default::default()
-            },
-        )?;
+        let config = json!({
+            "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
+        });
+        if reloaded {
+            log::append(
+                &tx,
+                tz,
+                Event::ConfigReloaded,
+                Entry {
+                    details: Some(config),
+                    ..Default::default()
+                },
+            )?;
+        } else {
+            log::append(
+                &tx,
+                tz,
+                Event::DaemonStarted,
+                Entry {
+                    details: Some(
+                        json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
+                    ),
+                    ..Default::default()
+                },
+            )?;
+            log::append(
+                &tx,
+                tz,
+                Event::ConfigLoaded,
+                Entry {
+                    details: Some(config),
+                    ..Default::default()
+                },
+            )?;
+        }
         tx.commit()?;
     }
     drop(conn);
@@ -299,6 +326,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     // The intake loop's own read connection, for the back-pressure gate.
     let gate_conn = crate::state::open(&db_path)?;
     tokio::pin!(shutdown);
+    let stop;
     let mut last_full = tokio::time::Instant::now() - rescan;
     let mut was_paused = false;
     loop {
@@ -320,7 +348,10 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             rescan.saturating_sub(now.elapsed()).min(watchdog)
         };
         tokio::select! {
-            _ = &mut shutdown => break,
+            s = &mut shutdown => {
+                stop = s;
+                break;
+            }
             w = wake_rx.recv() => {
                 // Take every queued wake-up, then scan once.
                 let mut next = w;
@@ -347,7 +378,10 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         grace_secs = grace.as_secs(),
         "draining: committing current chunks, waiting for in-flight requests"
     );
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = sd_notify::notify(&[match stop {
+        Stop::Terminate => sd_notify::NotifyState::Stopping,
+        Stop::Reload => sd_notify::NotifyState::Reloading,
+    }]);
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
     drop(workers);
@@ -387,10 +421,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
         );
     }
-    let mut conn = crate::state::open(&db_path)?;
-    log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
-    tracing::info!("fepd stopped");
-    Ok(())
+    if stop == Stop::Terminate {
+        let mut conn = crate::state::open(&db_path)?;
+        log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
+        tracing::info!("fepd stopped");
+    } else {
+        tracing::info!("drained; starting again with the new config");
+    }
+    Ok(stop)
 }
 
 fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<String>>) {

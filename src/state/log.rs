@@ -20,6 +20,8 @@ pub enum Event {
     DaemonStopped,
     DaemonRecovered,
     ConfigLoaded,
+    /// SIGHUP: the config was re-read and the service loop restarted with it.
+    ConfigReloaded,
     FileClaimed,
     FileDuplicate,
     FileDone,
@@ -49,6 +51,7 @@ impl Event {
             Event::DaemonStopped => "daemon_stopped",
             Event::DaemonRecovered => "daemon_recovered",
             Event::ConfigLoaded => "config_loaded",
+            Event::ConfigReloaded => "config_reloaded",
             Event::FileClaimed => "file_claimed",
             Event::FileDuplicate => "file_duplicate",
             Event::FileDone => "file_done",

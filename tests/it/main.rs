@@ -11,5 +11,6 @@ mod crash;
 mod diskfull;
 mod pipeline;
 mod push;
+mod reload;
 mod shutdown;
 mod validate_cmd;
