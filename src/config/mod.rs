@@ -292,12 +292,31 @@ pub struct DatasetConfig {
     /// Overrides `[intake] default_encoding` for this dataset.
     #[serde(default)]
     pub default_encoding: Option<String>,
+    /// When the inbox is collected by a rescan: cron with seconds
+    /// (`sec min hour day month weekday`) in `timezone`. Replaces the
+    /// periodic `rescan_secs` rescan for this dataset; files the watcher
+    /// saw complete are still taken at once.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 impl DatasetConfig {
     pub fn route(&self) -> String {
         format!("{}/{}", self.category, self.resource)
     }
+}
+
+/// Whether `expr` is a cron expression with seconds, as the scheduler
+/// reads it.
+pub fn cron_problem(expr: &str) -> Result<(), String> {
+    if expr.split_whitespace().count() < 6 {
+        return Err(
+            "needs six fields: sec min hour day month weekday (e.g. \"0 */5 * * * *\")".into(),
+        );
+    }
+    tokio_cron_scheduler::Job::new_async_tz(expr, chrono::Utc, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| format!("not a cron expression: {e}"))
 }
 
 mod defaults {
@@ -492,6 +511,11 @@ impl Config {
                     "dataset {}: category and resource must be letters, digits, _ or -",
                     d.name
                 ));
+            }
+            if let Some(expr) = &d.schedule
+                && let Err(e) = cron_problem(expr)
+            {
+                out.push(format!("dataset {}: schedule {expr:?}: {e}", d.name));
             }
             if let Some(enc) = &d.default_encoding
                 && crate::decode::encoding_for_label(enc).is_none()

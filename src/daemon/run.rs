@@ -289,6 +289,7 @@ pub async fn run(
     // Intake: watcher wake-ups plus periodic rescans.
     let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
     let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
+    let collect_tx = wake_tx.clone();
     let _watcher = match intake::watch(&dirs, wake_tx) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -302,6 +303,7 @@ pub async fn run(
         Duration::from_secs(cfg.intake.settle_secs),
     );
     let rescan = Duration::from_secs(cfg.intake.rescan_secs);
+    let mut scheduler = schedule_collections(cfg, tz, &mut scanner, collect_tx).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog_interval();
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
@@ -356,8 +358,13 @@ pub async fn run(
                 // Take every queued wake-up, then scan once.
                 let mut next = w;
                 while let Some(w) = next {
-                    if let Wake::Complete(p) = w {
-                        scanner.mark_complete(p);
+                    match w {
+                        Wake::Complete(p) => scanner.mark_complete(p),
+                        Wake::Collect(ds) => {
+                            tracing::debug!(dataset = %ds, "scheduled collection");
+                            scanner.collect(&ds);
+                        }
+                        Wake::Changed | Wake::Overflow => {}
                     }
                     next = wake_rx.try_recv().ok();
                 }
@@ -384,6 +391,9 @@ pub async fn run(
     }]);
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
+    if let Some(s) = scheduler.as_mut() {
+        let _ = s.shutdown().await;
+    }
     drop(workers);
     if let Some(t) = admin_task {
         let _ = t.await;
@@ -429,6 +439,47 @@ pub async fn run(
         tracing::info!("drained; starting again with the new config");
     }
     Ok(stop)
+}
+
+/// Starts the cron jobs of the datasets with a `schedule`: each firing
+/// asks the intake loop to collect that dataset's inbox.
+async fn schedule_collections(
+    cfg: &Config,
+    tz: chrono::FixedOffset,
+    scanner: &mut Scanner,
+    tx: mpsc::Sender<Wake>,
+) -> anyhow::Result<Option<tokio_cron_scheduler::JobScheduler>> {
+    let scheduled: Vec<_> = cfg
+        .datasets
+        .iter()
+        .filter_map(|d| d.schedule.as_ref().map(|s| (d.name.clone(), s.clone())))
+        .collect();
+    if scheduled.is_empty() {
+        return Ok(None);
+    }
+    let sched = tokio_cron_scheduler::JobScheduler::new()
+        .await
+        .context("starting the collection scheduler")?;
+    for (dataset, expr) in scheduled {
+        scanner.set_scheduled(&dataset);
+        let tx = tx.clone();
+        let ds = dataset.clone();
+        let job = tokio_cron_scheduler::Job::new_async_tz(expr.as_str(), tz, move |_, _| {
+            let tx = tx.clone();
+            let ds = ds.clone();
+            Box::pin(async move {
+                let _ = tx.send(Wake::Collect(ds)).await;
+            })
+        })
+        .with_context(|| format!("dataset {dataset}: schedule {expr:?}"))?;
+        sched.add(job).await.context("adding a collection job")?;
+        tracing::info!(dataset = %dataset, schedule = %expr, "inbox collected on a schedule");
+    }
+    sched
+        .start()
+        .await
+        .context("starting the collection scheduler")?;
+    Ok(Some(sched))
 }
 
 fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<String>>) {

@@ -45,6 +45,12 @@ pub struct Scanner {
     /// Paths already warned about (symlinks, unreadable files, unknown
     /// folders), so a long-lived daemon does not repeat itself every scan.
     warned: HashSet<PathBuf>,
+    /// Datasets collected on a schedule: between collections, a scan of
+    /// their inbox takes only what the watcher saw complete.
+    scheduled: HashSet<String>,
+    /// Scheduled datasets whose collection is due (until every file their
+    /// scan found has settled and been taken).
+    collecting: HashSet<String>,
 }
 
 /// Names writers use while a file is incomplete, and our own markers.
@@ -64,6 +70,22 @@ impl Scanner {
             hot: HashSet::new(),
             seen: HashMap::new(),
             warned: HashSet::new(),
+            scheduled: HashSet::new(),
+            collecting: HashSet::new(),
+        }
+    }
+
+    /// `dataset` is collected on a schedule ([`Scanner::collect`]) rather
+    /// than by every rescan.
+    pub fn set_scheduled(&mut self, dataset: &str) {
+        self.scheduled.insert(dataset.to_string());
+    }
+
+    /// A scheduled collection of `dataset` is due: the next scans take
+    /// every complete file of its inbox.
+    pub fn collect(&mut self, dataset: &str) {
+        if self.scheduled.contains(dataset) {
+            self.collecting.insert(dataset.to_string());
         }
     }
 
@@ -84,18 +106,31 @@ impl Scanner {
         let inboxes = self.inboxes.clone();
         let mut present = HashSet::new();
         for inbox in &inboxes {
-            self.scan_inbox(inbox, &mut out, &mut present);
+            let full = !self.scheduled.contains(&inbox.dataset)
+                || self.collecting.contains(&inbox.dataset);
+            self.scan_inbox(inbox, full, &mut out, &mut present);
         }
         // Forget files that disappeared (taken away, or claimed).
         self.seen.retain(|p, _| present.contains(p));
         self.hot.retain(|p| present.contains(p));
+        // A collection ends once nothing found in its inbox waits to settle.
+        let seen = &self.seen;
+        self.collecting.retain(|ds| {
+            inboxes
+                .iter()
+                .filter(|i| &i.dataset == ds)
+                .any(|i| seen.keys().any(|p| p.parent() == Some(i.dir.as_path())))
+        });
         self.warn_unknown_folders();
         out
     }
 
+    /// Scans one inbox; unless `full`, only files the watcher saw complete
+    /// (or whose marker it saw) are taken.
     fn scan_inbox(
         &mut self,
         inbox: &Inbox,
+        full: bool,
         out: &mut Vec<Claimed>,
         present: &mut HashSet<PathBuf>,
     ) {
@@ -135,7 +170,7 @@ impl Scanner {
                 continue;
             }
             present.insert(path.clone());
-            if !self.is_complete(inbox, &name, &path, &meta) {
+            if !self.is_complete(inbox, full, &name, &path, &meta) {
                 continue;
             }
             if let Err(e) = fs::File::open(&path) {
@@ -159,12 +194,25 @@ impl Scanner {
         }
     }
 
-    fn is_complete(&mut self, inbox: &Inbox, name: &str, path: &Path, meta: &fs::Metadata) -> bool {
+    fn is_complete(
+        &mut self,
+        inbox: &Inbox,
+        full: bool,
+        name: &str,
+        path: &Path,
+        meta: &fs::Metadata,
+    ) -> bool {
         match inbox.ready {
-            Ready::Marker => inbox.dir.join(format!("{name}.ok")).exists(),
+            Ready::Marker => {
+                let marker = inbox.dir.join(format!("{name}.ok"));
+                (full || self.hot.contains(&marker) || self.hot.contains(path)) && marker.exists()
+            }
             Ready::Settle => {
                 if self.hot.contains(path) {
                     return true;
+                }
+                if !full {
+                    return false;
                 }
                 let now = Instant::now();
                 let cur = Seen {
@@ -282,6 +330,49 @@ mod tests {
         let mut s = Scanner::new(d.path(), vec![ib.clone()], Duration::from_secs(60));
         s.mark_complete(ib.dir.join("a.csv"));
         assert_eq!(s.scan().len(), 1);
+    }
+
+    #[test]
+    fn a_scheduled_inbox_is_collected_only_when_due_but_watcher_files_go_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let ib = inbox(d.path(), Ready::Settle);
+        fs::create_dir_all(&ib.dir).unwrap();
+        fs::write(ib.dir.join("a.csv"), "x").unwrap();
+        let mut s = Scanner::new(d.path(), vec![ib.clone()], Duration::ZERO);
+        s.set_scheduled("case_accept");
+        assert!(s.scan().is_empty(), "found by a rescan between collections");
+        assert!(!s.has_pending(), "not even tracked");
+        // The watcher saw this one complete: taken whatever the schedule.
+        fs::write(ib.dir.join("b.csv"), "x").unwrap();
+        s.mark_complete(ib.dir.join("b.csv"));
+        let got = s.scan();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].work_name.ends_with("~b.csv"));
+        // The collection is due: the rest is taken, then it ends.
+        s.collect("case_accept");
+        let got = s.scan();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].work_name.ends_with("~a.csv"));
+        fs::write(ib.dir.join("c.csv"), "x").unwrap();
+        assert!(
+            s.scan().is_empty(),
+            "the collection ended with the last file"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_collection_lasts_until_its_files_settle() {
+        let d = tempfile::tempdir().unwrap();
+        let ib = inbox(d.path(), Ready::Settle);
+        fs::create_dir_all(&ib.dir).unwrap();
+        fs::write(ib.dir.join("a.csv"), "x").unwrap();
+        let mut s = Scanner::new(d.path(), vec![ib.clone()], Duration::from_millis(50));
+        s.set_scheduled("case_accept");
+        s.collect("case_accept");
+        assert!(s.scan().is_empty(), "first sight starts the settle clock");
+        assert!(s.has_pending());
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(s.scan().len(), 1, "still collecting: taken once settled");
     }
 
     #[test]

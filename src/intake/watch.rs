@@ -15,6 +15,8 @@ pub enum Wake {
     Changed,
     /// The watcher lost events: rescan everything.
     Overflow,
+    /// A dataset's scheduled collection is due (`[[dataset]] schedule`).
+    Collect(String),
 }
 
 /// Watches `dirs` (not recursively) and sends wake-ups. The returned

@@ -12,5 +12,6 @@ mod diskfull;
 mod pipeline;
 mod push;
 mod reload;
+mod schedule;
 mod shutdown;
 mod validate_cmd;
