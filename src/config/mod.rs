@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::validate::Severity;
 
+mod window;
+pub use window::SendWindow;
+
 /// The whole config file, with paths already resolved.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -298,6 +301,10 @@ pub struct DatasetConfig {
     /// saw complete are still taken at once.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Push mode: the times of day (`"22:00-06:00"`, in `timezone`) when
+    /// this dataset's batches may be sent; they wait in the outbox outside.
+    #[serde(default)]
+    pub send_window: Option<String>,
 }
 
 impl DatasetConfig {
@@ -511,6 +518,17 @@ impl Config {
                     "dataset {}: category and resource must be letters, digits, _ or -",
                     d.name
                 ));
+            }
+            if let Some(w) = &d.send_window {
+                if let Err(e) = SendWindow::parse(w) {
+                    out.push(format!("dataset {}: send_window: {e}", d.name));
+                }
+                if self.sink.mode != SinkMode::Http {
+                    out.push(format!(
+                        "dataset {}: send_window applies to push mode (sink.mode = \"http\"); in outbox mode the library's collector decides when it collects",
+                        d.name
+                    ));
+                }
             }
             if let Some(expr) = &d.schedule
                 && let Err(e) = cron_problem(expr)

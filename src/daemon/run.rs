@@ -270,12 +270,20 @@ pub async fn run(
                 .http
                 .clone()
                 .context("sink.mode = \"http\" needs [sink.http]")?;
-            let fwd = Arc::new(crate::forward::http::Forwarder::new(
+            let mut fwd = crate::forward::http::Forwarder::new(
                 db_path.clone(),
                 cfg.spool_dir.clone(),
                 tz,
                 http,
-            )?);
+            )?;
+            for d in &cfg.datasets {
+                if let Some(w) = &d.send_window {
+                    let w = crate::config::SendWindow::parse(w)
+                        .map_err(|e| anyhow::anyhow!("dataset {}: send_window: {e}", d.name))?;
+                    fwd.windows.insert(d.name.clone(), w);
+                }
+            }
+            let fwd = Arc::new(fwd);
             push_task = Some(tokio::spawn(fwd.run(
                 push_wake.clone(),
                 cancel.clone(),

@@ -590,3 +590,84 @@ fn selftest_names_the_route_the_library_does_not_know() {
     assert!(ok, "{out}");
     assert!(out.contains("selftest passed: 1 route(s)"), "{out}");
 }
+
+/// `HH:MM-HH:MM` from `a` to `b` hours after the current +08:00 time.
+fn window_from_now(a: i64, b: i64) -> String {
+    use chrono::Timelike;
+    let now = chrono::Utc::now() + chrono::Duration::hours(8);
+    let at = |h: i64| {
+        let m = (now.hour() as i64 * 60 + now.minute() as i64 + h * 60).rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", at(a), at(b))
+}
+
+#[test]
+fn batches_wait_for_their_send_window_and_go_once_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::start(&dir.path().join("lib.db"), &[]);
+    let env = Env::http(&lib.base_url, "");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let closed = window_from_now(2, 3);
+    let block = "name = \"case_accept\"\n";
+    std::fs::write(
+        &env.config,
+        text.replacen(block, &format!("{block}send_window = \"{closed}\"\n"), 1),
+    )
+    .unwrap();
+    let d = env.start();
+    env.drop_file(
+        "case_accept",
+        "a.jsonl",
+        &data::jsonl(&recs(0, 20), Enc::Utf8),
+    );
+    env.drop_file(
+        "evaluation",
+        "e.csv",
+        &data::csv(
+            &(0..5).map(data::evaluation).collect::<Vec<_>>(),
+            true,
+            Enc::Utf8,
+        ),
+    );
+    env.receipt("case_accept", "a.jsonl");
+    // The dataset without a window is not held up.
+    env.wait("evaluation delivered", Duration::from_secs(20), || {
+        lib.stats()["records"] == 5
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lib.stats()["records"], 5, "sent outside its window");
+    assert_eq!(env.batches_in("sealed"), 1);
+    let log = std::fs::read_to_string(env.log_path()).unwrap();
+    assert!(log.contains("send window closed"), "{log}");
+    // The window now includes the present: the batch goes.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        text.replacen(&closed, &window_from_now(-1, 1), 1),
+    )
+    .unwrap();
+    unsafe {
+        libc::kill(d.pid() as i32, libc::SIGHUP);
+    }
+    env.wait("delivered in its window", Duration::from_secs(20), || {
+        lib.stats()["records"] == 25
+    });
+    assert_eq!(lib.stats()["records_delivered_more_than_once"], 0);
+}
+
+#[test]
+fn a_send_window_in_outbox_mode_is_a_config_problem() {
+    let env = Env::new("");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let block = "name = \"case_accept\"\n";
+    std::fs::write(
+        &env.config,
+        text.replacen(block, &format!("{block}send_window = \"22:00-06:00\"\n"), 1),
+    )
+    .unwrap();
+    let out = env.fepd(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("send_window applies to push mode"), "{text}");
+}

@@ -104,6 +104,10 @@ pub struct Forwarder {
     pub http: HttpSink,
     pub tokens: Arc<TokenSource>,
     pub client: reqwest::Client,
+    /// Per dataset: when its batches may be sent (`send_window`).
+    pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
+    /// Routes waiting for a send window to open, and until when.
+    closed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Forwarder {
@@ -130,6 +134,8 @@ impl Forwarder {
             spool,
             tz,
             http,
+            windows: Default::default(),
+            closed: Default::default(),
         })
     }
 
@@ -174,6 +180,20 @@ impl Forwarder {
             .await
     }
 
+    /// Whether `route` waits for a send window (clears it once open).
+    fn window_closed(&self, route: &str) -> bool {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        match closed.get(route) {
+            Some(until) if *until > std::time::Instant::now() => true,
+            Some(_) => {
+                closed.remove(route);
+                tracing::info!(route, "send window open: sending");
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Asks for a token (the first step of `fepd selftest`).
     pub async fn token(&self) -> Result<(), TokenError> {
         self.tokens.get().await.map(|_| ())
@@ -196,6 +216,9 @@ impl Forwarder {
             for r in routes {
                 if running.len() >= self.http.concurrency.max(1) {
                     break;
+                }
+                if self.window_closed(&r) {
+                    continue;
                 }
                 if running.insert(r.clone()) {
                     let me = self.clone();
@@ -253,6 +276,22 @@ impl Forwarder {
             let Some(b) = db.call(move |c| batches::next_for_route(c, &r)).await? else {
                 return Ok(());
             };
+            if let Some(w) = self.windows.get(&b.dataset) {
+                let now = chrono::Utc::now().with_timezone(&self.tz).time();
+                let wait = w.until_open(now);
+                if !wait.is_zero() {
+                    // The route's next batch waits for its window; so do the
+                    // ones behind it (order per route). The slot is freed.
+                    let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+                    if closed
+                        .insert(route.to_string(), std::time::Instant::now() + wait)
+                        .is_none()
+                    {
+                        tracing::info!(route, dataset = %b.dataset, window = %w, opens_in_secs = wait.as_secs(), "send window closed: batches wait in the outbox until it opens");
+                    }
+                    return Ok(());
+                }
+            }
             let wait_ms = b.next_attempt_ms - crate::state::now_ms();
             if wait_ms > 0 {
                 tokio::select! {
