@@ -305,6 +305,20 @@ pub struct DatasetConfig {
     /// this dataset's batches may be sent; they wait in the outbox outside.
     #[serde(default)]
     pub send_window: Option<String>,
+    /// `"reversed"`: this source rates `satisfaction` on the reversed
+    /// GB/T 39046 A.8 scale (1 = 非常满意); values are converted to the
+    /// standard scale before validation (DATASETS.md). Never guessed.
+    #[serde(default)]
+    pub satisfaction_scale: Scale,
+}
+
+/// How a source numbers the 1–5 satisfaction scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    #[default]
+    Standard,
+    Reversed,
 }
 
 impl DatasetConfig {

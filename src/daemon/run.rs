@@ -61,7 +61,17 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
     };
     let catalog = match codes {
         Some(codes) => match Catalog::load(&cfg.schemas_dir, codes, cfg.validate_options()) {
-            Ok(c) => Some(c),
+            Ok(mut c) => {
+                for d in &cfg.datasets {
+                    if d.satisfaction_scale == crate::config::Scale::Reversed
+                        && c.get(&d.name).is_some()
+                        && let Err(e) = c.reverse_scale(&d.name, "satisfaction")
+                    {
+                        problems.push(format!("dataset {}: satisfaction_scale: {e}", d.name));
+                    }
+                }
+                Some(c)
+            }
             Err(errs) => {
                 problems.extend(errs);
                 None

@@ -58,6 +58,18 @@ impl Catalog {
         }
     }
 
+    /// Declares that `dataset`'s source uses the reversed 1–5 scale for
+    /// `field` (before the catalog is shared).
+    pub fn reverse_scale(&mut self, dataset: &str, field: &str) -> Result<(), String> {
+        let s = self
+            .schemas
+            .get_mut(dataset)
+            .ok_or_else(|| format!("no schema for dataset {dataset}"))?;
+        Arc::get_mut(s)
+            .ok_or_else(|| format!("schema of {dataset} already in use"))?
+            .reverse_scale(field)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<DatasetSchema>> {
         self.schemas.get(name).cloned()
     }

@@ -52,6 +52,11 @@ impl DatasetSchema {
             let spec = &self.fields[i];
             match convert(spec, raw, self.opts.timezone, &mut ignored) {
                 Ok(Some(v)) => {
+                    let v = if Some(i) == self.reversed_scale {
+                        reverse_scale(v)
+                    } else {
+                        v
+                    };
                     obj.insert(spec.name.clone(), v);
                 }
                 Ok(None) => {}
@@ -224,5 +229,14 @@ fn key_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// `n` on the reversed 1–5 scale is `6 - n` on the standard one; anything
+/// else is left for the code check to refuse.
+fn reverse_scale(v: Value) -> Value {
+    match v.as_str().and_then(|s| s.parse::<u8>().ok()) {
+        Some(n @ 1..=5) => Value::String((6 - n).to_string()),
+        _ => v,
     }
 }

@@ -94,6 +94,9 @@ pub struct DatasetSchema {
     /// For a delete: which fields are converted at all.
     pub(crate) delete_fields: Vec<usize>,
     pub(crate) opts: ValidateOptions,
+    /// A 1–5 code field whose source uses the reversed scale (declared in
+    /// config): its value `n` is read as `6 - n` before any check.
+    pub(crate) reversed_scale: Option<usize>,
 }
 
 impl std::fmt::Debug for DatasetSchema {
@@ -350,7 +353,28 @@ impl DatasetSchema {
             delete_validator,
             delete_fields,
             opts,
+            reversed_scale: None,
         })
+    }
+
+    /// Declares that the source of this dataset uses the reversed 1–5
+    /// scale for `field` (GB/T 39046 A.8 reversed: 1 = 非常满意): values
+    /// are converted, never guessed. The field must be a code list of
+    /// exactly `1`…`5`.
+    pub fn reverse_scale(&mut self, field: &str) -> Result<(), String> {
+        let Some(&i) = self.lookup.get(field) else {
+            return Err(format!("dataset {} has no field {field}", self.name));
+        };
+        let spec = &self.fields[i];
+        let codes: Vec<&str> = spec.codes.iter().map(|(c, _)| c.as_str()).collect();
+        if spec.codes_list || codes != ["1", "2", "3", "4", "5"] {
+            return Err(format!(
+                "dataset {}: field {field} is not a 1–5 scale",
+                self.name
+            ));
+        }
+        self.reversed_scale = Some(i);
+        Ok(())
     }
 
     /// The Chinese title of a field.

@@ -113,3 +113,69 @@ fn unknown_config_key_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sendr"));
 }
+
+/// DATASETS.md: a source on the reversed satisfaction scale is declared in
+/// config and converted (1 ↔ 5, 2 ↔ 4) before validation, never guessed.
+#[test]
+fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {
+    let env = Env::new("");
+    // Record 0 rates 5 with no comment; record 1 rates 1 with no comment.
+    let mut a = data::evaluation(0);
+    let mut b = data::evaluation(1);
+    for (r, score) in [(&mut a, "5"), (&mut b, "1")] {
+        r.retain(|(f, _)| *f != "writing_evaluation");
+        r.iter_mut().find(|(f, _)| *f == "satisfaction").unwrap().1 = score.into();
+    }
+    env.drop_file("evaluation", "e.jsonl", &data::jsonl(&[a, b], Enc::Utf8));
+    let file = env.spool("evaluation", "inbox").join("e.jsonl");
+    // Standard scale: 1 (非常不满意) needs a written comment.
+    let out = env.fepd(&[
+        "validate",
+        "--dataset",
+        "evaluation",
+        file.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("第 2 条") || text.contains("第 2 行"),
+        "{text}"
+    );
+    assert!(text.contains("writing_evaluation"), "{text}");
+
+    // Declared reversed: the 5 is a 1 and needs the comment; the 1 is a 5.
+    let cfg = std::fs::read_to_string(&env.config).unwrap();
+    let block = "name = \"evaluation\"\n";
+    std::fs::write(
+        &env.config,
+        cfg.replacen(
+            block,
+            &format!("{block}satisfaction_scale = \"reversed\"\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = env.fepd(&[
+        "validate",
+        "--dataset",
+        "evaluation",
+        file.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("第 1 条") || text.contains("第 1 行"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("第 2 条") && !text.contains("第 2 行"),
+        "{text}"
+    );
+
+    // Through the daemon, the library gets the standard-scale value.
+    let _d = env.start();
+    let r = env.report("evaluation", "e.jsonl");
+    assert_eq!(r["counts"]["sealed"], 1, "{r}");
+    let recs = env.wait_outbox_records("evaluation", 1);
+    assert_eq!(recs[0]["data"]["satisfaction"], "5", "{}", recs[0]);
+}
