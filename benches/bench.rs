@@ -324,6 +324,13 @@ outbox_dir = "spool/outbox"
 max_records = 1000
 max_bytes = 4000000
 max_age_ms = 1000
+
+# Nothing acknowledges the outbox here; with the default high-water mark
+# (1,000,000 records) intake would rightly pause partway through the 2 GiB
+# file, and the big-file case would wait forever.
+[backpressure]
+high_water_records = 0
+high_water_bytes = 0
 "#,
             schemas.display()
         );

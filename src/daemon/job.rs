@@ -6,6 +6,11 @@
 //! consumed). A crash loses at most the chunk in progress, and a restart
 //! skips the records already committed instead of starting over. The file
 //! leaves `work/` only after its last chunk and its verdict are committed.
+//!
+//! Decoding, parsing and validation run on a reader thread per file, a
+//! bounded channel ahead of the worker thread that does the SQLite work, so
+//! the two overlap on two cores. The reader never touches state; only what
+//! the worker committed counts as consumed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use crate::state::batches::{self, BatchRecord, NewBatch};
 use crate::state::files::{self, Counts, FileRow, Rejection};
 use crate::state::log::{self, Entry, Event};
 use crate::state::{self, records};
-use crate::validate::{DatasetSchema, FieldError, Verdict};
+use crate::validate::{DatasetSchema, FieldError, ValidRecord, Verdict};
 
 /// A dataset's spool folders.
 #[derive(Debug, Clone)]
@@ -202,17 +207,137 @@ pub fn process(
             }
         }
     }
-    let stream = match read::open_stream(&path, &id, &ctx.read) {
-        Ok(s) => s,
-        Err(f) => return finish(conn, ctx, row.id, &path, &id, Some(fault_text(&f))),
-    };
+    // Parsing and validation run on a reader thread, one bounded channel
+    // ahead of this one, which does the SQLite work: on two cores the
+    // two halves overlap. Checkpoints still count only what this thread
+    // committed, so a crash loses at most the chunk in progress.
     let skip = row.records_done as u64;
-    if skip > 0 {
-        tracing::info!(dataset = ds, file = %name, skipped = skip, "resuming file: records already committed are skipped");
-    }
-    match run_chunks(conn, ctx, &row, stream, skip)? {
+    let chunks = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (path, id, schema, opts) = (&path, &id, &*ctx.schema, &ctx.read);
+        std::thread::Builder::new()
+            .name(format!("reader-{ds}"))
+            .spawn_scoped(scope, move || read_ahead(path, id, opts, schema, skip, tx))
+            .map_err(io_err(path))?;
+        // The file could not be opened, or ended while skipping: either way
+        // it finishes with that fault, as before anything was committed.
+        let skipped = match rx.recv() {
+            Ok(Read::Opened { skipped }) => skipped,
+            Ok(Read::Fault(f)) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
+            _ => panic!("the record reader stopped before opening the file"),
+        };
+        if skip > 0 {
+            tracing::info!(dataset = ds, file = %name, skipped = skip, "resuming file: records already committed are skipped");
+        }
+        // `rx` moves in and is dropped when run_chunks returns, which
+        // unblocks the reader (its next send fails) before the scope joins it.
+        run_chunks(conn, ctx, &row, rx, skipped)
+    })?;
+    match chunks {
         Chunks::Finished(fault) => finish(conn, ctx, row.id, &path, &id, fault),
         Chunks::Interrupted => Ok(Outcome::Interrupted),
+    }
+}
+
+/// Records go to the committing thread in groups of `GROUP`, so that the two
+/// threads hand over (and wake each other) once per group, not per record;
+/// the reader may run `READ_AHEAD` groups ahead: enough to keep it busy
+/// through a commit, few enough for flat memory.
+const GROUP: usize = 64;
+const READ_AHEAD: usize = 8;
+
+/// What the reader thread sends, in order: `Opened` (or a `Fault` if the
+/// file cannot be opened or ends while skipping), then the records in
+/// groups, then `End` or `Fault`.
+enum Read {
+    Opened { skipped: u64 },
+    Items(Vec<Checked>),
+    End,
+    Fault(FileFault),
+}
+
+/// A record with its verdict, as the committing thread needs it.
+enum Checked {
+    Bad(crate::parse::BadRecord),
+    Invalid {
+        pos: Position,
+        key: Option<String>,
+        errors: Vec<FieldError>,
+    },
+    Valid {
+        pos: Position,
+        rec: ValidRecord,
+    },
+}
+
+/// The reader thread: opens the stream, skips what earlier runs committed,
+/// then parses and validates records into `tx` until the end, a fault, or
+/// the committing thread hanging up.
+fn read_ahead(
+    path: &Path,
+    id: &Identity,
+    opts: &ReadOptions,
+    schema: &DatasetSchema,
+    skip: u64,
+    tx: std::sync::mpsc::SyncSender<Read>,
+) {
+    let mut stream = match read::open_stream(path, id, opts) {
+        Ok(s) => s,
+        Err(f) => {
+            let _ = tx.send(Read::Fault(f));
+            return;
+        }
+    };
+    let mut skipped = 0;
+    while skipped < skip {
+        match stream.next_item() {
+            Ok(Some(_)) => skipped += 1,
+            Ok(None) => break,
+            Err(f) => {
+                let _ = tx.send(Read::Fault(f));
+                return;
+            }
+        }
+    }
+    if tx.send(Read::Opened { skipped }).is_err() {
+        return;
+    }
+    let mut group = Vec::with_capacity(GROUP);
+    loop {
+        let last = match stream.next_item() {
+            Ok(Some(Item::Bad(bad))) => {
+                group.push(Checked::Bad(bad));
+                None
+            }
+            Ok(Some(Item::Record(raw))) => {
+                group.push(match schema.check(&raw) {
+                    Verdict::Invalid(errors) => Checked::Invalid {
+                        pos: raw.pos,
+                        key: raw_key(schema, &raw),
+                        errors,
+                    },
+                    Verdict::Valid(rec) => Checked::Valid { pos: raw.pos, rec },
+                });
+                None
+            }
+            Ok(None) => Some(Read::End),
+            Err(f) => Some(Read::Fault(f)),
+        };
+        if (group.len() >= GROUP || last.is_some())
+            && !group.is_empty()
+            && tx
+                .send(Read::Items(std::mem::replace(
+                    &mut group,
+                    Vec::with_capacity(GROUP),
+                )))
+                .is_err()
+        {
+            return;
+        }
+        if let Some(last) = last {
+            let _ = tx.send(last);
+            return;
+        }
     }
 }
 
@@ -237,21 +362,15 @@ fn run_chunks(
     conn: &mut Connection,
     ctx: &DatasetCtx,
     row: &FileRow,
-    mut stream: Box<dyn crate::parse::RecordStream>,
-    skip: u64,
+    items: std::sync::mpsc::Receiver<Read>,
+    skipped: u64,
 ) -> Result<Chunks, JobError> {
     let ds = ctx.dataset.name.as_str();
     let route = ctx.dataset.route();
-    let mut ordinal: u64 = 0;
-    // Fast-forward past what earlier runs committed.
-    while ordinal < skip {
-        match stream.next_item() {
-            Ok(Some(_)) => ordinal += 1,
-            Ok(None) => break,
-            Err(f) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
-        }
-    }
-    let mut carry: Option<Item> = None;
+    // Records before `skipped` were committed by earlier runs.
+    let mut ordinal: u64 = skipped;
+    let mut carry: Option<Checked> = None;
+    let mut group = Vec::new().into_iter();
     let mut open = OpenBatch::default();
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -265,14 +384,25 @@ fn run_chunks(
         let end = loop {
             let item = match carry.take() {
                 Some(i) => i,
-                None => match stream.next_item() {
-                    Ok(Some(i)) => i,
-                    Ok(None) => break ChunkEnd::Eof,
-                    Err(f) => break ChunkEnd::Fault(f),
+                None => match group.next() {
+                    Some(i) => i,
+                    None => match items.recv() {
+                        Ok(Read::Items(g)) => {
+                            group = g.into_iter();
+                            continue;
+                        }
+                        Ok(Read::End) => break ChunkEnd::Eof,
+                        Ok(Read::Fault(f)) => break ChunkEnd::Fault(f),
+                        // The reader ends only after End or Fault; anything
+                        // else means it panicked, and the scope re-raises that.
+                        Ok(Read::Opened { .. }) | Err(_) => {
+                            panic!("the record reader stopped mid-file")
+                        }
+                    },
                 },
             };
             match item {
-                Item::Bad(bad) => {
+                Checked::Bad(bad) => {
                     ordinal += 1;
                     consumed += 1;
                     delta.received += 1;
@@ -294,54 +424,43 @@ fn run_chunks(
                         },
                     )?;
                 }
-                Item::Record(raw) => match ctx.schema.check(&raw) {
-                    Verdict::Invalid(errors) => {
-                        ordinal += 1;
-                        consumed += 1;
-                        delta.received += 1;
-                        delta.rejected += 1;
-                        let key = raw_key(&ctx.schema, &raw);
+                Checked::Invalid { pos, key, errors } => {
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.rejected += 1;
+                    insert_errors(&tx, row.id, ordinal, &pos, key.as_deref(), &errors, false)?;
+                }
+                Checked::Valid { pos, rec } => {
+                    if open.would_overflow(&rec, &limits) {
+                        // Seal what we have first; this record opens the next batch.
+                        carry = Some(Checked::Valid { pos, rec });
+                        break ChunkEnd::Due;
+                    }
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.ignored_fields += rec.ignored_fields as i64;
+                    if !rec.warnings.is_empty() {
                         insert_errors(
                             &tx,
                             row.id,
                             ordinal,
-                            &raw.pos,
-                            key.as_deref(),
-                            &errors,
-                            false,
+                            &pos,
+                            Some(&rec.key),
+                            &rec.warnings,
+                            true,
                         )?;
                     }
-                    Verdict::Valid(rec) => {
-                        if open.would_overflow(&rec, &limits) {
-                            // Seal what we have first; this record opens the next batch.
-                            carry = Some(Item::Record(raw));
-                            break ChunkEnd::Due;
-                        }
-                        ordinal += 1;
-                        consumed += 1;
-                        delta.received += 1;
-                        delta.ignored_fields += rec.ignored_fields as i64;
-                        if !rec.warnings.is_empty() {
-                            insert_errors(
-                                &tx,
-                                row.id,
-                                ordinal,
-                                &raw.pos,
-                                Some(&rec.key),
-                                &rec.warnings,
-                                true,
-                            )?;
-                        }
-                        match seal::decide(&tx, ds, &rec)? {
-                            Decision::Unchanged => delta.skipped += 1,
-                            Decision::Stale => delta.stale += 1,
-                            Decision::Seal => {
-                                delta.sealed += 1;
-                                open.push(rec);
-                            }
+                    match seal::decide(&tx, ds, &rec)? {
+                        Decision::Unchanged => delta.skipped += 1,
+                        Decision::Stale => delta.stale += 1,
+                        Decision::Seal => {
+                            delta.sealed += 1;
+                            open.push(rec);
                         }
                     }
-                },
+                }
             }
             if open.is_due(&limits) && !open.is_empty() {
                 break ChunkEnd::Due;

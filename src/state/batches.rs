@@ -85,29 +85,27 @@ pub fn insert<'r>(
     b: &NewBatch<'_>,
     records: impl IntoIterator<Item = BatchRecord<'r>>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, sealed_at)
-         VALUES (COALESCE(?11, ''), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'sealed', ?10)",
-        params![
-            b.batch_id,
-            b.dataset,
-            b.route,
-            b.file_id,
-            b.parent_id,
-            b.count as i64,
-            b.body.len() as i64,
-            b.digest,
-            b.body,
-            b.sealed_at,
-            b.sort_key
-        ],
+    // The default sort key is the zero-padded `seq`, so `seq` is chosen
+    // here (max + 1, as SQLite itself would) and both go in with the row:
+    // setting the key afterwards would rewrite the whole row, body and all.
+    let mut stmt = conn.prepare_cached(
+        "WITH next(seq) AS (SELECT COALESCE(MAX(seq), 0) + 1 FROM batch)
+         INSERT INTO batch (seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, sealed_at)
+         SELECT seq, COALESCE(?11, printf('%020d', seq)), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'sealed', ?10 FROM next",
     )?;
-    if b.sort_key.is_none() {
-        conn.execute(
-            "UPDATE batch SET sort_key = printf('%020d', seq) WHERE seq = ?1",
-            [conn.last_insert_rowid()],
-        )?;
-    }
+    stmt.execute(params![
+        b.batch_id,
+        b.dataset,
+        b.route,
+        b.file_id,
+        b.parent_id,
+        b.count as i64,
+        b.body.len() as i64,
+        b.digest,
+        b.body,
+        b.sealed_at,
+        b.sort_key
+    ])?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO batch_record (batch_id, idx, key, hash, op) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;

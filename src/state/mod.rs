@@ -208,6 +208,8 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
     conn.busy_timeout(Duration::from_secs(30))?;
     Ok(())
 }

@@ -20,7 +20,6 @@ use std::collections::HashSet;
 
 use chrono::FixedOffset;
 
-mod canonical;
 mod catalog;
 mod checks;
 mod codes;

@@ -150,7 +150,7 @@ impl DatasetSchema {
             Op::Upsert => obj.retain(|k, _| self.spec(k).is_some_and(|f| !f.control)),
             Op::Delete => obj.retain(|k, _| self.key_fields.iter().any(|f| f == k)),
         }
-        let canonical = super::canonical::canonical(&Value::Object(obj));
+        let canonical = canon::to_canonical(&Value::Object(obj));
         let hash = canon::sha256_hex(canonical.as_bytes());
         Verdict::Valid(ValidRecord {
             op,
