@@ -358,8 +358,8 @@ mod tests {
                          lib: i64,
                          parent: Option<&str>| {
             conn.execute(
-                "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, lib_rejected, sealed_at)
-                 VALUES (?1, ?1, 'case_accept', 'zwfw/case_accept', ?2, ?3, ?4, 0, '', x'', ?5, ?6, '2026-11-20T10:00:00+08:00')",
+                "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, lib_rejected, sealed_at)
+                 VALUES (?1, ?1, 'case_accept', 'zwfw/case_accept', ?2, ?3, ?4, 0, '', ?5, ?6, '2026-11-20T10:00:00+08:00')",
                 params![id, file, parent, count, state, lib],
             )
             .unwrap();

@@ -1,6 +1,6 @@
 //! The outbox: sealed batches, their bodies and their delivery state.
 //!
-//! A batch row is written once, with its exact body, in the transaction
+//! A batch row is written once, with its exact body (in `batch_body`), in the transaction
 //! that seals it, and its body never changes. Delivery only moves `state`
 //! forward: `sealed` → (`exported` in pull mode) → `delivered`, or →
 //! `parked` (dead letter, an operator may retry it) or → `split` (replaced
@@ -86,12 +86,11 @@ pub fn insert<'r>(
     records: impl IntoIterator<Item = BatchRecord<'r>>,
 ) -> rusqlite::Result<()> {
     // The default sort key is the zero-padded `seq`, so `seq` is chosen
-    // here (max + 1, as SQLite itself would) and both go in with the row:
-    // setting the key afterwards would rewrite the whole row, body and all.
+    // here (max + 1, as SQLite itself would) and both go in with the row.
     let mut stmt = conn.prepare_cached(
         "WITH next(seq) AS (SELECT COALESCE(MAX(seq), 0) + 1 FROM batch)
-         INSERT INTO batch (seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, body, state, sealed_at)
-         SELECT seq, COALESCE(?11, printf('%020d', seq)), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'sealed', ?10 FROM next",
+         INSERT INTO batch (seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, sealed_at)
+         SELECT seq, COALESCE(?10, printf('%020d', seq)), ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sealed', ?9 FROM next",
     )?;
     stmt.execute(params![
         b.batch_id,
@@ -102,10 +101,12 @@ pub fn insert<'r>(
         b.count as i64,
         b.body.len() as i64,
         b.digest,
-        b.body,
         b.sealed_at,
         b.sort_key
     ])?;
+    let seq = conn.last_insert_rowid();
+    conn.prepare_cached("INSERT INTO batch_body (seq, body) VALUES (?1, ?2)")?
+        .execute(params![seq, b.body])?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO batch_record (batch_id, idx, key, hash, op) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -126,7 +127,7 @@ pub fn get(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<BatchRo
 
 pub fn body(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row(
-        "SELECT body FROM batch WHERE batch_id = ?1",
+        "SELECT bb.body FROM batch b JOIN batch_body bb ON bb.seq = b.seq WHERE b.batch_id = ?1",
         [batch_id],
         |r| r.get(0),
     )

@@ -39,7 +39,7 @@ pub enum StateError {
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS rejection (
 CREATE INDEX IF NOT EXISTS rejection_file ON rejection(file_id, ordinal);
 CREATE INDEX IF NOT EXISTS rejection_key ON rejection(key);
 
--- The outbox: every sealed batch with its exact wire body.
+-- The outbox: every sealed batch; its exact wire body is in batch_body.
 CREATE TABLE IF NOT EXISTS batch (
     seq          INTEGER PRIMARY KEY,   -- seal order
     sort_key     TEXT NOT NULL,         -- delivery order per route: seq zero-padded; halves of a split sort right after their parent
@@ -107,7 +107,6 @@ CREATE TABLE IF NOT EXISTS batch (
     count        INTEGER NOT NULL,
     bytes        INTEGER NOT NULL,
     digest       TEXT NOT NULL,
-    body         BLOB NOT NULL,
     state        TEXT NOT NULL,         -- sealed | exported | delivered | parked | split
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt_ms INTEGER NOT NULL DEFAULT 0,
@@ -119,6 +118,12 @@ CREATE TABLE IF NOT EXISTS batch (
     delivered_at TEXT
 );
 CREATE INDEX IF NOT EXISTS batch_pending ON batch(state, route, sort_key);
+-- The body apart from the row whose state changes: an update of a row
+-- rewrites all of it, and a body is up to max_bytes.
+CREATE TABLE IF NOT EXISTS batch_body (
+    seq  INTEGER PRIMARY KEY,           -- = batch.seq
+    body BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS batch_file ON batch(file_id);
 
 -- Batch size learnt from 413 answers, per route.
@@ -180,9 +185,31 @@ pub fn open(path: &Path) -> Result<Connection> {
         });
     }
     if found < SCHEMA_VERSION {
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        migrate(conn)
+    } else {
+        Ok(conn)
     }
+}
+
+/// Creates the schema, or brings an older one up to date, in one
+/// transaction that holds the write lock (several connections open the
+/// database at start-up).
+fn migrate(mut conn: Connection) -> Result<Connection> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == 1 {
+        // v1 kept the body in the batch row.
+        tx.execute_batch(
+            "CREATE TABLE batch_body (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+             INSERT INTO batch_body (seq, body) SELECT seq, body FROM batch;
+             ALTER TABLE batch DROP COLUMN body;",
+        )?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
     Ok(conn)
 }
 
@@ -225,4 +252,56 @@ pub fn now_text(tz: chrono::FixedOffset) -> String {
 /// Milliseconds since the Unix epoch (for retry schedules).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state DB written by schema v1 (body inside the batch row) opens as
+    /// v2 with every body kept.
+    #[test]
+    fn a_v1_database_is_migrated_with_its_bodies() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE batch (
+                    seq INTEGER PRIMARY KEY, sort_key TEXT NOT NULL, batch_id TEXT NOT NULL UNIQUE,
+                    dataset TEXT NOT NULL, route TEXT NOT NULL, file_id INTEGER, parent_id TEXT,
+                    count INTEGER NOT NULL, bytes INTEGER NOT NULL, digest TEXT NOT NULL,
+                    body BLOB NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_ms INTEGER NOT NULL DEFAULT 0, last_error TEXT, receipt_id TEXT,
+                    accepted INTEGER, lib_rejected INTEGER NOT NULL DEFAULT 0,
+                    sealed_at TEXT NOT NULL, delivered_at TEXT);
+                 CREATE INDEX batch_pending ON batch(state, route, sort_key);
+                 INSERT INTO batch (sort_key, batch_id, dataset, route, count, bytes, digest, body, state, sealed_at)
+                 VALUES ('1', 'B1', 'case_accept', 'zwfw/case_accept', 1, 2, 'd', x'7b7d', 'sealed', 't');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(
+            batches::body(&c, "B1").unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
+        let cols: Vec<String> = c
+            .prepare("SELECT name FROM pragma_table_info('batch')")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!cols.iter().any(|c| c == "body"), "{cols:?}");
+        assert_eq!(batches::get(&c, "B1").unwrap().unwrap().state, "sealed");
+        drop(c);
+        // A second open finds it current.
+        assert!(open(&path).is_ok());
+    }
 }

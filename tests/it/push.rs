@@ -228,7 +228,7 @@ fn tampered_batches_are_parked_400002_and_409() {
     d.stop();
     let c = rusqlite::Connection::open(env.db()).unwrap();
     let body: Vec<u8> = c
-        .query_row("SELECT body FROM batch", [], |r| r.get(0))
+        .query_row("SELECT body FROM batch_body", [], |r| r.get(0))
         .unwrap();
     let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     // Same batch id, other content (a sender bug): 409.
@@ -247,8 +247,9 @@ fn tampered_batches_are_parked_400002_and_409() {
     }
     use sha2::Digest;
     v["digest"] = format!("sha256:{}", hex::encode(h.finalize())).into();
+    c.execute("UPDATE batch SET state = 'sealed'", []).unwrap();
     c.execute(
-        "UPDATE batch SET state = 'sealed', body = ?1",
+        "UPDATE batch_body SET body = ?1",
         [serde_json::to_vec(&v).unwrap()],
     )
     .unwrap();
@@ -265,8 +266,13 @@ fn tampered_batches_are_parked_400002_and_409() {
     v["batchId"] = "01TAMPERED0000000000000000".into();
     v["records"][0]["data"]["org_name"] = "篡改".into();
     c.execute(
-        "INSERT INTO batch (sort_key, batch_id, dataset, route, count, bytes, digest, body, state, sealed_at)
-         VALUES ('99', '01TAMPERED0000000000000000', 'case_accept', 'zwfw/case_accept', 2, 1, 'x', ?1, 'sealed', 'now')",
+        "INSERT INTO batch (sort_key, batch_id, dataset, route, count, bytes, digest, state, sealed_at)
+         VALUES ('99', '01TAMPERED0000000000000000', 'case_accept', 'zwfw/case_accept', 2, 1, 'x', 'sealed', 'now')",
+        [],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO batch_body (seq, body) VALUES (last_insert_rowid(), ?1)",
         [serde_json::to_vec(&v).unwrap()],
     )
     .unwrap();
