@@ -172,11 +172,11 @@ pub fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let conn = Connection::open(path).map_err(|source| StateError::Open {
+    let mut conn = Connection::open(path).map_err(|source| StateError::Open {
         path: path.display().to_string(),
         source,
     })?;
-    configure(&conn)?;
+    configure(&mut conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(StateError::TooNew {
@@ -228,7 +228,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn configure(conn: &Connection) -> Result<()> {
+fn configure(conn: &mut Connection) -> Result<()> {
     // WAL lets readers (status, audit) run beside the writer. FULL makes
     // every commit durable: a commit is the point where a checkpoint or a
     // delivery is promised, and there are few of them (one per chunk).
@@ -237,8 +237,22 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -8192)?;
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    // Several connections write (a worker per dataset, the forwarder): a
+    // writer that finds the lock taken retries every half millisecond, for
+    // up to ~30 s. SQLite's own busy_timeout backs off to 100 ms sleeps,
+    // which left a delivery waiting ~50–130 ms behind each chunk commit.
+    conn.busy_handler(Some(wait_for_lock))?;
     Ok(())
+}
+
+/// Busy handler: `tries` is how many times the lock was found taken.
+fn wait_for_lock(tries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(500);
+    if tries >= 60_000 {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }
 
 /// Now, in the wire form of PROTOCOL.md §1, in the configured offset.
