@@ -216,12 +216,11 @@ impl Gate {
     fn update_disk(&self, f: impl FnOnce(&mut Disk)) {
         let mut d = self.disk.lock().unwrap_or_else(|p| p.into_inner());
         let was = d.full();
-        let low_was = d.low.clone();
+        let low_was = d.low.is_some();
         f(&mut d);
         let now = d.full();
-        if d.low != low_was
-            && let Some(why) = &d.low
-        {
+        // Once per episode: the text changes with every byte written.
+        if !low_was && let Some(why) = &d.low {
             tracing::warn!(reason = %why, "disk space low");
         }
         if now != was {

@@ -130,17 +130,7 @@ pub async fn run(
             "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
             "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
         });
-        if reloaded {
-            log::append(
-                &tx,
-                tz,
-                Event::ConfigReloaded,
-                Entry {
-                    details: Some(config),
-                    ..Default::default()
-                },
-            )?;
-        } else {
+        if !reloaded {
             log::append(
                 &tx,
                 tz,
@@ -152,16 +142,20 @@ pub async fn run(
                     ..Default::default()
                 },
             )?;
-            log::append(
-                &tx,
-                tz,
-                Event::ConfigLoaded,
-                Entry {
-                    details: Some(config),
-                    ..Default::default()
-                },
-            )?;
         }
+        log::append(
+            &tx,
+            tz,
+            if reloaded {
+                Event::ConfigReloaded
+            } else {
+                Event::ConfigLoaded
+            },
+            Entry {
+                details: Some(config),
+                ..Default::default()
+            },
+        )?;
         tx.commit()?;
     }
     drop(conn);
@@ -564,8 +558,10 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
                     let wait = if is_disk_full(&e) {
                         // Intake pauses; this file is retried often so
                         // that work resumes soon after space returns.
-                        ctx.gate
-                            .disk_failed(&who, &format_args!("{work_name}: {e}"));
+                        ctx.gate.disk_failed(
+                            &who,
+                            &format_args!("file {}: {e}", job::original_name(&work_name)),
+                        );
                         tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
                         DISK_RETRY
                     } else {

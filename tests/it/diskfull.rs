@@ -14,11 +14,7 @@ use crate::harness::*;
 const DISK_BYTES: u64 = 32 << 20;
 
 fn free_bytes(p: &Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
-    st.f_bavail as u64 * st.f_frsize as u64
+    fepd::daemon::backpressure::free_bytes(p).expect("statvfs")
 }
 
 /// Every file under `dir` whose name marks a partial write.
@@ -105,9 +101,7 @@ fn a_full_disk_pauses_intake_and_everything_completes_once_space_returns() {
     std::fs::write(inbox.join("a.jsonl.ok"), "").unwrap();
 
     env.wait("the disk-full error", Duration::from_secs(30), || {
-        std::fs::read_to_string(env.log_path())
-            .unwrap_or_default()
-            .contains("disk full: a write failed for lack of space")
+        env.log_has("disk full: a write failed for lack of space")
     });
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert!(
@@ -154,9 +148,7 @@ fn a_full_disk_pauses_intake_and_everything_completes_once_space_returns() {
     assert_eq!(keys.len(), 4005, "a record exported twice");
     assert_eq!(partial_files(&env.data), Vec::<PathBuf>::new());
     env.wait("intake resumed", Duration::from_secs(10), || {
-        std::fs::read_to_string(env.log_path())
-            .unwrap_or_default()
-            .contains("intake resumed: disk space available again")
+        env.log_has("intake resumed: disk space available again")
     });
     assert!(http_get(&admin, "/metrics").1.contains("fepd_disk_full 0"));
     let (status, _) = d.stop();

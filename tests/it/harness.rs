@@ -99,6 +99,25 @@ max_age_ms = 1000
         ))
     }
 
+    /// Adds `line` (a `key = value`) to the `[[dataset]]` table of `dataset`.
+    pub fn set_dataset(&self, dataset: &str, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let block = format!("name = \"{dataset}\"\n");
+        assert!(text.contains(&block), "no dataset {dataset} in the config");
+        std::fs::write(
+            &self.config,
+            text.replacen(&block, &format!("{block}{line}\n"), 1),
+        )
+        .unwrap();
+    }
+
+    /// Whether the daemon's log (all runs so far) contains `text`.
+    pub fn log_has(&self, text: &str) -> bool {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .contains(text)
+    }
+
     /// Adds `line` to the `[intake]` table of the config.
     pub fn set_intake(&self, line: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();

@@ -613,14 +613,8 @@ fn batches_wait_for_their_send_window_and_go_once_it_opens() {
     let dir = tempfile::tempdir().unwrap();
     let lib = Library::start(&dir.path().join("lib.db"), &[]);
     let env = Env::http(&lib.base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
     let closed = window_from_now(2, 3);
-    let block = "name = \"case_accept\"\n";
-    std::fs::write(
-        &env.config,
-        text.replacen(block, &format!("{block}send_window = \"{closed}\"\n"), 1),
-    )
-    .unwrap();
+    env.set_dataset("case_accept", &format!("send_window = \"{closed}\""));
     let d = env.start();
     env.drop_file(
         "case_accept",
@@ -665,13 +659,7 @@ fn batches_wait_for_their_send_window_and_go_once_it_opens() {
 #[test]
 fn a_send_window_in_outbox_mode_is_a_config_problem() {
     let env = Env::new("");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let block = "name = \"case_accept\"\n";
-    std::fs::write(
-        &env.config,
-        text.replacen(block, &format!("{block}send_window = \"22:00-06:00\"\n"), 1),
-    )
-    .unwrap();
+    env.set_dataset("case_accept", "send_window = \"22:00-06:00\"");
     let out = env.fepd(&["check-config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

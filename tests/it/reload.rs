@@ -14,12 +14,6 @@ fn hup(d: &Daemon) {
     }
 }
 
-fn log_has(env: &Env, text: &str) -> bool {
-    std::fs::read_to_string(env.log_path())
-        .unwrap_or_default()
-        .contains(text)
-}
-
 fn batches_of(env: &Env, file: &str) -> i64 {
     env.sql_count(&format!(
         "SELECT COUNT(*) FROM batch b JOIN file f ON f.id = b.file_id WHERE f.name = '{file}'"
@@ -55,7 +49,7 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     std::fs::write(&env.config, format!("{good}\nno_such_key = 1\n")).unwrap();
     hup(&d);
     env.wait("the refusal", Duration::from_secs(20), || {
-        log_has(&env, "config reload refused")
+        env.log_has("config reload refused")
     });
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert!(

@@ -7,17 +7,6 @@ use std::time::Duration;
 use crate::data::{self, Enc};
 use crate::harness::*;
 
-fn with_schedule(env: &Env, dataset: &str, cron: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let block = format!("name = \"{dataset}\"\n");
-    assert!(text.contains(&block));
-    std::fs::write(
-        &env.config,
-        text.replacen(&block, &format!("{block}schedule = \"{cron}\"\n"), 1),
-    )
-    .unwrap();
-}
-
 /// Puts a file into an inbox the way a rescan alone finds it (as on an
 /// NFS share): a hard link, which the watcher reports as a bare creation.
 fn link_in(env: &Env, dataset: &str, name: &str, bytes: &[u8]) {
@@ -39,13 +28,11 @@ fn a_scheduled_inbox_is_collected_at_its_times_and_watched_files_go_at_once() {
         text.replacen("rescan_secs = 1", "rescan_secs = 3600", 1),
     )
     .unwrap();
-    with_schedule(&env, "case_accept", "*/2 * * * * *");
-    with_schedule(&env, "evaluation", "0 0 0 1 1 *");
+    env.set_dataset("case_accept", "schedule = \"*/2 * * * * *\"");
+    env.set_dataset("evaluation", "schedule = \"0 0 0 1 1 *\"");
     let _d = env.start();
     env.wait("the daemon up", Duration::from_secs(20), || {
-        std::fs::read_to_string(env.log_path())
-            .unwrap_or_default()
-            .contains("fepd ready")
+        env.log_has("fepd ready")
     });
     let cases: Vec<_> = (0..10).map(data::case_accept).collect();
     let evals: Vec<_> = (0..10).map(data::evaluation).collect();
@@ -78,7 +65,7 @@ fn a_scheduled_inbox_is_collected_at_its_times_and_watched_files_go_at_once() {
 #[test]
 fn check_config_names_a_schedule_that_is_not_cron() {
     let env = Env::new("");
-    with_schedule(&env, "case_accept", "every night");
+    env.set_dataset("case_accept", "schedule = \"every night\"");
     let out = env.fepd(&["check-config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

@@ -15,9 +15,7 @@ fn recs(n: u64) -> Vec<data::Record> {
 /// Waits until the daemon has a push request out.
 fn wait_in_flight(env: &Env) {
     env.wait("a push request in flight", Duration::from_secs(30), || {
-        std::fs::read_to_string(env.log_path())
-            .unwrap_or_default()
-            .contains("sending batch")
+        env.log_has("sending batch")
     });
 }
 

@@ -144,17 +144,7 @@ fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {
     assert!(text.contains("writing_evaluation"), "{text}");
 
     // Declared reversed: the 5 is a 1 and needs the comment; the 1 is a 5.
-    let cfg = std::fs::read_to_string(&env.config).unwrap();
-    let block = "name = \"evaluation\"\n";
-    std::fs::write(
-        &env.config,
-        cfg.replacen(
-            block,
-            &format!("{block}satisfaction_scale = \"reversed\"\n"),
-            1,
-        ),
-    )
-    .unwrap();
+    env.set_dataset("evaluation", "satisfaction_scale = \"reversed\"");
     let out = env.fepd(&[
         "validate",
         "--dataset",
