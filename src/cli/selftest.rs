@@ -106,40 +106,24 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
                 .schema(dataset)
                 .map(|s| s.schema_version.clone())
                 .unwrap_or_default();
-            let what = format!("probe {route}");
-            match fwd
+            let verdict = match fwd
                 .probe(route, dataset, &cfg.sender, &version, &head)
                 .await
             {
                 Reply::Delivered {
                     accepted: Some(0) | None,
                     ..
-                } => line(true, &what, "accepted (auth, route and digest checked)"),
-                Reply::Delivered { accepted, .. } => {
-                    failures += 1;
-                    line(
-                        false,
-                        &what,
-                        &format!("answered accepted = {accepted:?} for a zero-record probe"),
-                    );
-                }
-                Reply::Park { reason } => {
-                    failures += 1;
-                    line(false, &what, &reason);
-                }
-                Reply::TooLarge => {
-                    failures += 1;
-                    line(false, &what, "HTTP 413 for an empty batch");
-                }
-                Reply::Retry { reason, .. } => {
-                    failures += 1;
-                    line(false, &what, &reason);
-                }
-                Reply::Unauthorized => {
-                    failures += 1;
-                    line(false, &what, "HTTP 401 with a fresh token");
-                }
-            }
+                } => Ok("accepted (auth, route and digest checked)".to_string()),
+                Reply::Delivered { accepted, .. } => Err(format!(
+                    "answered accepted = {accepted:?} for a zero-record probe"
+                )),
+                Reply::Park { reason } | Reply::Retry { reason, .. } => Err(reason),
+                Reply::TooLarge => Err("HTTP 413 for an empty batch".into()),
+                Reply::Unauthorized => Err("HTTP 401 with a fresh token".into()),
+            };
+            failures += usize::from(verdict.is_err());
+            let (Ok(detail) | Err(detail)) = &verdict;
+            line(verdict.is_ok(), &format!("probe {route}"), detail);
         }
         failures
     });

@@ -94,11 +94,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     // Free space where fepd writes; below min_free_bytes the daemon holds
     // intake back (it also does after any write that failed for lack of
     // space, which only its /status can tell).
-    let folders = [
-        cfg.spool_dir.clone(),
-        cfg.sink.outbox_dir.clone(),
-        cfg.state_dir.clone(),
-    ];
+    let folders = cfg.write_dirs();
     let disk_free = folders
         .iter()
         .filter_map(|f| crate::daemon::backpressure::free_bytes(f))

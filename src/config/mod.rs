@@ -304,7 +304,7 @@ pub struct DatasetConfig {
     /// Push mode: the times of day (`"22:00-06:00"`, in `timezone`) when
     /// this dataset's batches may be sent; they wait in the outbox outside.
     #[serde(default)]
-    pub send_window: Option<String>,
+    pub send_window: Option<SendWindow>,
     /// `"reversed"`: this source rates `satisfaction` on the reversed
     /// GB/T 39046 A.8 scale (1 = 非常满意); values are converted to the
     /// standard scale before validation (DATASETS.md). Never guessed.
@@ -460,6 +460,16 @@ impl Config {
         self.state_dir.join("fepd.db")
     }
 
+    /// The folders fepd writes in (spool, outbox, state DB), whose
+    /// filesystems must keep `min_free_bytes` free.
+    pub fn write_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.spool_dir.clone(),
+            self.sink.outbox_dir.clone(),
+            self.state_dir.clone(),
+        ]
+    }
+
     pub fn parse_limits(&self) -> crate::parse::Limits {
         crate::parse::Limits {
             max_record_bytes: self.intake.max_record_bytes,
@@ -533,16 +543,11 @@ impl Config {
                     d.name
                 ));
             }
-            if let Some(w) = &d.send_window {
-                if let Err(e) = SendWindow::parse(w) {
-                    out.push(format!("dataset {}: send_window: {e}", d.name));
-                }
-                if self.sink.mode != SinkMode::Http {
-                    out.push(format!(
-                        "dataset {}: send_window applies to push mode (sink.mode = \"http\"); in outbox mode the library's collector decides when it collects",
-                        d.name
-                    ));
-                }
+            if d.send_window.is_some() && self.sink.mode != SinkMode::Http {
+                out.push(format!(
+                    "dataset {}: send_window applies to push mode (sink.mode = \"http\"); in outbox mode the library's collector decides when it collects",
+                    d.name
+                ));
             }
             if let Some(expr) = &d.schedule
                 && let Err(e) = cron_problem(expr)

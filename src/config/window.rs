@@ -8,8 +8,9 @@ use chrono::{NaiveTime, Timelike};
 const DAY: u32 = 24 * 60;
 
 /// A daily window `from`–`to` (minutes after midnight); `to` before `from`
-/// wraps past midnight. Never empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// wraps past midnight. Never empty. Read from config as `"HH:MM-HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct SendWindow {
     from: u32,
     to: u32,
@@ -58,6 +59,13 @@ impl SendWindow {
         let open = self.from * 60;
         let secs = (open + DAY * 60 - now) % (DAY * 60);
         Duration::from_secs(u64::from(secs))
+    }
+}
+
+impl TryFrom<String> for SendWindow {
+    type Error = String;
+    fn try_from(s: String) -> Result<SendWindow, String> {
+        SendWindow::parse(&s)
     }
 }
 

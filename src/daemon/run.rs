@@ -161,14 +161,7 @@ pub async fn run(
     drop(conn);
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let gate = Arc::new(Gate::new(
-        cfg.backpressure,
-        vec![
-            cfg.spool_dir.clone(),
-            cfg.sink.outbox_dir.clone(),
-            cfg.state_dir.clone(),
-        ],
-    ));
+    let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
     // Workers wake the forwarder after sealing: the pull-mode thread
     // through a channel, the push-mode task through a Notify.
     // A wake-up channel of one slot: wake-ups coalesce, senders never block.
@@ -280,13 +273,11 @@ pub async fn run(
                 tz,
                 http,
             )?;
-            for d in &cfg.datasets {
-                if let Some(w) = &d.send_window {
-                    let w = crate::config::SendWindow::parse(w)
-                        .map_err(|e| anyhow::anyhow!("dataset {}: send_window: {e}", d.name))?;
-                    fwd.windows.insert(d.name.clone(), w);
-                }
-            }
+            fwd.windows = cfg
+                .datasets
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.send_window?)))
+                .collect();
             let fwd = Arc::new(fwd);
             push_task = Some(tokio::spawn(fwd.run(
                 push_wake.clone(),

@@ -129,14 +129,20 @@ fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {
     env.drop_file("evaluation", "e.jsonl", &data::jsonl(&[a, b], Enc::Utf8));
     let file = env.spool("evaluation", "inbox").join("e.jsonl");
     // Standard scale: 1 (非常不满意) needs a written comment.
-    let out = env.fepd(&[
-        "validate",
-        "--dataset",
-        "evaluation",
-        file.to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let validate = || {
+        let out = env.fepd(&[
+            "validate",
+            "--dataset",
+            "evaluation",
+            file.to_str().unwrap(),
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = validate();
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("第 2 条") || text.contains("第 2 行"),
         "{text}"
@@ -145,14 +151,8 @@ fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {
 
     // Declared reversed: the 5 is a 1 and needs the comment; the 1 is a 5.
     env.set_dataset("evaluation", "satisfaction_scale = \"reversed\"");
-    let out = env.fepd(&[
-        "validate",
-        "--dataset",
-        "evaluation",
-        file.to_str().unwrap(),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = validate();
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("第 1 条") || text.contains("第 1 行"),
         "{text}"
