@@ -267,16 +267,5 @@ fn writable_problem(dir: &std::path::Path) -> Option<String> {
     }
 }
 
-/// A secret file must exist and be readable by its owner only.
-pub fn secret_file_problem(path: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Err(e) => Some(format!("secret file {}: {e}", path.display())),
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(format!(
-            "secret file {}: readable by group or others (mode {:o}); chmod 600 it",
-            path.display(),
-            m.permissions().mode() & 0o777
-        )),
-        Ok(_) => None,
-    }
-}
+/// A secret file's problem, by the rule in `config::secret`.
+pub use crate::config::secret::secret_file_problem;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::validate::Severity;
 
+pub mod secret;
 mod window;
 pub use window::SendWindow;
 

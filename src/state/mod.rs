@@ -35,6 +35,39 @@ pub enum StateError {
         "state database was written by a newer fepd (schema {found}, this build knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+    /// The file is there but SQLite cannot use it (damaged, not a
+    /// database): named with what to do, since nothing else will run.
+    #[error("{}", unusable(path, problem))]
+    Unusable { path: String, problem: String },
+    /// The index of the write-ahead log is there but the log is not: the
+    /// last committed changes were deleted after a crash, and SQLite would
+    /// open the older state without a word.
+    #[error("{}", wal_missing(path))]
+    WalMissing { path: String },
+}
+
+/// What an operator can do about a damaged state database, today and once
+/// `fepd doctor` exists.
+fn recovery(path: &str) -> String {
+    format!(
+        "What to do:\n         \x20 1. Keep fepd stopped. Copy {path}, {path}-wal and {path}-shm (those that exist) somewhere safe before anything else.\n         \x20 2. Restore the state folder from your latest backup and start fepd. Source files finished after that backup are in done/: drop them into the inbox again if their records must still be sent (the library de-duplicates what it already has).\n         \x20 3. Without a backup: move the file aside (mv {path} {path}.damaged, with its -wal and -shm) and start fepd, which creates an empty state database; then drop the source files from done/ again as above. `sqlite3 {path}.damaged .recover` salvages what rows it can, for investigation.\n         \x20 4. `fepd doctor` (planned) will check the database and its agreement with the spool, and name the fix."
+    )
+}
+
+fn unusable(path: &str, problem: &str) -> String {
+    format!(
+        "state database {path} cannot be used: {problem}\n{}",
+        recovery(path)
+    )
+}
+
+fn wal_missing(path: &str) -> String {
+    format!(
+        "state database {path}: its write-ahead log {path}-wal is missing while its index {path}-shm is there. \
+         fepd did not stop cleanly and the -wal, which holds the last committed changes, was deleted or moved; \
+         opening the database now would silently lose them.\n         \x20 0. If you have the -wal file (moved, or in a backup taken with the database), put it back as {path}-wal and start fepd again.\n{}\n         \x20 To accept the loss and go on from the state last written to {path} itself, delete {path}-shm and start fepd.",
+        recovery(path)
+    )
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
@@ -172,22 +205,67 @@ pub fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let mut conn = Connection::open(path).map_err(|source| StateError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    configure(&mut conn)?;
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(StateError::TooNew {
-            found,
-            known: SCHEMA_VERSION,
+    check_wal(path)?;
+    let opened = (|| {
+        let mut conn = Connection::open(path).map_err(|source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        configure(&mut conn)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            migrate(conn)
+        } else {
+            Ok(conn)
+        }
+    })();
+    opened.map_err(|e| damaged(path, e))
+}
+
+/// Refuses to open a database whose `-wal` is gone while its `-shm` is
+/// left: SQLite would rebuild the index from an empty log and serve the
+/// state of the last checkpoint as if it were current. A clean close
+/// removes both files, and a reader leaves both.
+fn check_wal(path: &Path) -> Result<()> {
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    if path.exists() && side("-shm").exists() && !side("-wal").exists() {
+        return Err(StateError::WalMissing {
+            path: path.display().to_string(),
         });
     }
-    if found < SCHEMA_VERSION {
-        migrate(conn)
-    } else {
-        Ok(conn)
+    Ok(())
+}
+
+/// An error met while opening `path`, as the operator should read it: a
+/// damaged or foreign file is named with the recovery steps.
+fn damaged(path: &Path, e: StateError) -> StateError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let code = match &e {
+        StateError::Open { source, .. } | StateError::Sql(source) => source.sqlite_error_code(),
+        _ => None,
+    };
+    match (code, &e) {
+        (Some(DatabaseCorrupt), StateError::Open { source, .. } | StateError::Sql(source)) => {
+            StateError::Unusable {
+                path: path.display().to_string(),
+                problem: format!("it is damaged ({source})"),
+            }
+        }
+        (Some(NotADatabase), _) => StateError::Unusable {
+            path: path.display().to_string(),
+            problem: "it is not an SQLite database (file is not a database)".into(),
+        },
+        _ => e,
     }
 }
 
@@ -216,16 +294,23 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
 /// Opens an existing state database for reading only (status, audit
 /// commands while the daemon runs).
 pub fn open_read_only(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| StateError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+    check_wal(path)?;
+    let opened = (|| {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // SQLite reads the file lazily: touch it now, so a damaged or
+        // foreign file is named here rather than by the first query.
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        Ok(conn)
+    })();
+    opened.map_err(|e| damaged(path, e))
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {

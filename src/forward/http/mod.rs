@@ -34,20 +34,15 @@ use crate::state::log::{self, Entry, Event};
 /// How long a route whose sender failed waits before it restarts.
 const ROUTE_RESTART: Duration = Duration::from_secs(2);
 
-/// Reads the secret named by a file (refused if group/world-readable) or an
-/// environment variable. The value is trimmed of a trailing newline.
+/// Reads the secret named by a file (under the rule of `config::secret`) or
+/// an environment variable. A file's value is trimmed of a trailing newline.
 pub fn read_secret(
     file: Option<&PathBuf>,
     env: Option<&String>,
     what: &str,
 ) -> anyhow::Result<String> {
     if let Some(f) = file {
-        if let Some(p) = crate::cli::secret_file_problem(f) {
-            anyhow::bail!("{what}: {p}");
-        }
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("{what}: reading {}", f.display()))?;
-        return Ok(s.trim_end_matches(['\r', '\n']).to_string());
+        return crate::config::secret::read_secret_file(f).with_context(|| what.to_string());
     }
     if let Some(var) = env {
         return std::env::var(var)
