@@ -6,12 +6,15 @@ mod harness;
 mod killtest;
 
 mod audit;
+mod audit_bytes;
 mod bad_input;
 mod crash;
 mod diskfull;
+mod library_side;
 mod pipeline;
 mod push;
 mod reload;
 mod schedule;
 mod shutdown;
+mod startup_refusals;
 mod validate_cmd;
