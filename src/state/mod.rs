@@ -305,9 +305,11 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
             source,
         })?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        // SQLite reads the file lazily: touch it now, so a damaged or
-        // foreign file is named here rather than by the first query.
-        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+        // SQLite reads the file lazily: read the schema now, so a damaged
+        // or foreign file is named here rather than by the first query.
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
         Ok(conn)
     })();
     opened.map_err(|e| damaged(path, e))
