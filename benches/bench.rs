@@ -1,5 +1,5 @@
-//! End-to-end benchmark of the real `fepd` binary (issue 6, PRODUCT.md
-//! § Performance): throughput per format and sink, drop-to-delivered
+//! End-to-end benchmark of the real `fepd` binary (issue 6; targets in
+//! README.md, "Benchmarks"): throughput per format and sink, drop-to-delivered
 //! latency, peak RSS on a big file, restart-to-ready time with history,
 //! and the raw limits (read + SHA-256, parse only) on the same files.
 //!

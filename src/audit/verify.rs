@@ -1,6 +1,6 @@
 //! `fepd audit verify`: recompute the chain, optionally through archives
 //! written by `export`, and check it against witness heads the library
-//! kept (`auditHead` of every batch it received, PROTOCOL.md §3).
+//! kept (`auditHead` of every batch it received, docs/protocol.md §3).
 //!
 //! Rows are checked as stored (`StoredEntry::verbatim`): the hash covers
 //! the parsed entry, and a row must also be the one text fepd writes for

@@ -48,7 +48,7 @@ enum Command {
     /// Inspect the outbox and act on batches.
     #[command(subcommand)]
     Batches(batches::Command),
-    /// A local stand-in of the resource library (PROTOCOL.md), for the
+    /// A local stand-in of the resource library (docs/protocol.md), for the
     /// joint-test rehearsal (联调) and for tests.
     SimulateLibrary(Box<crate::simulate::SimOptions>),
     /// The exchange log: verify the chain, show, trace a record, daily

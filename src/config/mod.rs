@@ -57,7 +57,7 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-/// When a dropped file counts as complete (PRODUCT.md, drop contract).
+/// When a dropped file counts as complete (README.md, "How data flows": the drop contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ready {
@@ -147,7 +147,7 @@ pub enum AuthMode {
     AppKeyHmac,
 }
 
-/// Push mode (PROTOCOL.md §2–§4).
+/// Push mode (docs/protocol.md §2–§4).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
@@ -205,7 +205,7 @@ impl Default for BatchLimits {
     }
 }
 
-/// When intake pauses because the outbox is full (PRODUCT.md guarantee 3):
+/// When intake pauses because the outbox is full (README.md, "Watching it run": back-pressure):
 /// at `high_water_*` of undelivered backlog, until it falls below
 /// `low_water_percent` of that. Zero disables a limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -231,7 +231,7 @@ impl Default for Backpressure {
     }
 }
 
-/// How `SIGTERM` drains (PRODUCT.md: finish the current chunk and the
+/// How `SIGTERM` drains (README.md, "Watching it run": finish the current chunk and the
 /// in-flight request, checkpoint, exit 0).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -287,7 +287,7 @@ pub struct Admin {
 pub struct DatasetConfig {
     /// = spool folder name = `schemas/<name>.schema.json`.
     pub name: String,
-    /// Route: PROTOCOL.md `{category}/{resource}`.
+    /// Route: docs/protocol.md `{category}/{resource}`.
     pub category: String,
     pub resource: String,
     /// Overrides `[intake] ready` for this dataset.
@@ -308,7 +308,7 @@ pub struct DatasetConfig {
     pub send_window: Option<SendWindow>,
     /// `"reversed"`: this source rates `satisfaction` on the reversed
     /// GB/T 39046 A.8 scale (1 = 非常满意); values are converted to the
-    /// standard scale before validation (DATASETS.md). Never guessed.
+    /// standard scale before validation (docs/datasets.md). Never guessed.
     #[serde(default)]
     pub satisfaction_scale: Scale,
 }

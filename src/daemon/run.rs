@@ -518,7 +518,7 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
         let mut failures = 0u32;
         loop {
             // A bug triggered by one file must not take the dataset's
-            // worker down with it (PRODUCT.md guarantee 5): the file stays
+            // worker down with it (bad input never takes the daemon down): the file stays
             // in work/ and the worker goes on with the next one.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job::process(&mut conn, &ctx, &work_name)

@@ -1,4 +1,4 @@
-//! Pull mode (PROTOCOL.md §5): write each sealed batch to
+//! Pull mode (docs/protocol.md §5): write each sealed batch to
 //! `{outbox}/{dataset}/{batchId}.json`; a `{batchId}.ack` beside it marks it
 //! delivered, a `{batchId}.nack` parks it; both files then move to
 //! `delivered/` or `parked/`.

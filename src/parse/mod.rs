@@ -5,7 +5,7 @@
 //! [`Item::Bad`] is one record that could not be read (a malformed JSON
 //! line, a ragged CSV row) and the parser goes on after it, while a
 //! [`FileFault`] ends the file: nothing from a file with a fault is sealed
-//! (PRODUCT.md, bad-input table). Parsing never does any IO but reading its
+//! (bad input never stops the daemon: README.md, "How data flows"). Parsing never does any IO but reading its
 //! input, and never looks at a schema: field names are passed through as
 //! found (Chinese titles are mapped to field names by `validate`).
 
@@ -44,7 +44,7 @@ impl Format {
 }
 
 /// Where a record sits in its file, as a person looking at it would find it
-/// (PRODUCT.md, "Positions in reports").
+/// (README.md, "How data flows": verdicts give row and position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     /// CSV and JSON Lines: the physical line where the record starts
@@ -102,7 +102,7 @@ pub enum RawValue {
     /// never null: JSON null is reported as an absent field).
     Json(serde_json::Value),
     /// A numeric XLSX cell. Kept apart from text so that the schema can pad
-    /// codes Excel stripped of leading zeros (DATASETS.md).
+    /// codes Excel stripped of leading zeros (docs/datasets.md).
     Number(f64),
     /// An XLSX date/time cell, already resolved to a calendar date-time
     /// without offset (the configured timezone applies).

@@ -6,7 +6,7 @@
 //! references other than the five predefined ones and character references
 //! are refused too, so no entity is ever expanded.
 //!
-//! Shapes (PRODUCT.md, "Input formats"):
+//! Shapes (README.md, "How data flows": formats):
 //! - `<records><record><a>text</a>…</record>…</records>`; the root's and
 //!   the record's names do not matter; attributes are ignored.
 //! - An empty field element (`<a/>`, `<a></a>`) is an absent value.

@@ -1,4 +1,4 @@
-//! Tokens: the two ways to get one (PROTOCOL.md §2 client credentials, §2a
+//! Tokens: the two ways to get one (docs/protocol.md §2 client credentials, §2a
 //! `app_key_hmac`), the lock-out after repeated bad secrets or signatures
 //! (both variants), the memory of used signatures that makes a replay
 //! fail, and checking a token presented with a push (which also names the
@@ -190,7 +190,7 @@ pub(crate) struct ClientCredentialsForm {
     client_secret: Option<String>,
 }
 
-/// `POST /api/v1/token` (PROTOCOL.md §2).
+/// `POST /api/v1/token` (docs/protocol.md §2).
 pub(crate) async fn client_credentials(
     State(lib): State<Arc<Library>>,
     form: Result<Form<ClientCredentialsForm>, FormRejection>,
@@ -278,7 +278,7 @@ const BAD_SIGNATURE: AppRefusal = ("100004", "签名校验失败 (keyInfo does n
 const LOCKED: AppRefusal = ("100005", "账号已临时锁定 (temporarily locked)");
 const REPLAYED: AppRefusal = ("100006", "签名已使用 (keyInfo replayed)");
 
-/// `POST /apigateway/getAccessToken` (PROTOCOL.md §2a). Failures are
+/// `POST /apigateway/getAccessToken` (docs/protocol.md §2a). Failures are
 /// answered HTTP 200 with a failure `retCode`, as gateways of this kind do:
 /// the contract tells the sender to judge by `retCode` whatever the status,
 /// and this is the case that checks it does. A lock-out is the exception:

@@ -1,5 +1,5 @@
 //! The `{"code","message","data"}` envelope of every non-token answer
-//! (PROTOCOL.md §3), and `Refusal`, the one place where a refused request is
+//! (docs/protocol.md §3), and `Refusal`, the one place where a refused request is
 //! mapped to its HTTP status and library code.
 
 use axum::Json;
@@ -16,7 +16,7 @@ pub(crate) fn success(data: impl Serialize) -> Response {
     Json(json!({"code": SUCCESS, "message": "成功", "data": data})).into_response()
 }
 
-/// Why the library refused a request, one variant per code of PROTOCOL.md §3.
+/// Why the library refused a request, one variant per code of docs/protocol.md §3.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
     /// 400 400001: the body or the headers do not have the required shape.

@@ -1,5 +1,5 @@
 //! `fepd simulate-library`: a local stand-in for the resource library
-//! (统一信息资源库) that implements the library side of PROTOCOL.md §2, §2a
+//! (统一信息资源库) that implements the library side of docs/protocol.md §2, §2a
 //! and §3 — both token variants, batch verification, idempotency by
 //! (sender, batchId) — plus fault injection, for fepd's tests and for
 //! rehearsing the 联调.
@@ -117,7 +117,7 @@ impl RunningSimulator {
         self.addr
     }
 
-    /// `http://ADDR`, the `base` of PROTOCOL.md's paths.
+    /// `http://ADDR`, the `base` of docs/protocol.md's paths.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }

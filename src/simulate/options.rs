@@ -167,7 +167,7 @@ impl FromStr for Secret {
     }
 }
 
-/// A push route: the `{category}/{resource}` pair of PROTOCOL.md §3, and
+/// A push route: the `{category}/{resource}` pair of docs/protocol.md §3, and
 /// the one dataset it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
@@ -192,7 +192,7 @@ impl Route {
         format!("{}/{}", self.category, self.resource)
     }
 
-    /// The routes of the datasets in DATASETS.md.
+    /// The routes of the datasets in docs/datasets.md.
     pub fn defaults() -> Vec<Route> {
         [
             ("zwfw", "item_catalog"),

@@ -1,4 +1,4 @@
-//! `POST /api/v1/resources/{category}/{resource}/batches` (PROTOCOL.md §3):
+//! `POST /api/v1/resources/{category}/{resource}/batches` (docs/protocol.md §3):
 //! faults first, then token, route, body, verification, and finally the
 //! store, which answers stored, duplicate or conflict.
 

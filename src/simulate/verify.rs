@@ -1,5 +1,5 @@
 //! Turns the bytes of a push request into a `VerifiedBatch`, or says which
-//! rule of PROTOCOL.md §3 they break. Verification never touches the store
+//! rule of docs/protocol.md §3 they break. Verification never touches the store
 //! or the clock: the same body always gets the same verdict.
 
 use serde::Deserialize;

@@ -342,7 +342,7 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
-/// Now, in the wire form of PROTOCOL.md §1, in the configured offset.
+/// Now, in the wire form of docs/protocol.md §1, in the configured offset.
 pub fn now_text(tz: chrono::FixedOffset) -> String {
     chrono::Utc::now()
         .with_timezone(&tz)

@@ -2,7 +2,7 @@
 //! its schema property declares, before JSON Schema validation.
 //!
 //! A value that cannot be converted is an error, never a default
-//! (PRODUCT.md, "Input formats"). Empty text after trimming is absent.
+//! (README.md, "How data flows": formats). Empty text after trimming is absent.
 
 use chrono::{FixedOffset, TimeZone};
 use serde_json::{Map, Number, Value};

@@ -72,7 +72,7 @@ impl Default for ValidateOptions {
     }
 }
 
-/// The wire operation of a record (PROTOCOL.md §3).
+/// The wire operation of a record (docs/protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Upsert,

@@ -1,4 +1,4 @@
-//! PRODUCT.md's bad-input table, row by row: what each bad input gets, and
+//! The product's bad-input rules, row by row: what each bad input gets, and
 //! that nothing else is lost.
 
 use std::time::Duration;

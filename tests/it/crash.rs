@@ -1,5 +1,5 @@
 //! Crash safety: resume from the last committed chunk after SIGKILL, and a
-//! graceful drain on SIGTERM (PRODUCT.md guarantees 1 and 2).
+//! graceful drain on SIGTERM (ARCHITECTURE.md invariants: a file leaves work/ only when committed; one transaction per chunk).
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Access tokens (PROTOCOL.md §2, §2a): OAuth 2.0 client credentials, or
+//! Access tokens (docs/protocol.md §2, §2a): OAuth 2.0 client credentials, or
 //! the `app_key_hmac` variant. A token is cached and renewed at 80 % of its
 //! life; it is never written to any log, and error texts from the HTTP
 //! client are stripped of URLs (which may carry `?accessToken=`).
@@ -107,7 +107,7 @@ struct AppTokenData {
     expires_in: Option<u64>,
 }
 
-/// `keyInfo` of PROTOCOL.md §2a: lowercase hex HMAC-SHA256 with the app
+/// `keyInfo` of docs/protocol.md §2a: lowercase hex HMAC-SHA256 with the app
 /// key as key over `appId + appKey + timeStamp`.
 pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
     let mut mac =

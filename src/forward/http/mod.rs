@@ -1,4 +1,4 @@
-//! Push mode (PROTOCOL.md §2–§4): send sealed batches to the library.
+//! Push mode (docs/protocol.md §2–§4): send sealed batches to the library.
 //!
 //! One task per route with pending batches, at most `concurrency` at once.
 //! A route sends its batches strictly in seal order: the oldest pending
@@ -146,7 +146,7 @@ impl Forwarder {
         )
     }
 
-    /// Pushes a zero-record probe batch (PROTOCOL.md §3) on `route` for
+    /// Pushes a zero-record probe batch (docs/protocol.md §3) on `route` for
     /// `dataset`: the library checks auth, route and digest, answers 200
     /// with `accepted: 0` and stores nothing. Used by `fepd selftest`.
     pub async fn probe(
@@ -321,7 +321,7 @@ impl Forwarder {
         }
     }
 
-    /// One send, with PROTOCOL.md §2's rule for 401: renew the token once
+    /// One send, with docs/protocol.md §2's rule for 401: renew the token once
     /// and retry the request once; a second 401 is retried later, never
     /// parked.
     async fn send_with_token(
