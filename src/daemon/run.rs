@@ -214,15 +214,24 @@ pub async fn run(
             gate: gate.clone(),
         };
         let (tx, rx) = std_mpsc::channel::<String>();
-        for name in leftovers {
+        // Files an earlier process died on wait until the rest went first.
+        let died_on = super::breaker::died_on(&crate::state::open(&db_path)?, &leftovers)?;
+        for name in leftovers.into_iter().filter(|n| !died_on.contains(n)) {
             let _ = tx.send(name);
         }
+        if !died_on.is_empty() {
+            tracing::warn!(dataset = %d.name, files = ?died_on, "fepd died while processing these files; they are taken after the rest of the inbox");
+        }
+        let deferred = Deferred {
+            files: died_on.into(),
+            idle: Duration::from_secs(cfg.intake.settle_secs + 1),
+        };
         workers.insert(d.name.clone(), tx);
         let db = db_path.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("worker-{}", d.name))
-                .spawn(move || worker(db, ctx, rx))
+                .spawn(move || worker(db, ctx, rx, deferred))
                 .context("spawning worker")?,
         );
     }
@@ -501,7 +510,30 @@ fn watchdog_interval() -> Duration {
     }
 }
 
-fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
+/// Files a worker takes only once its queue has been idle for `idle`:
+/// long enough for the files already in the inbox at start-up to settle,
+/// be claimed and go first.
+struct Deferred {
+    files: std::collections::VecDeque<String>,
+    idle: Duration,
+}
+
+impl Deferred {
+    /// The next file: from the queue, or a deferred one once the queue
+    /// has been idle; `None` once the queue is closed.
+    fn next(&mut self, rx: &std_mpsc::Receiver<String>) -> Option<String> {
+        if self.files.is_empty() {
+            return rx.recv().ok();
+        }
+        match rx.recv_timeout(self.idle) {
+            Ok(name) => Some(name),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => self.files.pop_front(),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
+fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>, mut deferred: Deferred) {
     let mut conn = match crate::state::open(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -510,7 +542,7 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
         }
     };
     let who = format!("worker-{}", ctx.dataset.name);
-    'files: while let Ok(work_name) = rx.recv() {
+    'files: while let Some(work_name) = deferred.next(&rx) {
         if (ctx.stopping)() {
             break;
         }
@@ -523,6 +555,14 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job::process(&mut conn, &ctx, &work_name)
             }));
+            // An attempt that returned without a verdict did not die: the
+            // breaker must not count it (a panic, though, counts).
+            if matches!(
+                result,
+                Ok(Ok(Outcome::Interrupted | Outcome::Unreadable(_)) | Err(_))
+            ) {
+                super::breaker::end(&conn, &ctx.dataset.name, &work_name);
+            }
             let result = match result {
                 Ok(r) => r,
                 Err(p) => {

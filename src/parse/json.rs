@@ -20,7 +20,7 @@ use std::io::BufRead;
 
 use serde::de::IgnoredAny;
 
-use super::object::Element;
+use super::object::{Element, too_many_fields};
 use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RecordStream};
 
 pub(crate) struct JsonStream<'r> {
@@ -155,6 +155,12 @@ impl<'r> JsonStream<'r> {
         self.index += 1;
         self.step = Step::Array { first: false };
         match serde_json::from_slice::<Element>(&self.elem) {
+            Ok(Element::Object(members)) if members.len() > self.limits.max_columns => {
+                Ok(Item::Bad(BadRecord {
+                    pos,
+                    message: too_many_fields(self.limits.max_columns),
+                }))
+            }
             Ok(Element::Object(members)) => Ok(Item::Record(RawRecord {
                 pos,
                 fields: Element::into_fields(members),
@@ -208,7 +214,16 @@ impl<'r> JsonStream<'r> {
         self.elem.clear();
         let max = self.limits.max_record_bytes;
         let (line, byte) = (self.src.line, self.src.byte);
-        let mut scan = Scan::default();
+        // Levels already open around the value: the top-level array or
+        // object, and the `records` array inside an object.
+        let around = match self.step {
+            Step::Array { .. } if self.in_object => 2,
+            _ => 1,
+        };
+        let mut scan = Scan {
+            max_depth: self.limits.max_nesting_depth.saturating_sub(around) as u32,
+            ..Scan::default()
+        };
         loop {
             let chunk = self.src.fill()?;
             if chunk.is_empty() {
@@ -219,6 +234,16 @@ impl<'r> JsonStream<'r> {
                 return Err(self.src.fault(truncated));
             }
             let (used, done) = scan.run(chunk);
+            if scan.too_deep {
+                let at = self.src.byte + used as u64;
+                let limit = self.limits.max_nesting_depth;
+                self.src.advance(used)?;
+                return Err(FileFault {
+                    line: self.src.line,
+                    byte: at,
+                    message: format!("JSON 嵌套超过 max_nesting_depth 上限（{limit} 层）"),
+                });
+            }
             if self.elem.len() + used > max {
                 return Err(FileFault {
                     line,
@@ -280,6 +305,11 @@ impl RecordStream for JsonStream<'_> {
 struct Scan {
     /// Nesting depth of `{`/`[`.
     depth: u32,
+    /// Deepest nesting allowed inside the value.
+    max_depth: u32,
+    /// The value nests deeper than `max_depth`; the scan stopped at the
+    /// bracket that went too deep.
+    too_deep: bool,
     in_string: bool,
     escape: bool,
     /// Bytes seen so far.
@@ -313,7 +343,13 @@ impl Scan {
             }
             match b {
                 b'"' if !self.scalar => self.in_string = true,
-                b'{' | b'[' if !self.scalar => self.depth += 1,
+                b'{' | b'[' if !self.scalar => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        self.too_deep = true;
+                        return (i, true);
+                    }
+                }
                 b'}' | b']' | b',' | b':' | b' ' | b'\t' | b'\r' | b'\n' if self.depth == 0 => {
                     // The end of a bare scalar (or no value at all, which
                     // the caller reports).
@@ -540,6 +576,49 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_a_fault() {
+        let deep = |n: usize| format!("[{{\"a\":{}1{}}}]", "[".repeat(n), "]".repeat(n));
+        // The array and the record are 2 levels; 30 more make 32.
+        assert_eq!(parse(&deep(30)).1, None);
+        let f = parse(&deep(31)).1.expect("a fault");
+        assert!(
+            f.message.contains("max_nesting_depth 上限（32 层）"),
+            "{f:?}"
+        );
+        assert_eq!(f.byte, 36);
+        let f = parse(&deep(100_000)).1.expect("a fault");
+        assert!(f.message.contains("max_nesting_depth"), "{f:?}");
+        // Inside {"records": [...]} the object is one more level.
+        let wrapped = |n: usize| format!("{{\"records\":{}}}", deep(n));
+        assert_eq!(parse(&wrapped(29)).1, None);
+        assert!(parse(&wrapped(30)).1.is_some());
+        // Other members of the top-level object are bounded too.
+        let other = format!(
+            "{{\"x\":{}1{},\"records\":[]}}",
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(
+            parse(&other)
+                .1
+                .expect("a fault")
+                .message
+                .contains("max_nesting_depth")
+        );
+    }
+
+    #[test]
+    fn too_many_fields_make_the_record_bad() {
+        let mut l = limits(1 << 20);
+        l.max_columns = 2;
+        let input = std::io::Cursor::new(br#"[{"a":1,"b":2},{"a":1,"b":2,"c":3}]"#.to_vec());
+        let (items, f) = collect(&mut JsonStream::new(Box::new(input), l));
+        assert_eq!(f, None);
+        assert!(matches!(&items[0], Item::Record(_)));
+        assert!(matches!(&items[1], Item::Bad(b) if b.message.contains("max_columns")));
     }
 
     proptest! {

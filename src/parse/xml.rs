@@ -127,6 +127,13 @@ impl<'r> XmlStream<'r> {
         }
     }
 
+    fn too_deep(&self) -> FileFault {
+        let max = self.limits.max_nesting_depth;
+        self.fault(format!(
+            "XML 元素嵌套超过 max_nesting_depth 上限（{max} 层）"
+        ))
+    }
+
     fn step(&mut self) -> Result<Option<Item>, FileFault> {
         // The buffer is lent out so that events can borrow it while `self`
         // is used mutably.
@@ -187,6 +194,12 @@ impl<'r> XmlStream<'r> {
                     return Ok(Some(finish(partial)));
                 }
                 Event::Start(start) => {
+                    // Checked before the element is opened: nested fields
+                    // are built (and dropped) recursively, so an unbounded
+                    // depth would overflow the stack.
+                    if self.depth >= self.limits.max_nesting_depth {
+                        return Err(self.too_deep());
+                    }
                     let name = start.local_name().as_ref().to_owned();
                     match self.depth {
                         0 if self.seen_root => return Err(self.fault("XML 只能有一个根元素")),
@@ -204,6 +217,9 @@ impl<'r> XmlStream<'r> {
                     0 => self.seen_root = true,
                     // An empty field is an absent value.
                     2 => {}
+                    _ if self.depth >= self.limits.max_nesting_depth => {
+                        return Err(self.too_deep());
+                    }
                     _ => {
                         let name = start.local_name().as_ref().to_owned();
                         let parent = self
@@ -233,9 +249,18 @@ impl<'r> XmlStream<'r> {
                             self.restart_budget();
                         }
                         2 => {
+                            let max_columns = self.limits.max_columns;
                             let partial = self.partial();
                             let field = partial.open.pop().expect("an open field");
-                            field_value(partial, field);
+                            if partial.fields.len() < max_columns {
+                                field_value(partial, field);
+                            } else {
+                                partial.problem.get_or_insert_with(|| {
+                                    format!(
+                                        "XML 记录的字段数超过 max_columns 上限（{max_columns} 个）"
+                                    )
+                                });
+                            }
                         }
                         _ => {
                             let partial = self.partial();
@@ -622,6 +647,56 @@ mod tests {
         assert_eq!(parse("<?xml version=\"1.0\"?>\n"), (vec![], None));
         assert_eq!(parse("<records/>"), (vec![], None));
         assert_eq!(parse("<records>\n</records>\n"), (vec![], None));
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_a_fault_not_a_stack_overflow() {
+        // The hostile file of issue 11: one field nested 5,000 levels deep
+        // used to overflow the worker's stack while its value was built.
+        let depth = 5000;
+        let text = format!(
+            "<rs><r><a>{}x{}</a></r></rs>",
+            "<n>".repeat(depth),
+            "</n>".repeat(depth)
+        );
+        let f = fault(&text);
+        assert!(f.message.contains("max_nesting_depth"), "{f:?}");
+        assert!(f.message.contains("32 层"), "{f:?}");
+        // Exactly at the limit is fine: rs, r, a and 29 nested elements.
+        let ok = |n: usize| {
+            format!(
+                "<rs><r><a>{}x{}</a></r></rs>",
+                "<n>".repeat(n),
+                "</n>".repeat(n)
+            )
+        };
+        assert_eq!(parse(&ok(29)).1, None);
+        assert!(parse(&ok(30)).1.is_some());
+        // An empty element counts as one level too.
+        assert!(
+            parse(&format!(
+                "<rs><r><a>{}<e/>{}</a></r></rs>",
+                "<n>".repeat(29),
+                "</n>".repeat(29)
+            ))
+            .1
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn too_many_fields_make_the_record_bad() {
+        let mut l = limits(1 << 20);
+        l.max_columns = 3;
+        let run = |text: &str| {
+            let input = std::io::Cursor::new(text.as_bytes().to_vec());
+            collect(&mut XmlStream::new(Box::new(input), l))
+        };
+        let (items, f) =
+            run("<rs><r><a>1</a><b>2</b><c>3</c></r><r><a>1</a><b>2</b><c>3</c><d>4</d></r></rs>");
+        assert_eq!(f, None);
+        assert_eq!(fields(&items[0]).len(), 3);
+        assert!(matches!(&items[1], Item::Bad(b) if b.message.contains("max_columns")));
     }
 
     #[test]
