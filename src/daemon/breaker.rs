@@ -26,8 +26,10 @@
 //!   without reading it again beyond its hash. Records that earlier
 //!   attempts committed stay committed and are counted in the report.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, mpsc};
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
@@ -106,6 +108,36 @@ pub fn died_on(conn: &Connection, names: &[String]) -> rusqlite::Result<Vec<Stri
         }
     }
     Ok(out)
+}
+
+/// Files a worker takes only once its queue has been idle for `idle`:
+/// long enough for the files already in the inbox at start-up to settle,
+/// be claimed and go first.
+pub struct Deferred {
+    files: VecDeque<String>,
+    idle: Duration,
+}
+
+impl Deferred {
+    pub fn new(files: Vec<String>, idle: Duration) -> Deferred {
+        Deferred {
+            files: files.into(),
+            idle,
+        }
+    }
+
+    /// The next file: from the queue, or a deferred one once the queue
+    /// has been idle; `None` once the queue is closed.
+    pub fn next(&mut self, rx: &mpsc::Receiver<String>) -> Option<String> {
+        if self.files.is_empty() {
+            return rx.recv().ok();
+        }
+        match rx.recv_timeout(self.idle) {
+            Ok(name) => Some(name),
+            Err(mpsc::RecvTimeoutError::Timeout) => self.files.pop_front(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
 }
 
 /// Moves `work/<work_name>` to `rejected/` with a report: attempts on it
@@ -286,4 +318,25 @@ fn abort_if_asked(file: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = file;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_files_wait_for_an_idle_queue() {
+        let (tx, rx) = mpsc::channel();
+        let mut d = Deferred::new(vec!["died".into()], Duration::from_millis(50));
+        tx.send("a".to_string()).unwrap();
+        tx.send("b".to_string()).unwrap();
+        assert_eq!(d.next(&rx).as_deref(), Some("a"));
+        assert_eq!(d.next(&rx).as_deref(), Some("b"));
+        // Nothing queued for `idle`: the deferred file's turn.
+        assert_eq!(d.next(&rx).as_deref(), Some("died"));
+        tx.send("c".to_string()).unwrap();
+        drop(tx);
+        assert_eq!(d.next(&rx).as_deref(), Some("c"));
+        assert_eq!(d.next(&rx), None);
+    }
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
+use super::breaker::Deferred;
 use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
 use super::read::ReadOptions;
 use crate::config::{Config, SinkMode};
@@ -222,10 +223,7 @@ pub async fn run(
         if !died_on.is_empty() {
             tracing::warn!(dataset = %d.name, files = ?died_on, "fepd died while processing these files; they are taken after the rest of the inbox");
         }
-        let deferred = Deferred {
-            files: died_on.into(),
-            idle: Duration::from_secs(cfg.intake.settle_secs + 1),
-        };
+        let deferred = Deferred::new(died_on, Duration::from_secs(cfg.intake.settle_secs + 1));
         workers.insert(d.name.clone(), tx);
         let db = db_path.clone();
         handles.push(
@@ -507,29 +505,6 @@ fn watchdog_interval() -> Duration {
     match sd_notify::watchdog_enabled() {
         Some(d) if !d.is_zero() => d / 2,
         _ => Duration::from_secs(10),
-    }
-}
-
-/// Files a worker takes only once its queue has been idle for `idle`:
-/// long enough for the files already in the inbox at start-up to settle,
-/// be claimed and go first.
-struct Deferred {
-    files: std::collections::VecDeque<String>,
-    idle: Duration,
-}
-
-impl Deferred {
-    /// The next file: from the queue, or a deferred one once the queue
-    /// has been idle; `None` once the queue is closed.
-    fn next(&mut self, rx: &std_mpsc::Receiver<String>) -> Option<String> {
-        if self.files.is_empty() {
-            return rx.recv().ok();
-        }
-        match rx.recv_timeout(self.idle) {
-            Ok(name) => Some(name),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => self.files.pop_front(),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => None,
-        }
     }
 }
 
