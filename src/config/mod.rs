@@ -84,6 +84,12 @@ pub struct Intake {
     /// Input records per SQLite transaction when few of them are sealed
     /// (e.g. a re-sent file of unchanged records).
     pub chunk_records: u64,
+    /// Deepest XML element / JSON array-or-object nesting (parse::Limits).
+    pub max_nesting_depth: usize,
+    /// Most fields in one record or header (parse::Limits).
+    pub max_columns: usize,
+    /// Most shared strings in an XLSX workbook (parse::Limits).
+    pub max_xlsx_shared_strings: u64,
 }
 
 impl Default for Intake {
@@ -98,6 +104,9 @@ impl Default for Intake {
             default_encoding: None,
             csv_delimiter: ",".into(),
             chunk_records: 5000,
+            max_nesting_depth: crate::parse::DEFAULT_MAX_NESTING_DEPTH,
+            max_columns: crate::parse::DEFAULT_MAX_COLUMNS,
+            max_xlsx_shared_strings: crate::parse::DEFAULT_MAX_XLSX_SHARED_STRINGS,
         }
     }
 }
@@ -476,6 +485,9 @@ impl Config {
             max_record_bytes: self.intake.max_record_bytes,
             max_xlsx_unpacked_bytes: self.intake.max_xlsx_unpacked_bytes,
             csv_delimiter: self.intake.csv_delimiter.bytes().next().unwrap_or(b','),
+            max_nesting_depth: self.intake.max_nesting_depth,
+            max_columns: self.intake.max_columns,
+            max_xlsx_shared_strings: self.intake.max_xlsx_shared_strings,
         }
     }
 
@@ -515,6 +527,14 @@ impl Config {
         }
         if self.backpressure.low_water_percent == 0 || self.backpressure.low_water_percent > 100 {
             out.push("backpressure.low_water_percent: must be 1..=100".to_string());
+        }
+        // serde_json refuses nesting deeper than 128 on its own; the
+        // configured limit must bite first, with its own message.
+        if !(3..=100).contains(&self.intake.max_nesting_depth) {
+            out.push("intake.max_nesting_depth: must be 3..=100".to_string());
+        }
+        if self.intake.max_columns == 0 || self.intake.max_xlsx_shared_strings == 0 {
+            out.push("intake.max_columns and max_xlsx_shared_strings: must be ≥ 1".to_string());
         }
         if self.intake.rescan_secs == 0 {
             out.push("intake.rescan_secs: must be ≥ 1".to_string());

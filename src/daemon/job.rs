@@ -140,6 +140,13 @@ pub fn process(
         finish_move(ctx, row, &path)?;
         return Ok(outcome_of(row));
     }
+    // Recorded before any work on the file, so that a file that kills the
+    // process is known at the next start, whatever part of the work died.
+    if let super::breaker::Attempt::SetAside { dead } =
+        super::breaker::begin(conn, ctx, work_name, existing.as_ref())?
+    {
+        return super::breaker::set_aside(conn, ctx, work_name, existing, dead);
+    }
     // The identity pass comes before the first commit, so that a new file
     // costs one transaction (claim + identity) rather than two.
     let (id, fault) = match read::identify(&path, &name, &ctx.read) {
@@ -846,7 +853,11 @@ fn finish_duplicate_row(
 /// once and committed before anything is written under it, so that a
 /// crash between writing the report and committing the verdict is finished
 /// under the same name rather than a second one.
-fn reserve_final_name(conn: &Connection, row: &FileRow, dir: &Path) -> rusqlite::Result<String> {
+pub(super) fn reserve_final_name(
+    conn: &Connection,
+    row: &FileRow,
+    dir: &Path,
+) -> rusqlite::Result<String> {
     if let Some(n) = &row.final_name {
         return Ok(n.clone());
     }
@@ -858,7 +869,7 @@ fn reserve_final_name(conn: &Connection, row: &FileRow, dir: &Path) -> rusqlite:
     Ok(n)
 }
 
-fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
+pub(super) fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
     let dir = if row.state == "rejected" {
         &ctx.paths.rejected
     } else {

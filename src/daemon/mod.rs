@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod backpressure;
+mod breaker;
 pub mod job;
 pub mod read;
 mod run;

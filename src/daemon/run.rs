@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
+use super::breaker::Deferred;
 use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
 use super::read::ReadOptions;
 use crate::config::{Config, SinkMode};
@@ -214,15 +215,21 @@ pub async fn run(
             gate: gate.clone(),
         };
         let (tx, rx) = std_mpsc::channel::<String>();
-        for name in leftovers {
+        // Files an earlier process died on wait until the rest went first.
+        let died_on = super::breaker::died_on(&crate::state::open(&db_path)?, &leftovers)?;
+        for name in leftovers.into_iter().filter(|n| !died_on.contains(n)) {
             let _ = tx.send(name);
         }
+        if !died_on.is_empty() {
+            tracing::warn!(dataset = %d.name, files = ?died_on, "fepd died while processing these files; they are taken after the rest of the inbox");
+        }
+        let deferred = Deferred::new(died_on, Duration::from_secs(cfg.intake.settle_secs + 1));
         workers.insert(d.name.clone(), tx);
         let db = db_path.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("worker-{}", d.name))
-                .spawn(move || worker(db, ctx, rx))
+                .spawn(move || worker(db, ctx, rx, deferred))
                 .context("spawning worker")?,
         );
     }
@@ -501,7 +508,7 @@ fn watchdog_interval() -> Duration {
     }
 }
 
-fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
+fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>, mut deferred: Deferred) {
     let mut conn = match crate::state::open(&db) {
         Ok(c) => c,
         Err(e) => {
@@ -510,7 +517,7 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
         }
     };
     let who = format!("worker-{}", ctx.dataset.name);
-    'files: while let Ok(work_name) = rx.recv() {
+    'files: while let Some(work_name) = deferred.next(&rx) {
         if (ctx.stopping)() {
             break;
         }
@@ -523,6 +530,14 @@ fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job::process(&mut conn, &ctx, &work_name)
             }));
+            // An attempt that returned without a verdict did not die: the
+            // breaker must not count it (a panic, though, counts).
+            if matches!(
+                result,
+                Ok(Ok(Outcome::Interrupted | Outcome::Unreadable(_)) | Err(_))
+            ) {
+                super::breaker::end(&conn, &ctx.dataset.name, &work_name);
+            }
             let result = match result {
                 Ok(r) => r,
                 Err(p) => {

@@ -72,7 +72,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -185,6 +185,19 @@ CREATE TABLE IF NOT EXISTS remote_rejection (
     PRIMARY KEY (batch_id, idx)
 ) WITHOUT ROWID;
 
+-- Attempts on a file in work/, written before any work on it starts (the
+-- crash-loop breaker, files.rs): the process that made the attempt, and
+-- the file's checkpoint then. A row left by another process means that
+-- process died during the attempt.
+CREATE TABLE IF NOT EXISTS file_attempt (
+    work_name   TEXT PRIMARY KEY,
+    dataset     TEXT NOT NULL,
+    process     TEXT NOT NULL,          -- id of the running fepd process
+    checkpoint  INTEGER NOT NULL,       -- file.records_done when it started (0 before the claim row)
+    dead        INTEGER NOT NULL,       -- attempts in a row that died with no checkpoint advance
+    started_at  TEXT NOT NULL
+) WITHOUT ROWID;
+
 -- The exchange log: append-only, hash-chained (see log.rs).
 CREATE TABLE IF NOT EXISTS exchange_log (
     seq     INTEGER PRIMARY KEY,
@@ -275,6 +288,7 @@ fn damaged(path: &Path, e: StateError) -> StateError {
 fn migrate(mut conn: Connection) -> Result<Connection> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // v2 → v3 only adds a table (file_attempt), which SCHEMA creates.
     if found == 1 {
         // v1 kept the body in the batch row.
         tx.execute_batch(
@@ -401,8 +415,27 @@ mod tests {
             .unwrap();
         assert!(!cols.iter().any(|c| c == "body"), "{cols:?}");
         assert_eq!(batches::get(&c, "B1").unwrap().unwrap().state, "sealed");
+        assert_eq!(files::attempt_of(&c, "none").unwrap(), None);
         drop(c);
         // A second open finds it current.
         assert!(open(&path).is_ok());
+    }
+
+    /// A v2 database (no file_attempt table) opens as v3 with it.
+    #[test]
+    fn a_v2_database_gains_the_attempt_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = open(&path).unwrap();
+            c.execute_batch("DROP TABLE file_attempt; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 3);
+        assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
     }
 }

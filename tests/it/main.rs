@@ -11,6 +11,7 @@ mod bad_input;
 mod crash;
 mod diskfull;
 mod library_side;
+mod hostile_parse;
 mod pipeline;
 mod push;
 mod reload;
