@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod backpressure;
+pub mod changed;
 pub mod job;
 pub mod read;
 mod run;

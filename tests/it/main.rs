@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod crash;
 mod diskfull;
+mod hostile_intake;
 mod pipeline;
 mod push;
 mod reload;
