@@ -16,6 +16,7 @@ pub mod decode;
 pub mod forward;
 pub mod fsio;
 pub mod intake;
+pub mod oneline;
 pub mod parse;
 pub mod report;
 pub mod seal;

@@ -425,14 +425,17 @@ pub fn table_row(s: &Step) -> String {
             }
         }
     }
+    // File names, values and the library's messages come from outside:
+    // escaped, so that none can start a forged row.
+    use crate::oneline::escape;
     format!(
         "{:<25}  {:<24}  {:<14}  {:<24}  {:<30}  {}",
-        s.time,
-        s.event,
-        s.dataset,
-        s.file.as_deref().unwrap_or("-"),
-        s.batch.as_deref().unwrap_or("-"),
-        what.join(" ")
+        escape(&s.time),
+        escape(&s.event),
+        escape(&s.dataset),
+        escape(s.file.as_deref().unwrap_or("-")),
+        escape(s.batch.as_deref().unwrap_or("-")),
+        escape(&what.join(" "))
     )
 }
 

@@ -34,9 +34,13 @@ pub fn init(cfg: &Log) -> anyhow::Result<Option<WorkerGuard>> {
         .with_env_filter(filter)
         .with_ansi(ansi);
     let res = match (cfg.format, file) {
-        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, None) => builder
+            .fmt_fields(one_line_fields())
+            .with_writer(std::io::stderr)
+            .try_init(),
         (LogFormat::Json, None) => builder.json().with_writer(std::io::stderr).try_init(),
         (LogFormat::Text, Some(f)) => builder
+            .fmt_fields(one_line_fields())
             .with_ansi(false)
             .with_writer(std::io::stderr.and(f))
             .try_init(),
@@ -48,4 +52,21 @@ pub fn init(cfg: &Log) -> anyhow::Result<Option<WorkerGuard>> {
     // A subscriber already installed (tests) is not an error.
     let _ = res;
     Ok(guard)
+}
+
+/// Text-log fields with control characters escaped: a file name holding a
+/// newline (or a value, or a library's message) cannot forge a log line.
+/// The JSON format needs no help: its encoder escapes.
+fn one_line_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::oneline::escape(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ")
 }

@@ -23,6 +23,9 @@ struct DatasetStatus {
     parked: i64,
     last_delivery: Option<String>,
     last_error: Option<String>,
+    /// Inbox files intake will not take, and why (the daemon logs each
+    /// once; this lists them for as long as they stay).
+    not_taken: Vec<crate::intake::refusal::NotTakenFile>,
 }
 
 pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
@@ -52,6 +55,11 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
             parked: 0,
             last_delivery: None,
             last_error: None,
+            not_taken: crate::intake::refusal::not_taken(
+                &cfg.spool_dir.join(&d.name).join("inbox"),
+                d.ready.unwrap_or(cfg.intake.ready),
+                cfg.intake.max_file_bytes,
+            ),
         };
         if let Some(conn) = &conn {
             (s.backlog_batches, s.backlog_records) = crate::state::batches::backlog(conn, &d.name)?;
@@ -146,6 +154,12 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                 s.last_delivery.as_deref().unwrap_or("-"),
                 s.last_error.as_deref().unwrap_or("-")
             );
+        }
+        for s in out.iter().filter(|s| !s.not_taken.is_empty()) {
+            println!("{}: files not taken (未接收的文件):", s.dataset);
+            for f in &s.not_taken {
+                println!("  {}  — {}", f.name, f.reason);
+            }
         }
     }
     Ok(Exit::Ok)

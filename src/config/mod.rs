@@ -73,6 +73,9 @@ pub struct Intake {
     pub rescan_secs: u64,
     /// For files found only by a rescan: size and mtime unchanged this long.
     pub settle_secs: u64,
+    /// For files the watcher saw closed after writing: no new close this
+    /// long (an appending writer closes and reopens) before they are taken.
+    pub quiet_ms: u64,
     pub ready: Ready,
     pub max_file_bytes: u64,
     pub max_record_bytes: usize,
@@ -97,6 +100,7 @@ impl Default for Intake {
         Intake {
             rescan_secs: 30,
             settle_secs: 5,
+            quiet_ms: 200,
             ready: Ready::Settle,
             max_file_bytes: 4 << 30,
             max_record_bytes: 1 << 20,

@@ -8,6 +8,7 @@
 mod admin;
 pub mod backpressure;
 mod breaker;
+pub mod changed;
 pub mod job;
 pub mod read;
 mod run;

@@ -195,6 +195,7 @@ pub async fn run(
             dir: paths.inbox.clone(),
             work: paths.work.clone(),
             ready: d.ready.unwrap_or(cfg.intake.ready),
+            max_file_bytes: cfg.intake.max_file_bytes,
         });
         let leftovers = intake::scan::leftovers(&paths.work);
         recovered += leftovers.len();
@@ -312,6 +313,7 @@ pub async fn run(
         inboxes,
         Duration::from_secs(cfg.intake.settle_secs),
     );
+    scanner.set_quiet(Duration::from_millis(cfg.intake.quiet_ms));
     let rescan = Duration::from_secs(cfg.intake.rescan_secs);
     let mut scheduler = schedule_collections(cfg, tz, &mut scanner, collect_tx).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -354,8 +356,10 @@ pub async fn run(
             dispatch(&mut scanner, &workers);
         }
         was_paused = paused;
-        let tick = if scanner.has_pending() || paused {
+        let tick = if paused {
             Duration::from_millis(500)
+        } else if scanner.has_pending() {
+            scanner.retry_in()
         } else {
             rescan.saturating_sub(now.elapsed()).min(watchdog)
         };
@@ -370,6 +374,7 @@ pub async fn run(
                 while let Some(w) = next {
                     match w {
                         Wake::Complete(p) => scanner.mark_complete(p),
+                        Wake::Closed(p) => scanner.mark_closed(p),
                         Wake::Collect(ds) => {
                             tracing::debug!(dataset = %ds, "scheduled collection");
                             scanner.collect(&ds);

@@ -12,6 +12,7 @@ mod crash;
 mod diskfull;
 mod library_side;
 mod hostile_parse;
+mod hostile_intake;
 mod pipeline;
 mod push;
 mod reload;

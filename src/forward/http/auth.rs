@@ -118,15 +118,22 @@ pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Seconds from a `Retry-After` header (delta-seconds form).
+/// The longest wait a library's `Retry-After` can ask for. A larger value
+/// (`99999999999`, or `u64::MAX`, which would overflow the retry time) is
+/// clamped to it, so that a hostile or broken answer holds a route for an
+/// hour at most, never for centuries and never for a negative time.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Seconds from a `Retry-After` header (delta-seconds form), at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let text = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: a number too large for u64 is simply very large.
+    let secs = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// An HTTP client error as text, without the URL (which may hold a token).
@@ -266,6 +273,21 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_clamped_to_an_hour() {
+        let ra = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(ra("7"), Some(Duration::from_secs(7)));
+        assert_eq!(ra("99999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("99999999999999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("-5"), None);
+        assert_eq!(ra("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 
     #[test]
     fn key_info_is_hmac_of_id_key_and_time() {
