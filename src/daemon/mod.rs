@@ -7,8 +7,14 @@
 
 mod admin;
 pub mod backpressure;
+pub mod health;
 pub mod job;
+pub mod lock;
+pub mod preflight;
 pub mod read;
 mod run;
+mod service;
+pub mod status;
 
-pub use run::{Loaded, Stop, load, run};
+pub use run::{Loaded, Start, Stop, load, run};
+pub use service::{serve, shutdown_signal};

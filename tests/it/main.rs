@@ -13,5 +13,6 @@ mod pipeline;
 mod push;
 mod reload;
 mod schedule;
+mod service;
 mod shutdown;
 mod validate_cmd;
