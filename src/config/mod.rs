@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::validate::Severity;
 
+mod lookup;
 mod window;
+pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -388,54 +390,6 @@ mod defaults {
     pub fn concurrency() -> usize {
         4
     }
-}
-
-/// The config looked for in the working directory, then system-wide.
-pub const LOCAL_CONFIG: &str = "./config/fepd.toml";
-pub const SYSTEM_CONFIG: &str = "/etc/fepd/fepd.toml";
-
-/// Where the config file in use was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigSource {
-    Flag,
-    Env,
-    WorkingDir,
-    System,
-}
-
-impl std::fmt::Display for ConfigSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ConfigSource::Flag => "--config",
-            ConfigSource::Env => "FEPD_CONFIG",
-            ConfigSource::WorkingDir => "the working directory",
-            ConfigSource::System => "the system default",
-        })
-    }
-}
-
-/// The config file to use: `--config`, then `FEPD_CONFIG`, then
-/// `./config/fepd.toml`, then `/etc/fepd/fepd.toml` (the first two are
-/// taken as given, even if missing, so a typo is reported, not skipped).
-pub fn locate(
-    flag: Option<&Path>,
-    env: Option<std::ffi::OsString>,
-) -> Result<(PathBuf, ConfigSource), ConfigError> {
-    if let Some(p) = flag {
-        return Ok((p.to_owned(), ConfigSource::Flag));
-    }
-    if let Some(p) = env.filter(|v| !v.is_empty()) {
-        return Ok((PathBuf::from(p), ConfigSource::Env));
-    }
-    for (p, src) in [
-        (LOCAL_CONFIG, ConfigSource::WorkingDir),
-        (SYSTEM_CONFIG, ConfigSource::System),
-    ] {
-        if Path::new(p).exists() {
-            return Ok((PathBuf::from(p), src));
-        }
-    }
-    Err(ConfigError::NotFound)
 }
 
 /// Why a config could not be loaded at all.

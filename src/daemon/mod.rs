@@ -15,6 +15,7 @@ pub mod read;
 mod run;
 mod service;
 pub mod status;
+mod worker;
 
 pub use run::{Loaded, Start, Stop, load, run};
 pub use service::{serve, shutdown_signal};

@@ -15,9 +15,10 @@ use tokio::sync::mpsc;
 use super::admin::Admin;
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
 use super::health::Health;
-use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
+use super::job::{DatasetCtx, SpoolPaths};
 use super::lock::{HEARTBEAT_EVERY, InstanceLock};
 use super::read::ReadOptions;
+use super::worker::worker;
 use crate::config::{Config, SinkMode};
 use crate::forward::outbox::Outbox;
 use crate::intake::{self, Inbox, Scanner, Wake};
@@ -575,81 +576,6 @@ fn watchdog_interval() -> Duration {
     match sd_notify::watchdog_enabled() {
         Some(d) if !d.is_zero() => d / 2,
         _ => Duration::from_secs(10),
-    }
-}
-
-fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
-    let mut conn = match crate::state::open(&db) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(dataset = %ctx.dataset.name, error = %e, "worker cannot open the state database");
-            return;
-        }
-    };
-    let who = format!("worker-{}", ctx.dataset.name);
-    'files: while let Ok(work_name) = rx.recv() {
-        if (ctx.stopping)() {
-            break;
-        }
-        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, "processing claimed file");
-        let mut failures = 0u32;
-        loop {
-            // A bug triggered by one file must not take the dataset's
-            // worker down with it (PRODUCT.md guarantee 5): the file stays
-            // in work/ and the worker goes on with the next one.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job::process(&mut conn, &ctx, &work_name)
-            }));
-            let result = match result {
-                Ok(r) => r,
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
-                    continue 'files;
-                }
-            };
-            match result {
-                Ok(Outcome::Interrupted) => break 'files,
-                Ok(Outcome::Unreadable(e)) => {
-                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
-                }
-                Ok(_) => ctx.gate.disk_ok(&who),
-                Err(e) => {
-                    // A state or disk failure (a full disk, say): the
-                    // chunk in progress was rolled back and the checkpoint
-                    // is intact, so the file is simply tried again later,
-                    // from that checkpoint, until the cause goes away.
-                    let wait = if is_disk_full(&e) {
-                        // Intake pauses; this file is retried often so
-                        // that work resumes soon after space returns.
-                        ctx.gate.disk_failed(
-                            &who,
-                            &format_args!("file {}: {e}", job::original_name(&work_name)),
-                        );
-                        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
-                        DISK_RETRY
-                    } else {
-                        failures += 1;
-                        let wait = Duration::from_secs(1u64 << failures.min(6));
-                        tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
-                        wait
-                    };
-                    let until = std::time::Instant::now() + wait;
-                    while std::time::Instant::now() < until {
-                        if (ctx.stopping)() {
-                            break 'files;
-                        }
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    continue;
-                }
-            }
-            break;
-        }
     }
 }
 
