@@ -13,7 +13,9 @@ use serde::Deserialize;
 use crate::validate::Severity;
 
 pub mod secret;
+mod lookup;
 mod window;
+pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -286,12 +288,31 @@ pub struct Log {
     pub level: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Admin {
-    /// Loopback address for `/healthz`, `/metrics`, `/status`; none = off.
-    #[serde(default)]
-    pub listen: Option<String>,
+    /// Address for `/healthz`, `/metrics`, `/status` (`127.0.0.1:8731`);
+    /// none = off. Loopback unless `allow_remote`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allows a non-loopback `listen`; then `token_file` is required.
+    pub allow_remote: bool,
+    /// File holding the bearer token every admin request must carry
+    /// (`Authorization: Bearer …`); owner-readable only.
+    pub token_file: Option<PathBuf>,
+    /// A route with backlog and no delivery for this long makes `/healthz`
+    /// answer 503 (0 = never).
+    pub stall_secs: u64,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: None,
+            allow_remote: false,
+            token_file: None,
+            stall_secs: 1800,
+        }
+    }
 }
 
 /// One dataset: its spool folder, schema and route.
@@ -388,11 +409,19 @@ mod defaults {
 /// Why a config could not be loaded at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // The OS error is part of the message and deliberately not a
+    // `source`: printed as a chain it would appear twice.
+    #[error("cannot read config {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "no config file: --config not given, FEPD_CONFIG not set, and neither {} nor {} exists",
+        LOCAL_CONFIG,
+        SYSTEM_CONFIG
+    )]
+    NotFound,
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
 }
@@ -401,9 +430,9 @@ impl Config {
     /// Reads and parses `path`, resolving relative paths against its folder.
     /// Semantic problems are not checked here; see [`Config::problems`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let base = path
             .parent()
@@ -438,6 +467,9 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = cfg.log.dir.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = cfg.admin.token_file.as_mut() {
             resolve(p);
         }
         if let Some(http) = cfg.sink.http.as_mut() {
@@ -588,11 +620,28 @@ impl Config {
                 ));
             }
         }
+        out.extend(self.admin.problems());
         match (self.sink.mode, &self.sink.http) {
             (SinkMode::Http, None) => {
                 out.push("sink.mode = \"http\" needs a [sink.http] section".to_string())
             }
             (SinkMode::Http, Some(h)) => out.extend(h.problems()),
+            _ => {}
+        }
+        out
+    }
+}
+
+impl Admin {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && !self.allow_remote => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; to serve /status and /metrics beyond this host set admin.allow_remote = true and admin.token_file"
+            )),
+            Some(addr) if !addr.ip().is_loopback() && self.token_file.is_none() => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; allow_remote needs admin.token_file (a bearer token)"
+            )),
             _ => {}
         }
         out
@@ -701,6 +750,30 @@ mod tests {
         "#;
         let p = Config::parse(text, Path::new(".")).unwrap().problems();
         assert_eq!(p.len(), 4, "{p:#?}");
+    }
+
+    #[test]
+    fn a_remote_admin_address_needs_allow_remote_and_a_token() {
+        let with = |admin: &str| {
+            Config::parse(&format!("{MIN}\n[admin]\n{admin}"), Path::new("/etc/fepd"))
+                .unwrap()
+                .problems()
+        };
+        assert!(with("listen = \"127.0.0.1:8731\"").is_empty());
+        assert!(with("listen = \"[::1]:8731\"").is_empty());
+        let p = with("listen = \"0.0.0.0:8731\"");
+        assert!(p[0].contains("allow_remote"), "{p:?}");
+        let p = with("listen = \"10.0.0.5:8731\"\nallow_remote = true");
+        assert!(p[0].contains("token_file"), "{p:?}");
+        assert!(
+            with("listen = \"10.0.0.5:8731\"\nallow_remote = true\ntoken_file = \"t\"").is_empty()
+        );
+        let err = Config::parse(
+            &format!("{MIN}\n[admin]\nlisten = \"nowhere\""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.contains("nowhere") || err.contains("listen"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Outbox {
     pub tz: FixedOffset,
     /// Acknowledgement files already warned about (unreadable, unknown id).
     warned: std::collections::HashSet<PathBuf>,
+    /// Where `/healthz` and `/metrics` learn of deliveries.
+    pub health: std::sync::Arc<crate::daemon::health::Health>,
 }
 
 /// What one pass did.
@@ -77,6 +79,7 @@ impl Outbox {
             spool,
             tz,
             warned: Default::default(),
+            health: Default::default(),
         }
     }
 
@@ -234,6 +237,9 @@ impl Outbox {
             },
         )?;
         self.move_pair(dir, id, "ack", "delivered")?;
+        if fresh {
+            self.health.delivered(&b.route, &b.sealed_at);
+        }
         Ok(Some(fresh))
     }
 

@@ -29,6 +29,9 @@ pub enum Event {
     ConfigLoaded,
     /// SIGHUP: the config was re-read and the service loop restarted with it.
     ConfigReloaded,
+    /// SIGHUP: the new config was refused (problems found before
+    /// draining, or the new loop could not start); the previous one runs.
+    ConfigRefused,
     FileClaimed,
     FileDuplicate,
     FileDone,
@@ -59,6 +62,7 @@ impl Event {
             Event::DaemonRecovered => "daemon_recovered",
             Event::ConfigLoaded => "config_loaded",
             Event::ConfigReloaded => "config_reloaded",
+            Event::ConfigRefused => "config_refused",
             Event::FileClaimed => "file_claimed",
             Event::FileDuplicate => "file_duplicate",
             Event::FileDone => "file_done",

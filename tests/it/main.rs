@@ -17,6 +17,7 @@ mod pipeline;
 mod push;
 mod reload;
 mod schedule;
+mod service;
 mod shutdown;
 mod startup_refusals;
 mod validate_cmd;

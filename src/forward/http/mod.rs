@@ -103,6 +103,8 @@ pub struct Forwarder {
     pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
     /// Routes waiting for a send window to open, and until when.
     closed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Where `/healthz` learns of refused credentials and deliveries.
+    pub health: Arc<crate::daemon::health::Health>,
 }
 
 impl Forwarder {
@@ -131,6 +133,7 @@ impl Forwarder {
             http,
             windows: Default::default(),
             closed: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -333,14 +336,20 @@ impl Forwarder {
     ) -> Reply {
         for attempt in 0..2 {
             let token = match self.tokens.get().await {
-                Ok(t) => t,
+                Ok(t) => {
+                    self.health.credentials_ok();
+                    t
+                }
                 Err(TokenError::Locked(wait)) => {
+                    self.health
+                        .credentials_refused("the token endpoint locked the client out");
                     return Reply::Retry {
                         wait,
                         reason: "token endpoint: temporarily_locked".into(),
                     };
                 }
                 Err(e @ TokenError::Refused(_)) => {
+                    self.health.credentials_refused(&e.to_string());
                     tracing::error!(error = %e, "ALERT: the library refuses fepd's credentials; renew them");
                     return Reply::Retry {
                         wait: None,
@@ -388,8 +397,14 @@ impl Forwarder {
         let tz = self.tz;
         let b = b.clone();
         let spool = self.spool.clone();
+        let delivered = matches!(reply, Reply::Delivered { .. });
+        let (route, sealed_at) = (b.route.clone(), b.sealed_at.clone());
         db.call(move |c| record_reply(c, tz, &spool, &b, reply))
-            .await
+            .await?;
+        if delivered {
+            self.health.delivered(&route, &sealed_at);
+        }
+        Ok(())
     }
 }
 
