@@ -18,6 +18,7 @@ pub mod fsio;
 pub mod intake;
 pub mod parse;
 pub mod report;
+pub mod retention;
 pub mod seal;
 pub mod simulate;
 pub mod state;

@@ -9,6 +9,7 @@
 mod audit;
 mod batches;
 mod logging;
+pub mod operator;
 mod selftest;
 mod status;
 mod validate;
@@ -30,6 +31,10 @@ pub struct Cli {
     /// Config file (default: config/fepd.toml).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Who is acting, for the exchange log of operator commands (batch
+    /// retry/park, audit export --prune, selftest); default: the OS user.
+    #[arg(long, global = true, value_name = "NAME")]
+    by: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +94,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    operator::init(cli.by.as_deref());
     let result = match &cli.command {
         Command::Run => run(&cli),
         Command::CheckConfig => check_config(&cli),

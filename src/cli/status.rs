@@ -23,6 +23,9 @@ struct DatasetStatus {
     parked: i64,
     last_delivery: Option<String>,
     last_error: Option<String>,
+    /// Delivered batches whose acknowledgement did not account for every
+    /// record (accepted + refused ≠ records).
+    ack_discrepancies: i64,
 }
 
 pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
@@ -52,6 +55,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
             parked: 0,
             last_delivery: None,
             last_error: None,
+            ack_discrepancies: 0,
         };
         if let Some(conn) = &conn {
             (s.backlog_batches, s.backlog_records) = crate::state::batches::backlog(conn, &d.name)?;
@@ -73,6 +77,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                     |r| r.get(0),
                 )
                 .ok();
+            s.ack_discrepancies = crate::state::batches::ack_discrepancies(conn, &d.name)?;
         }
         out.push(s);
     }
@@ -102,6 +107,12 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     let disk_low =
         crate::daemon::backpressure::Gate::low_space(cfg.backpressure.min_free_bytes, &folders);
     let paused = backlog_paused || disk_low.is_some();
+    // Routes whose credentials the library refuses (push mode); a database
+    // older than this build has none recorded.
+    let refused = conn
+        .as_ref()
+        .and_then(|c| crate::state::auth::refusals(c).ok())
+        .unwrap_or_default();
     if a.json {
         println!(
             "{}",
@@ -111,6 +122,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                 "backlog_bytes": backlog_bytes,
                 "disk_free_bytes": disk_free,
                 "disk_low": disk_low.is_some(),
+                "credentials_refused": refused,
                 "datasets": out,
             }))?
         );
@@ -145,6 +157,21 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                 s.parked,
                 s.last_delivery.as_deref().unwrap_or("-"),
                 s.last_error.as_deref().unwrap_or("-")
+            );
+        }
+        for r in &refused {
+            println!(
+                "credentials: REFUSED on route {} since {} ({}); next token request at {}",
+                r.route,
+                r.since,
+                r.reason,
+                r.next_attempt.as_deref().unwrap_or("-")
+            );
+        }
+        for s in out.iter().filter(|s| s.ack_discrepancies > 0) {
+            println!(
+                "{}: {} delivered batch(es) whose acknowledgement does not account for every record (`fepd audit show --event ack_discrepancy`)",
+                s.dataset, s.ack_discrepancies
             );
         }
     }

@@ -9,10 +9,12 @@
 //!
 //! Only `state` writes SQL; the other stages call the functions here.
 
+pub mod auth;
 pub mod batches;
 pub mod files;
 pub mod log;
 pub mod records;
+pub mod retention;
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,7 +41,7 @@ pub enum StateError {
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -152,6 +154,15 @@ CREATE TABLE IF NOT EXISTS remote_rejection (
     PRIMARY KEY (batch_id, idx)
 ) WITHOUT ROWID;
 
+-- Routes whose token requests the library refuses (wrong credentials,
+-- lock-out): one row per route while the episode lasts (see auth.rs).
+CREATE TABLE IF NOT EXISTS credential_refusal (
+    route   TEXT PRIMARY KEY,
+    since   TEXT NOT NULL,       -- first refusal of the episode
+    reason  TEXT NOT NULL,       -- the library's answer, no secrets
+    next_attempt TEXT            -- when the next token request is allowed
+);
+
 -- The exchange log: append-only, hash-chained (see log.rs).
 CREATE TABLE IF NOT EXISTS exchange_log (
     seq     INTEGER PRIMARY KEY,
@@ -178,6 +189,13 @@ pub fn open(path: &Path) -> Result<Connection> {
     })?;
     configure(&mut conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == 0 {
+        // A new database: pages freed by retention go back to the file
+        // system (`incremental_vacuum` after each pass). The mode can only
+        // be chosen before the first table; older databases switch with a
+        // one-time VACUUM in `migrate`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     if found > SCHEMA_VERSION {
         return Err(StateError::TooNew {
             found,
@@ -210,7 +228,39 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
+    if (1..3).contains(&found) {
+        switch_to_incremental_vacuum(&conn);
+    }
     Ok(conn)
+}
+
+/// Databases made before schema v3 give no space back: switch them to
+/// `auto_vacuum = INCREMENTAL`, which takes one VACUUM (a rewrite of the
+/// file, needing its size again in free space; ~1 s per 100 MB). The
+/// daemon's first connection does it, before its workers start. If it
+/// fails (no space, say), fepd works as before: freed pages are reused
+/// but the file does not shrink; retention passes log the mode they found.
+fn switch_to_incremental_vacuum(conn: &Connection) {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap_or(0);
+    if mode == 2 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = conn
+        .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .and_then(|()| conn.execute_batch("VACUUM"));
+    match done {
+        Ok(()) => tracing::info!(
+            millis = started.elapsed().as_millis() as u64,
+            "state database switched to incremental vacuum (one-time VACUUM)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "state database could not switch to incremental vacuum; retention frees pages for reuse but the file will not shrink"
+        ),
+    }
 }
 
 /// Opens an existing state database for reading only (status, audit

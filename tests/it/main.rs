@@ -15,3 +15,7 @@ mod reload;
 mod schedule;
 mod shutdown;
 mod validate_cmd;
+
+mod credentials;
+mod operator;
+mod retention;

@@ -9,6 +9,7 @@
 mod auth;
 mod backoff;
 mod push;
+pub mod refusal;
 mod split;
 
 pub use auth::{Credentials, TokenError, TokenSource, key_info};
@@ -128,7 +129,12 @@ impl Forwarder {
             tracing::warn!(base_url = %base, "the library is reached over plain http://: credentials and personal data cross the network unencrypted");
         }
         Ok(Forwarder {
-            tokens: Arc::new(TokenSource::new(client.clone(), token_url, creds)),
+            tokens: Arc::new(TokenSource::new(
+                client.clone(),
+                token_url,
+                creds,
+                Duration::from_secs(http.credential_backoff_secs.max(1)),
+            )),
             client,
             db,
             spool,
@@ -339,22 +345,12 @@ impl Forwarder {
         for attempt in 0..2 {
             let token = match self.tokens.get().await {
                 Ok(t) => t,
-                Err(TokenError::Locked(wait)) => {
-                    return Reply::Retry {
-                        wait,
-                        reason: "token endpoint: temporarily_locked".into(),
-                    };
-                }
-                Err(e @ TokenError::Refused(_)) => {
-                    tracing::error!(error = %e, "ALERT: the library refuses fepd's credentials; renew them");
-                    return Reply::Retry {
-                        wait: None,
-                        reason: e.to_string(),
-                    };
-                }
+                // A refused credential waits as the back-off decides
+                // (minutes, growing); alerted once per episode by
+                // `sync_credentials`.
                 Err(e) => {
                     return Reply::Retry {
-                        wait: None,
+                        wait: e.retry_in(),
                         reason: e.to_string(),
                     };
                 }
@@ -388,13 +384,74 @@ impl Forwarder {
         }
     }
 
-    /// Records a reply: delivered, parked, split or scheduled for retry.
+    /// Records a reply: delivered, parked, split or scheduled for retry;
+    /// then where the credentials stand.
     async fn record(&self, db: &Db, b: &BatchRow, reply: Reply) -> anyhow::Result<()> {
         let tz = self.tz;
+        let route = b.route.clone();
         let b = b.clone();
         let spool = self.spool.clone();
         db.call(move |c| record_reply(c, tz, &spool, &b, reply))
-            .await
+            .await?;
+        self.sync_credentials(db, &route).await
+    }
+
+    /// Writes the credential back-off state where `fepd status` and
+    /// `/healthz` read it: the route's "refused since" while an episode
+    /// lasts, one `credentials_refused` entry and ALERT when it begins, and
+    /// `credentials_accepted` when a token is granted again. Nothing is
+    /// written while no episode is under way.
+    async fn sync_credentials(&self, db: &Db, route: &str) -> anyhow::Result<()> {
+        let opened = self.tokens.refusals.take_opened();
+        let episode = self.tokens.refusals.episode();
+        let ended = self.tokens.refusals.take_ended();
+        if episode.is_none() && !ended {
+            return Ok(());
+        }
+        let tz = self.tz;
+        let route = route.to_string();
+        db.call(move |c| -> rusqlite::Result<()> {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let text = |t: chrono::DateTime<chrono::Utc>| {
+                t.with_timezone(&tz)
+                    .format("%Y-%m-%dT%H:%M:%S%:z")
+                    .to_string()
+            };
+            if let Some(e) = &episode {
+                crate::state::auth::refused(&tx, &route, &text(e.since), &e.reason, &text(e.next_at))?;
+            }
+            if let Some(e) = &opened {
+                let retry_in = e.next.saturating_duration_since(std::time::Instant::now());
+                log::append(
+                    &tx,
+                    tz,
+                    Event::CredentialsRefused,
+                    Entry {
+                        details: Some(json!({
+                            "reason": e.reason, "route": route,
+                            "retryInSecs": retry_in.as_secs(),
+                        })),
+                        ..Default::default()
+                    },
+                )?;
+                tracing::error!(reason = %e.reason, retry_in_secs = retry_in.as_secs(), "ALERT: the library refuses fepd's credentials; token requests back off (doubling, up to 30× credential_backoff_secs) until they are accepted — renew the secret and reload");
+            }
+            if episode.is_none() && ended {
+                let routes = crate::state::auth::clear(&tx)?;
+                log::append(
+                    &tx,
+                    tz,
+                    Event::CredentialsAccepted,
+                    Entry {
+                        counts: Some(json!({"routes": routes})),
+                        ..Default::default()
+                    },
+                )?;
+                tracing::info!("credentials accepted again: a token was granted");
+            }
+            tx.commit()
+        })
+        .await
     }
 }
 
@@ -427,6 +484,7 @@ pub fn record_reply(
                     duplicate,
                     via: "http",
                     attempts: Some(b.attempts + 1),
+                    accept_parked: false,
                 },
             )?;
         }
