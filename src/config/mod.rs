@@ -14,7 +14,7 @@ use crate::validate::Severity;
 
 mod retention;
 mod window;
-pub use retention::{Keep, Retention};
+pub use retention::{Keep, Retention, parse_keep};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.

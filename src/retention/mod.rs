@@ -216,3 +216,105 @@ pub fn start(
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::batches::{self, BatchRecord, NewBatch};
+
+    fn tz() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    fn plan(dir: &std::path::Path, bodies: &str) -> Plan {
+        let keep = Retention {
+            batch_bodies: crate::config::parse_keep(bodies).unwrap(),
+            ..Retention::default()
+        };
+        Plan {
+            keep,
+            spool: dir.join("spool"),
+            outbox: dir.join("spool/outbox"),
+            datasets: vec!["case_accept".into()],
+            tz: tz(),
+        }
+    }
+
+    /// Delivered bodies older than the keep time go, pending ones stay,
+    /// the key's dedupe memory stays, and the file shrinks.
+    #[test]
+    fn a_pass_deletes_old_delivered_bodies_and_gives_the_space_back() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        let mut c = crate::state::open(&path).unwrap();
+        let body = vec![b'x'; 100_000];
+        for i in 0..50 {
+            let id = format!("B{i:02}");
+            batches::insert(
+                &c,
+                &NewBatch {
+                    sort_key: None,
+                    batch_id: &id,
+                    dataset: "case_accept",
+                    route: "zwfw/case_accept",
+                    file_id: None,
+                    parent_id: None,
+                    count: 1,
+                    digest: "d",
+                    body: &body,
+                    sealed_at: "2026-01-01T08:00:00+08:00",
+                },
+                [BatchRecord {
+                    key: &format!("K{i}"),
+                    hash: "h",
+                    op: "upsert",
+                }],
+            )
+            .unwrap();
+            crate::state::records::remember(&c, "case_accept", &format!("K{i}"), "h", None, "upsert", &id)
+                .unwrap();
+            if i < 40 {
+                // Delivered two days ago (in another offset: compared as instants).
+                let at = (chrono::Utc::now() - chrono::Duration::days(2))
+                    .format("%Y-%m-%dT%H:%M:%S+00:00")
+                    .to_string();
+                assert!(batches::mark_delivered(&c, &id, "R", 1, 0, &at, false).unwrap());
+            }
+        }
+        let before = std::fs::metadata(&path).unwrap().len()
+            + std::fs::metadata(d.path().join("fepd.db-wal")).map_or(0, |m| m.len());
+        let big = db::db_bytes(&c).unwrap();
+        let p = pass(&mut c, &plan(d.path(), "1d"), SystemTime::now()).unwrap();
+        assert_eq!(p.batch_bodies, 40);
+        assert_eq!(p.body_bytes, 40 * 100_000);
+        assert!(p.db_pages_freed > 900, "{p:?}");
+        assert!(db::db_bytes(&c).unwrap() < big - 3_900_000);
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM batch_body", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 10, "pending bodies stay");
+        assert!(batches::body(&c, "B45").unwrap().is_some());
+        assert!(batches::body(&c, "B05").unwrap().is_none());
+        assert!(crate::state::records::last_sealed(&c, "case_accept", "K5").unwrap().is_some());
+        // Record rows are kept a year by default.
+        let rows: i64 = c
+            .query_row("SELECT COUNT(*) FROM batch_record", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 50);
+        // The file itself shrinks once the WAL is checkpointed.
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after + 3_900_000 < before, "{before} -> {after}");
+        // The pass is logged with its counts.
+        let counts: String = c
+            .query_row(
+                "SELECT counts FROM exchange_log WHERE event = 'retention_pass'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&counts).unwrap();
+        assert_eq!(v["batchBodies"], 40);
+        assert_eq!(crate::state::log::verify(&c).unwrap(), Ok(1));
+    }
+}

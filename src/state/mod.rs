@@ -189,13 +189,6 @@ pub fn open(path: &Path) -> Result<Connection> {
     })?;
     configure(&mut conn)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found == 0 {
-        // A new database: pages freed by retention go back to the file
-        // system (`incremental_vacuum` after each pass). The mode can only
-        // be chosen before the first table; older databases switch with a
-        // one-time VACUUM in `migrate`.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-    }
     if found > SCHEMA_VERSION {
         return Err(StateError::TooNew {
             found,
@@ -282,6 +275,11 @@ fn configure(conn: &mut Connection) -> Result<()> {
     // WAL lets readers (status, audit) run beside the writer. FULL makes
     // every commit durable: a commit is the point where a checkpoint or a
     // delivery is promised, and there are few of them (one per chunk).
+    // Pages freed by retention go back to the file system
+    // (`incremental_vacuum` after each pass). The mode takes effect only on
+    // a database not yet written (so before WAL mode writes its header);
+    // older databases switch with a one-time VACUUM in `migrate`.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -367,5 +365,30 @@ mod tests {
         drop(c);
         // A second open finds it current.
         assert!(open(&path).is_ok());
+    }
+
+    fn auto_vacuum(c: &Connection) -> i64 {
+        c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap()
+    }
+
+    /// New databases give space back; a v2 one is switched by the
+    /// migration (one VACUUM) and gains the v3 table.
+    #[test]
+    fn a_v2_database_switches_to_incremental_vacuum() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        c.execute_batch(
+            "DROP TABLE credential_refusal; PRAGMA auto_vacuum = NONE; VACUUM; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        assert_eq!(auto_vacuum(&c), 0);
+        drop(c);
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(auth::refusals(&c).unwrap().is_empty());
     }
 }
