@@ -233,10 +233,7 @@ fn targets(
         && batches::list(conn, None, Some(d), 1)?.is_empty()
     {
         let known: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
-        eprintln!(
-            "no dataset {d:?} (configured: {})",
-            known.join(", ")
-        );
+        eprintln!("no dataset {d:?} (configured: {})", known.join(", "));
         return Ok(Err(Exit::Findings));
     }
     Ok(Ok(batches::select(conn, states, dataset)?))

@@ -120,7 +120,10 @@ mod tests {
             parse_keep("10m").unwrap(),
             Keep(Some(Duration::from_secs(600)))
         );
-        assert_eq!(parse_keep("1s").unwrap(), Keep(Some(Duration::from_secs(1))));
+        assert_eq!(
+            parse_keep("1s").unwrap(),
+            Keep(Some(Duration::from_secs(1)))
+        );
         assert_eq!(parse_keep("never").unwrap(), Keep(None));
         let e = parse_keep("90 days please").unwrap_err();
         assert!(e.contains("90 days please"), "{e}");

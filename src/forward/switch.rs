@@ -45,7 +45,12 @@ pub fn on_start(db: &Path, cfg: &Config, tz: FixedOffset) -> anyhow::Result<Swit
     if cfg.sink.mode != SinkMode::Http {
         return Ok(Switched::default());
     }
-    Ok(to_push(&mut conn, &cfg.sink.outbox_dir, &cfg.spool_dir, tz)?)
+    Ok(to_push(
+        &mut conn,
+        &cfg.sink.outbox_dir,
+        &cfg.spool_dir,
+        tz,
+    )?)
 }
 
 /// Pull → push: see the module comment.

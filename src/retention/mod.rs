@@ -271,8 +271,16 @@ mod tests {
                 }],
             )
             .unwrap();
-            crate::state::records::remember(&c, "case_accept", &format!("K{i}"), "h", None, "upsert", &id)
-                .unwrap();
+            crate::state::records::remember(
+                &c,
+                "case_accept",
+                &format!("K{i}"),
+                "h",
+                None,
+                "upsert",
+                &id,
+            )
+            .unwrap();
             if i < 40 {
                 // Delivered two days ago (in another offset: compared as instants).
                 let at = (chrono::Utc::now() - chrono::Duration::days(2))
@@ -295,7 +303,11 @@ mod tests {
         assert_eq!(left, 10, "pending bodies stay");
         assert!(batches::body(&c, "B45").unwrap().is_some());
         assert!(batches::body(&c, "B05").unwrap().is_none());
-        assert!(crate::state::records::last_sealed(&c, "case_accept", "K5").unwrap().is_some());
+        assert!(
+            crate::state::records::last_sealed(&c, "case_accept", "K5")
+                .unwrap()
+                .is_some()
+        );
         // Record rows are kept a year by default.
         let rows: i64 = c
             .query_row("SELECT COUNT(*) FROM batch_record", [], |r| r.get(0))

@@ -72,7 +72,10 @@ mod tests {
         std::fs::create_dir(d.path().join("sub")).unwrap();
         let now = SystemTime::now();
         // Young: kept.
-        assert_eq!(sweep(d.path(), Duration::from_secs(60), now), Swept::default());
+        assert_eq!(
+            sweep(d.path(), Duration::from_secs(60), now),
+            Swept::default()
+        );
         // Seen from an hour later: the file goes, the dot-file and folder stay.
         let later = now + Duration::from_secs(3600);
         assert_eq!(
@@ -80,6 +83,9 @@ mod tests {
             Swept { files: 1, bytes: 5 }
         );
         assert!(d.path().join(".a.csv.tmp").exists() && d.path().join("sub").is_dir());
-        assert_eq!(sweep(&d.path().join("missing"), Duration::ZERO, later), Swept::default());
+        assert_eq!(
+            sweep(&d.path().join("missing"), Duration::ZERO, later),
+            Swept::default()
+        );
     }
 }

@@ -75,7 +75,10 @@ mod tests {
         assert!(!refused(&c, "zwfw/a", "T3", "HTTP 429 locked", "T4").unwrap());
         let r = refusals(&c).unwrap();
         assert_eq!(r.len(), 1);
-        assert_eq!((r[0].since.as_str(), r[0].reason.as_str()), ("T1", "HTTP 429 locked"));
+        assert_eq!(
+            (r[0].since.as_str(), r[0].reason.as_str()),
+            ("T1", "HTTP 429 locked")
+        );
         assert_eq!(r[0].next_attempt.as_deref(), Some("T4"));
         assert_eq!(clear(&c).unwrap(), 1);
         assert!(refusals(&c).unwrap().is_empty());

@@ -184,7 +184,14 @@ pub fn mark_delivered(
         "UPDATE batch SET state = 'delivered', receipt_id = ?2, accepted = ?3, lib_rejected = ?4,
          delivered_at = ?5, last_error = NULL
          WHERE batch_id = ?1 AND (state IN ('sealed', 'exported') OR (?6 AND state = 'parked'))",
-        params![batch_id, receipt_id, accepted, lib_rejected, delivered_at, from_parked],
+        params![
+            batch_id,
+            receipt_id,
+            accepted,
+            lib_rejected,
+            delivered_at,
+            from_parked
+        ],
     )?;
     Ok(n == 1)
 }

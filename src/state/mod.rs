@@ -387,7 +387,9 @@ mod tests {
         drop(c);
         let c = open(&path).unwrap();
         assert_eq!(auto_vacuum(&c), 2);
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert!(auth::refusals(&c).unwrap().is_empty());
     }

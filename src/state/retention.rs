@@ -12,7 +12,11 @@ use rusqlite::{Connection, params};
 /// Deletes the bodies of up to `limit` batches that are delivered (or
 /// split, whose halves carry the records) since before `before` (Unix
 /// seconds). Returns (bodies, their bytes).
-pub fn prune_bodies(conn: &Connection, before: i64, limit: usize) -> rusqlite::Result<(usize, i64)> {
+pub fn prune_bodies(
+    conn: &Connection,
+    before: i64,
+    limit: usize,
+) -> rusqlite::Result<(usize, i64)> {
     let mut stmt = conn.prepare_cached(
         "SELECT b.seq, b.bytes FROM batch_body bb JOIN batch b ON b.seq = bb.seq
          WHERE b.state IN ('delivered', 'split')
@@ -20,7 +24,9 @@ pub fn prune_bodies(conn: &Connection, before: i64, limit: usize) -> rusqlite::R
          LIMIT ?2",
     )?;
     let victims: Vec<(i64, i64)> = stmt
-        .query_map(params![before, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![before, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut del = conn.prepare_cached("DELETE FROM batch_body WHERE seq = ?1")?;
     let mut bytes = 0;

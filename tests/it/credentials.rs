@@ -43,9 +43,17 @@ fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
     assert_eq!(refused.len(), 1, "{s}");
     assert_eq!(refused[0]["route"], "zwfw/case_accept");
     assert!(refused[0]["since"].as_str().unwrap().starts_with("20"));
-    assert!(refused[0]["reason"].as_str().unwrap().contains("invalid_client"));
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_client")
+    );
     let text = String::from_utf8_lossy(&env.fepd(&["status"]).stdout).to_string();
-    assert!(text.contains("credentials: REFUSED on route zwfw/case_accept"), "{text}");
+    assert!(
+        text.contains("credentials: REFUSED on route zwfw/case_accept"),
+        "{text}"
+    );
     assert_eq!(
         env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'credentials_refused'"),
         1
@@ -61,9 +69,11 @@ fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
     unsafe {
         libc::kill(d.pid() as i32, libc::SIGHUP);
     }
-    env.wait("delivered after the reload", Duration::from_secs(30), || {
-        lib.stats()["records"] == 10
-    });
+    env.wait(
+        "delivered after the reload",
+        Duration::from_secs(30),
+        || lib.stats()["records"] == 10,
+    );
     env.wait("refusal cleared", Duration::from_secs(10), || {
         env.sql_count("SELECT COUNT(*) FROM credential_refusal") == 0
     });
@@ -81,7 +91,11 @@ fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
 fn a_granted_token_ends_the_episode() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let lib = Library::start_on(&addr, &dir.path().join("lib.db"), &["--client-secret", "other"]);
+    let lib = Library::start_on(
+        &addr,
+        &dir.path().join("lib.db"),
+        &["--client-secret", "other"],
+    );
     let env = Env::http(&lib.base_url, "credential_backoff_secs = 1");
     let d = env.start();
     let recs: Vec<_> = (0..5).map(data::case_accept).collect();
@@ -91,7 +105,9 @@ fn a_granted_token_ends_the_episode() {
     });
     lib.stop();
     let lib = Library::start_on(&addr, &dir.path().join("lib.db"), &[]);
-    env.wait("delivered", Duration::from_secs(30), || lib.stats()["records"] == 5);
+    env.wait("delivered", Duration::from_secs(30), || {
+        lib.stats()["records"] == 5
+    });
     env.wait("episode ended", Duration::from_secs(10), || {
         env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'credentials_accepted'") == 1
     });

@@ -80,14 +80,23 @@ fn bulk_park_and_retry_are_logged_with_who_did_it() {
         env.batches_in("exported") == 3
     });
 
-    let out = env.fepd(&["batches", "park", "--dataset", "case_accept", "--by", "张三"]);
+    let out = env.fepd(&[
+        "batches",
+        "park",
+        "--dataset",
+        "case_accept",
+        "--by",
+        "张三",
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 batch(es) parked (by 张三)"));
     assert_eq!(env.batches_in("parked"), 2);
     assert_eq!(env.batches_in("exported"), 1, "evaluation is untouched");
     assert_eq!(by_of(&env, "batch_parked"), ["张三", "张三"]);
 
-    let out = env.fepd(&["batches", "retry", "--all", "--state", "parked", "--by", "李四"]);
+    let out = env.fepd(&[
+        "batches", "retry", "--all", "--state", "parked", "--by", "李四",
+    ]);
     assert!(out.status.success(), "{out:?}");
     env.wait("re-exported", Duration::from_secs(20), || {
         env.batches_in("exported") == 3
@@ -153,7 +162,11 @@ fn pull_to_push_delivers_every_exported_batch_in_seal_order_and_back() {
         .map(|b| b["batchId"].as_str().unwrap().to_string())
         .collect();
     let order = sealed_order(&env, "case_accept");
-    assert_eq!(stored, order[1..], "pushed in seal order, the acked one not again");
+    assert_eq!(
+        stored,
+        order[1..],
+        "pushed in seal order, the acked one not again"
+    );
     assert_eq!(lib.stats()["records"], 30);
     // The outbox holds no batch for the collector any more.
     assert!(
@@ -173,11 +186,17 @@ fn pull_to_push_delivers_every_exported_batch_in_seal_order_and_back() {
     assert_eq!(env.batches_in("sealed"), 1);
     set_mode(&env, "http", "outbox");
     let d = env.start();
-    env.wait("exported after the switch back", Duration::from_secs(20), || {
-        env.batches_in("exported") == 1
-    });
+    env.wait(
+        "exported after the switch back",
+        Duration::from_secs(20),
+        || env.batches_in("exported") == 1,
+    );
     let last = sealed_order(&env, "case_accept").pop().unwrap();
-    assert!(env.outbox("case_accept").join(format!("{last}.json")).exists());
+    assert!(
+        env.outbox("case_accept")
+            .join(format!("{last}.json"))
+            .exists()
+    );
     assert!(env.fepd(&["audit", "verify"]).status.success());
     d.stop();
 }
@@ -201,7 +220,11 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
         r#"{"receiptId":"R-short","accepted":1,"rejected":[]}"#,
     );
     // The operator parks the second, but the collector had taken it.
-    assert!(env.fepd(&["batches", "park", &order[1], "--by", "ops"]).status.success());
+    assert!(
+        env.fepd(&["batches", "park", &order[1], "--by", "ops"])
+            .status
+            .success()
+    );
     ack(
         &env,
         "case_accept",
@@ -238,6 +261,9 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
     // The late ack is recorded with its receipt, saying it was parked.
     let out = env.fepd(&["audit", "show", "--batch", &order[1], "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("R-late") && text.contains("wasParked"), "{text}");
+    assert!(
+        text.contains("R-late") && text.contains("wasParked"),
+        "{text}"
+    );
     d.stop();
 }

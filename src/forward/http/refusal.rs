@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 /// The wait after the `n`-th refusal of an episode (n ≥ 1).
 pub fn step(base: Duration, n: u32) -> Duration {
     let cap = base.saturating_mul(30);
-    base.saturating_mul(1u32.checked_shl(n.saturating_sub(1).min(31)).unwrap_or(u32::MAX))
-        .min(cap)
+    base.saturating_mul(
+        1u32.checked_shl(n.saturating_sub(1).min(31))
+            .unwrap_or(u32::MAX),
+    )
+    .min(cap)
 }
 
 /// A refusal episode as the forwarder reports it (status, `/healthz`).
@@ -161,13 +164,19 @@ mod tests {
     fn an_episode_is_alerted_once_and_ended_by_a_token() {
         let r = Refusals::new(Duration::from_secs(60));
         assert!(r.waiting().is_none());
-        assert_eq!(r.refused("HTTP 401 invalid_client".into(), None), Duration::from_secs(60));
+        assert_eq!(
+            r.refused("HTTP 401 invalid_client".into(), None),
+            Duration::from_secs(60)
+        );
         assert!(r.take_opened().is_some());
         assert!(r.take_opened().is_none());
         let since = r.episode().unwrap().since;
         // A lock-out's Retry-After is honoured when longer than the step.
         assert_eq!(
-            r.refused("HTTP 429 temporarily_locked".into(), Some(Duration::from_secs(600))),
+            r.refused(
+                "HTTP 429 temporarily_locked".into(),
+                Some(Duration::from_secs(600))
+            ),
             Duration::from_secs(600)
         );
         assert_eq!(r.episode().unwrap().since, since);
