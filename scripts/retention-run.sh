@@ -89,9 +89,10 @@ PY
 }
 
 gen() { # gen ROUND FILE PATH
-  python3 - "$@" "$RECORDS" "$KEYSPACE" <<'PY'
+  python3 - "$@" "$RECORDS" "$KEYSPACE" "$FILES" <<'PY'
 import json, sys
-rnd, f, path, n, space = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+rnd, f, path, n, space, files = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3],
+                                 int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
 UC = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 UW = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
 IW = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -103,7 +104,7 @@ def idc(k):
     return s + "10X98765432"[sum(int(c) * w for c, w in zip(s, IW)) % 11]
 with open(path, "w", encoding="utf-8") as out:
     for j in range(n):
-        i = ((rnd * 1000 + f) * n + j) % space
+        i = (((rnd - 1) * files + f - 1) * n + j) % space
         out.write(json.dumps({
             "project_no": f"11110105MB0000000X4000110012026112{i:06d}",
             "task_code": "11110105MB0000000X400011001000001",
