@@ -396,11 +396,8 @@ impl Forwarder {
         self.sync_credentials(db, &route).await
     }
 
-    /// Writes the credential back-off state where `fepd status` and
-    /// `/healthz` read it: the route's "refused since" while an episode
-    /// lasts, one `credentials_refused` entry and ALERT when it begins, and
-    /// `credentials_accepted` when a token is granted again. Nothing is
-    /// written while no episode is under way.
+    /// Writes where the credentials stand for `route` (see
+    /// [`refusal::record`]); nothing while no episode is under way.
     async fn sync_credentials(&self, db: &Db, route: &str) -> anyhow::Result<()> {
         let opened = self.tokens.refusals.take_opened();
         let episode = self.tokens.refusals.episode();
@@ -410,48 +407,8 @@ impl Forwarder {
         }
         let tz = self.tz;
         let route = route.to_string();
-        db.call(move |c| -> rusqlite::Result<()> {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let text = |t: chrono::DateTime<chrono::Utc>| {
-                t.with_timezone(&tz)
-                    .format("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string()
-            };
-            if let Some(e) = &episode {
-                crate::state::auth::refused(&tx, &route, &text(e.since), &e.reason, &text(e.next_at))?;
-            }
-            if let Some(e) = &opened {
-                let retry_in = e.next.saturating_duration_since(std::time::Instant::now());
-                log::append(
-                    &tx,
-                    tz,
-                    Event::CredentialsRefused,
-                    Entry {
-                        details: Some(json!({
-                            "reason": e.reason, "route": route,
-                            "retryInSecs": retry_in.as_secs(),
-                        })),
-                        ..Default::default()
-                    },
-                )?;
-                tracing::error!(reason = %e.reason, retry_in_secs = retry_in.as_secs(), "ALERT: the library refuses fepd's credentials; token requests back off (doubling, up to 30× credential_backoff_secs) until they are accepted — renew the secret and reload");
-            }
-            if episode.is_none() && ended {
-                let routes = crate::state::auth::clear(&tx)?;
-                log::append(
-                    &tx,
-                    tz,
-                    Event::CredentialsAccepted,
-                    Entry {
-                        counts: Some(json!({"routes": routes})),
-                        ..Default::default()
-                    },
-                )?;
-                tracing::info!("credentials accepted again: a token was granted");
-            }
-            tx.commit()
-        })
-        .await
+        db.call(move |c| refusal::record(c, tz, &route, opened, episode, ended))
+            .await
     }
 }
 

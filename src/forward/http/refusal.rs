@@ -14,6 +14,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use crate::state::log::{self, Entry, Event};
+
 /// The wait after the `n`-th refusal of an episode (n ≥ 1).
 pub fn step(base: Duration, n: u32) -> Duration {
     let cap = base.saturating_mul(30);
@@ -124,6 +130,59 @@ impl Refusals {
     pub fn take_ended(&self) -> bool {
         std::mem::take(&mut self.book().ended)
     }
+}
+
+/// Writes the back-off state where `fepd status` and `/healthz` read it:
+/// `route`'s "refused since" while `episode` lasts, one
+/// `credentials_refused` entry and ALERT when it began (`opened`), and
+/// `credentials_accepted` when a token was granted again (`ended`).
+pub fn record(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    route: &str,
+    opened: Option<Episode>,
+    episode: Option<Episode>,
+    ended: bool,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let text = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&tz)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    };
+    if let Some(e) = &episode {
+        crate::state::auth::refused(&tx, route, &text(e.since), &e.reason, &text(e.next_at))?;
+    }
+    if let Some(e) = &opened {
+        let retry_in = e.next.saturating_duration_since(Instant::now());
+        log::append(
+            &tx,
+            tz,
+            Event::CredentialsRefused,
+            Entry {
+                details: Some(json!({
+                    "reason": e.reason, "route": route,
+                    "retryInSecs": retry_in.as_secs(),
+                })),
+                ..Default::default()
+            },
+        )?;
+        tracing::error!(reason = %e.reason, retry_in_secs = retry_in.as_secs(), "ALERT: the library refuses fepd's credentials; token requests back off (doubling, up to 30× credential_backoff_secs) until they are accepted — renew the secret and reload");
+    }
+    if episode.is_none() && ended {
+        let routes = crate::state::auth::clear(&tx)?;
+        log::append(
+            &tx,
+            tz,
+            Event::CredentialsAccepted,
+            Entry {
+                counts: Some(json!({"routes": routes})),
+                ..Default::default()
+            },
+        )?;
+        tracing::info!("credentials accepted again: a token was granted");
+    }
+    tx.commit()
 }
 
 #[cfg(test)]
