@@ -19,6 +19,7 @@ pub mod intake;
 pub mod oneline;
 pub mod parse;
 pub mod report;
+pub mod retention;
 pub mod seal;
 pub mod simulate;
 pub mod state;

@@ -12,6 +12,7 @@ mod audit;
 mod batches;
 mod logfile;
 mod logging;
+pub mod operator;
 mod selftest;
 mod status;
 mod validate;
@@ -34,6 +35,10 @@ pub struct Cli {
     /// /etc/fepd/fepd.toml).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Who is acting, for the exchange log of operator commands (batch
+    /// retry/park, audit export --prune, selftest); default: the OS user.
+    #[arg(long, global = true, value_name = "NAME")]
+    by: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +109,7 @@ pub fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    operator::init(cli.by.as_deref());
     let result = match &cli.command {
         Command::Run => run(&cli),
         Command::CheckConfig => check_config(&cli),

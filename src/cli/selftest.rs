@@ -152,6 +152,7 @@ fn record_selftest(
             details: Some(serde_json::json!({
                 "library": base_url,
                 "routes": routes.keys().collect::<Vec<_>>(),
+                "by": crate::cli::operator::name(),
             })),
             ..Default::default()
         },

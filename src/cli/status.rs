@@ -86,6 +86,21 @@ fn print_text(cfg: &Config, r: &Report) {
             s.last_error.as_deref().unwrap_or("-")
         );
     }
+    for c in &r.credentials_refused {
+        println!(
+            "credentials: REFUSED on route {} since {} ({}); next token request at {}",
+            c.route,
+            c.since,
+            c.reason,
+            c.next_attempt.as_deref().unwrap_or("-")
+        );
+    }
+    for s in r.datasets.iter().filter(|s| s.ack_discrepancies > 0) {
+        println!(
+            "{}: {} delivered batch(es) whose acknowledgement does not account for every record (`fepd audit show --event ack_discrepancy`)",
+            s.dataset, s.ack_discrepancies
+        );
+    }
     for s in r.datasets.iter().filter(|s| !s.not_taken.is_empty()) {
         println!("{}: files not taken (未接收的文件):", s.dataset);
         for f in &s.not_taken {

@@ -16,6 +16,9 @@ pub mod secret;
 mod lookup;
 mod window;
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
+mod retention;
+mod window;
+pub use retention::{Keep, Retention, parse_keep};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -52,6 +55,8 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub shutdown: Shutdown,
+    #[serde(default)]
+    pub retention: Retention,
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -200,6 +205,11 @@ pub struct HttpSink {
     /// Extra CA certificate (PEM) for a library behind a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// First wait after the library refuses fepd's credentials (401 on the
+    /// token endpoint, a lock-out); it doubles per refusal up to 30 times
+    /// this, so the lock-out threshold is never reached.
+    #[serde(default = "defaults::credential_backoff_secs")]
+    pub credential_backoff_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -403,6 +413,9 @@ mod defaults {
     }
     pub fn concurrency() -> usize {
         4
+    }
+    pub fn credential_backoff_secs() -> u64 {
+        60
     }
 }
 
@@ -684,6 +697,9 @@ impl HttpSink {
         }
         if self.concurrency == 0 || self.request_timeout_secs == 0 {
             out.push("sink.http: concurrency and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.credential_backoff_secs == 0 {
+            out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());
         }
         out
     }

@@ -262,6 +262,8 @@ pub async fn run(
         tx.commit()?;
     }
     drop(conn);
+    // A changed sink mode: exported batches are taken back for pushing.
+    crate::forward::switch::on_start(&db_path, cfg, tz).context("preparing the outbox")?;
 
     let stopping = Arc::new(AtomicBool::new(false));
     // Workers wake the forwarder after sealing: the pull-mode thread
@@ -344,6 +346,15 @@ pub async fn run(
         );
     }
 
+    // Retention: old bodies, files and rows deleted on a schedule.
+    handles.push(
+        crate::retention::start(
+            db_path.clone(),
+            crate::retention::Plan::of(cfg, tz),
+            stopping.clone(),
+        )
+        .context("spawning retention")?,
+    );
     // The forwarder: pull mode runs on its own thread, push mode as a task.
     let mut push_task = None;
     let fwd_handle = match forwarder {

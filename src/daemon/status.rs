@@ -46,6 +46,9 @@ pub struct DatasetStatus {
     /// Inbox files intake will not take, and why (the daemon logs each
     /// once; this lists them for as long as they stay).
     pub not_taken: Vec<crate::intake::refusal::NotTakenFile>,
+    /// Delivered batches whose acknowledgement did not account for every
+    /// record (accepted + refused ≠ records).
+    pub ack_discrepancies: i64,
 }
 
 /// Per route with pending batches.
@@ -73,6 +76,8 @@ pub struct Report {
     pub disk_free_bytes: Option<u64>,
     pub disk_low: bool,
     pub routes: Vec<RouteStatus>,
+    /// Routes whose credentials the library refuses (push mode).
+    pub credentials_refused: Vec<crate::state::auth::Refusal>,
     pub datasets: Vec<DatasetStatus>,
 }
 
@@ -147,9 +152,11 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
                 d.ready.unwrap_or(cfg.intake.ready),
                 cfg.intake.max_file_bytes,
             ),
+            ack_discrepancies: 0,
         };
         if let Some(conn) = &conn {
             dataset_figures(conn, &mut s)?;
+            s.ack_discrepancies = crate::state::batches::ack_discrepancies(conn, &d.name)?;
         }
         datasets.push(s);
     }
@@ -188,6 +195,10 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
         disk_free_bytes,
         disk_low,
         routes,
+        credentials_refused: conn
+            .as_ref()
+            .and_then(|c| crate::state::auth::refusals(c).ok())
+            .unwrap_or_default(),
         datasets,
     })
 }

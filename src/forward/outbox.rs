@@ -234,6 +234,7 @@ impl Outbox {
                 duplicate: ack.duplicate,
                 via: "outbox",
                 attempts: None,
+                accept_parked: true,
             },
         )?;
         self.move_pair(dir, id, "ack", "delivered")?;

@@ -52,6 +52,20 @@ pub enum Event {
     LogPruned,
     /// `fepd selftest` probed the library's routes (the joint test, 联调).
     Selftest,
+    /// A retention pass deleted what `[retention]` no longer keeps; the
+    /// counts say how much of each kind.
+    RetentionPass,
+    /// The library refused fepd's credentials: the first refusal of an
+    /// episode (token requests then back off for minutes).
+    CredentialsRefused,
+    /// A token was granted again after a refusal episode.
+    CredentialsAccepted,
+    /// A pull-mode acknowledgement whose counts do not add up to the batch
+    /// (or that came for a batch fepd had parked).
+    AckDiscrepancy,
+    /// The sink mode changed: batches exported for the collector were
+    /// taken back to be pushed (or the reverse is under way).
+    SinkSwitched,
 }
 
 impl Event {
@@ -79,6 +93,11 @@ impl Event {
             Event::BatchSplit => "batch_split",
             Event::LogPruned => "log_pruned",
             Event::Selftest => "selftest",
+            Event::RetentionPass => "retention_pass",
+            Event::CredentialsRefused => "credentials_refused",
+            Event::CredentialsAccepted => "credentials_accepted",
+            Event::AckDiscrepancy => "ack_discrepancy",
+            Event::SinkSwitched => "sink_switched",
         }
     }
 }

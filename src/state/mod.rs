@@ -9,10 +9,12 @@
 //!
 //! Only `state` writes SQL; the other stages call the functions here.
 
+pub mod auth;
 pub mod batches;
 pub mod files;
 pub mod log;
 pub mod records;
+pub mod retention;
 
 use std::path::Path;
 use std::time::Duration;
@@ -197,6 +199,14 @@ CREATE TABLE IF NOT EXISTS file_attempt (
     dead        INTEGER NOT NULL,       -- attempts in a row that died with no checkpoint advance
     started_at  TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Routes whose token requests the library refuses (wrong credentials,
+-- lock-out): one row per route while the episode lasts (see auth.rs).
+CREATE TABLE IF NOT EXISTS credential_refusal (
+    route   TEXT PRIMARY KEY,
+    since   TEXT NOT NULL,       -- first refusal of the episode
+    reason  TEXT NOT NULL,       -- the library's answer, no secrets
+    next_attempt TEXT            -- when the next token request is allowed
+);
 
 -- The exchange log: append-only, hash-chained (see log.rs).
 CREATE TABLE IF NOT EXISTS exchange_log (
@@ -288,7 +298,8 @@ fn damaged(path: &Path, e: StateError) -> StateError {
 fn migrate(mut conn: Connection) -> Result<Connection> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    // v2 → v3 only adds a table (file_attempt), which SCHEMA creates.
+    // v2 → v3 adds two tables (file_attempt, credential_refusal), which
+    // SCHEMA creates, and switches to incremental vacuum (below).
     if found == 1 {
         // v1 kept the body in the batch row.
         tx.execute_batch(
@@ -302,7 +313,39 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
+    if (1..3).contains(&found) {
+        switch_to_incremental_vacuum(&conn);
+    }
     Ok(conn)
+}
+
+/// Databases made before schema v3 give no space back: switch them to
+/// `auto_vacuum = INCREMENTAL`, which takes one VACUUM (a rewrite of the
+/// file, needing its size again in free space; ~1 s per 100 MB). The
+/// daemon's first connection does it, before its workers start. If it
+/// fails (no space, say), fepd works as before: freed pages are reused
+/// but the file does not shrink; retention passes log the mode they found.
+fn switch_to_incremental_vacuum(conn: &Connection) {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap_or(0);
+    if mode == 2 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = conn
+        .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .and_then(|()| conn.execute_batch("VACUUM"));
+    match done {
+        Ok(()) => tracing::info!(
+            millis = started.elapsed().as_millis() as u64,
+            "state database switched to incremental vacuum (one-time VACUUM)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "state database could not switch to incremental vacuum; retention frees pages for reuse but the file will not shrink"
+        ),
+    }
 }
 
 /// Opens an existing state database for reading only (status, audit
@@ -333,6 +376,11 @@ fn configure(conn: &mut Connection) -> Result<()> {
     // WAL lets readers (status, audit) run beside the writer. FULL makes
     // every commit durable: a commit is the point where a checkpoint or a
     // delivery is promised, and there are few of them (one per chunk).
+    // Pages freed by retention go back to the file system
+    // (`incremental_vacuum` after each pass). The mode takes effect only on
+    // a database not yet written (so before WAL mode writes its header);
+    // older databases switch with a one-time VACUUM in `migrate`.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -437,5 +485,32 @@ mod tests {
             .unwrap();
         assert_eq!(v, 3);
         assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
+    }
+
+    fn auto_vacuum(c: &Connection) -> i64 {
+        c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap()
+    }
+
+    /// New databases give space back; a v2 one is switched by the
+    /// migration (one VACUUM) and gains the v3 table.
+    #[test]
+    fn a_v2_database_switches_to_incremental_vacuum() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        c.execute_batch(
+            "DROP TABLE credential_refusal; PRAGMA auto_vacuum = NONE; VACUUM; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        assert_eq!(auto_vacuum(&c), 0);
+        drop(c);
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(auth::refusals(&c).unwrap().is_empty());
     }
 }

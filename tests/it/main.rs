@@ -21,3 +21,7 @@ mod service;
 mod shutdown;
 mod startup_refusals;
 mod validate_cmd;
+
+mod credentials;
+mod operator;
+mod retention;

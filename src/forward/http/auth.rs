@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Mutex;
 
+use super::refusal::Refusals;
 use crate::config::AuthMode;
 
 /// Credentials, read once at start-up from files or the environment.
@@ -58,14 +59,36 @@ impl Credentials {
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
-    /// The library refused the credentials: an operator must act.
-    #[error("token refused: {0} (check the credentials)")]
-    Refused(String),
-    /// Too many failures: the library locked the client out for a while.
-    #[error("token endpoint locked the client out (temporarily_locked)")]
-    Locked(Option<Duration>),
+    /// The library refused the credentials (or locked the client out): an
+    /// operator must act. Token requests now wait `retry_in`, growing per
+    /// refusal (see `refusal`).
+    #[error("token refused: {reason} (check the credentials); next token request in {} s", retry_in.as_secs())]
+    Refused { reason: String, retry_in: Duration },
+    /// Still waiting after a refusal: no request was made.
+    #[error("credentials refused ({reason}); next token request in {} s", retry_in.as_secs())]
+    Waiting { reason: String, retry_in: Duration },
     /// Network trouble or a server error: try again later.
     #[error("token request failed: {0}")]
+    Transient(String),
+}
+
+impl TokenError {
+    /// How long the caller should wait before asking again, if the
+    /// credential back-off decides it.
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            TokenError::Refused { retry_in, .. } | TokenError::Waiting { retry_in, .. } => {
+                Some(*retry_in)
+            }
+            TokenError::Transient(_) => None,
+        }
+    }
+}
+
+/// How one token request failed.
+enum Failure {
+    Refused(String),
+    Locked(Option<Duration>),
     Transient(String),
 }
 
@@ -80,6 +103,8 @@ pub struct TokenSource {
     url: String,
     creds: Credentials,
     cached: Mutex<Option<Cached>>,
+    /// Credential back-off: the refusal episode, if one is under way.
+    pub refusals: Refusals,
 }
 
 #[derive(Deserialize)]
@@ -149,12 +174,19 @@ pub fn describe(e: reqwest::Error) -> String {
 }
 
 impl TokenSource {
-    pub fn new(client: reqwest::Client, url: String, creds: Credentials) -> TokenSource {
+    /// `backoff` is the first wait after a refused credential.
+    pub fn new(
+        client: reqwest::Client,
+        url: String,
+        creds: Credentials,
+        backoff: Duration,
+    ) -> TokenSource {
         TokenSource {
             client,
             url,
             creds,
             cached: Mutex::new(None),
+            refusals: Refusals::new(backoff),
         }
     }
 
@@ -163,7 +195,8 @@ impl TokenSource {
     }
 
     /// A token valid for now: the cached one until 80 % of its life, then a
-    /// fresh one.
+    /// fresh one — unless the library refused the credentials lately, when
+    /// no request is made until the back-off allows it.
     pub async fn get(&self) -> Result<String, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
@@ -171,7 +204,25 @@ impl TokenSource {
         {
             return Ok(c.token.clone());
         }
-        let (token, life) = self.fetch().await?;
+        if let Some((reason, retry_in)) = self.refusals.waiting() {
+            return Err(TokenError::Waiting { reason, retry_in });
+        }
+        let (token, life) = match self.fetch().await {
+            Ok(t) => t,
+            Err(Failure::Transient(e)) => return Err(TokenError::Transient(e)),
+            Err(Failure::Refused(reason)) => {
+                let retry_in = self.refusals.refused(reason.clone(), None);
+                return Err(TokenError::Refused { reason, retry_in });
+            }
+            Err(Failure::Locked(at_least)) => {
+                // A lock-out is not a bad secret (PROTOCOL.md §2), but it
+                // is a refusal: wait at least what the library asks.
+                let reason = "HTTP 429 temporarily_locked".to_string();
+                let retry_in = self.refusals.refused(reason.clone(), at_least);
+                return Err(TokenError::Refused { reason, retry_in });
+            }
+        };
+        self.refusals.granted();
         *cached = Some(Cached {
             token: token.clone(),
             renew_at: Instant::now() + life.mul_f64(0.8),
@@ -188,7 +239,7 @@ impl TokenSource {
         }
     }
 
-    async fn fetch(&self) -> Result<(String, Duration), TokenError> {
+    async fn fetch(&self) -> Result<(String, Duration), Failure> {
         let req = match &self.creds {
             Credentials::ClientCredentials {
                 client_id,
@@ -215,18 +266,18 @@ impl TokenSource {
         let resp = req
             .send()
             .await
-            .map_err(|e| TokenError::Transient(describe(e)))?;
+            .map_err(|e| Failure::Transient(describe(e)))?;
         let status = resp.status();
         let ra = retry_after(resp.headers());
         let text = resp
             .text()
             .await
-            .map_err(|e| TokenError::Transient(describe(e)))?;
+            .map_err(|e| Failure::Transient(describe(e)))?;
         if status.as_u16() == 429 {
-            return Err(TokenError::Locked(ra));
+            return Err(Failure::Locked(ra));
         }
         if status.is_server_error() {
-            return Err(TokenError::Transient(format!("HTTP {status}")));
+            return Err(Failure::Transient(format!("HTTP {status}")));
         }
         match &self.creds {
             Credentials::ClientCredentials { .. } => {
@@ -235,10 +286,10 @@ impl TokenSource {
                         .ok()
                         .and_then(|v| v["error"].as_str().map(str::to_string))
                         .unwrap_or_default();
-                    return Err(TokenError::Refused(format!("HTTP {status} {err}")));
+                    return Err(Failure::Refused(format!("HTTP {status} {err}")));
                 }
                 let t: OAuthToken = serde_json::from_str(&text).map_err(|e| {
-                    TokenError::Transient(format!("token response not understood: {e}"))
+                    Failure::Transient(format!("token response not understood: {e}"))
                 })?;
                 Ok((
                     t.access_token,
@@ -256,12 +307,12 @@ impl TokenSource {
                         d.access_token,
                         Duration::from_secs(d.expires_in.unwrap_or(7200).max(1)),
                     )),
-                    Some(t) => Err(TokenError::Refused(format!(
+                    Some(t) => Err(Failure::Refused(format!(
                         "HTTP {status} retCode {} {}",
                         t.ret_code,
                         t.ret_desc.unwrap_or_default()
                     ))),
-                    None => Err(TokenError::Refused(format!(
+                    None => Err(Failure::Refused(format!(
                         "HTTP {status}, response not understood"
                     ))),
                 }

@@ -9,6 +9,7 @@
 mod auth;
 mod backoff;
 mod push;
+pub mod refusal;
 mod split;
 
 pub use auth::{Credentials, TokenError, TokenSource, key_info};
@@ -125,7 +126,12 @@ impl Forwarder {
             tracing::warn!(base_url = %base, "the library is reached over plain http://: credentials and personal data cross the network unencrypted");
         }
         Ok(Forwarder {
-            tokens: Arc::new(TokenSource::new(client.clone(), token_url, creds)),
+            tokens: Arc::new(TokenSource::new(
+                client.clone(),
+                token_url,
+                creds,
+                Duration::from_secs(http.credential_backoff_secs.max(1)),
+            )),
             client,
             db,
             spool,
@@ -340,25 +346,19 @@ impl Forwarder {
                     self.health.credentials_ok();
                     t
                 }
-                Err(TokenError::Locked(wait)) => {
-                    self.health
-                        .credentials_refused("the token endpoint locked the client out");
-                    return Reply::Retry {
-                        wait,
-                        reason: "token endpoint: temporarily_locked".into(),
-                    };
-                }
-                Err(e @ TokenError::Refused(_)) => {
+                // A refused credential waits as the back-off decides
+                // (minutes, growing); alerted once per episode by
+                // `sync_credentials`, and shown by /healthz.
+                Err(e @ TokenError::Refused { .. }) => {
                     self.health.credentials_refused(&e.to_string());
-                    tracing::error!(error = %e, "ALERT: the library refuses fepd's credentials; renew them");
                     return Reply::Retry {
-                        wait: None,
+                        wait: e.retry_in(),
                         reason: e.to_string(),
                     };
                 }
                 Err(e) => {
                     return Reply::Retry {
-                        wait: None,
+                        wait: e.retry_in(),
                         reason: e.to_string(),
                     };
                 }
@@ -392,7 +392,8 @@ impl Forwarder {
         }
     }
 
-    /// Records a reply: delivered, parked, split or scheduled for retry.
+    /// Records a reply: delivered, parked, split or scheduled for retry;
+    /// then where the credentials stand.
     async fn record(&self, db: &Db, b: &BatchRow, reply: Reply) -> anyhow::Result<()> {
         let tz = self.tz;
         let b = b.clone();
@@ -404,7 +405,22 @@ impl Forwarder {
         if delivered {
             self.health.delivered(&route, &sealed_at);
         }
-        Ok(())
+        self.sync_credentials(db, &route).await
+    }
+
+    /// Writes where the credentials stand for `route` (see
+    /// [`refusal::record`]); nothing while no episode is under way.
+    async fn sync_credentials(&self, db: &Db, route: &str) -> anyhow::Result<()> {
+        let opened = self.tokens.refusals.take_opened();
+        let episode = self.tokens.refusals.episode();
+        let ended = self.tokens.refusals.take_ended();
+        if episode.is_none() && !ended {
+            return Ok(());
+        }
+        let tz = self.tz;
+        let route = route.to_string();
+        db.call(move |c| refusal::record(c, tz, &route, opened, episode, ended))
+            .await
     }
 }
 
@@ -437,6 +453,7 @@ pub fn record_reply(
                     duplicate,
                     via: "http",
                     attempts: Some(b.attempts + 1),
+                    accept_parked: false,
                 },
             )?;
         }
