@@ -19,6 +19,7 @@ pub mod intake;
 pub mod parse;
 pub mod report;
 pub mod seal;
+pub mod secrets;
 pub mod simulate;
 pub mod state;
 pub mod validate;

@@ -10,6 +10,7 @@ mod audit;
 mod batches;
 mod logging;
 mod selftest;
+mod state;
 mod status;
 mod validate;
 
@@ -57,6 +58,17 @@ enum Command {
     /// Joint-test (联调) checklist against the library: credentials, a
     /// token, a zero-record probe batch on each route. Exit 1 if any fails.
     Selftest(selftest::Args),
+    /// The state database: `backup --to FILE` while the daemon runs.
+    #[command(subcommand)]
+    State(state::Command),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout; the packages install it as fepd(1).
+    #[command(hide = true)]
+    Man,
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -98,6 +110,9 @@ pub fn main() -> ExitCode {
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
         Command::Audit(a) => audit::run(load_config(&cli), a),
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
+        Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man => man_page(),
     };
     match result {
         Ok(e) => e.into(),
@@ -106,6 +121,34 @@ pub fn main() -> ExitCode {
             Exit::Failed.into()
         }
     }
+}
+
+/// `fepd completions SHELL`: the script for that shell, on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "fepd", &mut std::io::stdout());
+    Ok(Exit::Ok)
+}
+
+/// `fepd man`: fepd(1) in roff: the commands, the files the packages
+/// install, the exit codes. (`fepd COMMAND --help` details each command.)
+fn man_page() -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    let man = clap_mangen::Man::new(Cli::command());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
+    use std::io::Write;
+    writeln!(
+        out,
+        ".SH FILES\n/etc/fepd/fepd.toml \\- the configuration\n.br\n/usr/share/doc/fepd/ \\- README and the Chinese guides (docs/zh)\n.SH \"EXIT STATUS\"\n0 success; 1 the command ran and found something wrong; 2 bad usage; 3 the command could not run."
+    )?;
+    man.render_version_section(&mut out)?;
+    Ok(Exit::Ok)
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Exit> {
@@ -222,13 +265,42 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
     let mut problems = Vec::new();
     let spool = cfg.spool_dir.clone();
     let state = cfg.state_dir.clone();
-    let secrets: Vec<PathBuf> = cfg
-        .sink
-        .http
-        .iter()
-        .flat_map(|h| [h.client_secret_file.clone(), h.app_key_file.clone()])
-        .flatten()
-        .collect();
+    let mut notes = Vec::new();
+    for h in cfg.sink.http.iter() {
+        let sources = [
+            crate::secrets::source(
+                h.client_secret_credential.as_ref(),
+                h.client_secret_file.as_ref(),
+                h.client_secret_env.as_ref(),
+            ),
+            crate::secrets::source(
+                h.app_key_credential.as_ref(),
+                h.app_key_file.as_ref(),
+                h.app_key_env.as_ref(),
+            ),
+        ];
+        for src in sources.into_iter().flatten() {
+            match src {
+                crate::secrets::Source::File(f) => problems.extend(secret_file_problem(f)),
+                crate::secrets::Source::Credential(name) => {
+                    match crate::secrets::credential_path(name) {
+                        Ok(p) if !p.is_file() => problems.push(format!(
+                            "credential {name:?}: {} does not exist (LoadCredential={name} in the unit, /etc/credstore/{name} on disk)",
+                            p.display()
+                        )),
+                        Ok(_) => {}
+                        // Only systemd sets the credentials folder: an
+                        // operator's shell cannot check it (the unit's
+                        // ExecStartPre does).
+                        Err(_) => notes.push(format!(
+                            "credential {name:?} not checked here: only the unit's processes get $CREDENTIALS_DIRECTORY"
+                        )),
+                    }
+                }
+                crate::secrets::Source::Env(_) => {}
+            }
+        }
+    }
     if let Err(e) = crate::daemon::load(cfg) {
         problems.extend(e.to_string().lines().map(str::to_string));
     }
@@ -237,8 +309,8 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
             problems.push(format!("{what} {}: {p}", dir.display()));
         }
     }
-    for s in secrets {
-        problems.extend(secret_file_problem(&s));
+    for n in &notes {
+        println!("· {n}");
     }
     if problems.is_empty() {
         println!("✓ {} is valid", path.display());
@@ -267,16 +339,8 @@ fn writable_problem(dir: &std::path::Path) -> Option<String> {
     }
 }
 
-/// A secret file must exist and be readable by its owner only.
+/// A secret file must exist and be readable by its owner only
+/// (`crate::secrets::FILE_RULE`).
 pub fn secret_file_problem(path: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Err(e) => Some(format!("secret file {}: {e}", path.display())),
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(format!(
-            "secret file {}: readable by group or others (mode {:o}); chmod 600 it",
-            path.display(),
-            m.permissions().mode() & 0o777
-        )),
-        Ok(_) => None,
-    }
+    crate::secrets::file_problem(path)
 }
