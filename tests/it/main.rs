@@ -6,12 +6,16 @@ mod harness;
 mod killtest;
 
 mod audit;
+mod backup;
 mod bad_input;
 mod crash;
 mod diskfull;
+mod docs;
+mod packaging;
 mod pipeline;
 mod push;
 mod reload;
 mod schedule;
 mod shutdown;
+mod spool_access;
 mod validate_cmd;
