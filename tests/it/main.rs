@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod bad_input;
 mod crash;
+mod credentials;
 mod diskfull;
 mod docs;
 mod packaging;
