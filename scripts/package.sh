@@ -6,7 +6,7 @@
 #   fepd-<version>-linux-x86_64.tar.gz    any systemd host: unpack, ./install.sh
 #   fepd-<version>-src-vendored.tar.gz    the source with every crate (cargo vendor):
 #                                         cargo build --release --offline
-# All four install the same layout (packaging/README.md).
+# The three packages install the same layout (the table in the ops guide, §1).
 #
 # Usage: scripts/package.sh [--binary PATH] [--out DIR] [--only deb,rpm,tar,src] [--fast]
 #   --binary  package this fepd instead of building --release (tests use the debug one)
@@ -164,7 +164,9 @@ if wants src; then
     git archive --format=tar HEAD | tar -C "$dir" -xf -
     echo "== cargo vendor"
     mkdir -p "$dir/.cargo"
-    (cd "$dir" && cargo vendor --locked --quiet vendor) > "$dir/.cargo/config.toml"
+    # cargo vendor prints the source replacement for .cargo/config.toml on stdout.
+    (cd "$dir" && cargo vendor --locked vendor 2>/dev/null) > "$dir/.cargo/config.toml"
+    grep -q "replace-with" "$dir/.cargo/config.toml"
     tgz="$out/$name-src-vendored.tar.gz"
     tar -C "$work/src" --owner=0 --group=0 --numeric-owner -cf - "$name" | gzip -6 > "$tgz"
     echo "== $tgz (build: tar xzf $(basename "$tgz") && cd $name && cargo build --release --offline)"
