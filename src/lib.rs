@@ -21,6 +21,7 @@ pub mod parse;
 pub mod report;
 pub mod retention;
 pub mod seal;
+pub mod secrets;
 pub mod simulate;
 pub mod state;
 pub mod validate;

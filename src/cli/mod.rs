@@ -14,6 +14,7 @@ mod logfile;
 mod logging;
 pub mod operator;
 mod selftest;
+mod state;
 mod status;
 mod validate;
 
@@ -66,6 +67,17 @@ enum Command {
     /// Joint-test (联调) checklist against the library: credentials, a
     /// token, a zero-record probe batch on each route. Exit 1 if any fails.
     Selftest(selftest::Args),
+    /// The state database: `backup --to FILE` while the daemon runs.
+    #[command(subcommand)]
+    State(state::Command),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout; the packages install it as fepd(1).
+    #[command(hide = true)]
+    Man,
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -119,6 +131,9 @@ pub fn main() -> ExitCode {
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
         Command::Audit(a) => audit::run(load_config(&cli), a),
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
+        Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man => man_page(),
     };
     match result {
         Ok(e) => e.into(),
@@ -127,6 +142,34 @@ pub fn main() -> ExitCode {
             Exit::Failed.into()
         }
     }
+}
+
+/// `fepd completions SHELL`: the script for that shell, on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "fepd", &mut std::io::stdout());
+    Ok(Exit::Ok)
+}
+
+/// `fepd man`: fepd(1) in roff: the commands, the files the packages
+/// install, the exit codes. (`fepd COMMAND --help` details each command.)
+fn man_page() -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    let man = clap_mangen::Man::new(Cli::command());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
+    use std::io::Write;
+    writeln!(
+        out,
+        ".SH FILES\n/etc/fepd/fepd.toml \\- the configuration\n.br\n/usr/share/doc/fepd/ \\- README and the Chinese guides (docs/zh)\n.SH \"EXIT STATUS\"\n0 success; 1 the command ran and found something wrong; 2 bad usage; 3 the command could not run."
+    )?;
+    man.render_version_section(&mut out)?;
+    Ok(Exit::Ok)
 }
 
 fn run(cli: &Cli) -> anyhow::Result<Exit> {

@@ -14,11 +14,12 @@ use crate::validate::Severity;
 
 pub mod secret;
 mod lookup;
+mod retention;
+mod spool;
 mod window;
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
-mod retention;
-mod window;
 pub use retention::{Keep, Retention, parse_keep};
+pub use spool::SpoolAccess;
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -57,6 +58,9 @@ pub struct Config {
     pub shutdown: Shutdown,
     #[serde(default)]
     pub retention: Retention,
+    /// Data staff's access to the spool (`[spool] group`).
+    #[serde(default)]
+    pub spool: SpoolAccess,
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -180,12 +184,19 @@ pub struct HttpSink {
     pub client_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// Name of a systemd credential (`LoadCredential=NAME` in the unit):
+    /// the secret is read from `$CREDENTIALS_DIRECTORY/NAME`.
+    #[serde(default)]
+    pub client_secret_credential: Option<String>,
     #[serde(default)]
     pub app_id: Option<String>,
     #[serde(default)]
     pub app_key_file: Option<PathBuf>,
     #[serde(default)]
     pub app_key_env: Option<String>,
+    /// As `client_secret_credential`, for `auth = "app_key_hmac"`.
+    #[serde(default)]
+    pub app_key_credential: Option<String>,
     #[serde(default)]
     pub sys_code: Option<String>,
     #[serde(default = "defaults::token_path")]
@@ -677,9 +688,12 @@ impl HttpSink {
                         "sink.http.client_id: required for auth = \"client_credentials\"".into(),
                     );
                 }
-                if self.client_secret_file.is_none() && self.client_secret_env.is_none() {
+                if self.client_secret_file.is_none()
+                    && self.client_secret_env.is_none()
+                    && self.client_secret_credential.is_none()
+                {
                     out.push(
-                        "sink.http: client_secret_file or client_secret_env is required".into(),
+                        "sink.http: client_secret_credential, client_secret_file or client_secret_env is required".into(),
                     );
                 }
             }
@@ -690,9 +704,27 @@ impl HttpSink {
                             .into(),
                     );
                 }
-                if self.app_key_file.is_none() && self.app_key_env.is_none() {
-                    out.push("sink.http: app_key_file or app_key_env is required".into());
+                if self.app_key_file.is_none()
+                    && self.app_key_env.is_none()
+                    && self.app_key_credential.is_none()
+                {
+                    out.push(
+                        "sink.http: app_key_credential, app_key_file or app_key_env is required"
+                            .into(),
+                    );
                 }
+            }
+        }
+        for (key, name) in [
+            ("client_secret_credential", &self.client_secret_credential),
+            ("app_key_credential", &self.app_key_credential),
+        ] {
+            if let Some(n) = name
+                && !crate::secrets::credential_name_ok(n)
+            {
+                out.push(format!(
+                    "sink.http.{key}: {n:?} is not a credential name (letters, digits, . _ -; no /)"
+                ));
             }
         }
         if self.concurrency == 0 || self.request_timeout_secs == 0 {

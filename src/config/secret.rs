@@ -16,7 +16,8 @@ const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// The rule, stated once for every refusal.
 const RULE: &str = "a secret file must be a regular file owned by the user fepd runs as or by root, \
-     with no permission for group or others (chmod 600), and not empty";
+     with no permission for group or others (chmod 600), and not empty — or keep it in /etc/credstore/ \
+     and let systemd pass it (LoadCredential=, client_secret_credential)";
 
 /// Why a secret file cannot be used. Never carries the secret.
 #[derive(Debug, thiserror::Error)]

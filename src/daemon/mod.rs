@@ -5,6 +5,7 @@
 //! one worker thread per dataset (parsing and SQLite are blocking work) and
 //! the forwarder, until asked to drain.
 
+pub mod access;
 mod admin;
 pub mod backpressure;
 mod breaker;

@@ -54,6 +54,7 @@ impl Loaded {
 /// listed in the error.
 pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
     let mut problems = cfg.problems();
+    problems.extend(super::access::config_problems(&cfg));
     let codes = match CodeTable::load(&cfg.area_codes_path()) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
@@ -151,11 +152,15 @@ pub async fn run(
 
     let mut inboxes = Vec::new();
     let mut spools = Vec::new();
+    let staff_gid = super::access::group_id(cfg);
     for d in &cfg.datasets {
         let paths = SpoolPaths::new(&cfg.spool_dir, &d.name);
         paths
             .create()
             .with_context(|| format!("creating spool folders for {}", d.name))?;
+        if let Some(gid) = staff_gid {
+            super::access::apply(&cfg.spool_dir, &paths, gid);
+        }
         inboxes.push(Inbox {
             dataset: d.name.clone(),
             dir: paths.inbox.clone(),

@@ -10,6 +10,7 @@
 //! Only `state` writes SQL; the other stages call the functions here.
 
 pub mod auth;
+pub mod backup;
 pub mod batches;
 pub mod files;
 pub mod log;

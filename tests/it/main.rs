@@ -7,12 +7,16 @@ mod killtest;
 
 mod audit;
 mod audit_bytes;
+mod backup;
 mod bad_input;
 mod crash;
+mod credentials;
 mod diskfull;
 mod library_side;
 mod hostile_parse;
 mod hostile_intake;
+mod docs;
+mod packaging;
 mod pipeline;
 mod push;
 mod reload;
@@ -20,8 +24,9 @@ mod schedule;
 mod service;
 mod shutdown;
 mod startup_refusals;
+mod spool_access;
 mod validate_cmd;
 
-mod credentials;
+mod system_credentials;
 mod operator;
 mod retention;

@@ -35,21 +35,11 @@ use crate::state::log::{self, Entry, Event};
 /// How long a route whose sender failed waits before it restarts.
 const ROUTE_RESTART: Duration = Duration::from_secs(2);
 
-/// Reads the secret named by a file (under the rule of `config::secret`) or
-/// an environment variable. A file's value is trimmed of a trailing newline.
-pub fn read_secret(
-    file: Option<&PathBuf>,
-    env: Option<&String>,
-    what: &str,
-) -> anyhow::Result<String> {
-    if let Some(f) = file {
-        return crate::config::secret::read_secret_file(f).with_context(|| what.to_string());
-    }
-    if let Some(var) = env {
-        return std::env::var(var)
-            .with_context(|| format!("{what}: environment variable {var} is not set"));
-    }
-    anyhow::bail!("{what}: neither a file nor an environment variable is configured")
+/// Reads a secret from its configured source (`crate::secrets`: a
+/// systemd credential, a file refused if group/world-readable, or an
+/// environment variable), naming `what` in the error.
+pub fn read_secret(src: Option<crate::secrets::Source<'_>>, what: &str) -> anyhow::Result<String> {
+    crate::secrets::read(src).with_context(|| what.to_string())
 }
 
 /// Credentials for the configured auth mode.
@@ -61,14 +51,24 @@ pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
                 .clone()
                 .context("sink.http.client_id is required")?,
             client_secret: read_secret(
-                h.client_secret_file.as_ref(),
-                h.client_secret_env.as_ref(),
+                crate::secrets::source(
+                    h.client_secret_credential.as_ref(),
+                    h.client_secret_file.as_ref(),
+                    h.client_secret_env.as_ref(),
+                ),
                 "client secret",
             )?,
         },
         AuthMode::AppKeyHmac => Credentials::AppKeyHmac {
             app_id: h.app_id.clone().context("sink.http.app_id is required")?,
-            app_key: read_secret(h.app_key_file.as_ref(), h.app_key_env.as_ref(), "app key")?,
+            app_key: read_secret(
+                crate::secrets::source(
+                    h.app_key_credential.as_ref(),
+                    h.app_key_file.as_ref(),
+                    h.app_key_env.as_ref(),
+                ),
+                "app key",
+            )?,
             sys_code: h
                 .sys_code
                 .clone()
