@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use crate::validate::Severity;
 
-pub mod secret;
 mod lookup;
 mod retention;
+pub mod secret;
 mod spool;
 mod window;
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
