@@ -59,21 +59,15 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
     {
         // Exactly what the forwarder reads at start: the secret from its
         // file (owner-only) or environment variable, and the CA file.
-        match crate::forward::http::credentials(h) {
-            Ok(_) => {}
+        if let Err(e) = crate::forward::http::credentials(h) {
             // Only systemd sets the credentials folder, for the unit's
             // processes: an operator's shell cannot check a credential.
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<crate::secrets::SecretError>(),
-                    Some(crate::secrets::SecretError::NoCredentialsDir { .. })
-                ) =>
-            {
-                out.notes.push(format!(
-                    "sink.http: {e:#} — not checked here: only the unit's processes get $CREDENTIALS_DIRECTORY"
-                ))
+            match e.downcast_ref::<crate::secrets::SecretError>() {
+                Some(crate::secrets::SecretError::NoCredentialsDir { name }) => out.notes.push(format!(
+                    "credential {name:?} not checked here: only the unit's processes get $CREDENTIALS_DIRECTORY"
+                )),
+                _ => out.problems.push(format!("sink.http: {e:#}")),
             }
-            Err(e) => out.problems.push(format!("sink.http: {e:#}")),
         }
         if let Err(e) = crate::forward::http::client(h) {
             out.problems.push(format!("sink.http: {e:#}"));

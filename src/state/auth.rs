@@ -41,8 +41,15 @@ pub fn refused(
 }
 
 /// Ends every open episode (a token was granted, or a new config is in
-/// force); returns how many routes were waiting.
+/// force); returns how many routes were waiting. Their pending batches,
+/// which were held back by the refusal's back-off, become due at once:
+/// with the credentials fixed, nothing should wait out the old back-off.
 pub fn clear(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE batch SET next_attempt_ms = 0
+         WHERE state = 'sealed' AND route IN (SELECT route FROM credential_refusal)",
+        [],
+    )?;
     conn.execute("DELETE FROM credential_refusal", [])
 }
 

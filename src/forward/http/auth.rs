@@ -215,7 +215,7 @@ impl TokenSource {
                 return Err(TokenError::Refused { reason, retry_in });
             }
             Err(Failure::Locked(at_least)) => {
-                // A lock-out is not a bad secret (PROTOCOL.md §2), but it
+                // A lock-out is not a bad secret (docs/protocol.md §2), but it
                 // is a refusal: wait at least what the library asks.
                 let reason = "HTTP 429 temporarily_locked".to_string();
                 let retry_in = self.refusals.refused(reason.clone(), at_least);

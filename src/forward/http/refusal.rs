@@ -3,7 +3,7 @@
 //! `temporarily_locked` answer), token requests wait like a person would —
 //! `base`, then 2×, 4×… up to 30× `base` (1, 2, 4, 8, 16, 30 min with the
 //! default 60 s) — instead of the 1 s transient backoff. The library locks
-//! a client out after 5 failures in 10 minutes (PROTOCOL.md §2); this
+//! a client out after 5 failures in 10 minutes (docs/protocol.md §2); this
 //! schedule makes at most 4 requests in any 10 minutes (at 0, 1, 3 and 7
 //! min), so a wrong secret never locks out the client id (and with it any
 //! correctly configured sender sharing it).
@@ -199,7 +199,7 @@ mod tests {
     /// The figure in the docs: with a wrong secret and the default base,
     /// token requests in the first 10 minutes, and at most in any
     /// 10-minute window over a day — always below the library's lock-out
-    /// threshold of 5 (PROTOCOL.md §2).
+    /// threshold of 5 (docs/protocol.md §2).
     #[test]
     fn never_five_requests_in_ten_minutes() {
         let base = Duration::from_secs(60);
