@@ -11,6 +11,7 @@ mod batches;
 mod logging;
 mod selftest;
 mod status;
+mod template;
 mod validate;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
     /// Joint-test (联调) checklist against the library: credentials, a
     /// token, a zero-record probe batch on each route. Exit 1 if any fails.
     Selftest(selftest::Args),
+    /// Write a dataset's Excel template for data staff: Chinese titles,
+    /// drop-down lists for code fields, a 填报说明 sheet.
+    Template(template::Args),
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
         Command::Audit(a) => audit::run(load_config(&cli), a),
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
+        Command::Template(a) => load_config(&cli).and_then(|c| template::run(c, a)),
     };
     match result {
         Ok(e) => e.into(),

@@ -23,6 +23,8 @@ struct DatasetStatus {
     parked: i64,
     last_delivery: Option<String>,
     last_error: Option<String>,
+    /// Files being read: records done, rate, estimated time left.
+    work_progress: Vec<crate::daemon::progress::WorkFile>,
 }
 
 pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
@@ -52,6 +54,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
             parked: 0,
             last_delivery: None,
             last_error: None,
+            work_progress: Vec::new(),
         };
         if let Some(conn) = &conn {
             (s.backlog_batches, s.backlog_records) = crate::state::batches::backlog(conn, &d.name)?;
@@ -73,6 +76,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                     |r| r.get(0),
                 )
                 .ok();
+            s.work_progress = crate::daemon::progress::work_files(conn, &cfg.spool_dir, &d.name)?;
         }
         out.push(s);
     }
@@ -146,6 +150,16 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
                 s.last_delivery.as_deref().unwrap_or("-"),
                 s.last_error.as_deref().unwrap_or("-")
             );
+            for w in &s.work_progress {
+                let left = match (w.estimated_records, w.eta_secs) {
+                    (Some(n), Some(eta)) => format!("，约共 {n} 条，预计还需 {eta} 秒"),
+                    _ => String::new(),
+                };
+                println!(
+                    "  正在处理 {}：已完成 {} 条，{} 条/秒{left}",
+                    w.file, w.records_done, w.records_per_sec
+                );
+            }
         }
     }
     Ok(Exit::Ok)

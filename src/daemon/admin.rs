@@ -20,6 +20,8 @@ use super::backpressure::Gate;
 struct Admin {
     db: PathBuf,
     gate: Arc<Gate>,
+    /// For the progress of files in `work/` in `/status`.
+    spool: PathBuf,
 }
 
 /// Serves until `shutdown` completes.
@@ -27,13 +29,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     db: PathBuf,
     gate: Arc<Gate>,
+    spool: PathBuf,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(Admin { db, gate });
+        .with_state(Admin { db, gate, spool });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -172,8 +175,25 @@ async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
 }
 
 async fn status(State(a): State<Admin>) -> impl IntoResponse {
+    let (db, spool) = (a.db.clone(), a.spool.clone());
+    // Files being read, per dataset (empty when none or unreadable).
+    let work = tokio::task::spawn_blocking(move || {
+        let conn = crate::state::open_read_only(&db).ok()?;
+        let names = crate::state::files::datasets_in_progress(&conn).ok()?;
+        let mut out = serde_json::Map::new();
+        for d in names {
+            let files = crate::daemon::progress::work_files(&conn, &spool, &d).ok()?;
+            out.insert(d, json!(files));
+        }
+        Some(out)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
     match read(&a).await {
         Ok(rows) => axum::Json(json!({
+            "work_files": work,
             "intake_paused": a.gate.is_paused(),
             "disk_full": a.gate.is_disk_full(),
             "datasets": rows.iter().map(|r| json!({

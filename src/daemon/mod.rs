@@ -8,6 +8,7 @@
 mod admin;
 pub mod backpressure;
 pub mod job;
+pub mod progress;
 pub mod read;
 mod run;
 

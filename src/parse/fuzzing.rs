@@ -18,6 +18,7 @@ fn limits(delimiter: u8) -> Limits {
         max_record_bytes: 4096,
         max_xlsx_unpacked_bytes: 1 << 20,
         csv_delimiter: delimiter,
+        ..Limits::default()
     }
 }
 

@@ -1,4 +1,5 @@
-//! XLSX: the first sheet, laid out like CSV (the first row is the header).
+//! XLSX: one sheet (the first, or the one `[[dataset]] sheet` names), laid
+//! out like CSV (the first non-empty row, or `header_row`, is the header).
 //!
 //! calamine loads the whole sheet into memory. That is accepted because
 //! the archive's decompressed size is checked first against
@@ -20,18 +21,58 @@ use std::path::Path;
 use calamine::{Data, Range, Reader, Xlsx};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RawValue, RecordStream};
+use super::{
+    BadRecord, FileFault, Header, Item, Limits, Position, RawRecord, RawValue, RecordStream,
+    SheetRef,
+};
 
 /// Opens the first sheet of the workbook at `path`.
 pub(crate) fn open(path: &Path, limits: Limits) -> Result<Box<dyn RecordStream>, FileFault> {
+    open_sheet(path, limits, None)
+}
+
+/// Opens a sheet of the workbook at `path`: the one `sheet` names, or the
+/// first.
+pub(crate) fn open_sheet(
+    path: &Path,
+    limits: Limits,
+    sheet: Option<&SheetRef>,
+) -> Result<Box<dyn RecordStream>, FileFault> {
     check_unpacked_size(path, limits.max_xlsx_unpacked_bytes)?;
     let mut workbook: Xlsx<BufReader<File>> =
         calamine::open_workbook(path).map_err(|e| whole_file(format!("XLSX 文件无法读取：{e}")))?;
+    let sheets = workbook.sheet_names();
+    let listed = || sheets.join("、");
+    let index = match sheet {
+        None => 0,
+        Some(SheetRef::Index(n)) => match (*n as usize).checked_sub(1) {
+            Some(i) if i < sheets.len() => i,
+            _ => {
+                return Err(whole_file(format!(
+                    "配置的 sheet = {n} 不存在：工作簿只有 {} 个工作表（{}）",
+                    sheets.len(),
+                    listed()
+                )));
+            }
+        },
+        Some(SheetRef::Name(name)) => sheets
+            .iter()
+            .position(|s| s.trim() == name.trim())
+            .ok_or_else(|| {
+                whole_file(format!(
+                    "配置的 sheet = \"{name}\" 不存在：工作簿中的工作表为 {}",
+                    listed()
+                ))
+            })?,
+    };
     let range = workbook
-        .worksheet_range_at(0)
+        .worksheet_range_at(index)
         .ok_or_else(|| whole_file("XLSX 文件中没有工作表".to_owned()))?
         .map_err(|e| whole_file(format!("XLSX 工作表无法读取：{e}")))?;
-    Ok(Box::new(XlsxStream::new(range)))
+    let mut stream = XlsxStream::new(range, limits.header_row);
+    stream.sheet = sheets.get(index).cloned();
+    stream.sheets = sheets;
+    Ok(Box::new(stream))
 }
 
 /// A fault about the file as a whole (no line or byte applies).
@@ -85,16 +126,43 @@ struct XlsxStream {
     range: Range<Data>,
     /// Header names by column (relative to the range); `None` until read.
     header: Option<Vec<String>>,
+    /// The sheet row of the header (Excel's 1-based number) once read.
+    header_at: u64,
+    /// `Limits::header_row`: sheet rows above it are not read; 0 = the
+    /// first non-empty row is the header.
+    header_row: u32,
     /// Next row to read (relative to the range).
     next: usize,
+    sheet: Option<String>,
+    sheets: Vec<String>,
 }
 
 impl XlsxStream {
-    fn new(range: Range<Data>) -> Self {
+    fn new(range: Range<Data>, header_row: u32) -> Self {
         XlsxStream {
             range,
             header: None,
+            header_at: 0,
+            header_row,
             next: 0,
+            sheet: None,
+            sheets: Vec::new(),
+        }
+    }
+
+    /// Reads the header row if not yet done (the first non-empty row at
+    /// or below `header_row`).
+    fn read_header(&mut self) {
+        while self.header.is_none() && self.next < self.range.height() {
+            let row = self.next;
+            self.next += 1;
+            if self.sheet_row(row) < u64::from(self.header_row)
+                || self.cells(row).all(|(_, d)| matches!(d, Data::Empty))
+            {
+                continue;
+            }
+            self.header = Some(self.cells(row).map(|(_, d)| header_name(d)).collect());
+            self.header_at = self.sheet_row(row);
         }
     }
 
@@ -144,16 +212,29 @@ impl XlsxStream {
 }
 
 impl RecordStream for XlsxStream {
+    fn header(&mut self) -> Result<Option<Header>, FileFault> {
+        self.read_header();
+        // Columns left of the range's first are absent from the sheet:
+        // header names are relative to the range, as records are.
+        Ok(Some(Header {
+            names: self.header.clone().unwrap_or_default(),
+            row: self.header_at,
+            sheet: self.sheet.clone(),
+            sheets: self.sheets.clone(),
+        }))
+    }
+
     fn next_item(&mut self) -> Result<Option<Item>, FileFault> {
+        self.read_header();
         while self.next < self.range.height() {
             let row = self.next;
             self.next += 1;
             if self.cells(row).all(|(_, d)| matches!(d, Data::Empty)) {
                 continue;
             }
+            // read_header consumed every row up to the header.
             let Some(header) = &self.header else {
-                self.header = Some(self.cells(row).map(|(_, d)| header_name(d)).collect());
-                continue;
+                return Ok(None);
             };
             let pos = Position::Row(self.sheet_row(row));
             return Ok(Some(match self.record(row, header) {

@@ -8,6 +8,7 @@ mod killtest;
 mod audit;
 mod bad_input;
 mod crash;
+mod data_staff;
 mod diskfull;
 mod pipeline;
 mod push;

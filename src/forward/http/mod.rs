@@ -104,6 +104,8 @@ pub struct Forwarder {
     pub http: HttpSink,
     pub tokens: Arc<TokenSource>,
     pub client: reqwest::Client,
+    /// The dataset schemas, to mask refused records in their reports.
+    pub catalog: crate::validate::Catalog,
     /// Per dataset: when its batches may be sent (`send_window`).
     pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
     /// Routes waiting for a send window to open, and until when.
@@ -136,7 +138,14 @@ impl Forwarder {
             http,
             windows: Default::default(),
             closed: Default::default(),
+            catalog: Default::default(),
         })
+    }
+
+    /// The schemas that mask records the library refused, in their reports.
+    pub fn with_catalog(mut self, catalog: crate::validate::Catalog) -> Forwarder {
+        self.catalog = catalog;
+        self
     }
 
     fn push_url(&self, route: &str) -> String {
@@ -393,7 +402,8 @@ impl Forwarder {
         let tz = self.tz;
         let b = b.clone();
         let spool = self.spool.clone();
-        db.call(move |c| record_reply(c, tz, &spool, &b, reply))
+        let catalog = self.catalog.clone();
+        db.call(move |c| record_reply(c, tz, &spool, &catalog, &b, reply))
             .await
     }
 }
@@ -403,6 +413,7 @@ pub fn record_reply(
     conn: &mut Connection,
     tz: FixedOffset,
     spool: &std::path::Path,
+    catalog: &crate::validate::Catalog,
     b: &BatchRow,
     reply: Reply,
 ) -> anyhow::Result<()> {
@@ -419,6 +430,7 @@ pub fn record_reply(
                 conn,
                 tz,
                 spool,
+                catalog,
                 b,
                 &crate::forward::Delivery {
                     receipt_id: &receipt_id,
