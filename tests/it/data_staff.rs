@@ -225,7 +225,7 @@ fn aliases_map_a_province_s_titles() {
     let env = Env::new("");
     env.set_dataset(
         "case_accept",
-        "[dataset.aliases]\n\"办件流水号\" = \"project_no\"",
+        "aliases = { \"办件流水号\" = \"project_no\" }",
     );
     let bytes = csv_with_header(&recs(2), "project_no", "办件流水号");
     let (code, out) = validate(&env, "case_accept", "a.csv", &bytes);
@@ -253,7 +253,8 @@ fn blank_looking_rows_are_skipped_and_counted() {
     assert_eq!(r["blankRows"], 2, "{r:#}");
 
     // XLSX: a space typed in an otherwise empty row.
-    let mut rows = table(&recs(2));
+    let others: Vec<Record> = (10..12).map(data::case_accept).collect();
+    let mut rows = table(&others);
     rows.insert(2, vec![String::new(), String::new(), " ".to_string()]);
     env.drop_file("case_accept", "blank.xlsx", &workbook(&[("Sheet1", rows)]));
     let r = env.receipt("case_accept", "blank.xlsx");
@@ -563,9 +564,9 @@ fn library_refusals_are_reported_beside_the_file_masked() {
     env.drop_file("case_accept", "a.jsonl", &data::jsonl(&records, Enc::Utf8));
     let done = env.spool("case_accept", "done");
     let report = done.join("a.jsonl.library-rejected.json");
-    env.wait("library report", Duration::from_secs(30), || {
-        report.exists()
-    });
+    // The JSON, CSV and XLSX are written in that order.
+    let xlsx = done.join("a.jsonl.library-rejected.errors.xlsx");
+    env.wait("library report", Duration::from_secs(30), || xlsx.exists());
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(doc["libraryRejected"], 1, "{doc:#}");
     let rec = &doc["records"][0];
