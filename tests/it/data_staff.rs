@@ -607,3 +607,52 @@ fn library_refusals_are_reported_beside_the_file_masked() {
     let trace = String::from_utf8_lossy(&out.stdout);
     assert!(trace.contains("422001"), "{trace}");
 }
+
+#[test]
+fn status_shows_a_long_file_s_progress() {
+    // The outbox fills after the first chunk: the file waits in work/ with
+    // 100 of its 1000 records done, long enough to be looked at.
+    let admin = free_addr();
+    let env = Env::new(&format!(
+        "\n[backpressure]\nhigh_water_records = 100\n[admin]\nlisten = \"{admin}\"\n"
+    ));
+    env.set_intake("chunk_records = 100");
+    let _d = env.start();
+    env.drop_file(
+        "case_accept",
+        "long.jsonl",
+        &data::jsonl(
+            &(0..1000).map(data::case_accept).collect::<Vec<_>>(),
+            Enc::Utf8,
+        ),
+    );
+    let mut progress = serde_json::Value::Null;
+    env.wait("progress in fepd status", Duration::from_secs(30), || {
+        let out = env.fepd(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        progress = status["datasets"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["dataset"] == "case_accept"))
+            .map(|d| d["work_progress"][0].clone())
+            .unwrap_or_default();
+        progress["records_done"] == 100
+    });
+    assert_eq!(progress["file"], "long.jsonl", "{progress}");
+    let estimated = progress["estimated_records"].as_i64().unwrap();
+    assert!((950..=1050).contains(&estimated), "{progress}");
+    assert!(progress["eta_secs"].as_i64().is_some(), "{progress}");
+    // The table form says it in Chinese.
+    let out = env.fepd(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("正在处理 long.jsonl：已完成 100 条"),
+        "{table}"
+    );
+    // And the admin listener's /status.
+    let (_, body) = http_get(&admin, "/status");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["work_files"]["case_accept"][0]["records_done"], 100,
+        "{status}"
+    );
+}
