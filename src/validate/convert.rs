@@ -211,6 +211,12 @@ fn labelled_code(spec: &FieldSpec, text: &str) -> Option<String> {
 /// Excel's scientific display of a long number, exported as text
 /// (`1.10105198506012E+17`): never a real value of a text field.
 fn looks_like_excel_number(s: &str) -> bool {
+    // `d.ddd…E+dd` or `dE+dd`: two bytes rule out nearly every other value
+    // before anything is scanned.
+    let b = s.as_bytes();
+    if b.len() < 4 || !b[0].is_ascii_digit() || !matches!(b[1], b'.' | b'E' | b'e') {
+        return false;
+    }
     let Some((mantissa, exp)) = s.split_once(['E', 'e']) else {
         return false;
     };

@@ -656,3 +656,51 @@ fn status_shows_a_long_file_s_progress() {
         "{status}"
     );
 }
+
+#[test]
+fn an_ack_s_refusals_are_reported_masked_even_when_the_library_quotes_values() {
+    let env = Env::new("");
+    let _d = env.start();
+    let records = recs(3);
+    env.drop_file(
+        "case_accept",
+        "p.csv",
+        &data::csv(&records, true, Enc::Utf8),
+    );
+    let receipt = env.receipt("case_accept", "p.csv");
+    let batch = receipt["batches"][0]["batchId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The collector refuses record 1 and quotes its ID number back.
+    let id = data::id_card(1);
+    let ack = serde_json::json!({
+        "receiptId": "R-9", "accepted": 2,
+        "rejected": [{"index": 1, "code": "422007", "message": format!("证件号码 {id} 与姓名不符")}],
+    });
+    let dir = env.outbox("case_accept");
+    std::fs::write(dir.join(format!(".{batch}.ack.tmp")), ack.to_string()).unwrap();
+    std::fs::rename(
+        dir.join(format!(".{batch}.ack.tmp")),
+        dir.join(format!("{batch}.ack")),
+    )
+    .unwrap();
+    let done = env.spool("case_accept", "done");
+    let xlsx = done.join("p.csv.library-rejected.errors.xlsx");
+    env.wait("library report", Duration::from_secs(20), || xlsx.exists());
+    for name in [
+        "p.csv.library-rejected.json",
+        "p.csv.library-rejected.errors.csv",
+        "p.csv.receipt.json",
+        "p.csv.回执.txt",
+    ] {
+        let text = std::fs::read_to_string(done.join(name)).unwrap();
+        assert!(!text.contains(&id), "{name}: ID number in clear: {text}");
+    }
+    let csv = std::fs::read_to_string(done.join("p.csv.library-rejected.errors.csv")).unwrap();
+    assert!(csv.contains("资源库 422007"), "{csv}");
+    assert!(csv.contains("与姓名不符"), "{csv}");
+    assert!(csv.contains(&records[1][0].1), "key column: {csv}");
+    let r = env.receipt("case_accept", "p.csv");
+    assert_eq!(r["libraryRejected"], 1, "{r:#}");
+}
