@@ -42,11 +42,17 @@ pub fn work_files(
 }
 
 fn progress(f: &InProgress, work: &Path, now: chrono::DateTime<chrono::Utc>) -> WorkFile {
-    let elapsed = chrono::DateTime::parse_from_rfc3339(&f.claimed_at)
-        .map(|t| (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0))
+    // The claim time has whole seconds: no rate is given in the first one.
+    let elapsed_ms = chrono::DateTime::parse_from_rfc3339(&f.claimed_at)
+        .map(|t| {
+            (now - t.with_timezone(&chrono::Utc))
+                .num_milliseconds()
+                .max(0)
+        })
         .unwrap_or(0);
-    let rate = if elapsed > 0 {
-        f.records_done as f64 / elapsed as f64
+    let elapsed = elapsed_ms / 1000;
+    let rate = if elapsed_ms >= 1000 {
+        f.records_done as f64 * 1000.0 / elapsed_ms as f64
     } else {
         0.0
     };

@@ -136,13 +136,9 @@ impl DatasetSchema {
     /// The "表头无法识别" verdict, saying what a header looks like and
     /// what to change.
     fn unrecognised(&self, h: &Header, place: &str) -> String {
-        let shown: Vec<&str> = h
-            .names
-            .iter()
-            .filter(|n| !n.trim().is_empty())
-            .take(5)
-            .map(String::as_str)
-            .collect();
+        // The row's cells are not quoted: a row that is not a header is
+        // usually data, and may hold personal values.
+        let filled = h.names.iter().filter(|n| !n.trim().is_empty()).count();
         let example: Vec<&str> = self
             .fields
             .iter()
@@ -151,8 +147,7 @@ impl DatasetSchema {
             .map(|f| f.title.as_str())
             .collect();
         let mut msg = format!(
-            "表头无法识别：{place}（{}）中没有一列是数据集「{}」（{}）的字段名或中文名称，整个文件未读取。表头行应为字段的中文名称或字段名，例如 {}…",
-            shown.join("，"),
+            "表头无法识别：{place}的 {filled} 列中没有一列是数据集「{}」（{}）的字段名或中文名称，整个文件未读取。表头行应为字段的中文名称或字段名，例如 {}…",
             self.title,
             self.name,
             example.join("，")
@@ -237,6 +232,11 @@ mod tests {
             .unwrap_err();
         assert!(err.starts_with("表头无法识别"), "{err}");
         assert!(err.contains("header_row"), "{err}");
+        // The row was data: none of it is quoted back.
+        assert!(
+            !err.contains("张三") && !err.contains("11010520261125000001"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -635,7 +635,8 @@ fn status_shows_a_long_file_s_progress() {
             .and_then(|d| d.iter().find(|d| d["dataset"] == "case_accept"))
             .map(|d| d["work_progress"][0].clone())
             .unwrap_or_default();
-        progress["records_done"] == 100
+        // A rate (and so an ETA) is given once a second has passed.
+        progress["records_done"] == 100 && progress["eta_secs"].is_i64()
     });
     assert_eq!(progress["file"], "long.jsonl", "{progress}");
     let estimated = progress["estimated_records"].as_i64().unwrap();
@@ -703,4 +704,24 @@ fn an_ack_s_refusals_are_reported_masked_even_when_the_library_quotes_values() {
     assert!(csv.contains(&records[1][0].1), "key column: {csv}");
     let r = env.receipt("case_accept", "p.csv");
     assert_eq!(r["libraryRejected"], 1, "{r:#}");
+}
+
+#[test]
+fn check_config_refuses_an_alias_to_no_field() {
+    let env = Env::new("");
+    env.set_dataset(
+        "case_accept",
+        "aliases = { \"流水号\" = \"no_such_field\" }",
+    );
+    let out = env.fepd(&["check-config"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("aliases") && text.contains("no_such_field"),
+        "{text}"
+    );
 }
