@@ -1,5 +1,5 @@
-//! End-to-end benchmark of the real `fepd` binary (issue 6, PRODUCT.md
-//! § Performance): throughput per format and sink, drop-to-delivered
+//! End-to-end benchmark of the real `fepd` binary (issue 6; targets in
+//! README.md, "Benchmarks"): throughput per format and sink, drop-to-delivered
 //! latency, peak RSS on a big file, restart-to-ready time with history,
 //! and the raw limits (read + SHA-256, parse only) on the same files.
 //!
@@ -489,6 +489,7 @@ impl Library {
         let mut child = Command::new(FEPD)
             .args(["simulate-library", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(["--inspect-token", "bench"])
             .env("FEPD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -515,7 +516,7 @@ impl Library {
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
         let _ = write!(
             s,
-            "GET /sim/stats HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET /sim/stats HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer bench\r\nConnection: close\r\n\r\n",
             self.addr
         );
         let mut buf = Vec::new();

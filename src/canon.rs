@@ -1,5 +1,5 @@
 //! Canonical JSON (RFC 8785, JCS) and the hashes built on it: a record's
-//! `hash` and a batch's `digest` (PROTOCOL.md §3). Both ends of the wire use
+//! `hash` and a batch's `digest` (docs/protocol.md §3). Both ends of the wire use
 //! these functions, so the simulator and the sender cannot drift apart.
 
 use serde_json::Value;

@@ -128,13 +128,15 @@ pub enum Pruned {
 
 /// Deletes what `ex` archived and appends the checkpoint, in one
 /// transaction. `archive` is the archive's file name, kept in the
-/// checkpoint so auditors know where the pruned entries went.
+/// checkpoint so auditors know where the pruned entries went; `by` is the
+/// operator who pruned.
 pub fn prune(
     conn: &mut Connection,
     tz: FixedOffset,
     ex: &Exported,
     archive: &str,
     until: &str,
+    by: &str,
 ) -> Result<Pruned> {
     let Some(head) = &ex.head else {
         return Ok(Pruned::Nothing);
@@ -150,6 +152,7 @@ pub fn prune(
     details.insert("archive".into(), json!(archive));
     details.insert("archiveSha256".into(), json!(ex.sha256));
     details.insert("until".into(), json!(until));
+    details.insert("by".into(), json!(by));
     let Some(checkpoint) = log::prune_through(&tx, tz, head, details)? else {
         return Ok(Pruned::Changed);
     };
@@ -187,7 +190,7 @@ mod tests {
         let a1 = dir.path().join("a1.jsonl");
         let ex = export_to_file(&conn, later(), &a1).unwrap();
         assert_eq!(ex.entries, 5);
-        let p = prune(&mut conn, tz(), &ex, "a1.jsonl", "x").unwrap();
+        let p = prune(&mut conn, tz(), &ex, "a1.jsonl", "x", "ops").unwrap();
         assert!(
             matches!(&p, Pruned::Done { pruned, checkpoint } if pruned.seq == 5 && checkpoint.seq == 6),
             "{p:?}"
@@ -198,7 +201,7 @@ mod tests {
         let a2 = dir.path().join("a2.jsonl");
         let ex = export_to_file(&conn, later(), &a2).unwrap();
         assert_eq!(ex.first_seq, Some(6));
-        prune(&mut conn, tz(), &ex, "a2.jsonl", "x").unwrap();
+        prune(&mut conn, tz(), &ex, "a2.jsonl", "x", "ops").unwrap();
         entries(&conn, 2);
         assert_eq!(log::verify(&conn).unwrap(), Ok(3));
         let v = super::super::verify::verify(&conn, &[a1.clone(), a2.clone()], None).unwrap();
@@ -227,7 +230,7 @@ mod tests {
         )
         .unwrap();
         let ex = export(&conn, later(), &mut Vec::new()).unwrap();
-        let p = prune(&mut conn, tz(), &ex, "a.jsonl", "x").unwrap();
+        let p = prune(&mut conn, tz(), &ex, "a.jsonl", "x", "ops").unwrap();
         assert!(matches!(p, Pruned::ChainBroken { seq: 2, .. }), "{p:?}");
         assert_eq!(crate::state::log::head(&conn).unwrap().seq, 4);
     }

@@ -64,8 +64,11 @@ pub fn entries(
 }
 
 /// One entry as a table row: seq, time, event, dataset, file or batch,
-/// counts and details as compact JSON.
+/// counts and details as compact JSON. Text from outside (a file name with
+/// a newline, say) has its control characters escaped, so no row can be
+/// forged; the JSON columns are escaped by their encoder.
 pub fn table_row(e: &StoredEntry) -> String {
+    use crate::oneline::escape;
     let subject = match (&e.file, &e.batch) {
         (Some(f), Some(b)) => format!("{f} {b}"),
         (Some(f), None) => f.clone(),
@@ -77,10 +80,10 @@ pub fn table_row(e: &StoredEntry) -> String {
     format!(
         "{:>7}  {:<25}  {:<26}  {:<14}  {:<30}  {}  {}",
         e.seq,
-        e.time,
-        e.event,
-        e.dataset.as_deref().unwrap_or("-"),
-        subject,
+        escape(&e.time),
+        escape(&e.event),
+        escape(e.dataset.as_deref().unwrap_or("-")),
+        escape(&subject),
         json(&e.counts),
         json(&e.details)
     )

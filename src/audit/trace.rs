@@ -8,7 +8,11 @@
 //! split), so a record rejected, corrected and re-sent shows both
 //! histories in one timeline. Steps are ordered by time, then by log seq.
 //! When the log was pruned, the file and batch rows stand in for the
-//! entries that are gone.
+//! entries that are gone. When retention deleted the key's per-record rows
+//! (`[retention] record_rows`), its last sealed version (`record_state`,
+//! kept for dedupe) still leads to its batch and that batch's entries;
+//! earlier versions and validation verdicts of the key are then gone from
+//! the trace (their exchange-log entries remain, by file and batch).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +23,10 @@ use serde_json::{Value, json};
 
 use super::{Result, instant};
 use crate::state::log::{ENTRY_COLS, StoredEntry};
+
+/// The index of a record whose per-record row retention deleted (only
+/// its last sealed version is known, from `record_state`).
+const PRUNED: i64 = -1;
 
 /// One step of a record's history.
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +177,39 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
         }
     }
 
+    // The key's last sealed version, kept for dedupe when retention
+    // (`record_rows`) has deleted its per-record rows: its batch still
+    // shows, with the earlier history marked as pruned (index -1).
+    {
+        let mut stmt = conn.prepare(
+            "SELECT rs.batch_id, rs.op, rs.hash, b.dataset, b.file_id, b.parent_id, b.sealed_at,
+                    b.state, b.receipt_id, b.delivered_at, b.last_error
+             FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
+             WHERE rs.key = ?1 AND (?2 IS NULL OR rs.dataset = ?2)",
+        )?;
+        let mut rows = stmt.query(params![key, dataset])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            if batches.contains_key(&id) {
+                continue;
+            }
+            batches.insert(
+                id,
+                BatchInfo {
+                    dataset: r.get(3)?,
+                    file_id: r.get(4)?,
+                    parent_id: r.get(5)?,
+                    sealed_at: r.get(6)?,
+                    state: r.get(7)?,
+                    receipt_id: r.get(8)?,
+                    delivered_at: r.get(9)?,
+                    last_error: r.get(10)?,
+                    records: vec![(PRUNED, r.get(1)?, r.get(2)?)],
+                },
+            );
+        }
+    }
+
     // The files these came from.
     let file_ids: BTreeSet<i64> = rejections
         .iter()
@@ -314,7 +355,12 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
                 file: file.map(str::to_string),
                 batch: Some(id.clone()),
                 seq: None,
-                details: json!({"index": idx, "op": op, "hash": hash, "splitFrom": b.parent_id}),
+                details: if *idx == PRUNED {
+                    json!({"index": null, "op": op, "hash": hash, "splitFrom": b.parent_id,
+                           "note": "earlier history of this key deleted by retention (record_rows)"})
+                } else {
+                    json!({"index": idx, "op": op, "hash": hash, "splitFrom": b.parent_id})
+                },
                 order: (placed.0, placed.1, 1, n as i64),
             });
         }
@@ -403,6 +449,11 @@ pub fn table_row(s: &Step) -> String {
                 text("message").unwrap_or_default()
             ));
         }
+        "record_sealed" if d["index"].is_null() => what.push(format!(
+            "{} {} (last sealed version; earlier history deleted by retention)",
+            text("op").unwrap_or_default(),
+            text("hash").unwrap_or_default()
+        )),
         "record_sealed" => what.push(format!(
             "#{} {} {}",
             d["index"],
@@ -425,14 +476,17 @@ pub fn table_row(s: &Step) -> String {
             }
         }
     }
+    // File names, values and the library's messages come from outside:
+    // escaped, so that none can start a forged row.
+    use crate::oneline::escape;
     format!(
         "{:<25}  {:<24}  {:<14}  {:<24}  {:<30}  {}",
-        s.time,
-        s.event,
-        s.dataset,
-        s.file.as_deref().unwrap_or("-"),
-        s.batch.as_deref().unwrap_or("-"),
-        what.join(" ")
+        escape(&s.time),
+        escape(&s.event),
+        escape(&s.dataset),
+        escape(s.file.as_deref().unwrap_or("-")),
+        escape(s.batch.as_deref().unwrap_or("-")),
+        escape(&what.join(" "))
     )
 }
 

@@ -1,9 +1,11 @@
 //! `fepd audit verify`: recompute the chain, optionally through archives
 //! written by `export`, and check it against witness heads the library
-//! kept (`auditHead` of every batch it received, PROTOCOL.md §3).
+//! kept (`auditHead` of every batch it received, docs/protocol.md §3).
 //!
-//! The chain alone catches an edited, deleted, inserted or reordered
-//! entry; it cannot catch a tail cut off and rewritten as a new,
+//! Rows are checked as stored (`StoredEntry::verbatim`): the hash covers
+//! the parsed entry, and a row must also be the one text fepd writes for
+//! it, so no edit of a stored row passes. The chain alone catches an
+//! edited, deleted, inserted or reordered entry; it cannot catch a tail cut off and rewritten as a new,
 //! self-consistent chain. The witness does: every head the library holds
 //! must name an entry that exists with exactly that hash.
 
@@ -157,8 +159,7 @@ fn archive_entries(
         .filter(|(_, l)| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
         .map(move |(i, l)| {
             let l = l.map_err(|e| format!("{name} line {}: {e}", i + 1))?;
-            serde_json::from_str::<StoredEntry>(&l)
-                .map_err(|e| format!("{name} line {}: not an exchange-log entry: {e}", i + 1))
+            StoredEntry::from_archive_line(&l).map_err(|e| format!("{name} line {}: {e}", i + 1))
         }))
 }
 
@@ -183,14 +184,22 @@ pub fn verify(
     let mut db_first = None;
     let mut db_last = None;
     while let Some(r) = rows.next()? {
-        let e = StoredEntry::from_row(r)?;
-        db_first.get_or_insert(e.seq);
-        db_last = Some(e.seq);
-        if wanted.contains(&e.seq) {
-            found.insert(e.seq, e.hash.clone());
+        // The chain is checked over the row exactly as stored; the witness
+        // only needs seq and hash, which a row altered elsewhere still has.
+        let verbatim = StoredEntry::verbatim(r)?;
+        let e = match &verbatim {
+            Ok(e) => Some(e.clone()),
+            Err(_) => StoredEntry::from_row(r).ok(),
+        };
+        if let Some(e) = &e {
+            db_first.get_or_insert(e.seq);
+            db_last = Some(e.seq);
+            if wanted.contains(&e.seq) {
+                found.insert(e.seq, e.hash.clone());
+            }
         }
         if broken.is_none()
-            && let Err(b) = chain.feed(&e)
+            && let Err(b) = verbatim.and_then(|e| chain.feed(&e))
         {
             broken = Some(Finding::from(b));
         }
@@ -241,7 +250,7 @@ pub fn verify(
             ))?;
             let mut rows = stmt.query([after])?;
             while let Some(r) = rows.next()? {
-                if let Err(b) = chain.feed(&StoredEntry::from_row(r)?) {
+                if let Err(b) = StoredEntry::verbatim(r)?.and_then(|e| chain.feed(&e)) {
                     broken = Some(b.into());
                     break;
                 }

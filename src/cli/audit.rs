@@ -273,7 +273,14 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match retention::prune(&mut conn, tz, &ex, &name, until)? {
+            match retention::prune(
+                &mut conn,
+                tz,
+                &ex,
+                &name,
+                until,
+                crate::cli::operator::name(),
+            )? {
                 retention::Pruned::Done { pruned, checkpoint } => {
                     eprintln!(
                         "pruned entries up to {} (hash {}); checkpoint entry {} carries that head",

@@ -30,13 +30,33 @@ pub enum Command {
         #[arg(long)]
         body: bool,
     },
-    /// Resend a parked batch.
-    Retry { id: String },
-    /// Park a pending batch (stop sending it) with a reason.
+    /// Resend parked batches: one by id, or every parked batch of a
+    /// dataset (`--dataset D`) or of all (`--all`). Logged with `--by`.
+    Retry {
+        #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all", "state"])]
+        id: Option<String>,
+        #[arg(long, conflicts_with = "all")]
+        dataset: Option<String>,
+        /// The state of the batches to resend (only `parked` can be).
+        #[arg(long, value_parser = ["parked"])]
+        state: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Park pending batches (stop sending them) with a reason: one by id,
+    /// or every pending batch of a dataset (`--dataset D`) or of all
+    /// (`--all`), optionally only those `sealed` or `exported`.
     Park {
-        id: String,
+        #[arg(required_unless_present_any = ["dataset", "all"], conflicts_with_all = ["dataset", "all", "state"])]
+        id: Option<String>,
         #[arg(long, default_value = "parked by operator")]
         reason: String,
+        #[arg(long, conflicts_with = "all")]
+        dataset: Option<String>,
+        #[arg(long, value_parser = ["sealed", "exported"])]
+        state: Option<String>,
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -83,63 +103,138 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
                 return Ok(Exit::Findings);
             };
             if *body {
-                let body = batches::body(&conn, id)?.unwrap_or_default();
+                let Some(body) = batches::body(&conn, id)? else {
+                    eprintln!(
+                        "batch {id} is {}; its body was deleted by retention ([retention] batch_bodies) — the batch row, its records' keys and its exchange-log entries remain",
+                        b.state
+                    );
+                    return Ok(Exit::Findings);
+                };
                 println!("{}", String::from_utf8_lossy(&body));
             } else {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             }
             Ok(Exit::Ok)
         }
-        Command::Retry { id } => {
+        Command::Retry {
+            id,
+            dataset,
+            state: _,
+            all: _,
+        } => {
+            let by = crate::cli::operator::name();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(b) = batches::get(&tx, id)? else {
-                eprintln!("no batch {id}");
-                return Ok(Exit::Findings);
+            let targets = match targets(cfg, &tx, id.as_deref(), dataset.as_deref(), &["parked"])? {
+                Ok(t) => t,
+                Err(exit) => return Ok(exit),
             };
-            if !batches::requeue_parked(&tx, id)? {
-                eprintln!("batch {id} is {}, not parked: nothing to retry", b.state);
-                return Ok(Exit::Findings);
+            let mut done = 0;
+            for b in &targets {
+                if !batches::requeue_parked(&tx, &b.batch_id)? {
+                    eprintln!(
+                        "batch {} is {}, not parked: nothing to retry",
+                        b.batch_id, b.state
+                    );
+                    return Ok(Exit::Findings);
+                }
+                log::append(
+                    &tx,
+                    tz,
+                    Event::BatchRetried,
+                    Entry {
+                        dataset: Some(&b.dataset),
+                        batch: Some(&b.batch_id),
+                        details: Some(json!({"previousError": b.last_error, "by": by})),
+                        ..Default::default()
+                    },
+                )?;
+                done += 1;
             }
-            log::append(
-                &tx,
-                tz,
-                Event::BatchRetried,
-                Entry {
-                    dataset: Some(&b.dataset),
-                    batch: Some(id),
-                    details: Some(json!({"previousError": b.last_error, "by": "operator"})),
-                    ..Default::default()
-                },
-            )?;
             tx.commit()?;
-            println!("batch {id} queued for resending");
+            match id {
+                Some(id) => println!("batch {id} queued for resending (by {by})"),
+                None => println!("{done} parked batch(es) queued for resending (by {by})"),
+            }
             Ok(Exit::Ok)
         }
-        Command::Park { id, reason } => {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some(b) = batches::get(&tx, id)? else {
-                eprintln!("no batch {id}");
-                return Ok(Exit::Findings);
+        Command::Park {
+            id,
+            reason,
+            dataset,
+            state,
+            all: _,
+        } => {
+            let by = crate::cli::operator::name();
+            let states: &[&str] = match state.as_deref() {
+                Some("sealed") => &["sealed"],
+                Some("exported") => &["exported"],
+                _ => &["sealed", "exported"],
             };
-            if !batches::park(&tx, id, reason)? {
-                eprintln!("batch {id} is {}, not pending: cannot park it", b.state);
-                return Ok(Exit::Findings);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let targets = match targets(cfg, &tx, id.as_deref(), dataset.as_deref(), states)? {
+                Ok(t) => t,
+                Err(exit) => return Ok(exit),
+            };
+            let mut done = 0;
+            for b in &targets {
+                if !batches::park(&tx, &b.batch_id, reason)? {
+                    eprintln!(
+                        "batch {} is {}, not pending: cannot park it",
+                        b.batch_id, b.state
+                    );
+                    return Ok(Exit::Findings);
+                }
+                log::append(
+                    &tx,
+                    tz,
+                    Event::BatchParked,
+                    Entry {
+                        dataset: Some(&b.dataset),
+                        batch: Some(&b.batch_id),
+                        counts: Some(json!({"records": b.count})),
+                        details: Some(json!({"reason": reason, "by": by})),
+                        ..Default::default()
+                    },
+                )?;
+                done += 1;
             }
-            log::append(
-                &tx,
-                tz,
-                Event::BatchParked,
-                Entry {
-                    dataset: Some(&b.dataset),
-                    batch: Some(id),
-                    counts: Some(json!({"records": b.count})),
-                    details: Some(json!({"reason": reason, "by": "operator"})),
-                    ..Default::default()
-                },
-            )?;
             tx.commit()?;
-            println!("batch {id} parked");
+            match id {
+                Some(id) => println!("batch {id} parked (by {by})"),
+                None => println!("{done} batch(es) parked (by {by})"),
+            }
             Ok(Exit::Ok)
         }
     }
+}
+
+/// The batches an action applies to: the one named (whatever its state;
+/// the action says if it cannot apply), or those of `dataset` (every
+/// dataset when `None`, i.e. `--all`) in one of `states`. `Err` carries
+/// the exit for an unknown batch or dataset, already explained.
+fn targets(
+    cfg: &Config,
+    conn: &rusqlite::Connection,
+    id: Option<&str>,
+    dataset: Option<&str>,
+    states: &[&str],
+) -> anyhow::Result<Result<Vec<batches::BatchRow>, Exit>> {
+    if let Some(id) = id {
+        return Ok(match batches::get(conn, id)? {
+            Some(b) => Ok(vec![b]),
+            None => {
+                eprintln!("no batch {id}");
+                Err(Exit::Findings)
+            }
+        });
+    }
+    if let Some(d) = dataset
+        && cfg.dataset(d).is_none()
+        && batches::list(conn, None, Some(d), 1)?.is_empty()
+    {
+        let known: Vec<&str> = cfg.datasets.iter().map(|d| d.name.as_str()).collect();
+        eprintln!("no dataset {d:?} (configured: {})", known.join(", "));
+        return Ok(Err(Exit::Findings));
+    }
+    Ok(Ok(batches::select(conn, states, dataset)?))
 }

@@ -1,5 +1,7 @@
 //! The command line: thin glue over the library. Every command that reads
-//! the config takes `--config PATH` (before or after the command name).
+//! the config takes `--config PATH` (before or after the command name);
+//! without it, `FEPD_CONFIG`, then `./config/fepd.toml`, then
+//! `/etc/fepd/fepd.toml`.
 //!
 //! Exit codes: 0 success; 1 the command ran and found something wrong
 //! (rejected records, config problems, a broken exchange-log chain, an
@@ -8,8 +10,11 @@
 
 mod audit;
 mod batches;
+mod logfile;
 mod logging;
+pub mod operator;
 mod selftest;
+mod state;
 mod status;
 mod template;
 mod validate;
@@ -19,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,9 +33,14 @@ use crate::config::Config;
     about = "前置机 exchange daemon: collect, validate and forward government data"
 )]
 pub struct Cli {
-    /// Config file (default: config/fepd.toml).
+    /// Config file (default: $FEPD_CONFIG, then ./config/fepd.toml, then
+    /// /etc/fepd/fepd.toml).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Who is acting, for the exchange log of operator commands (batch
+    /// retry/park, audit export --prune, selftest); default: the OS user.
+    #[arg(long, global = true, value_name = "NAME")]
+    by: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +59,7 @@ enum Command {
     /// Inspect the outbox and act on batches.
     #[command(subcommand)]
     Batches(batches::Command),
-    /// A local stand-in of the resource library (PROTOCOL.md), for the
+    /// A local stand-in of the resource library (docs/protocol.md), for the
     /// joint-test rehearsal (联调) and for tests.
     SimulateLibrary(Box<crate::simulate::SimOptions>),
     /// The exchange log: verify the chain, show, trace a record, daily
@@ -61,6 +71,17 @@ enum Command {
     /// Write a dataset's Excel template for data staff: Chinese titles,
     /// drop-down lists for code fields, a 填报说明 sheet.
     Template(template::Args),
+    /// The state database: `backup --to FILE` while the daemon runs.
+    #[command(subcommand)]
+    State(state::Command),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout; the packages install it as fepd(1).
+    #[command(hide = true)]
+    Man,
 }
 
 /// Outcome of a command, mapped to the exit code.
@@ -80,19 +101,31 @@ impl From<Exit> for ExitCode {
     }
 }
 
-fn config_path(cli: &Cli) -> PathBuf {
-    cli.config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("config/fepd.toml"))
+/// The config file to use and where it was found (`--config`, then
+/// `FEPD_CONFIG`, then `./config/fepd.toml`, then `/etc/fepd/fepd.toml`).
+fn config_path(cli: &Cli) -> Result<(PathBuf, ConfigSource), crate::config::ConfigError> {
+    crate::config::locate(cli.config.as_deref(), std::env::var_os("FEPD_CONFIG"))
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(&config_path(cli))?)
+    let (path, _) = config_path(cli)?;
+    Ok(Config::load(&path)?)
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run | Command::SimulateLibrary(_)) {
+        // A one-shot command whose reader went away (`fepd batches list |
+        // head`) ends quietly, as `ls` or `cat` do, instead of panicking
+        // in `println!`. Not for the long-running ones: a closed stderr
+        // must never kill the daemon.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    operator::init(cli.by.as_deref());
     let result = match &cli.command {
         Command::Run => run(&cli),
         Command::CheckConfig => check_config(&cli),
@@ -103,6 +136,9 @@ pub fn main() -> ExitCode {
         Command::Audit(a) => audit::run(load_config(&cli), a),
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
         Command::Template(a) => load_config(&cli).and_then(|c| template::run(c, a)),
+        Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man => man_page(),
     };
     match result {
         Ok(e) => e.into(),
@@ -113,82 +149,69 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `fepd completions SHELL`: the script for that shell, on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "fepd", &mut std::io::stdout());
+    Ok(Exit::Ok)
+}
+
+/// `fepd man`: fepd(1) in roff: the commands, the files the packages
+/// install, the exit codes. (`fepd COMMAND --help` details each command.)
+fn man_page() -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    let man = clap_mangen::Man::new(Cli::command());
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    man.render_subcommands_section(&mut out)?;
+    use std::io::Write;
+    writeln!(
+        out,
+        ".SH FILES\n/etc/fepd/fepd.toml \\- the configuration\n.br\n/usr/share/doc/fepd/ \\- README and the Chinese guides (docs/zh)\n.SH \"EXIT STATUS\"\n0 success; 1 the command ran and found something wrong; 2 bad usage; 3 the command could not run."
+    )?;
+    man.render_version_section(&mut out)?;
+    Ok(Exit::Ok)
+}
+
 fn run(cli: &Cli) -> anyhow::Result<Exit> {
-    let cfg = load_config(cli)?;
-    let _guard = logging::init(&cfg.log)?;
-    let mut loaded = match crate::daemon::load(cfg) {
+    let (path, _) = config_path(cli)?;
+    let cfg = Config::load(&path)?;
+    let _guard = logging::init(&cfg.log, cfg.tz())?;
+    // One daemon per state directory, before anything is recovered.
+    let tz = cfg
+        .tz()
+        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC"));
+    let instance = match crate::daemon::lock::acquire(&cfg.state_dir, tz) {
         Ok(l) => l,
+        Err(e @ crate::daemon::lock::LockError::Held { .. }) => {
+            eprintln!("fepd: {e}");
+            return Ok(Exit::Failed);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut problems = crate::daemon::preflight::check(&cfg, Default::default()).problems;
+    let loaded = match crate::daemon::load(cfg) {
+        Ok(l) if problems.is_empty() => l,
+        Ok(_) => {
+            eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
+            return Ok(Exit::Failed);
+        }
         Err(e) => {
-            eprintln!("fepd: config has problems:\n{e}");
+            problems.insert(0, e.to_string());
+            eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
             return Ok(Exit::Failed);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    // SIGHUP's default action ends the process: take it over before
-    // anything else, so that a reload asked for during start-up or a drain
-    // waits instead of killing the daemon.
-    let _hup = rt.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    })?;
-    let path = config_path(cli);
-    let mut reloaded = false;
-    loop {
-        let next = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let signals = stop_signal(path.clone(), next.clone());
-        match rt.block_on(crate::daemon::run(loaded, signals, reloaded))? {
-            crate::daemon::Stop::Terminate => return Ok(Exit::Ok),
-            crate::daemon::Stop::Reload => {
-                loaded = next
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .expect("a reload stop carries the new config");
-                reloaded = true;
-            }
-        }
-    }
-}
-
-/// Completes on SIGTERM/SIGINT, or on SIGHUP once the config file re-reads
-/// without a problem (the new config is left in `next`). A config with
-/// problems is refused with every problem logged, and the daemon goes on
-/// with the one it has. (`[log]` changes need a restart.)
-async fn stop_signal(
-    path: PathBuf,
-    next: std::sync::Arc<std::sync::Mutex<Option<crate::daemon::Loaded>>>,
-) -> crate::daemon::Stop {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
-    let term = shutdown_signal();
-    tokio::pin!(term);
-    loop {
-        tokio::select! {
-            _ = &mut term => return crate::daemon::Stop::Terminate,
-            _ = hup.recv() => {
-                tracing::info!(config = %path.display(), "SIGHUP received: re-reading the config");
-                let read = Config::load(&path)
-                    .map_err(anyhow::Error::from)
-                    .and_then(crate::daemon::load);
-                match read {
-                    Ok(l) => {
-                        *next.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
-                        tracing::info!("config valid: draining, then running with it");
-                        return crate::daemon::Stop::Reload;
-                    }
-                    Err(e) => tracing::error!(
-                        problems = %format!("{e:#}").replace('\n', "; "),
-                        "config reload refused; still running with the previous config"
-                    ),
-                }
-            }
-        }
-    }
+    crate::daemon::serve(&path, &instance, loaded)?;
+    Ok(Exit::Ok)
 }
 
 fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {
-    let _guard = logging::init(&crate::config::Log::default())?;
+    let _guard = logging::init(&crate::config::Log::default(), None)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -199,24 +222,23 @@ fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {
         println!("listening on {}", sim.addr());
         use std::io::Write;
         std::io::stdout().flush()?;
-        sim.run_until(shutdown_signal()).await
+        sim.run_until(crate::daemon::shutdown_signal()).await
     })?;
     Ok(Exit::Ok)
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
-
+/// Everything `fepd run` would check, and more, without changing anything:
+/// the config file (and where it was found), schemas, code table, folders,
+/// secrets (files and environment variables), the admin token and address.
 fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
-    let path = config_path(cli);
+    let (path, source) = match config_path(cli) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("✗ {e}");
+            return Ok(Exit::Findings);
+        }
+    };
+    println!("config: {} (from {source})", path.display());
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -224,26 +246,25 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
             return Ok(Exit::Findings);
         }
     };
+    // A running daemon holds its admin address: not a problem.
+    let running = match crate::daemon::lock::presence(&cfg.state_dir) {
+        crate::daemon::lock::Presence::Running { .. } => cfg.admin.listen,
+        crate::daemon::lock::Presence::Stopped { .. } => None,
+    };
+    let pre = crate::daemon::preflight::check(
+        &cfg,
+        crate::daemon::preflight::Running {
+            config: None,
+            admin: running,
+        },
+    );
     let mut problems = Vec::new();
-    let spool = cfg.spool_dir.clone();
-    let state = cfg.state_dir.clone();
-    let secrets: Vec<PathBuf> = cfg
-        .sink
-        .http
-        .iter()
-        .flat_map(|h| [h.client_secret_file.clone(), h.app_key_file.clone()])
-        .flatten()
-        .collect();
     if let Err(e) = crate::daemon::load(cfg) {
         problems.extend(e.to_string().lines().map(str::to_string));
     }
-    for (what, dir) in [("spool_dir", &spool), ("state_dir", &state)] {
-        if let Some(p) = writable_problem(dir) {
-            problems.push(format!("{what} {}: {p}", dir.display()));
-        }
-    }
-    for s in secrets {
-        problems.extend(secret_file_problem(&s));
+    problems.extend(pre.problems);
+    for n in &pre.notes {
+        println!("· {n}");
     }
     if problems.is_empty() {
         println!("✓ {} is valid", path.display());
@@ -257,31 +278,5 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Why fepd could not write into `dir` (it is created if missing).
-fn writable_problem(dir: &std::path::Path) -> Option<String> {
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Some(format!("cannot create: {e}"));
-    }
-    let probe = dir.join(format!(".fepd-check-{}", std::process::id()));
-    match std::fs::write(&probe, b"") {
-        Ok(()) => {
-            let _ = std::fs::remove_file(&probe);
-            None
-        }
-        Err(e) => Some(format!("not writable: {e}")),
-    }
-}
-
-/// A secret file must exist and be readable by its owner only.
-pub fn secret_file_problem(path: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Err(e) => Some(format!("secret file {}: {e}", path.display())),
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(format!(
-            "secret file {}: readable by group or others (mode {:o}); chmod 600 it",
-            path.display(),
-            m.permissions().mode() & 0o777
-        )),
-        Ok(_) => None,
-    }
-}
+/// A secret file's problem, by the rule in `config::secret`.
+pub use crate::config::secret::secret_file_problem;

@@ -1,6 +1,6 @@
 //! `fepd selftest`: the joint-test (联调) checklist against the real
 //! library — credentials, a token, and a zero-record probe batch on each
-//! route (PROTOCOL.md §3). Nothing is stored by the library or by fepd.
+//! route (docs/protocol.md §3). Nothing is stored by the library or by fepd.
 
 use std::collections::BTreeMap;
 
@@ -152,6 +152,7 @@ fn record_selftest(
             details: Some(serde_json::json!({
                 "library": base_url,
                 "routes": routes.keys().collect::<Vec<_>>(),
+                "by": crate::cli::operator::name(),
             })),
             ..Default::default()
         },

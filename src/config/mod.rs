@@ -12,7 +12,14 @@ use serde::Deserialize;
 
 use crate::validate::Severity;
 
+mod lookup;
+mod retention;
+pub mod secret;
+mod spool;
 mod window;
+pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
+pub use retention::{Keep, Retention, parse_keep};
+pub use spool::SpoolAccess;
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -49,6 +56,11 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub shutdown: Shutdown,
+    #[serde(default)]
+    pub retention: Retention,
+    /// Data staff's access to the spool (`[spool] group`).
+    #[serde(default)]
+    pub spool: SpoolAccess,
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
     /// Folder of the config file; relative paths were resolved against it.
@@ -56,7 +68,7 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-/// When a dropped file counts as complete (PRODUCT.md, drop contract).
+/// When a dropped file counts as complete (README.md, "How data flows": the drop contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ready {
@@ -72,6 +84,9 @@ pub struct Intake {
     pub rescan_secs: u64,
     /// For files found only by a rescan: size and mtime unchanged this long.
     pub settle_secs: u64,
+    /// For files the watcher saw closed after writing: no new close this
+    /// long (an appending writer closes and reopens) before they are taken.
+    pub quiet_ms: u64,
     pub ready: Ready,
     pub max_file_bytes: u64,
     pub max_record_bytes: usize,
@@ -83,6 +98,12 @@ pub struct Intake {
     /// Input records per SQLite transaction when few of them are sealed
     /// (e.g. a re-sent file of unchanged records).
     pub chunk_records: u64,
+    /// Deepest XML element / JSON array-or-object nesting (parse::Limits).
+    pub max_nesting_depth: usize,
+    /// Most fields in one record or header (parse::Limits).
+    pub max_columns: usize,
+    /// Most shared strings in an XLSX workbook (parse::Limits).
+    pub max_xlsx_shared_strings: u64,
 }
 
 impl Default for Intake {
@@ -90,6 +111,7 @@ impl Default for Intake {
         Intake {
             rescan_secs: 30,
             settle_secs: 5,
+            quiet_ms: 200,
             ready: Ready::Settle,
             max_file_bytes: 4 << 30,
             max_record_bytes: 1 << 20,
@@ -97,6 +119,9 @@ impl Default for Intake {
             default_encoding: None,
             csv_delimiter: ",".into(),
             chunk_records: 5000,
+            max_nesting_depth: crate::parse::DEFAULT_MAX_NESTING_DEPTH,
+            max_columns: crate::parse::DEFAULT_MAX_COLUMNS,
+            max_xlsx_shared_strings: crate::parse::DEFAULT_MAX_XLSX_SHARED_STRINGS,
         }
     }
 }
@@ -146,7 +171,7 @@ pub enum AuthMode {
     AppKeyHmac,
 }
 
-/// Push mode (PROTOCOL.md §2–§4).
+/// Push mode (docs/protocol.md §2–§4).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSink {
@@ -159,12 +184,19 @@ pub struct HttpSink {
     pub client_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// Name of a systemd credential (`LoadCredential=NAME` in the unit):
+    /// the secret is read from `$CREDENTIALS_DIRECTORY/NAME`.
+    #[serde(default)]
+    pub client_secret_credential: Option<String>,
     #[serde(default)]
     pub app_id: Option<String>,
     #[serde(default)]
     pub app_key_file: Option<PathBuf>,
     #[serde(default)]
     pub app_key_env: Option<String>,
+    /// As `client_secret_credential`, for `auth = "app_key_hmac"`.
+    #[serde(default)]
+    pub app_key_credential: Option<String>,
     #[serde(default)]
     pub sys_code: Option<String>,
     #[serde(default = "defaults::token_path")]
@@ -184,6 +216,11 @@ pub struct HttpSink {
     /// Extra CA certificate (PEM) for a library behind a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// First wait after the library refuses fepd's credentials (401 on the
+    /// token endpoint, a lock-out); it doubles per refusal up to 30 times
+    /// this, so the lock-out threshold is never reached.
+    #[serde(default = "defaults::credential_backoff_secs")]
+    pub credential_backoff_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -204,7 +241,7 @@ impl Default for BatchLimits {
     }
 }
 
-/// When intake pauses because the outbox is full (PRODUCT.md guarantee 3):
+/// When intake pauses because the outbox is full (README.md, "Watching it run": back-pressure):
 /// at `high_water_*` of undelivered backlog, until it falls below
 /// `low_water_percent` of that. Zero disables a limit.
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -230,7 +267,7 @@ impl Default for Backpressure {
     }
 }
 
-/// How `SIGTERM` drains (PRODUCT.md: finish the current chunk and the
+/// How `SIGTERM` drains (README.md, "Watching it run": finish the current chunk and the
 /// in-flight request, checkpoint, exit 0).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -272,12 +309,31 @@ pub struct Log {
     pub level: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Admin {
-    /// Loopback address for `/healthz`, `/metrics`, `/status`; none = off.
-    #[serde(default)]
-    pub listen: Option<String>,
+    /// Address for `/healthz`, `/metrics`, `/status` (`127.0.0.1:8731`);
+    /// none = off. Loopback unless `allow_remote`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allows a non-loopback `listen`; then `token_file` is required.
+    pub allow_remote: bool,
+    /// File holding the bearer token every admin request must carry
+    /// (`Authorization: Bearer …`); owner-readable only.
+    pub token_file: Option<PathBuf>,
+    /// A route with backlog and no delivery for this long makes `/healthz`
+    /// answer 503 (0 = never).
+    pub stall_secs: u64,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: None,
+            allow_remote: false,
+            token_file: None,
+            stall_secs: 1800,
+        }
+    }
 }
 
 /// One dataset: its spool folder, schema and route.
@@ -286,7 +342,7 @@ pub struct Admin {
 pub struct DatasetConfig {
     /// = spool folder name = `schemas/<name>.schema.json`.
     pub name: String,
-    /// Route: PROTOCOL.md `{category}/{resource}`.
+    /// Route: docs/protocol.md `{category}/{resource}`.
     pub category: String,
     pub resource: String,
     /// Overrides `[intake] ready` for this dataset.
@@ -307,7 +363,7 @@ pub struct DatasetConfig {
     pub send_window: Option<SendWindow>,
     /// `"reversed"`: this source rates `satisfaction` on the reversed
     /// GB/T 39046 A.8 scale (1 = 非常满意); values are converted to the
-    /// standard scale before validation (DATASETS.md). Never guessed.
+    /// standard scale before validation (docs/datasets.md). Never guessed.
     #[serde(default)]
     pub satisfaction_scale: Scale,
     /// CSV line / XLSX sheet row (1-based) of the header, for files with a
@@ -381,16 +437,27 @@ mod defaults {
     pub fn concurrency() -> usize {
         4
     }
+    pub fn credential_backoff_secs() -> u64 {
+        60
+    }
 }
 
 /// Why a config could not be loaded at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    // The OS error is part of the message and deliberately not a
+    // `source`: printed as a chain it would appear twice.
+    #[error("cannot read config {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(
+        "no config file: --config not given, FEPD_CONFIG not set, and neither {} nor {} exists",
+        LOCAL_CONFIG,
+        SYSTEM_CONFIG
+    )]
+    NotFound,
     #[error("config {path}: {message}")]
     Syntax { path: PathBuf, message: String },
 }
@@ -399,9 +466,9 @@ impl Config {
     /// Reads and parses `path`, resolving relative paths against its folder.
     /// Semantic problems are not checked here; see [`Config::problems`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let base = path
             .parent()
@@ -436,6 +503,9 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = cfg.log.dir.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = cfg.admin.token_file.as_mut() {
             resolve(p);
         }
         if let Some(http) = cfg.sink.http.as_mut() {
@@ -487,6 +557,9 @@ impl Config {
             max_record_bytes: self.intake.max_record_bytes,
             max_xlsx_unpacked_bytes: self.intake.max_xlsx_unpacked_bytes,
             csv_delimiter: self.intake.csv_delimiter.bytes().next().unwrap_or(b','),
+            max_nesting_depth: self.intake.max_nesting_depth,
+            max_columns: self.intake.max_columns,
+            max_xlsx_shared_strings: self.intake.max_xlsx_shared_strings,
             ..Default::default()
         }
     }
@@ -527,6 +600,14 @@ impl Config {
         }
         if self.backpressure.low_water_percent == 0 || self.backpressure.low_water_percent > 100 {
             out.push("backpressure.low_water_percent: must be 1..=100".to_string());
+        }
+        // serde_json refuses nesting deeper than 128 on its own; the
+        // configured limit must bite first, with its own message.
+        if !(3..=100).contains(&self.intake.max_nesting_depth) {
+            out.push("intake.max_nesting_depth: must be 3..=100".to_string());
+        }
+        if self.intake.max_columns == 0 || self.intake.max_xlsx_shared_strings == 0 {
+            out.push("intake.max_columns and max_xlsx_shared_strings: must be ≥ 1".to_string());
         }
         if self.intake.rescan_secs == 0 {
             out.push("intake.rescan_secs: must be ≥ 1".to_string());
@@ -588,11 +669,28 @@ impl Config {
                 ));
             }
         }
+        out.extend(self.admin.problems());
         match (self.sink.mode, &self.sink.http) {
             (SinkMode::Http, None) => {
                 out.push("sink.mode = \"http\" needs a [sink.http] section".to_string())
             }
             (SinkMode::Http, Some(h)) => out.extend(h.problems()),
+            _ => {}
+        }
+        out
+    }
+}
+
+impl Admin {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && !self.allow_remote => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; to serve /status and /metrics beyond this host set admin.allow_remote = true and admin.token_file"
+            )),
+            Some(addr) if !addr.ip().is_loopback() && self.token_file.is_none() => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; allow_remote needs admin.token_file (a bearer token)"
+            )),
             _ => {}
         }
         out
@@ -615,9 +713,12 @@ impl HttpSink {
                         "sink.http.client_id: required for auth = \"client_credentials\"".into(),
                     );
                 }
-                if self.client_secret_file.is_none() && self.client_secret_env.is_none() {
+                if self.client_secret_file.is_none()
+                    && self.client_secret_env.is_none()
+                    && self.client_secret_credential.is_none()
+                {
                     out.push(
-                        "sink.http: client_secret_file or client_secret_env is required".into(),
+                        "sink.http: client_secret_credential, client_secret_file or client_secret_env is required".into(),
                     );
                 }
             }
@@ -628,13 +729,34 @@ impl HttpSink {
                             .into(),
                     );
                 }
-                if self.app_key_file.is_none() && self.app_key_env.is_none() {
-                    out.push("sink.http: app_key_file or app_key_env is required".into());
+                if self.app_key_file.is_none()
+                    && self.app_key_env.is_none()
+                    && self.app_key_credential.is_none()
+                {
+                    out.push(
+                        "sink.http: app_key_credential, app_key_file or app_key_env is required"
+                            .into(),
+                    );
                 }
+            }
+        }
+        for (key, name) in [
+            ("client_secret_credential", &self.client_secret_credential),
+            ("app_key_credential", &self.app_key_credential),
+        ] {
+            if let Some(n) = name
+                && !crate::secrets::credential_name_ok(n)
+            {
+                out.push(format!(
+                    "sink.http.{key}: {n:?} is not a credential name (letters, digits, . _ -; no /)"
+                ));
             }
         }
         if self.concurrency == 0 || self.request_timeout_secs == 0 {
             out.push("sink.http: concurrency and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.credential_backoff_secs == 0 {
+            out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());
         }
         out
     }
@@ -701,6 +823,30 @@ mod tests {
         "#;
         let p = Config::parse(text, Path::new(".")).unwrap().problems();
         assert_eq!(p.len(), 4, "{p:#?}");
+    }
+
+    #[test]
+    fn a_remote_admin_address_needs_allow_remote_and_a_token() {
+        let with = |admin: &str| {
+            Config::parse(&format!("{MIN}\n[admin]\n{admin}"), Path::new("/etc/fepd"))
+                .unwrap()
+                .problems()
+        };
+        assert!(with("listen = \"127.0.0.1:8731\"").is_empty());
+        assert!(with("listen = \"[::1]:8731\"").is_empty());
+        let p = with("listen = \"0.0.0.0:8731\"");
+        assert!(p[0].contains("allow_remote"), "{p:?}");
+        let p = with("listen = \"10.0.0.5:8731\"\nallow_remote = true");
+        assert!(p[0].contains("token_file"), "{p:?}");
+        assert!(
+            with("listen = \"10.0.0.5:8731\"\nallow_remote = true\ntoken_file = \"t\"").is_empty()
+        );
+        let err = Config::parse(
+            &format!("{MIN}\n[admin]\nlisten = \"nowhere\""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.contains("nowhere") || err.contains("listen"), "{err}");
     }
 
     #[test]

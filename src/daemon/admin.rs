@@ -1,208 +1,392 @@
-//! The admin listener (loopback): `/healthz`, `/metrics` (Prometheus text)
-//! and `/status` (JSON). Every figure is read from the state database at
-//! request time, so what it shows is what is committed.
+//! The admin listener: `/healthz`, `/metrics` (Prometheus / OpenMetrics
+//! text, through `prometheus-client`) and `/status` (the same report as
+//! `fepd status --json`). Figures are read from the state database at
+//! request time, so what it shows is what is committed; liveness comes
+//! from the [`Health`] the running parts keep up to date.
+//!
+//! Loopback by default; a remote address needs `allow_remote = true` and a
+//! bearer token (`token_file`), checked on every request.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::Connection;
-use serde_json::json;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::backpressure::Gate;
+use super::health::{Health, RouteLabel};
+use super::lock::{Beat, Holder, Presence};
+use super::status::{self, Live, Report};
+use crate::config::Config;
 
+/// What the admin handlers and the heartbeat read.
 #[derive(Clone)]
-struct Admin {
-    db: PathBuf,
-    gate: Arc<Gate>,
-    /// For the progress of files in `work/` in `/status`.
-    spool: PathBuf,
+pub struct Admin {
+    pub cfg: Arc<Config>,
+    pub gate: Arc<Gate>,
+    pub health: Arc<Health>,
+    pub holder: Holder,
+    /// Bearer token every request must carry, when configured.
+    pub token: Option<Arc<str>>,
 }
 
 /// Serves until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    db: PathBuf,
-    gate: Arc<Gate>,
-    spool: PathBuf,
+    admin: Admin,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(Admin { db, gate, spool });
+        .layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_token,
+        ))
+        .with_state(admin);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-/// Per-dataset figures: (dataset, received, rejected, sealed, skipped,
-/// delivered records, backlog batches, backlog records, parked batches,
-/// retries).
-type Row = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
-
-/// A metric: name, type, help text, and how to read it off a row.
-type Series = (&'static str, &'static str, &'static str, fn(&Row) -> i64);
-
-fn rows(conn: &Connection) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare(
-        "WITH d AS (SELECT dataset FROM file UNION SELECT dataset FROM batch)
-         SELECT d.dataset,
-           (SELECT COALESCE(SUM(received), 0) FROM file f WHERE f.dataset = d.dataset),
-           (SELECT COALESCE(SUM(rejected), 0) FROM file f WHERE f.dataset = d.dataset),
-           (SELECT COALESCE(SUM(sealed), 0) FROM file f WHERE f.dataset = d.dataset),
-           (SELECT COALESCE(SUM(skipped + stale), 0) FROM file f WHERE f.dataset = d.dataset),
-           (SELECT COALESCE(SUM(count), 0) FROM batch b WHERE b.dataset = d.dataset AND state = 'delivered'),
-           (SELECT COUNT(*) FROM batch b WHERE b.dataset = d.dataset AND state IN ('sealed', 'exported')),
-           (SELECT COALESCE(SUM(count), 0) FROM batch b WHERE b.dataset = d.dataset AND state IN ('sealed', 'exported')),
-           (SELECT COUNT(*) FROM batch b WHERE b.dataset = d.dataset AND state = 'parked'),
-           (SELECT COALESCE(SUM(attempts), 0) FROM batch b WHERE b.dataset = d.dataset)
-         FROM d ORDER BY d.dataset",
-    )?;
-    let r = stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
-            r.get(9)?,
-        ))
-    })?;
-    r.collect()
+async fn require_token(State(a): State<Admin>, req: Request, next: Next) -> Response {
+    if let Some(token) = &a.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "bearer token required\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
 }
 
-async fn read(a: &Admin) -> Result<Vec<Row>, (StatusCode, String)> {
-    let db = a.db.clone();
-    tokio::task::spawn_blocking(move || {
-        let conn = crate::state::open_read_only(&db).map_err(|e| e.to_string())?;
-        rows(&conn).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))
+/// Compares without an early exit, so the time taken does not tell how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn metrics(State(a): State<Admin>) -> impl IntoResponse {
-    let rows = match read(&a).await {
+impl Admin {
+    /// Why the daemon is not healthy right now; empty when it is.
+    pub fn live(&self) -> anyhow::Result<Live> {
+        let mut problems = self.health.problems();
+        if self.gate.is_disk_full() {
+            problems.push("intake paused: disk full or below min_free_bytes".into());
+        } else if self.gate.backlog_paused() {
+            problems.push("intake paused: the outbox backlog is at its high-water mark".into());
+        }
+        problems.extend(self.stalled_routes()?);
+        Ok(Live {
+            intake_paused: self.gate.is_paused(),
+            disk_full: self.gate.is_disk_full(),
+            problems,
+        })
+    }
+
+    /// Routes with backlog that have not delivered for `stall_secs`
+    /// (counting from this loop's start when they have not delivered in
+    /// it), unless all their datasets wait for a closed send window.
+    fn stalled_routes(&self) -> anyhow::Result<Vec<String>> {
+        let stall = self.cfg.admin.stall_secs;
+        if stall == 0 {
+            return Ok(Vec::new());
+        }
+        let db = self.cfg.state_db();
+        if !db.exists() {
+            return Ok(Vec::new());
+        }
+        let conn = crate::state::open_read_only(&db)?;
+        let routes = status::routes(&conn, chrono::Utc::now().timestamp_millis())?;
+        let tz = self
+            .cfg
+            .tz()
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).unwrap());
+        let now = chrono::Utc::now().with_timezone(&tz).time();
+        let mut out = Vec::new();
+        for r in routes {
+            if (r.oldest_pending_secs as u64) < stall {
+                continue;
+            }
+            let quiet = self
+                .health
+                .last_delivery(&r.route)
+                .unwrap_or(self.health.started())
+                .elapsed()
+                .as_secs();
+            if quiet < stall {
+                continue;
+            }
+            let mut datasets = self.cfg.datasets.iter().filter(|d| d.route() == r.route);
+            let waiting_for_window = datasets.clone().next().is_some()
+                && self.cfg.sink.mode == crate::config::SinkMode::Http
+                && datasets.all(|d| d.send_window.is_some_and(|w| !w.contains(now)));
+            if waiting_for_window {
+                continue;
+            }
+            out.push(format!(
+                "route {}: {} batch(es) pending, the oldest for {} s, no delivery for {} s (stall_secs = {stall})",
+                r.route, r.pending_batches, r.oldest_pending_secs, quiet
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The heartbeat the intake loop writes: now, and what [`Admin::live`]
+    /// says.
+    pub fn beat(&self) -> Beat {
+        let live = self.live().unwrap_or_else(|e| Live {
+            problems: vec![format!("state database unreadable: {e:#}")],
+            ..Default::default()
+        });
+        let tz = self
+            .cfg
+            .tz()
+            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).unwrap());
+        let now = chrono::Utc::now();
+        Beat {
+            pid: self.holder.pid,
+            time: now
+                .with_timezone(&tz)
+                .format("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+            time_ms: now.timestamp_millis(),
+            intake_paused: live.intake_paused,
+            disk_full: live.disk_full,
+            problems: live.problems,
+        }
+    }
+
+    /// The status report as the daemon sees it (what `/status` answers).
+    pub fn report(&self) -> anyhow::Result<Report> {
+        let beat = self.beat();
+        let live = Live {
+            intake_paused: beat.intake_paused,
+            disk_full: beat.disk_full,
+            problems: beat.problems.clone(),
+        };
+        let presence = Presence::Running {
+            holder: self.holder.clone(),
+            beat: Some(beat),
+        };
+        status::report(&self.cfg, &presence, Some(live))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    a: &Admin,
+    f: impl FnOnce(&Admin) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let a = a.clone();
+    match tokio::task::spawn_blocking(move || f(&a)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}\n")).into_response()),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
+    }
+}
+
+async fn healthz(State(a): State<Admin>) -> Response {
+    match blocking(&a, |a| a.live()).await {
+        Ok(live) if live.problems.is_empty() => "ok\n".into_response(),
+        Ok(live) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy:\n{}\n", live.problems.join("\n")),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status(State(a): State<Admin>) -> Response {
+    match blocking(&a, |a| a.report()).await {
+        Ok(r) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string_pretty(&r).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatasetLabel {
+    dataset: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+async fn metrics(State(a): State<Admin>) -> Response {
+    let report = match blocking(&a, |a| a.report()).await {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(r) => return r,
     };
-    let mut out = String::new();
-    let series: [Series; 9] = [
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry(&a, &report)) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The metrics of one scrape: figures from the report, plus the histogram
+/// and counters the running parts keep.
+fn registry(a: &Admin, r: &Report) -> Registry {
+    let mut reg = Registry::default();
+    type Figure = fn(&status::DatasetStatus) -> i64;
+    let counters: [(&str, &str, Figure); 6] = [
         (
-            "fepd_records_received_total",
-            "counter",
-            "Records read from input files.",
-            |r| r.1,
+            "fepd_records_received",
+            "Records read from input files",
+            |d| d.received,
         ),
         (
-            "fepd_records_rejected_total",
-            "counter",
-            "Records rejected by validation.",
-            |r| r.2,
+            "fepd_records_rejected",
+            "Records rejected by validation",
+            |d| d.rejected,
+        ),
+        ("fepd_records_sealed", "Records sealed into batches", |d| {
+            d.sealed
+        }),
+        (
+            "fepd_records_skipped",
+            "Records skipped as unchanged or stale",
+            |d| d.skipped,
         ),
         (
-            "fepd_records_sealed_total",
-            "counter",
-            "Records sealed into batches.",
-            |r| r.3,
+            "fepd_records_delivered",
+            "Records in delivered batches",
+            |d| d.delivered,
         ),
-        (
-            "fepd_records_skipped_total",
-            "counter",
-            "Records skipped as unchanged or stale.",
-            |r| r.4,
-        ),
-        (
-            "fepd_records_delivered_total",
-            "counter",
-            "Records in delivered batches.",
-            |r| r.5,
-        ),
+        ("fepd_send_retries", "Failed send attempts", |d| d.retries),
+    ];
+    for (name, help, f) in counters {
+        let fam = Family::<DatasetLabel, Counter>::default();
+        for d in &r.datasets {
+            fam.get_or_create(&DatasetLabel {
+                dataset: d.dataset.clone(),
+            })
+            .inc_by(f(d).max(0) as u64);
+        }
+        reg.register(name, help, fam);
+    }
+    let gauges: [(&str, &str, Figure); 3] = [
         (
             "fepd_backlog_batches",
-            "gauge",
-            "Batches waiting for delivery.",
-            |r| r.6,
+            "Batches waiting for delivery",
+            |d| d.backlog_batches,
         ),
         (
             "fepd_backlog_records",
-            "gauge",
-            "Records waiting for delivery.",
-            |r| r.7,
+            "Records waiting for delivery",
+            |d| d.backlog_records,
         ),
-        (
-            "fepd_parked_batches",
-            "gauge",
-            "Batches parked (dead letter).",
-            |r| r.8,
-        ),
-        (
-            "fepd_send_retries_total",
-            "counter",
-            "Failed send attempts.",
-            |r| r.9,
-        ),
+        ("fepd_parked_batches", "Batches parked (dead letter)", |d| {
+            d.parked
+        }),
     ];
-    for (name, kind, help, f) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for r in &rows {
-            let _ = writeln!(out, "{name}{{dataset=\"{}\"}} {}", r.0, f(r));
+    for (name, help, f) in gauges {
+        let fam = Family::<DatasetLabel, Gauge>::default();
+        for d in &r.datasets {
+            fam.get_or_create(&DatasetLabel {
+                dataset: d.dataset.clone(),
+            })
+            .set(f(d));
         }
+        reg.register(name, help, fam);
     }
-    let _ = writeln!(
-        out,
-        "# HELP fepd_intake_paused 1 while intake is paused (outbox backlog or disk).\n# TYPE fepd_intake_paused gauge\nfepd_intake_paused {}",
-        u8::from(a.gate.is_paused())
+    let oldest = Family::<RouteLabel, Gauge>::default();
+    for route in &r.routes {
+        oldest
+            .get_or_create(&RouteLabel {
+                route: route.route.clone(),
+            })
+            .set(route.oldest_pending_secs);
+    }
+    reg.register(
+        "fepd_oldest_pending_batch_age_seconds",
+        "Age of the oldest batch waiting for delivery, per route",
+        oldest,
     );
-    let _ = writeln!(
-        out,
-        "# HELP fepd_disk_full 1 while a write failed for lack of space or free space is below min_free_bytes.\n# TYPE fepd_disk_full gauge\nfepd_disk_full {}",
-        u8::from(a.gate.is_disk_full())
+    let flag = |v: bool| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::from(v));
+        g
+    };
+    reg.register(
+        "fepd_intake_paused",
+        "1 while intake is paused (outbox backlog or disk)",
+        flag(r.intake_paused),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    reg.register(
+        "fepd_disk_full",
+        "1 while a write failed for lack of space or free space is below min_free_bytes",
+        flag(r.disk_full),
+    );
+    reg.register(
+        "fepd_healthy",
+        "1 while /healthz answers 200",
+        flag(r.healthy),
+    );
+    reg.register(
+        "fepd_delivery_latency_seconds",
+        "Time from sealing a batch to its delivery (library answer or collector ack), since start",
+        a.health.delivery_latency.clone(),
+    );
+    reg.register(
+        "fepd_auth_failures",
+        "Token requests the library refused or answered with a lock-out, since start",
+        a.health.auth_failures.clone(),
+    );
+    let uptime = Gauge::<i64>::default();
+    uptime.set(r.daemon.uptime_secs.unwrap_or(0) as i64);
+    reg.register(
+        "fepd_uptime_seconds",
+        "Seconds since the daemon started",
+        uptime,
+    );
+    let build = Family::<VersionLabel, Gauge>::default();
+    build
+        .get_or_create(&VersionLabel {
+            version: r.daemon.version.clone(),
+        })
+        .set(1);
+    reg.register("fepd_build_info", "The running fepd's version", build);
+    reg
 }
 
-async fn status(State(a): State<Admin>) -> impl IntoResponse {
-    let (db, spool) = (a.db.clone(), a.spool.clone());
-    // Files being read, per dataset (empty when none or unreadable).
-    let work = tokio::task::spawn_blocking(move || {
-        let conn = crate::state::open_read_only(&db).ok()?;
-        let names = crate::state::files::datasets_in_progress(&conn).ok()?;
-        let mut out = serde_json::Map::new();
-        for d in names {
-            let files = crate::daemon::progress::work_files(&conn, &spool, &d).ok()?;
-            out.insert(d, json!(files));
-        }
-        Some(out)
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
-    match read(&a).await {
-        Ok(rows) => axum::Json(json!({
-            "work_files": work,
-            "intake_paused": a.gate.is_paused(),
-            "disk_full": a.gate.is_disk_full(),
-            "datasets": rows.iter().map(|r| json!({
-                "dataset": r.0, "received": r.1, "rejected": r.2, "sealed": r.3, "skipped": r.4,
-                "delivered": r.5, "backlog_batches": r.6, "backlog_records": r.7, "parked": r.8,
-                "retries": r.9,
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Err(e) => e.into_response(),
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

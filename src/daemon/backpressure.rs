@@ -1,7 +1,7 @@
 //! Back-pressure: when the outbox holds too much undelivered data, intake
 //! pauses — no new file is claimed and files in progress wait between
 //! chunks — until the backlog falls below the low-water mark. Data waits
-//! in the spool instead of failing (PRODUCT.md guarantee 3).
+//! in the spool instead of failing (README.md, "Watching it run": back-pressure).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -136,9 +136,26 @@ pub fn process(
     if let Some(row) = &existing
         && matches!(row.state.as_str(), "done" | "rejected" | "duplicate")
     {
-        // The verdict was committed but the move out of work/ was not.
-        finish_move(ctx, row, &path)?;
+        // The verdict was committed but the move out of work/ was not
+        // (or the return of a file that changed under us, see `changed`).
+        if !super::changed::return_if_changed(
+            &path,
+            &ctx.paths.inbox,
+            &row.name,
+            row.sha256.as_deref(),
+        )
+        .map_err(io_err(&path))?
+        {
+            finish_move(ctx, row, &path)?;
+        }
         return Ok(outcome_of(row));
+    }
+    // Recorded before any work on the file, so that a file that kills the
+    // process is known at the next start, whatever part of the work died.
+    if let super::breaker::Attempt::SetAside { dead } =
+        super::breaker::begin(conn, ctx, work_name, existing.as_ref())?
+    {
+        return super::breaker::set_aside(conn, ctx, work_name, existing, dead);
     }
     // The identity pass comes before the first commit, so that a new file
     // costs one transaction (claim + identity) rather than two.
@@ -693,6 +710,15 @@ fn finish_noted(
         warnings.push("文件不含任何记录（0 条）".to_string());
     }
     warnings.extend(notes.warnings());
+    // A file that changed since its identity pass goes back to the inbox
+    // as a new file; this verdict covers what was identified.
+    let change = super::changed::detect(path, row.sha256.as_deref(), id).map_err(io_err(path))?;
+    let returned_as = change
+        .as_ref()
+        .map(|_| super::changed::return_name(&ctx.paths.inbox, &row.name));
+    if let (Some(c), Some(n)) = (&change, &returned_as) {
+        warnings.push(c.warning(n));
+    }
     let summary = FileSummary {
         file: &row.name,
         dataset: ds,
@@ -746,6 +772,7 @@ fn finish_noted(
             details: Some(json!({
                 "fileId": file_id, "sha256": id.sha256, "finalName": final_name,
                 "fault": fault,
+                "changedAfterClaim": change.as_ref().zip(returned_as.as_deref()).map(|(c, n)| c.details(n)),
             })),
             ..Default::default()
         },
@@ -765,7 +792,19 @@ fn finish_noted(
         final_name: Some(final_name),
         ..row
     };
-    finish_move(ctx, &moved, path)?;
+    match &returned_as {
+        Some(n) => {
+            // A grown file began with the claimed content: that part stays
+            // in done/ (or rejected/) beside its receipt.
+            if matches!(change, Some(super::changed::Change::Grew { .. })) {
+                let kept = moved.final_name.as_deref().unwrap_or(&moved.name);
+                super::changed::keep_claimed(path, id, &dir.join(kept)).map_err(io_err(path))?;
+            }
+            let used = super::changed::put_back(path, &ctx.paths.inbox, n).map_err(io_err(path))?;
+            tracing::warn!(dataset = ds, file = %moved.name, returned_as = %used, "file changed after it was claimed: the verdict covers the content claimed; the changed file is back in the inbox as a new file");
+        }
+        None => finish_move(ctx, &moved, path)?,
+    }
     log_outcome(ctx, &moved, fault.as_deref());
     Ok(outcome_of(&moved))
 }
@@ -894,7 +933,11 @@ fn finish_duplicate_row(
 /// once and committed before anything is written under it, so that a
 /// crash between writing the report and committing the verdict is finished
 /// under the same name rather than a second one.
-fn reserve_final_name(conn: &Connection, row: &FileRow, dir: &Path) -> rusqlite::Result<String> {
+pub(super) fn reserve_final_name(
+    conn: &Connection,
+    row: &FileRow,
+    dir: &Path,
+) -> rusqlite::Result<String> {
     if let Some(n) = &row.final_name {
         return Ok(n.clone());
     }
@@ -906,7 +949,7 @@ fn reserve_final_name(conn: &Connection, row: &FileRow, dir: &Path) -> rusqlite:
     Ok(n)
 }
 
-fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
+pub(super) fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
     let dir = if row.state == "rejected" {
         &ctx.paths.rejected
     } else {

@@ -5,11 +5,21 @@
 //! one worker thread per dataset (parsing and SQLite are blocking work) and
 //! the forwarder, until asked to drain.
 
+pub mod access;
 mod admin;
 pub mod backpressure;
+mod breaker;
+pub mod changed;
+pub mod health;
 pub mod job;
+pub mod lock;
+pub mod preflight;
 pub mod progress;
 pub mod read;
 mod run;
+mod service;
+pub mod status;
+mod worker;
 
-pub use run::{Loaded, Stop, load, run};
+pub use run::{Loaded, Start, Stop, load, run};
+pub use service::{serve, shutdown_signal};

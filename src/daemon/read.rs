@@ -20,6 +20,9 @@ pub struct Identity {
     pub format: Format,
     /// `None` for XLSX, which is not a text file.
     pub detected: Option<Detected>,
+    /// Modification time when the identity pass began: with the size, how
+    /// the verdict tells that the file changed under fepd.
+    pub mtime: Option<std::time::SystemTime>,
 }
 
 /// Reading knobs from config.
@@ -130,6 +133,7 @@ pub fn identify(
         size,
         format,
         detected,
+        mtime: meta.modified().ok(),
     };
     Ok((id, fault))
 }

@@ -12,9 +12,14 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::admin::Admin;
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
-use super::job::{self, DatasetCtx, Outcome, SpoolPaths};
+use super::breaker::Deferred;
+use super::health::Health;
+use super::job::{DatasetCtx, SpoolPaths};
+use super::lock::{HEARTBEAT_EVERY, InstanceLock};
 use super::read::ReadOptions;
+use super::worker::worker;
 use crate::config::{Config, SinkMode};
 use crate::forward::outbox::Outbox;
 use crate::intake::{self, Inbox, Scanner, Wake};
@@ -53,6 +58,7 @@ impl Loaded {
 /// listed in the error.
 pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
     let mut problems = cfg.problems();
+    problems.extend(super::access::config_problems(&cfg));
     let codes = match CodeTable::load(&cfg.area_codes_path()) {
         Ok(c) => Some(Arc::new(c)),
         Err(e) => {
@@ -115,35 +121,135 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
 }
 
 /// Why the service loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// SIGTERM/SIGINT: the process exits.
     Terminate,
-    /// SIGHUP with a valid new config: the loop starts again with it.
+    /// SIGHUP with a new config that passed every check: the loop starts
+    /// again with it.
+    Reload(Box<Loaded>),
+}
+
+/// How this service loop starts, for the exchange log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The process starts: `daemon_started`, `config_loaded`.
+    Fresh,
+    /// After a SIGHUP: `config_reloaded`.
     Reload,
+    /// The reloaded config could not start; the previous one runs again
+    /// (its refusal is already in the exchange log).
+    Fallback,
 }
 
 /// Runs the daemon until `shutdown` completes, then drains: the current
 /// chunk of every file is committed, files in progress stay in `work/` and
 /// are resumed at the next start (or, after a reload, at once by the next
-/// loop). `reloaded` says this loop follows a config reload.
+/// loop).
+///
+/// Everything that can fail at start (state database, folders, forwarder,
+/// admin listener, schedules) is done before any thread or task is
+/// started, so an error returns with nothing left running and the caller
+/// can go on with another config.
 pub async fn run(
-    loaded: Loaded,
+    loaded: Arc<Loaded>,
+    instance: &InstanceLock,
     shutdown: impl Future<Output = Stop>,
-    reloaded: bool,
+    start: Start,
 ) -> anyhow::Result<Stop> {
-    let loaded = Arc::new(loaded);
     let cfg = &loaded.cfg;
     let tz = cfg.tz().context("timezone")?;
     let db_path = cfg.state_db();
     let mut conn = crate::state::open(&db_path)?;
+    let health = Arc::new(Health::new());
+    let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
+
+    let mut inboxes = Vec::new();
+    let mut spools = Vec::new();
+    let staff_gid = super::access::group_id(cfg);
+    for d in &cfg.datasets {
+        let paths = SpoolPaths::new(&cfg.spool_dir, &d.name);
+        paths
+            .create()
+            .with_context(|| format!("creating spool folders for {}", d.name))?;
+        if let Some(gid) = staff_gid {
+            super::access::apply(&cfg.spool_dir, &paths, gid);
+        }
+        inboxes.push(Inbox {
+            dataset: d.name.clone(),
+            dir: paths.inbox.clone(),
+            work: paths.work.clone(),
+            ready: d.ready.unwrap_or(cfg.intake.ready),
+            max_file_bytes: cfg.intake.max_file_bytes,
+        });
+        spools.push((d, paths));
+    }
+    let forwarder = match cfg.sink.mode {
+        SinkMode::Outbox => {
+            std::fs::create_dir_all(&cfg.sink.outbox_dir).context("creating the outbox folder")?;
+            None
+        }
+        SinkMode::Http => {
+            let http = cfg
+                .sink
+                .http
+                .clone()
+                .context("sink.mode = \"http\" needs [sink.http]")?;
+            let mut fwd = crate::forward::http::Forwarder::new(
+                db_path.clone(),
+                cfg.spool_dir.clone(),
+                tz,
+                http,
+            )?
+            .with_catalog(loaded.catalog.clone());
+            fwd.windows = cfg
+                .datasets
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.send_window?)))
+                .collect();
+            fwd.health = health.clone();
+            Some(Arc::new(fwd))
+        }
+    };
+    let admin = Admin {
+        cfg: Arc::new(cfg.clone()),
+        gate: gate.clone(),
+        health: health.clone(),
+        holder: instance.holder.clone(),
+        token: match &cfg.admin.token_file {
+            Some(f) => Some(
+                super::preflight::admin_token(f)
+                    .map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?
+                    .into(),
+            ),
+            None => None,
+        },
+    };
+    let admin_listener = match cfg.admin.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut scanner = Scanner::new(
+        &cfg.spool_dir,
+        inboxes.clone(),
+        Duration::from_secs(cfg.intake.settle_secs),
+    );
+    scanner.set_quiet(Duration::from_millis(cfg.intake.quiet_ms));
+    let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
+    let mut scheduler = schedule_collections(cfg, tz, &mut scanner, wake_tx.clone()).await?;
+    // The intake loop's own read connection, for the back-pressure gate.
+    let gate_conn = crate::state::open(&db_path)?;
+
     {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let config = json!({
             "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
             "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
         });
-        if !reloaded {
+        if start == Start::Fresh {
             log::append(
                 &tx,
                 tz,
@@ -156,25 +262,29 @@ pub async fn run(
                 },
             )?;
         }
-        log::append(
-            &tx,
-            tz,
-            if reloaded {
-                Event::ConfigReloaded
-            } else {
-                Event::ConfigLoaded
-            },
-            Entry {
-                details: Some(config),
-                ..Default::default()
-            },
-        )?;
+        let event = match start {
+            Start::Fresh => Some(Event::ConfigLoaded),
+            Start::Reload => Some(Event::ConfigReloaded),
+            Start::Fallback => None,
+        };
+        if let Some(event) = event {
+            log::append(
+                &tx,
+                tz,
+                event,
+                Entry {
+                    details: Some(config),
+                    ..Default::default()
+                },
+            )?;
+        }
         tx.commit()?;
     }
     drop(conn);
+    // A changed sink mode: exported batches are taken back for pushing.
+    crate::forward::switch::on_start(&db_path, cfg, tz).context("preparing the outbox")?;
 
     let stopping = Arc::new(AtomicBool::new(false));
-    let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
     // Workers wake the forwarder after sealing: the pull-mode thread
     // through a channel, the push-mode task through a Notify.
     // A wake-up channel of one slot: wake-ups coalesce, senders never block.
@@ -195,19 +305,8 @@ pub async fn run(
     // claim order, which keeps each route's batches in arrival order.
     let mut workers: HashMap<String, std_mpsc::Sender<String>> = HashMap::new();
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
-    let mut inboxes = Vec::new();
     let mut recovered = 0usize;
-    for d in &cfg.datasets {
-        let paths = SpoolPaths::new(&cfg.spool_dir, &d.name);
-        paths
-            .create()
-            .with_context(|| format!("creating spool folders for {}", d.name))?;
-        inboxes.push(Inbox {
-            dataset: d.name.clone(),
-            dir: paths.inbox.clone(),
-            work: paths.work.clone(),
-            ready: d.ready.unwrap_or(cfg.intake.ready),
-        });
+    for (d, paths) in spools {
         let leftovers = intake::scan::leftovers(&paths.work);
         recovered += leftovers.len();
         let ctx = DatasetCtx {
@@ -227,15 +326,25 @@ pub async fn run(
             gate: gate.clone(),
         };
         let (tx, rx) = std_mpsc::channel::<String>();
-        for name in leftovers {
+        // Files an earlier process died on wait until the rest went first.
+        let died_on = super::breaker::died_on(&crate::state::open(&db_path)?, &leftovers)?;
+        for name in leftovers.into_iter().filter(|n| !died_on.contains(n)) {
             let _ = tx.send(name);
         }
+        if !died_on.is_empty() {
+            tracing::warn!(dataset = %d.name, files = ?died_on, "fepd died while processing these files; they are taken after the rest of the inbox");
+        }
+        let deferred = Deferred::new(died_on, Duration::from_secs(cfg.intake.settle_secs + 1));
         workers.insert(d.name.clone(), tx);
         let db = db_path.clone();
+        let alive = health.part(format!("worker-{}", d.name));
         handles.push(
             std::thread::Builder::new()
                 .name(format!("worker-{}", d.name))
-                .spawn(move || worker(db, ctx, rx))
+                .spawn(move || {
+                    let _alive = alive;
+                    worker(db, ctx, rx, deferred)
+                })
                 .context("spawning worker")?,
         );
     }
@@ -256,58 +365,51 @@ pub async fn run(
         );
     }
 
+    // Retention: old bodies, files and rows deleted on a schedule.
+    handles.push(
+        crate::retention::start(
+            db_path.clone(),
+            crate::retention::Plan::of(cfg, tz),
+            stopping.clone(),
+        )
+        .context("spawning retention")?,
+    );
     // The forwarder: pull mode runs on its own thread, push mode as a task.
     let mut push_task = None;
-    let fwd_handle = match cfg.sink.mode {
-        SinkMode::Outbox => {
+    let fwd_handle = match forwarder {
+        None => {
             let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz)
                 .with_catalog(loaded.catalog.clone());
+            outbox.health = health.clone();
             let db = db_path.clone();
             let stop = stopping.clone();
             let gate = gate.clone();
             let watch_dir = cfg.sink.outbox_dir.clone();
-            std::fs::create_dir_all(&watch_dir).context("creating the outbox folder")?;
+            let alive = health.part("outbox forwarder");
             Some(
                 std::thread::Builder::new()
                     .name("outbox".into())
                     .spawn(move || {
+                        let _alive = alive;
                         outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop, &gate)
                     })?,
             )
         }
-        SinkMode::Http => {
-            let http = cfg
-                .sink
-                .http
-                .clone()
-                .context("sink.mode = \"http\" needs [sink.http]")?;
-            let mut fwd = crate::forward::http::Forwarder::new(
-                db_path.clone(),
-                cfg.spool_dir.clone(),
-                tz,
-                http,
-            )?
-            .with_catalog(loaded.catalog.clone());
-            fwd.windows = cfg
-                .datasets
-                .iter()
-                .filter_map(|d| Some((d.name.clone(), d.send_window?)))
-                .collect();
-            let fwd = Arc::new(fwd);
-            push_task = Some(tokio::spawn(fwd.run(
-                push_wake.clone(),
-                cancel.clone(),
-                abandon.clone(),
-            )));
+        Some(fwd) => {
+            let alive = health.part("push forwarder");
+            let run = fwd.run(push_wake.clone(), cancel.clone(), abandon.clone());
+            push_task = Some(tokio::spawn(async move {
+                let _alive = alive;
+                run.await
+            }));
             drop(fwd_rx);
             None
         }
     };
 
-    // Intake: watcher wake-ups plus periodic rescans.
-    let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
+    // Intake: watcher wake-ups plus periodic rescans (and scheduled
+    // collections, set up above).
     let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
-    let collect_tx = wake_tx.clone();
     let _watcher = match intake::watch(&dirs, wake_tx) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -315,37 +417,25 @@ pub async fn run(
             None
         }
     };
-    let mut scanner = Scanner::new(
-        &cfg.spool_dir,
-        inboxes,
-        Duration::from_secs(cfg.intake.settle_secs),
-    );
     let rescan = Duration::from_secs(cfg.intake.rescan_secs);
-    let mut scheduler = schedule_collections(cfg, tz, &mut scanner, collect_tx).await?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = watchdog_interval();
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
 
-    // The admin listener (loopback): health, metrics, status.
-    let admin_task = match &cfg.admin.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("admin listener on {addr}"))?;
+    // The admin listener: health, metrics, status.
+    let admin_task = match admin_listener {
+        Some(listener) => {
             tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz /metrics /status");
             let c = cancel.clone();
             Some(tokio::spawn(super::admin::serve(
                 listener,
-                db_path.clone(),
-                gate.clone(),
-                cfg.spool_dir.clone(),
+                admin.clone(),
                 async move { c.cancelled().await },
             )))
         }
         None => None,
     };
-    // The intake loop's own read connection, for the back-pressure gate.
-    let gate_conn = crate::state::open(&db_path)?;
+    let mut last_beat: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     let stop;
     let mut last_full = tokio::time::Instant::now() - rescan;
@@ -353,6 +443,14 @@ pub async fn run(
     loop {
         let now = tokio::time::Instant::now();
         let paused = gate.check(&gate_conn);
+        health.intake_tick();
+        if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
+            last_beat = Some(tokio::time::Instant::now());
+            if let Err(e) = instance.beat(&admin.beat()) {
+                tracing::warn!(error = %e, "cannot write the heartbeat file");
+            }
+        }
+
         if paused {
             // Claim nothing while the outbox is over its high-water mark;
             // files wait in the inbox.
@@ -363,10 +461,15 @@ pub async fn run(
             dispatch(&mut scanner, &workers);
         }
         was_paused = paused;
-        let tick = if scanner.has_pending() || paused {
+        let tick = if paused {
             Duration::from_millis(500)
+        } else if scanner.has_pending() {
+            scanner.retry_in()
         } else {
-            rescan.saturating_sub(now.elapsed()).min(watchdog)
+            rescan
+                .saturating_sub(now.elapsed())
+                .min(watchdog)
+                .min(HEARTBEAT_EVERY)
         };
         tokio::select! {
             s = &mut shutdown => {
@@ -379,6 +482,7 @@ pub async fn run(
                 while let Some(w) = next {
                     match w {
                         Wake::Complete(p) => scanner.mark_complete(p),
+                        Wake::Closed(p) => scanner.mark_closed(p),
                         Wake::Collect(ds) => {
                             tracing::debug!(dataset = %ds, "scheduled collection");
                             scanner.collect(&ds);
@@ -406,8 +510,9 @@ pub async fn run(
     );
     let _ = sd_notify::notify(&[match stop {
         Stop::Terminate => sd_notify::NotifyState::Stopping,
-        Stop::Reload => sd_notify::NotifyState::Reloading,
+        Stop::Reload(_) => sd_notify::NotifyState::Reloading,
     }]);
+    health.set_stopping();
     stopping.store(true, Ordering::SeqCst);
     cancel.cancel();
     if let Some(s) = scheduler.as_mut() {
@@ -450,7 +555,7 @@ pub async fn run(
             "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
         );
     }
-    if stop == Stop::Terminate {
+    if matches!(stop, Stop::Terminate) {
         let mut conn = crate::state::open(&db_path)?;
         log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
         tracing::info!("fepd stopped");
@@ -514,81 +619,6 @@ fn watchdog_interval() -> Duration {
     match sd_notify::watchdog_enabled() {
         Some(d) if !d.is_zero() => d / 2,
         _ => Duration::from_secs(10),
-    }
-}
-
-fn worker(db: PathBuf, ctx: DatasetCtx, rx: std_mpsc::Receiver<String>) {
-    let mut conn = match crate::state::open(&db) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(dataset = %ctx.dataset.name, error = %e, "worker cannot open the state database");
-            return;
-        }
-    };
-    let who = format!("worker-{}", ctx.dataset.name);
-    'files: while let Ok(work_name) = rx.recv() {
-        if (ctx.stopping)() {
-            break;
-        }
-        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, "processing claimed file");
-        let mut failures = 0u32;
-        loop {
-            // A bug triggered by one file must not take the dataset's
-            // worker down with it (PRODUCT.md guarantee 5): the file stays
-            // in work/ and the worker goes on with the next one.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job::process(&mut conn, &ctx, &work_name)
-            }));
-            let result = match result {
-                Ok(r) => r,
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
-                    continue 'files;
-                }
-            };
-            match result {
-                Ok(Outcome::Interrupted) => break 'files,
-                Ok(Outcome::Unreadable(e)) => {
-                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
-                }
-                Ok(_) => ctx.gate.disk_ok(&who),
-                Err(e) => {
-                    // A state or disk failure (a full disk, say): the
-                    // chunk in progress was rolled back and the checkpoint
-                    // is intact, so the file is simply tried again later,
-                    // from that checkpoint, until the cause goes away.
-                    let wait = if is_disk_full(&e) {
-                        // Intake pauses; this file is retried often so
-                        // that work resumes soon after space returns.
-                        ctx.gate.disk_failed(
-                            &who,
-                            &format_args!("file {}: {e}", job::original_name(&work_name)),
-                        );
-                        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
-                        DISK_RETRY
-                    } else {
-                        failures += 1;
-                        let wait = Duration::from_secs(1u64 << failures.min(6));
-                        tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
-                        wait
-                    };
-                    let until = std::time::Instant::now() + wait;
-                    while std::time::Instant::now() < until {
-                        if (ctx.stopping)() {
-                            break 'files;
-                        }
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    continue;
-                }
-            }
-            break;
-        }
     }
 }
 

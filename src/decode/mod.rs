@@ -1,6 +1,6 @@
 //! Decode: find a file's character encoding and turn its bytes into UTF-8.
 //!
-//! The order of evidence is fixed (PRODUCT.md): a byte-order mark, then an
+//! The order of evidence is fixed (README.md, "How data flows"): a byte-order mark, then an
 //! XML declaration's `encoding`, then the configured default, then
 //! detection (chardetng) among UTF-8, GB18030, GBK and GB2312. Undecodable
 //! bytes are never replaced: [`Checker`] finds the first one and the whole

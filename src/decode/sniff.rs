@@ -105,7 +105,7 @@ fn trim_start(s: &[u8]) -> &[u8] {
     &s[n..]
 }
 
-/// The supported declared labels (PRODUCT.md). GBK and GB2312 decode as
+/// The supported declared labels (README.md, "How data flows": encodings). GBK and GB2312 decode as
 /// GB18030, their superset, so that a file labelled GB2312 but written by a
 /// tool that used GBK characters still decodes.
 fn supported_label(label: &[u8]) -> Option<&'static Encoding> {

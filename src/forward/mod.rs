@@ -1,6 +1,6 @@
 //! Forward: deliver sealed batches and record what the library said.
 //!
-//! Two sinks share the outbox table: [`outbox`] (pull mode, PROTOCOL.md §5:
+//! Two sinks share the outbox table: [`outbox`] (pull mode, docs/protocol.md §5:
 //! batch files the library's collector picks up and acknowledges with
 //! `.ack`/`.nack` files) and, in push mode, the HTTP forwarder. Either way a
 //! batch's body is sent exactly as sealed, and delivery state only moves
@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod outbox;
+pub mod switch;
 
 #[cfg(test)]
 mod model_tests;
@@ -36,6 +37,10 @@ pub struct Delivery<'a> {
     pub via: &'static str,
     /// Send attempts so far, where known.
     pub attempts: Option<i64>,
+    /// Whether a batch the operator parked is recorded as delivered: true
+    /// for a collector's `.ack` (it took the batch file before the park;
+    /// the library holds the records, so the receipt is the truth).
+    pub accept_parked: bool,
 }
 
 /// Records a delivery, the same way for both sinks: the batch is marked
@@ -44,7 +49,10 @@ pub struct Delivery<'a> {
 /// in one transaction. Then the refusals go back to their source file as a
 /// masked report beside it (`report::library`; `catalog` gives the
 /// masking). Returns false when the batch was no longer pending (delivered
-/// before, or parked), and then changes nothing.
+/// before, or parked unless `accept_parked`), and then changes nothing. A
+/// receipt whose counts do not add up to the batch (accepted + refused ≠
+/// records) is recorded as it is, with an `ack_discrepancy` entry and a
+/// warning: the library's word is not silently taken for the whole batch.
 pub fn record_delivery(
     conn: &mut Connection,
     tz: FixedOffset,
@@ -54,7 +62,8 @@ pub fn record_delivery(
     d: &Delivery<'_>,
 ) -> Result<bool, PassError> {
     let id = b.batch_id.as_str();
-    if !matches!(b.state.as_str(), "sealed" | "exported") {
+    let was_parked = b.state == "parked";
+    if !(matches!(b.state.as_str(), "sealed" | "exported") || (was_parked && d.accept_parked)) {
         return Ok(false);
     }
     let now = crate::state::now_text(tz);
@@ -67,6 +76,7 @@ pub fn record_delivery(
         accepted,
         d.rejected.len() as i64,
         &now,
+        d.accept_parked,
     )? {
         return Ok(false);
     }
@@ -87,13 +97,42 @@ pub fn record_delivery(
             counts: Some(
                 json!({"records": b.count, "accepted": accepted, "rejected": d.rejected.len()}),
             ),
-            details: Some(json!({
-                "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
-                "attempts": d.attempts,
-            })),
+            details: Some(if was_parked {
+                json!({
+                    "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
+                    "attempts": d.attempts, "wasParked": b.last_error,
+                })
+            } else {
+                json!({
+                    "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
+                    "attempts": d.attempts,
+                })
+            }),
             ..Default::default()
         },
     )?;
+    if was_parked {
+        tracing::warn!(dataset = %b.dataset, batch = id, receipt = %d.receipt_id, "the collector acknowledged a batch that was parked: recorded as delivered with its receipt (the library holds it)");
+    }
+    let accounted = accepted + d.rejected.len() as i64;
+    if accounted != b.count {
+        log::append(
+            &tx,
+            tz,
+            Event::AckDiscrepancy,
+            Entry {
+                dataset: Some(&b.dataset),
+                batch: Some(id),
+                counts: Some(json!({
+                    "records": b.count, "accepted": accepted, "rejected": d.rejected.len(),
+                    "unaccounted": b.count - accounted,
+                })),
+                details: Some(json!({"receiptId": d.receipt_id, "via": d.via})),
+                ..Default::default()
+            },
+        )?;
+        tracing::warn!(dataset = %b.dataset, batch = id, records = b.count, accepted, rejected = d.rejected.len(), receipt = %d.receipt_id, "ALERT: the library's receipt does not account for the batch (accepted + refused ≠ records); recorded as a discrepancy, check with the library");
+    }
     if !d.rejected.is_empty() {
         log::append(
             &tx,

@@ -1,7 +1,7 @@
 //! Model check of the outbox: random sequences of sealing, library answers
 //! and operator actions drive the real state database, `record_reply` and
 //! the operator's retry/park, and after every step the outbox is compared
-//! with a simple in-memory model of what PROTOCOL.md §4 promises.
+//! with a simple in-memory model of what docs/protocol.md §4 promises.
 //!
 //! The model knows nothing of SQL or sort keys: a batch's place in its
 //! route is a path (`[seq]` for a sealed batch, the parent's path plus

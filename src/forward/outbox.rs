@@ -1,4 +1,4 @@
-//! Pull mode (PROTOCOL.md §5): write each sealed batch to
+//! Pull mode (docs/protocol.md §5): write each sealed batch to
 //! `{outbox}/{dataset}/{batchId}.json`; a `{batchId}.ack` beside it marks it
 //! delivered, a `{batchId}.nack` parks it; both files then move to
 //! `delivered/` or `parked/`.
@@ -62,6 +62,8 @@ pub struct Outbox {
     pub catalog: crate::validate::Catalog,
     /// Acknowledgement files already warned about (unreadable, unknown id).
     warned: std::collections::HashSet<PathBuf>,
+    /// Where `/healthz` and `/metrics` learn of deliveries.
+    pub health: std::sync::Arc<crate::daemon::health::Health>,
 }
 
 /// What one pass did.
@@ -80,6 +82,7 @@ impl Outbox {
             tz,
             catalog: Default::default(),
             warned: Default::default(),
+            health: Default::default(),
         }
     }
 
@@ -193,16 +196,25 @@ impl Outbox {
             );
             return Ok(None);
         };
-        match fs::read(path).map(|t| serde_json::from_slice(&t)) {
-            Ok(Ok(body)) => Ok(Some((b, body))),
-            Ok(Err(e)) => {
+        let text = match read_marker_file(path) {
+            Ok(t) => t,
+            Err(e) => {
+                // A link, a FIFO, a device or a huge file: never followed,
+                // never waited on, never read whole; the other
+                // acknowledgements go on.
+                self.warn_once(path, &format!("{what} refused ({e}); left in place"));
+                return Ok(None);
+            }
+        };
+        match serde_json::from_slice(&text) {
+            Ok(body) => Ok(Some((b, body))),
+            Err(e) => {
                 self.warn_once(
                     path,
                     &format!("{what} is not valid JSON ({e}); left in place"),
                 );
                 Ok(None)
             }
-            Err(e) => Err(PassError::io(path, e)),
         }
     }
 
@@ -232,9 +244,13 @@ impl Outbox {
                 duplicate: ack.duplicate,
                 via: "outbox",
                 attempts: None,
+                accept_parked: true,
             },
         )?;
         self.move_pair(dir, id, "ack", "delivered")?;
+        if fresh {
+            self.health.delivered(&b.route, &b.sealed_at);
+        }
         Ok(Some(fresh))
     }
 
@@ -278,6 +294,46 @@ impl Outbox {
         }
         Ok(())
     }
+}
+
+/// The largest `.ack`/`.nack` read: a library's answer with a refusal for
+/// every record of a full batch fits many times over.
+pub const MAX_MARKER_BYTES: u64 = 16 << 20;
+
+/// Reads an `.ack`/`.nack` the way intake reads a file: opened without
+/// following links or blocking, and only if it is a regular file of at
+/// most [`MAX_MARKER_BYTES`].
+fn read_marker_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let f = crate::intake::claim::open_path_no_follow(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            Error::new(ErrorKind::InvalidInput, "a symbolic link")
+        } else {
+            e
+        }
+    })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_MARKER_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} bytes, over the {MAX_MARKER_BYTES}-byte limit",
+                meta.len()
+            ),
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_MARKER_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_MARKER_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "grew over the size limit while read",
+        ));
+    }
+    Ok(buf)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::claim::{self, Attempt};
+use super::refusal::{Name, NotTaken, classify_kind, classify_name, escape};
 use crate::config::Ready;
 use crate::fsio;
 
@@ -15,6 +17,8 @@ pub struct Inbox {
     pub dir: PathBuf,
     pub work: PathBuf,
     pub ready: Ready,
+    /// Larger files are refused by their size, never read.
+    pub max_file_bytes: u64,
 }
 
 /// A file moved into `work/`: `work/<work_name>`, where `work_name` is
@@ -33,18 +37,32 @@ struct Seen {
     since: Instant,
 }
 
+/// How long a file closed after writing stays untouched before it is
+/// claimed, unless configured: a writer that closes and appends again
+/// (`echo header > f; echo row >> f`) does so well within it.
+pub const DEFAULT_QUIET: Duration = Duration::from_millis(200);
+
 /// Decides, across scans, which inbox files are complete, and claims them.
 pub struct Scanner {
     inboxes: Vec<Inbox>,
     spool: PathBuf,
     settle: Duration,
-    /// Files the watcher saw closed after writing or renamed in: complete.
+    quiet: Duration,
+    /// Files the watcher saw renamed in: complete.
     hot: HashSet<PathBuf>,
+    /// Files the watcher saw closed after writing, and when: complete once
+    /// `quiet` has passed with no new close.
+    closed: HashMap<PathBuf, Instant>,
+    /// Files some process still held open for writing at the last scan.
+    busy: HashSet<PathBuf>,
     /// Files found by a scan, waiting to settle.
     seen: HashMap<PathBuf, Seen>,
-    /// Paths already warned about (symlinks, unreadable files, unknown
-    /// folders), so a long-lived daemon does not repeat itself every scan.
+    /// Folders already warned about (unreadable inboxes, unknown folders),
+    /// so a long-lived daemon does not repeat itself every scan.
     warned: HashSet<PathBuf>,
+    /// Files not taken, reported once each (again if the reason changes or
+    /// the file comes back after leaving).
+    reported: HashMap<PathBuf, &'static str>,
     /// Datasets collected on a schedule: between collections, a scan of
     /// their inbox takes only what the watcher saw complete.
     scheduled: HashSet<String>,
@@ -53,26 +71,27 @@ pub struct Scanner {
     collecting: HashSet<String>,
 }
 
-/// Names writers use while a file is incomplete, and our own markers.
-fn is_ignored_name(name: &str) -> bool {
-    name.starts_with('.')
-        || name.ends_with(".part")
-        || name.ends_with(".tmp")
-        || name.ends_with(".ok")
-}
-
 impl Scanner {
     pub fn new(spool: &Path, inboxes: Vec<Inbox>, settle: Duration) -> Scanner {
         Scanner {
             inboxes,
             spool: spool.to_owned(),
             settle,
+            quiet: DEFAULT_QUIET,
             hot: HashSet::new(),
+            closed: HashMap::new(),
+            busy: HashSet::new(),
             seen: HashMap::new(),
             warned: HashSet::new(),
+            reported: HashMap::new(),
             scheduled: HashSet::new(),
             collecting: HashSet::new(),
         }
+    }
+
+    /// The quiet period after a close (`[intake] quiet_ms`).
+    pub fn set_quiet(&mut self, quiet: Duration) {
+        self.quiet = quiet;
     }
 
     /// `dataset` is collected on a schedule ([`Scanner::collect`]) rather
@@ -89,15 +108,34 @@ impl Scanner {
         }
     }
 
-    /// The watcher saw `path` closed after writing or renamed in.
+    /// The watcher saw `path` renamed in: complete by the drop contract.
     pub fn mark_complete(&mut self, path: PathBuf) {
         self.hot.insert(path);
     }
 
-    /// Whether any file is waiting to settle (the caller then scans again
-    /// soon rather than at the next rescan).
+    /// The watcher saw `path` closed after writing: complete unless it is
+    /// written again within the quiet period.
+    pub fn mark_closed(&mut self, path: PathBuf) {
+        self.closed.insert(path, Instant::now());
+    }
+
+    /// Whether any file is waiting to settle, for its quiet period or for
+    /// its writer (the caller then scans again soon, after
+    /// [`Scanner::retry_in`], rather than at the next rescan).
     pub fn has_pending(&self) -> bool {
-        !self.seen.is_empty()
+        !self.seen.is_empty() || !self.closed.is_empty() || !self.busy.is_empty()
+    }
+
+    /// When to scan again for the files waiting: the end of the first
+    /// quiet period, at most half a second.
+    pub fn retry_in(&self) -> Duration {
+        let now = Instant::now();
+        self.closed
+            .values()
+            .map(|t| (*t + self.quiet).saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::MAX)
+            .clamp(Duration::from_millis(10), Duration::from_millis(500))
     }
 
     /// Scans every inbox and claims what is complete, oldest claim first.
@@ -105,14 +143,18 @@ impl Scanner {
         let mut out = Vec::new();
         let inboxes = self.inboxes.clone();
         let mut present = HashSet::new();
+        let mut listed = HashSet::new();
+        self.busy.clear();
         for inbox in &inboxes {
             let full = !self.scheduled.contains(&inbox.dataset)
                 || self.collecting.contains(&inbox.dataset);
-            self.scan_inbox(inbox, full, &mut out, &mut present);
+            self.scan_inbox(inbox, full, &mut out, &mut present, &mut listed);
         }
         // Forget files that disappeared (taken away, or claimed).
         self.seen.retain(|p, _| present.contains(p));
         self.hot.retain(|p| present.contains(p));
+        self.closed.retain(|p, _| present.contains(p));
+        self.reported.retain(|p, _| listed.contains(p));
         // A collection ends once nothing found in its inbox waits to settle.
         let seen = &self.seen;
         self.collecting.retain(|ds| {
@@ -125,6 +167,19 @@ impl Scanner {
         out
     }
 
+    /// Logs a file not taken, once while it stays.
+    fn report(&mut self, inbox: &Inbox, path: &Path, why: &NotTaken) {
+        if self.reported.get(path) == Some(&why.code()) {
+            return;
+        }
+        self.reported.insert(path.to_owned(), why.code());
+        let shown = match why {
+            NotTaken::NotUtf8 { shown } => shown.clone(),
+            _ => escape(&path.file_name().unwrap_or_default().to_string_lossy()),
+        };
+        tracing::warn!(dataset = %inbox.dataset, file = %shown, code = why.code(), reason = %why.reason(), "file not taken; left in the inbox (listed by `fepd status`)");
+    }
+
     /// Scans one inbox; unless `full`, only files the watcher saw complete
     /// (or whose marker it saw) are taken.
     fn scan_inbox(
@@ -133,6 +188,7 @@ impl Scanner {
         full: bool,
         out: &mut Vec<Claimed>,
         present: &mut HashSet<PathBuf>,
+        listed: &mut HashSet<PathBuf>,
     ) {
         let entries = match fs::read_dir(&inbox.dir) {
             Ok(e) => e,
@@ -143,53 +199,55 @@ impl Scanner {
                 return;
             }
         };
-        let mut names: Vec<(String, PathBuf)> = entries
+        let mut entries: Vec<(std::ffi::OsString, PathBuf)> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok().map(|n| (n, e.path())))
+            .map(|e| (e.file_name(), e.path()))
             .collect();
-        names.sort();
-        for (name, path) in names {
-            if is_ignored_name(&name) {
-                continue;
-            }
+        entries.sort();
+        for (os_name, path) in entries {
+            listed.insert(path.clone());
+            let name = match classify_name(&os_name, inbox.ready) {
+                Name::Data(n) => n.to_string(),
+                Name::Pending => continue,
+                Name::Refused(why) => {
+                    self.report(inbox, &path, &why);
+                    continue;
+                }
+            };
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(_) => continue,
             };
-            if !meta.file_type().is_file() {
-                if self.warned.insert(path.clone()) {
-                    let kind = if meta.file_type().is_symlink() {
-                        "symlink"
-                    } else if meta.is_dir() {
-                        "directory"
-                    } else {
-                        "special file"
-                    };
-                    tracing::warn!(dataset = %inbox.dataset, file = %name, kind, "ignored: not a regular file (never followed)");
-                }
+            if let Some(why) = classify_kind(&meta, inbox.max_file_bytes) {
+                self.report(inbox, &path, &why);
                 continue;
             }
             present.insert(path.clone());
             if !self.is_complete(inbox, full, &name, &path, &meta) {
                 continue;
             }
-            if let Err(e) = fs::File::open(&path) {
-                if self.warned.insert(path.clone()) {
-                    tracing::warn!(dataset = %inbox.dataset, file = %name, error = %e, "unreadable file left in place");
-                }
-                continue;
-            }
-            match claim(inbox, &name, &path) {
-                Ok(c) => {
+            match claim::claim(&inbox.dir, &inbox.work, &name, inbox.max_file_bytes) {
+                Attempt::Taken { work_name } => {
                     self.seen.remove(&path);
                     self.hot.remove(&path);
-                    out.push(c);
-                }
-                Err(e) => {
-                    if self.warned.insert(path.clone()) {
-                        tracing::warn!(dataset = %inbox.dataset, file = %name, error = %e, "cannot claim file");
+                    self.closed.remove(&path);
+                    self.reported.remove(&path);
+                    if inbox.ready == Ready::Marker {
+                        let marker = inbox.dir.join(format!("{name}.ok"));
+                        let _ = fs::remove_file(&marker);
+                        let _ = fsio::sync_dir(&inbox.dir);
                     }
+                    out.push(Claimed {
+                        dataset: inbox.dataset.clone(),
+                        work_name,
+                    });
                 }
+                Attempt::Busy => {
+                    tracing::debug!(dataset = %inbox.dataset, file = %escape(&name), "still open for writing; not claimed yet");
+                    self.busy.insert(path);
+                }
+                Attempt::Refused(why) => self.report(inbox, &path, &why),
+                Attempt::Gone => {}
             }
         }
     }
@@ -205,11 +263,17 @@ impl Scanner {
         match inbox.ready {
             Ready::Marker => {
                 let marker = inbox.dir.join(format!("{name}.ok"));
-                (full || self.hot.contains(&marker) || self.hot.contains(path)) && marker.exists()
+                let woken = |p: &Path| self.hot.contains(p) || self.closed.contains_key(p);
+                (full || woken(&marker) || woken(path)) && marker.exists()
             }
             Ready::Settle => {
                 if self.hot.contains(path) {
                     return true;
+                }
+                if let Some(t) = self.closed.get(path) {
+                    // Closed after writing: wait for the quiet period, in
+                    // which an appending writer closes again.
+                    return t.elapsed() >= self.quiet;
                 }
                 if !full {
                     return false;
@@ -243,33 +307,10 @@ impl Scanner {
                 continue;
             }
             if !self.inboxes.iter().any(|i| i.dataset == name) && self.warned.insert(e.path()) {
-                tracing::warn!(folder = %name, "spool folder is not a configured dataset; its files are left in place");
+                tracing::warn!(folder = %escape(&name), "spool folder is not a configured dataset; its files are left in place");
             }
         }
     }
-}
-
-/// Claims `inbox/name` by renaming it into `work/` under a fresh claim id.
-fn claim(inbox: &Inbox, name: &str, path: &Path) -> std::io::Result<Claimed> {
-    fs::create_dir_all(&inbox.work)?;
-    let work_name = format!("{}~{}", crate::seal::new_batch_id(), name);
-    // Only the work/ entry is made durable here: if power fails before the
-    // inbox entry's removal reaches the disk, the file shows up in both
-    // places and the second copy is recognised by its content as a
-    // duplicate. Losing the work/ entry instead would be harmless too (the
-    // file is still in the inbox), but then no claim row may point at it,
-    // and none does yet: rows are written after this returns.
-    fs::rename(path, inbox.work.join(&work_name))?;
-    fsio::sync_dir(&inbox.work)?;
-    if inbox.ready == Ready::Marker {
-        let marker = inbox.dir.join(format!("{name}.ok"));
-        let _ = fs::remove_file(&marker);
-        let _ = fsio::sync_dir(&inbox.dir);
-    }
-    Ok(Claimed {
-        dataset: inbox.dataset.clone(),
-        work_name,
-    })
 }
 
 /// Files left in `work/` by an earlier run, oldest claim first.
@@ -297,6 +338,7 @@ mod tests {
             dir: dir.join("case_accept/inbox"),
             work: dir.join("case_accept/work"),
             ready,
+            max_file_bytes: 1 << 30,
         }
     }
 

@@ -9,8 +9,11 @@ use tokio::sync::mpsc;
 /// Why the scanner should look now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
-    /// This file was closed after writing or renamed in: it is complete.
+    /// This file was renamed in: it is complete.
     Complete(PathBuf),
+    /// This file was closed after writing: complete unless written again
+    /// within the quiet period.
+    Closed(PathBuf),
     /// Something changed (a marker appeared, a file was created).
     Changed,
     /// The watcher lost events: rescan everything.
@@ -28,8 +31,10 @@ pub fn watch(dirs: &[PathBuf], tx: mpsc::Sender<Wake>) -> notify::Result<Recomme
             Err(_) => vec![Wake::Overflow],
             Ok(ev) if ev.need_rescan() => vec![Wake::Overflow],
             Ok(ev) => match ev.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write))
-                | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                    ev.paths.into_iter().map(Wake::Closed).collect()
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                     ev.paths.into_iter().map(Wake::Complete).collect()
                 }
                 EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {

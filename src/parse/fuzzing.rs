@@ -18,7 +18,10 @@ fn limits(delimiter: u8) -> Limits {
         max_record_bytes: 4096,
         max_xlsx_unpacked_bytes: 1 << 20,
         csv_delimiter: delimiter,
-        ..Limits::default()
+        max_nesting_depth: 8,
+        max_columns: 16,
+        max_xlsx_shared_strings: 64,
+        ..Default::default()
     }
 }
 

@@ -4,10 +4,15 @@
 //! Lines are read with a cap: a line longer than `max_record_bytes` is
 //! skipped through without being buffered and reported as one bad record.
 //! Blank lines are skipped (they are not records and get no number).
+//!
+//! Lines end at `\n`, `\r\n` or a lone `\r`, as in CSV: a file written
+//! with old Mac line ends must not become one giant line whose single
+//! error swallows every record in it. JSON text never needs a raw CR
+//! inside a value, so no valid record is split by this.
 
 use std::io::BufRead;
 
-use super::object::Element;
+use super::object::{Element, nests_deeper_than, too_many_fields};
 use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RecordStream};
 
 pub(crate) struct JsonLinesStream<'r> {
@@ -21,6 +26,8 @@ pub(crate) struct JsonLinesStream<'r> {
     byte: u64,
     /// The current line without its terminator.
     buf: Vec<u8>,
+    /// The previous line ended with `\r`; a `\n` right after belongs to it.
+    skip_lf: bool,
 }
 
 impl<'r> JsonLinesStream<'r> {
@@ -32,6 +39,7 @@ impl<'r> JsonLinesStream<'r> {
             record: 0,
             byte: 0,
             buf: Vec::new(),
+            skip_lf: false,
         }
     }
 
@@ -57,8 +65,14 @@ impl<'r> JsonLinesStream<'r> {
             if available.is_empty() {
                 return Ok(any.then_some(too_long));
             }
+            if std::mem::take(&mut self.skip_lf) && available[0] == b'\n' {
+                self.input.consume(1);
+                self.byte += 1;
+                continue;
+            }
             any = true;
-            let newline = available.iter().position(|&b| b == b'\n');
+            let newline = available.iter().position(|&b| b == b'\n' || b == b'\r');
+            self.skip_lf = newline.is_some_and(|i| available[i] == b'\r');
             let content = &available[..newline.unwrap_or(available.len())];
             if !too_long {
                 if self.buf.len() + content.len() > cap {
@@ -104,7 +118,16 @@ impl RecordStream for JsonLinesStream<'_> {
                 let max = self.limits.max_record_bytes;
                 return bad(format!("JSON 行超过 max_record_bytes 上限（{max} 字节）"));
             }
+            let depth = self.limits.max_nesting_depth;
+            if nests_deeper_than(&self.buf, depth) {
+                return bad(format!(
+                    "JSON 行嵌套超过 max_nesting_depth 上限（{depth} 层）"
+                ));
+            }
             return match serde_json::from_slice::<Element>(&self.buf) {
+                Ok(Element::Object(members)) if members.len() > self.limits.max_columns => {
+                    bad(too_many_fields(self.limits.max_columns))
+                }
                 Ok(Element::Object(members)) => Ok(Some(Item::Record(RawRecord {
                     pos,
                     fields: Element::into_fields(members),
@@ -189,6 +212,53 @@ mod tests {
         let line = "{\"a\":\"12\"}";
         let (items, _) = collect(&mut stream(&format!("{line}\r\n"), line.len()));
         assert_eq!(fields(&items[0]), vec![("a", "12")]);
+    }
+
+    #[test]
+    fn lone_cr_ends_a_line_so_no_record_is_swallowed() {
+        let text = "{\"a\":\"1\"}\r{\"a\":\"2\"}\r\n{\"a\":\"3\"}\r\r{\"a\":\"4\"}\r";
+        let (items, fault) = collect(&mut stream(text, 1 << 20));
+        assert_eq!(fault, None);
+        let got: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Item::Record(r) => (r.pos, fields(i)[0].1.to_owned()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Position::Line { line: 1, record: 1 }, "1".into()),
+                (Position::Line { line: 2, record: 2 }, "2".into()),
+                (Position::Line { line: 3, record: 3 }, "3".into()),
+                (Position::Line { line: 5, record: 4 }, "4".into()),
+            ]
+        );
+        // The same with a one-byte buffer: a CRLF split across reads.
+        let input =
+            std::io::BufReader::with_capacity(1, std::io::Cursor::new(text.as_bytes().to_vec()));
+        let (again, _) = collect(&mut JsonLinesStream::new(Box::new(input), limits(1 << 20)));
+        assert_eq!(again, items);
+    }
+
+    #[test]
+    fn deep_or_wide_lines_are_bad_and_others_go_on() {
+        let mut l = limits(1 << 20);
+        l.max_columns = 2;
+        let text = format!(
+            "{{\"a\":{}1{}}}\n{{\"a\":1,\"b\":2,\"c\":3}}\n{{\"a\":\"ok\"}}\n",
+            "[".repeat(5000),
+            "]".repeat(5000)
+        );
+        let s = JsonLinesStream::new(Box::new(std::io::Cursor::new(text.into_bytes())), l);
+        let (items, fault) = collect(&mut { s });
+        assert_eq!(fault, None);
+        assert!(
+            matches!(&items[0], Item::Bad(b) if b.message.contains("max_nesting_depth 上限（32 层）"))
+        );
+        assert!(matches!(&items[1], Item::Bad(b) if b.message.contains("max_columns")));
+        assert_eq!(fields(&items[2]), vec![("a", "ok")]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`Item::Bad`] is one record that could not be read (a malformed JSON
 //! line, a ragged CSV row) and the parser goes on after it, while a
 //! [`FileFault`] ends the file: nothing from a file with a fault is sealed
-//! (PRODUCT.md, bad-input table). Parsing never does any IO but reading its
+//! (bad input never stops the daemon: README.md, "How data flows"). Parsing never does any IO but reading its
 //! input, and never looks at a schema: field names are passed through as
 //! found (Chinese titles are mapped to field names by `validate`).
 
@@ -36,6 +36,17 @@ impl Format {
         })
     }
 
+    /// The format's name in receipts and the state database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Xml => "xml",
+            Format::Json => "json",
+            Format::JsonLines => "jsonl",
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+
     /// Whether one broken record spoils the whole file (XML, JSON documents)
     /// or only itself (line- and row-oriented formats).
     pub fn is_document(self) -> bool {
@@ -44,7 +55,7 @@ impl Format {
 }
 
 /// Where a record sits in its file, as a person looking at it would find it
-/// (PRODUCT.md, "Positions in reports").
+/// (README.md, "How data flows": verdicts give row and position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     /// CSV and JSON Lines: the physical line where the record starts
@@ -102,7 +113,7 @@ pub enum RawValue {
     /// never null: JSON null is reported as an absent field).
     Json(serde_json::Value),
     /// A numeric XLSX cell. Kept apart from text so that the schema can pad
-    /// codes Excel stripped of leading zeros (DATASETS.md).
+    /// codes Excel stripped of leading zeros (docs/datasets.md).
     Number(f64),
     /// An XLSX date/time cell, already resolved to a calendar date-time
     /// without offset (the configured timezone applies).
@@ -144,11 +155,14 @@ pub struct FileFault {
     pub message: String,
 }
 
-/// Limits a parser enforces (from config).
+/// Limits a parser enforces (from config). Each is checked before the
+/// thing it bounds is allocated, so a hostile file is refused by the limit
+/// it breaks, never by the allocator or the stack.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest record, in bytes of UTF-8 text. JSONL/CSV: that record is
-    /// `Bad`; XML/JSON: a `FileFault`.
+    /// `Bad`; XML/JSON: a `FileFault`. No single field or XLSX cell can be
+    /// larger, so this is also the field-size limit.
     pub max_record_bytes: usize,
     /// Largest total decompressed size of an XLSX archive.
     pub max_xlsx_unpacked_bytes: u64,
@@ -157,7 +171,26 @@ pub struct Limits {
     /// CSV line / XLSX sheet row (1-based) holding the header; rows above
     /// it (a title row, notes) are not read. 0: the first non-empty row.
     pub header_row: u32,
+    /// Deepest nesting of XML elements or JSON arrays/objects, counted from
+    /// the document's top (`<records>` or `[` is 1). Deeper: XML/JSON the
+    /// file is rejected, JSONL that line.
+    pub max_nesting_depth: usize,
+    /// Most fields (columns) in one record or header. A wider header is a
+    /// `FileFault`; a wider record is `Bad`.
+    pub max_columns: usize,
+    /// Most shared strings an XLSX workbook may declare or hold.
+    pub max_xlsx_shared_strings: u64,
 }
+
+/// Default of [`Limits::max_nesting_depth`]: a record's nested fields
+/// (`<records><record><medias><media><name>`) need 5.
+pub const DEFAULT_MAX_NESTING_DEPTH: usize = 32;
+/// Default of [`Limits::max_columns`]: the widest dataset has under 100
+/// fields; Excel allows 16,384 columns.
+pub const DEFAULT_MAX_COLUMNS: usize = 1024;
+/// Default of [`Limits::max_xlsx_shared_strings`]: about 24 MiB of string
+/// headers in memory before their text.
+pub const DEFAULT_MAX_XLSX_SHARED_STRINGS: u64 = 1_000_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -166,6 +199,9 @@ impl Default for Limits {
             max_xlsx_unpacked_bytes: 256 << 20,
             csv_delimiter: b',',
             header_row: 0,
+            max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH,
+            max_columns: DEFAULT_MAX_COLUMNS,
+            max_xlsx_shared_strings: DEFAULT_MAX_XLSX_SHARED_STRINGS,
         }
     }
 }

@@ -37,6 +37,42 @@ impl Element {
     }
 }
 
+/// Why a record with more members than `max_columns` is bad.
+pub(crate) fn too_many_fields(max_columns: usize) -> String {
+    format!("JSON 记录的字段数超过 max_columns 上限（{max_columns} 个）")
+}
+
+/// Whether a JSON text nests `[`/`{` deeper than `max` (strings skipped).
+/// Run before serde_json builds the value, whose own limit (128) would
+/// otherwise answer with an English message.
+pub(crate) fn nests_deeper_than(text: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escape) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            if escape {
+                escape = false;
+            } else if b == b'\\' {
+                escape = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 impl<'de> Deserialize<'de> for Element {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ElementVisitor)
@@ -110,6 +146,14 @@ mod tests {
                 ("c".into(), RawValue::Json(serde_json::json!([1]))),
             ]
         );
+    }
+
+    #[test]
+    fn nesting_depth_skips_strings() {
+        assert!(!nests_deeper_than(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a":[1,{"b":[2]}]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"a":"[[[[\"[[[["}"#, 1));
+        assert!(nests_deeper_than(&b"[".repeat(100_000), 32));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The wire body of a batch (PROTOCOL.md §3), written once at sealing.
+//! The wire body of a batch (docs/protocol.md §3), written once at sealing.
 
 use serde::Serialize;
 

@@ -1,5 +1,5 @@
 //! Seal: dedupe valid records against what was already sealed, and pack
-//! the rest into batches whose bodies are final (PROTOCOL.md §3).
+//! the rest into batches whose bodies are final (docs/protocol.md §3).
 //!
 //! A batch's id is a ULID assigned here, once; its body — with the
 //! records' canonical `data`, their hashes and the batch digest — is built

@@ -1,5 +1,5 @@
 //! The `{"code","message","data"}` envelope of every non-token answer
-//! (PROTOCOL.md §3), and `Refusal`, the one place where a refused request is
+//! (docs/protocol.md §3), and `Refusal`, the one place where a refused request is
 //! mapped to its HTTP status and library code.
 
 use axum::Json;
@@ -16,7 +16,7 @@ pub(crate) fn success(data: impl Serialize) -> Response {
     Json(json!({"code": SUCCESS, "message": "成功", "data": data})).into_response()
 }
 
-/// Why the library refused a request, one variant per code of PROTOCOL.md §3.
+/// Why the library refused a request, one variant per code of docs/protocol.md §3.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
     /// 400 400001: the body or the headers do not have the required shape.
@@ -28,9 +28,20 @@ pub(crate) enum Refusal {
     /// 400 400003: the category/resource pair is not a known route.
     #[error("unknown category/resource {0}")]
     UnknownRoute(String),
+    /// 400 400003 as well: the route carries another dataset.
+    #[error("route {route} carries dataset {carries}, not {dataset}")]
+    WrongDataset {
+        route: String,
+        carries: String,
+        dataset: String,
+    },
     /// 401 401001.
     #[error("token invalid or expired")]
     Unauthorized,
+    /// 403 403001: the batch's `sender` is not the one the credential is
+    /// registered for.
+    #[error("sender {sender:?} is not the sender this credential is registered for")]
+    ForeignSender { sender: String },
     /// 409 409001: the sender reused a batchId for different content.
     #[error("batchId {0} was accepted before with a different digest")]
     Conflict(String),
@@ -48,10 +59,12 @@ pub(crate) enum Refusal {
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
-            Refusal::Malformed(_) | Refusal::Mismatch(_) | Refusal::UnknownRoute(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::Malformed(_)
+            | Refusal::Mismatch(_)
+            | Refusal::UnknownRoute(_)
+            | Refusal::WrongDataset { .. } => StatusCode::BAD_REQUEST,
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::ForeignSender { .. } => StatusCode::FORBIDDEN,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -64,8 +77,9 @@ impl Refusal {
         match self {
             Refusal::Malformed(_) => "400001",
             Refusal::Mismatch(_) => "400002",
-            Refusal::UnknownRoute(_) => "400003",
+            Refusal::UnknownRoute(_) | Refusal::WrongDataset { .. } => "400003",
             Refusal::Unauthorized => "401001",
+            Refusal::ForeignSender { .. } => "403001",
             Refusal::Conflict(_) => "409001",
             Refusal::TooLarge(_) => "413001",
             Refusal::Overloaded { .. } => "503001",
@@ -78,8 +92,9 @@ impl Refusal {
         match self {
             Refusal::Malformed(_) => "malformed",
             Refusal::Mismatch(_) => "mismatched",
-            Refusal::UnknownRoute(_) => "unknown_route",
+            Refusal::UnknownRoute(_) | Refusal::WrongDataset { .. } => "unknown_route",
             Refusal::Unauthorized => "unauthorized",
+            Refusal::ForeignSender { .. } => "foreign_sender",
             Refusal::Conflict(_) => "conflicts",
             Refusal::TooLarge(_) => "too_large",
             Refusal::Overloaded { .. } => "faults_injected",

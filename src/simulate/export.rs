@@ -1,19 +1,57 @@
 //! The simulator's own read-only endpoints under `/sim/`, which tests and
 //! operators use to see what the library holds: counters, stored records and
 //! batches, and the audit heads senders deposited (the exchange-log witness).
+//! The records are personal data: the endpoints are off unless the
+//! simulator was started with `--inspect-token`, and then answer only
+//! requests that present it as a bearer token.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::header;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::Library;
+use super::auth::{constant_time_eq, presented_token};
 use super::envelope::Refusal;
 use super::ledger::{self, Filter};
+
+/// Lets a request through to the `/sim/*` endpoints only when the simulator
+/// has an inspection token and the request presents it.
+pub(crate) async fn require_inspect_token(
+    State(lib): State<Arc<Library>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = lib.opts.inspect_token.as_ref() else {
+        let body = json!({
+            "code": "404001",
+            "message": "the inspection endpoints are off: start the simulator with --inspect-token",
+            "data": null,
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    };
+    let presented = presented_token(request.headers(), None);
+    if presented.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.expose().as_bytes())) {
+        return next.run(request).await;
+    }
+    let body = json!({
+        "code": "401002",
+        "message": "the inspection endpoints need Authorization: Bearer <the --inspect-token>",
+        "data": null,
+    });
+    let mut response = (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"sim\""),
+    );
+    response
+}
 
 /// `GET /sim/stats`: a bare JSON object of counters (`SimStats`).
 pub(crate) async fn stats(State(lib): State<Arc<Library>>) -> Response {

@@ -161,7 +161,7 @@ pub(crate) fn accept(
             batch.sender,
             batch.batch_id,
             batch.dataset,
-            route.to_string(),
+            route.path(),
             batch.schema_version,
             batch.created_at,
             batch.records.len() as i64,
@@ -267,6 +267,9 @@ pub struct SimStats {
     pub unknown_route: u64,
     /// 401 401001 answers.
     pub unauthorized: u64,
+    /// 403 403001 answers: a batch whose `sender` is not the credential's.
+    #[serde(default)]
+    pub foreign_sender: u64,
     /// 413 413001 answers.
     pub too_large: u64,
     /// Injected 503 answers.
@@ -313,6 +316,7 @@ pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<SimStats> {
             "mismatched" => &mut stats.mismatched,
             "unknown_route" => &mut stats.unknown_route,
             "unauthorized" => &mut stats.unauthorized,
+            "foreign_sender" => &mut stats.foreign_sender,
             "too_large" => &mut stats.too_large,
             "faults_injected" => &mut stats.faults_injected,
             "responses_dropped" => &mut stats.responses_dropped,

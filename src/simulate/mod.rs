@@ -1,5 +1,5 @@
 //! `fepd simulate-library`: a local stand-in for the resource library
-//! (统一信息资源库) that implements the library side of PROTOCOL.md §2, §2a
+//! (统一信息资源库) that implements the library side of docs/protocol.md §2, §2a
 //! and §3 — both token variants, batch verification, idempotency by
 //! (sender, batchId) — plus fault injection, for fepd's tests and for
 //! rehearsing the 联调.
@@ -8,7 +8,7 @@
 //! endpoint) with `verify` (bytes → checked batch) and `envelope` (codes),
 //! `store` (the SQLite thread) with `ledger` (what is kept, and the
 //! queries), `faults` and `sever` (injected overloads and dropped answers),
-//! `export` (the `/sim/*` endpoints tests read).
+//! `export` (the `/sim/*` endpoints tests read, behind `--inspect-token`).
 //!
 //! Invariants: a batch is stored in one transaction before it is answered;
 //! SQLite is only touched on the store thread; tokens and secrets are never
@@ -28,7 +28,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,7 +117,7 @@ impl RunningSimulator {
         self.addr
     }
 
-    /// `http://ADDR`, the `base` of PROTOCOL.md's paths.
+    /// `http://ADDR`, the `base` of docs/protocol.md's paths.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -151,8 +151,9 @@ impl RunningSimulator {
 /// The state every handler shares: the simulated library.
 pub(crate) struct Library {
     opts: SimOptions,
-    /// `opts.routes` as a set, for the lookup on every push.
-    routes: HashSet<Route>,
+    /// `opts.routes` by their `category/resource` path, for the lookup on
+    /// every push.
+    routes: HashMap<String, Route>,
     tokens: TokenBook,
     faults: Faults,
     store: Store,
@@ -161,7 +162,7 @@ pub(crate) struct Library {
 impl Library {
     fn new(opts: SimOptions, store: Store) -> Self {
         Library {
-            routes: opts.routes.iter().cloned().collect(),
+            routes: opts.routes.iter().map(|r| (r.path(), r.clone())).collect(),
             tokens: TokenBook::new(
                 Duration::from_secs(opts.token_ttl),
                 opts.token_max_uses,
@@ -196,10 +197,17 @@ fn router(lib: Arc<Library>) -> Router {
             "/api/v1/resources/{category}/{resource}/batches",
             post(push::push),
         )
-        .route("/sim/stats", get(export::stats))
-        .route("/sim/records", get(export::records))
-        .route("/sim/batches", get(export::batches))
-        .route("/sim/audit-heads", get(export::audit_heads))
+        .merge(
+            Router::new()
+                .route("/sim/stats", get(export::stats))
+                .route("/sim/records", get(export::records))
+                .route("/sim/batches", get(export::batches))
+                .route("/sim/audit-heads", get(export::audit_heads))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    lib.clone(),
+                    export::require_inspect_token,
+                )),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(lib.opts.max_body_bytes))
         .with_state(lib)

@@ -43,6 +43,24 @@ pub struct SimOptions {
     #[arg(long, value_name = "CODE")]
     pub sys_code: Option<String>,
 
+    /// The sender code the credentials are registered for (the app key's
+    /// too, unless `--app-sender`): a batch whose `sender` differs from its
+    /// token's is refused 403 403001 (docs/protocol.md §2, §6).
+    #[arg(long, value_name = "CODE", default_value = "230000-zwfw")]
+    pub sender: String,
+
+    /// The sender code the `app_key_hmac` credential is registered for, when
+    /// it is another than `--sender` (a second platform on one library).
+    #[arg(long, value_name = "CODE")]
+    pub app_sender: Option<String>,
+
+    /// Serves the inspection endpoints (`/sim/stats`, `/sim/records`,
+    /// `/sim/batches`, `/sim/audit-heads`) to requests carrying
+    /// `Authorization: Bearer TOKEN`; without it they are off. The records
+    /// are personal data.
+    #[arg(long, value_name = "TOKEN")]
+    pub inspect_token: Option<Secret>,
+
     /// Lifetime of an issued token, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 7200)]
     pub token_ttl: u64,
@@ -89,8 +107,10 @@ pub struct SimOptions {
     #[arg(long, value_name = "SUBSTR")]
     pub reject_keys_matching: Option<String>,
 
-    /// Known routes, as `category/resource`, comma-separated; any other
-    /// route is answered 400 400003.
+    /// Known routes, as `category/resource` (the dataset is the resource
+    /// name) or `category/resource=dataset`, comma-separated; any other
+    /// route, or a batch of another dataset on a route, is answered 400
+    /// 400003.
     #[arg(
         long,
         value_name = "ROUTES",
@@ -147,22 +167,32 @@ impl FromStr for Secret {
     }
 }
 
-/// A push route: the `{category}/{resource}` pair of PROTOCOL.md §3.
+/// A push route: the `{category}/{resource}` pair of docs/protocol.md §3, and
+/// the one dataset it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Route {
     pub category: String,
     pub resource: String,
+    pub dataset: String,
 }
 
 impl Route {
+    /// A route whose dataset is named as its resource.
     pub fn new(category: impl Into<String>, resource: impl Into<String>) -> Self {
+        let resource = resource.into();
         Route {
             category: category.into(),
-            resource: resource.into(),
+            dataset: resource.clone(),
+            resource,
         }
     }
 
-    /// The routes of the datasets in DATASETS.md.
+    /// The `category/resource` path part, which names the route on the wire.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.category, self.resource)
+    }
+
+    /// The routes of the datasets in docs/datasets.md.
     pub fn defaults() -> Vec<Route> {
         [
             ("zwfw", "item_catalog"),
@@ -182,7 +212,11 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.category, self.resource)
+        write!(f, "{}/{}", self.category, self.resource)?;
+        if self.dataset != self.resource {
+            write!(f, "={}", self.dataset)?;
+        }
+        Ok(())
     }
 }
 
@@ -191,11 +225,22 @@ impl FromStr for Route {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        match s.split_once('/') {
+        let (path, dataset) = match s.split_once('=') {
+            Some((p, d)) if !d.is_empty() => (p, Some(d)),
+            Some(_) => return Err(format!("route {s:?} names no dataset after '='")),
+            None => (s, None),
+        };
+        match path.split_once('/') {
             Some((c, r)) if !c.is_empty() && !r.is_empty() && !r.contains('/') => {
-                Ok(Route::new(c, r))
+                let mut route = Route::new(c, r);
+                if let Some(d) = dataset {
+                    route.dataset = d.to_string();
+                }
+                Ok(route)
             }
-            _ => Err(format!("route {s:?} is not of the form category/resource")),
+            _ => Err(format!(
+                "route {s:?} is not of the form category/resource[=dataset]"
+            )),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /api/v1/resources/{category}/{resource}/batches` (PROTOCOL.md §3):
+//! `POST /api/v1/resources/{category}/{resource}/batches` (docs/protocol.md §3):
 //! faults first, then token, route, body, verification, and finally the
 //! store, which answers stored, duplicate or conflict.
 
@@ -54,6 +54,7 @@ pub(crate) async fn push(
         tokio::time::sleep(lib.faults.latency).await;
     }
     let route = Route::new(category, resource);
+    let route = lib.routes.get(&route.path()).cloned().unwrap_or(route);
     let result = if roll.fail {
         Err(Refusal::Overloaded {
             retry_after_secs: lib.faults.retry_after_secs,
@@ -87,14 +88,14 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, Refusal> {
-    if !lib
+    let Some(bound_sender) = lib
         .tokens
         .authorize(presented_token(&headers, access_token))
-    {
+    else {
         return Err(Refusal::Unauthorized);
-    }
-    if !lib.routes.contains(route) {
-        return Err(Refusal::UnknownRoute(route.to_string()));
+    };
+    if !lib.routes.contains_key(&route.path()) {
+        return Err(Refusal::UnknownRoute(route.path()));
     }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -118,6 +119,19 @@ async fn receive(
     })
     .await
     .map_err(|e| Refusal::Internal(format!("verification task failed: {e}")))??;
+
+    if batch.dataset != route.dataset {
+        return Err(Refusal::WrongDataset {
+            route: route.path(),
+            carries: route.dataset.clone(),
+            dataset: batch.dataset.clone(),
+        });
+    }
+    if batch.sender != bound_sender {
+        return Err(Refusal::ForeignSender {
+            sender: batch.sender.clone(),
+        });
+    }
 
     if batch.records.is_empty() {
         lib.count("probes").await;

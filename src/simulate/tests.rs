@@ -11,10 +11,13 @@ use super::*;
 use crate::canon::{batch_digest, record_hash};
 
 const PUSH_PATH: &str = "/api/v1/resources/zwfw/case_accept/batches";
+/// The inspection token every test simulator is started with.
+const INSPECT: &str = "inspect-token";
 
 async fn sim_with(configure: impl FnOnce(&mut SimOptions)) -> RunningSimulator {
     let mut opts = SimOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
+        inspect_token: Some(Secret::new(INSPECT)),
         ..SimOptions::default()
     };
     configure(&mut opts);
@@ -99,6 +102,7 @@ async fn push(
 
 async fn stats(c: &reqwest::Client, sim: &RunningSimulator) -> SimStats {
     c.get(format!("{}/sim/stats", sim.base_url()))
+        .bearer_auth(INSPECT)
         .send()
         .await
         .unwrap()
@@ -314,6 +318,7 @@ async fn happy_push_is_stored_and_exported() {
             "{}/sim/records?dataset=case_accept",
             sim.base_url()
         ))
+        .bearer_auth(INSPECT)
         .send()
         .await
         .unwrap()
@@ -331,6 +336,7 @@ async fn happy_push_is_stored_and_exported() {
 
     let other: Value = c
         .get(format!("{}/sim/records?dataset=item_task", sim.base_url()))
+        .bearer_auth(INSPECT)
         .send()
         .await
         .unwrap()
@@ -341,6 +347,7 @@ async fn happy_push_is_stored_and_exported() {
 
     let batches: Value = c
         .get(format!("{}/sim/batches", sim.base_url()))
+        .bearer_auth(INSPECT)
         .send()
         .await
         .unwrap()
@@ -729,7 +736,8 @@ async fn a_dropped_answer_is_a_connection_error_but_the_batch_is_stored() {
 
 #[tokio::test]
 async fn audit_heads_are_exported_per_sender_in_arrival_order() {
-    let sim = sim().await;
+    // Two platforms on one library, each credential bound to its sender.
+    let sim = sim_with(|o| o.app_sender = Some("110000-zwfw".into())).await;
     let c = client();
     let t = token(&c, &sim).await;
     for (i, seq) in [(1, 10), (2, 11), (3, 15)] {
@@ -739,14 +747,40 @@ async fn audit_heads_are_exported_per_sender_in_arrival_order() {
     }
     let mut other = batch("B-1", &[record(9)]);
     other["sender"] = json!("110000-zwfw");
-    let (status, _) = push(&c, &sim, &t, &other).await;
-    assert_eq!(status, StatusCode::OK, "idempotency is per sender");
+    // With the first credential's token, the other sender is refused.
+    let (status, answer) = push(&c, &sim, &t, &other).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "403001");
+    let ts = now_millis().to_string();
+    let res = c
+        .post(format!("{}/apigateway/getAccessToken", sim.base_url()))
+        .form(&[
+            ("appId", "app-001"),
+            ("timeStamp", ts.as_str()),
+            ("keyInfo", auth::key_info("app-001", "appkey", &ts).as_str()),
+            ("sysCode", "230000"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    let app_token = body["data"]["accessToken"].as_str().unwrap().to_owned();
+    let res = c
+        .post(format!("{}{PUSH_PATH}", sim.base_url()))
+        .query(&[("accessToken", app_token.as_str())])
+        .header("Idempotency-Key", "B-1")
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "idempotency is per sender");
 
     let res = c
         .get(format!(
             "{}/sim/audit-heads?sender=230000-zwfw",
             sim.base_url()
         ))
+        .bearer_auth(INSPECT)
         .send()
         .await
         .unwrap();

@@ -1,5 +1,5 @@
 //! Turns the bytes of a push request into a `VerifiedBatch`, or says which
-//! rule of PROTOCOL.md §3 they break. Verification never touches the store
+//! rule of docs/protocol.md §3 they break. Verification never touches the store
 //! or the clock: the same body always gets the same verdict.
 
 use serde::Deserialize;
@@ -87,6 +87,9 @@ pub(crate) fn verify(
     idempotency_key: Option<&str>,
     max_records: Option<usize>,
 ) -> Result<VerifiedBatch, Refusal> {
+    // Duplicate member names first: serde would keep the last of them, and
+    // another parser the first — two readings of the same bytes.
+    unique_members(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
     let wire: WireBatch =
         serde_json::from_slice(body).map_err(|e| Refusal::Malformed(e.to_string()))?;
 
@@ -185,6 +188,68 @@ pub(crate) fn verify(
         audit_hash: wire.audit_head.hash,
         records,
     })
+}
+
+/// Checks that no JSON object in `body`, at any depth, names a member twice
+/// (docs/protocol.md §1); the error names the member and its position.
+pub(crate) fn unique_members(body: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::Deserializer::deserialize_any(&mut de, Unique)?;
+    de.end()
+}
+
+/// A visitor that walks any JSON value, refusing an object with a repeated
+/// member name. It builds nothing but the set of names of one object.
+struct Unique;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Unique)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Unique)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut names = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if names.contains(&name) {
+                return Err(serde::de::Error::custom(format!(
+                    "member {name:?} appears twice in one object"
+                )));
+            }
+            map.next_value_seed(Unique)?;
+            names.insert(name);
+        }
+        Ok(())
+    }
 }
 
 fn is_lower_hex(s: &str) -> bool {

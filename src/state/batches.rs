@@ -168,6 +168,9 @@ pub fn transition(
     Ok(n == 1)
 }
 
+/// Marks a pending batch delivered (`parked` too when `from_parked`: the
+/// collector took a batch the operator had parked); false if it was in
+/// none of those states.
 pub fn mark_delivered(
     conn: &Connection,
     batch_id: &str,
@@ -175,14 +178,34 @@ pub fn mark_delivered(
     accepted: i64,
     lib_rejected: i64,
     delivered_at: &str,
+    from_parked: bool,
 ) -> rusqlite::Result<bool> {
     let n = conn.execute(
         "UPDATE batch SET state = 'delivered', receipt_id = ?2, accepted = ?3, lib_rejected = ?4,
          delivered_at = ?5, last_error = NULL
-         WHERE batch_id = ?1 AND state IN ('sealed', 'exported')",
-        params![batch_id, receipt_id, accepted, lib_rejected, delivered_at],
+         WHERE batch_id = ?1 AND (state IN ('sealed', 'exported') OR (?6 AND state = 'parked'))",
+        params![
+            batch_id,
+            receipt_id,
+            accepted,
+            lib_rejected,
+            delivered_at,
+            from_parked
+        ],
     )?;
     Ok(n == 1)
+}
+
+/// Delivered batches of `dataset` whose acknowledgement accounted for a
+/// different number of records than the batch holds (accepted + refused
+/// ≠ records): shown by `fepd status` as discrepancies.
+pub fn ack_discrepancies(conn: &Connection, dataset: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM batch WHERE dataset = ?1 AND state = 'delivered'
+         AND accepted IS NOT NULL AND accepted + lib_rejected != count",
+        [dataset],
+        |r| r.get(0),
+    )
 }
 
 pub fn park(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result<bool> {
@@ -202,6 +225,38 @@ pub fn requeue_parked(conn: &Connection, batch_id: &str) -> rusqlite::Result<boo
         [batch_id],
     )?;
     Ok(n == 1)
+}
+
+/// Takes every `exported` batch back to `sealed` (the sink switched from
+/// pull to push), in its original place in its route's order, with a fresh
+/// attempt count. Returns how many per dataset.
+pub fn requeue_exported(conn: &Connection) -> rusqlite::Result<Vec<(String, usize)>> {
+    let mut stmt = conn.prepare(
+        "SELECT dataset, COUNT(*) FROM batch WHERE state = 'exported' GROUP BY dataset ORDER BY dataset",
+    )?;
+    let counts = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    conn.execute(
+        "UPDATE batch SET state = 'sealed', attempts = 0, next_attempt_ms = 0 WHERE state = 'exported'",
+        [],
+    )?;
+    Ok(counts)
+}
+
+/// The batches an operator's bulk action applies to: in one of `states`,
+/// of `dataset` if given, in delivery order.
+pub fn select(
+    conn: &Connection,
+    states: &[&str],
+    dataset: Option<&str>,
+) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut out = Vec::new();
+    for s in states {
+        out.extend(list(conn, Some(s), dataset, i64::MAX)?);
+    }
+    out.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+    Ok(out)
 }
 
 /// Records a failed attempt and when to try again.

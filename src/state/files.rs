@@ -1,4 +1,5 @@
-//! Files seen in the spool: claim rows, checkpoints, verdict counts.
+//! Files seen in the spool: claim rows, checkpoints, verdict counts, and
+//! the attempts on files in `work/` that the crash-loop breaker counts.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -170,6 +171,74 @@ pub fn finish(
          duplicate_of = ?5, finished_at = ?6 WHERE id = ?1",
         params![id, state, final_name, fault, duplicate_of, finished_at],
     )?;
+    // A file with a verdict has no attempt left to count.
+    conn.execute(
+        "DELETE FROM file_attempt WHERE work_name = (SELECT work_name FROM file WHERE id = ?1)",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// An attempt on a file in `work/` that has not returned (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The fepd process that made it (see `daemon::breaker`).
+    pub process: String,
+    /// The file's checkpoint when it started.
+    pub checkpoint: i64,
+    /// Attempts before it, in a row, that died without the checkpoint
+    /// moving.
+    pub dead: i64,
+}
+
+/// The attempt recorded on `work_name`, if one has not returned.
+pub fn attempt_of(conn: &Connection, work_name: &str) -> rusqlite::Result<Option<Attempt>> {
+    conn.query_row(
+        "SELECT process, checkpoint, dead FROM file_attempt WHERE work_name = ?1",
+        [work_name],
+        |r| {
+            Ok(Attempt {
+                process: r.get(0)?,
+                checkpoint: r.get(1)?,
+                dead: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records that `process` starts an attempt on `work_name` at
+/// `checkpoint`, and returns how many attempts in a row before it died
+/// without the checkpoint moving. An attempt left by another process
+/// died with it (attempts that return remove their row); one left by
+/// `process` itself returned with an error and is not a death.
+pub fn begin_attempt(
+    conn: &Connection,
+    dataset: &str,
+    work_name: &str,
+    process: &str,
+    checkpoint: i64,
+    started_at: &str,
+) -> rusqlite::Result<i64> {
+    let dead = match attempt_of(conn, work_name)? {
+        None => 0,
+        Some(a) if a.process == process => a.dead,
+        Some(a) if checkpoint <= a.checkpoint => a.dead + 1,
+        // It died, but only after moving the checkpoint on.
+        Some(_) => 0,
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO file_attempt (work_name, dataset, process, checkpoint, dead, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![work_name, dataset, process, checkpoint, dead, started_at],
+    )?;
+    Ok(dead)
+}
+
+/// The attempt on `work_name` returned (the file is left in `work/`
+/// for a retry or the next start, without anything having died).
+pub fn end_attempt(conn: &Connection, work_name: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM file_attempt WHERE work_name = ?1", [work_name])?;
     Ok(())
 }
 
@@ -266,4 +335,36 @@ pub fn datasets_in_progress(conn: &Connection) -> rusqlite::Result<Vec<String>> 
         "SELECT DISTINCT dataset FROM file WHERE state IN ('claimed', 'processing') ORDER BY dataset",
     )?;
     stmt.query_map([], |r| r.get(0))?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(c: &Connection, process: &str, checkpoint: i64) -> i64 {
+        begin_attempt(c, "ds", "w~f.csv", process, checkpoint, "t").unwrap()
+    }
+
+    #[test]
+    fn only_attempts_that_died_without_progress_count() {
+        let d = tempfile::tempdir().unwrap();
+        let c = crate::state::open(&d.path().join("fepd.db")).unwrap();
+        assert_eq!(attempt(&c, "p1", 0), 0);
+        // p1 died; p2 finds no progress.
+        assert_eq!(attempt(&c, "p2", 0), 1);
+        // p2 retries after an error of its own: not a death.
+        assert_eq!(attempt(&c, "p2", 0), 1);
+        assert_eq!(attempt(&c, "p3", 0), 2);
+        // p3 died after committing chunks: the count starts again.
+        assert_eq!(attempt(&c, "p4", 5000), 0);
+        assert_eq!(attempt(&c, "p5", 5000), 1);
+        // An attempt that returned leaves nothing behind.
+        end_attempt(&c, "w~f.csv").unwrap();
+        assert_eq!(attempt_of(&c, "w~f.csv").unwrap(), None);
+        assert_eq!(attempt(&c, "p6", 5000), 0);
+        // A verdict clears it too.
+        let id = insert_claim(&c, "ds", "f.csv", "w~f.csv", "t").unwrap();
+        finish(&c, id, "done", "f.csv", None, None, "t").unwrap();
+        assert_eq!(attempt_of(&c, "w~f.csv").unwrap(), None);
+    }
 }

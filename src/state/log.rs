@@ -5,6 +5,13 @@
 //! entry) and `entry` is the entry's fields without `hash`, absent ones
 //! omitted. An entry is appended in the same transaction as the state change
 //! it records, so the log never says more or less than what happened.
+//!
+//! The hash covers the parsed entry, so verification also checks that each
+//! stored row is exactly the text `append` writes for that entry (the
+//! `counts` and `details` columns are serde_json's compact form, one text
+//! per value): a row edited so that it parses to the same entry — a
+//! duplicate JSON member, re-spacing, a value that is not JSON — is caught
+//! as well as one whose content changed.
 //! Entries never carry personal data: only names of files, batch ids,
 //! counts and rule names.
 
@@ -22,6 +29,9 @@ pub enum Event {
     ConfigLoaded,
     /// SIGHUP: the config was re-read and the service loop restarted with it.
     ConfigReloaded,
+    /// SIGHUP: the new config was refused (problems found before
+    /// draining, or the new loop could not start); the previous one runs.
+    ConfigRefused,
     FileClaimed,
     FileDuplicate,
     FileDone,
@@ -42,6 +52,20 @@ pub enum Event {
     LogPruned,
     /// `fepd selftest` probed the library's routes (the joint test, 联调).
     Selftest,
+    /// A retention pass deleted what `[retention]` no longer keeps; the
+    /// counts say how much of each kind.
+    RetentionPass,
+    /// The library refused fepd's credentials: the first refusal of an
+    /// episode (token requests then back off for minutes).
+    CredentialsRefused,
+    /// A token was granted again after a refusal episode.
+    CredentialsAccepted,
+    /// A pull-mode acknowledgement whose counts do not add up to the batch
+    /// (or that came for a batch fepd had parked).
+    AckDiscrepancy,
+    /// The sink mode changed: batches exported for the collector were
+    /// taken back to be pushed (or the reverse is under way).
+    SinkSwitched,
 }
 
 impl Event {
@@ -52,6 +76,7 @@ impl Event {
             Event::DaemonRecovered => "daemon_recovered",
             Event::ConfigLoaded => "config_loaded",
             Event::ConfigReloaded => "config_reloaded",
+            Event::ConfigRefused => "config_refused",
             Event::FileClaimed => "file_claimed",
             Event::FileDuplicate => "file_duplicate",
             Event::FileDone => "file_done",
@@ -68,6 +93,11 @@ impl Event {
             Event::BatchSplit => "batch_split",
             Event::LogPruned => "log_pruned",
             Event::Selftest => "selftest",
+            Event::RetentionPass => "retention_pass",
+            Event::CredentialsRefused => "credentials_refused",
+            Event::CredentialsAccepted => "credentials_accepted",
+            Event::AckDiscrepancy => "ack_discrepancy",
+            Event::SinkSwitched => "sink_switched",
         }
     }
 }
@@ -224,13 +254,19 @@ pub enum Break {
     Gap { expected: i64, found: i64 },
     /// A `log_pruned` checkpoint names a head the chain contradicts.
     BadCheckpoint { seq: i64 },
+    /// A stored column is not the text fepd writes for its value (a
+    /// duplicate JSON member, other spacing, not JSON, another SQL type):
+    /// the row was edited, even if it still parses to the hashed entry.
+    NotAsWritten { seq: i64, column: &'static str },
 }
 
 impl Break {
     /// The first sequence number found bad.
     pub fn seq(&self) -> i64 {
         match self {
-            Break::BadHash { seq } | Break::BadCheckpoint { seq } => *seq,
+            Break::BadHash { seq }
+            | Break::BadCheckpoint { seq }
+            | Break::NotAsWritten { seq, .. } => *seq,
             Break::Gap { expected, .. } => *expected,
         }
     }
@@ -250,6 +286,10 @@ impl std::fmt::Display for Break {
             Break::BadCheckpoint { seq } => write!(
                 f,
                 "entry {seq}: the pruned head this checkpoint names contradicts the chain"
+            ),
+            Break::NotAsWritten { seq, column } => write!(
+                f,
+                "entry {seq}: the stored {column} is not the text fepd wrote (edited: a duplicate member, other spacing or not JSON)"
             ),
         }
     }
@@ -293,6 +333,84 @@ impl StoredEntry {
             details: parse(r.get(7)?),
             hash: r.get(8)?,
         })
+    }
+
+    /// Reads a row for verification: the entry, or `NotAsWritten` when a
+    /// column is not exactly what [`append`] stores for the entry it
+    /// parses to. Columns are read in [`ENTRY_COLS`] order.
+    pub fn verbatim(
+        r: &rusqlite::Row<'_>,
+    ) -> rusqlite::Result<std::result::Result<StoredEntry, Break>> {
+        use rusqlite::types::ValueRef;
+        let seq = match r.get_ref(0)? {
+            ValueRef::Integer(i) => i,
+            // Without a number the row cannot be placed: name what follows.
+            _ => {
+                return Ok(Err(Break::NotAsWritten {
+                    seq: 0,
+                    column: "seq",
+                }));
+            }
+        };
+        let bad = |column| Break::NotAsWritten { seq, column };
+        let text = |i: usize,
+                    column: &'static str|
+         -> rusqlite::Result<std::result::Result<Option<String>, Break>> {
+            Ok(match r.get_ref(i)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(|t| Some(t.to_string()))
+                    .map_err(|_| bad(column)),
+                _ => Err(bad(column)),
+            })
+        };
+        let required = |i, column| -> rusqlite::Result<std::result::Result<String, Break>> {
+            Ok(text(i, column)?.and_then(|t| t.ok_or(bad(column))))
+        };
+        let json = |i, column| -> rusqlite::Result<std::result::Result<Option<Value>, Break>> {
+            Ok(text(i, column)?.and_then(|t| match t {
+                None => Ok(None),
+                Some(t) => match serde_json::from_str::<Value>(&t) {
+                    Ok(v) if serde_json::to_string(&v).is_ok_and(|w| w == t) => Ok(Some(v)),
+                    _ => Err(bad(column)),
+                },
+            }))
+        };
+        macro_rules! take {
+            ($e:expr) => {
+                match $e? {
+                    Ok(v) => v,
+                    Err(b) => return Ok(Err(b)),
+                }
+            };
+        }
+        Ok(Ok(StoredEntry {
+            seq,
+            time: take!(required(1, "time")),
+            event: take!(required(2, "event")),
+            dataset: take!(text(3, "dataset")),
+            file: take!(text(4, "file")),
+            batch: take!(text(5, "batch")),
+            counts: take!(json(6, "counts")),
+            details: take!(json(7, "details")),
+            hash: take!(required(8, "hash")),
+        }))
+    }
+
+    /// Reads one archive line (as `fepd audit export` writes them): the
+    /// entry, or why the line is not one — including a line that parses to
+    /// an entry but is not the text the export wrote for it.
+    pub fn from_archive_line(line: &str) -> std::result::Result<StoredEntry, String> {
+        let e: StoredEntry =
+            serde_json::from_str(line).map_err(|e| format!("not an exchange-log entry: {e}"))?;
+        let written = serde_json::to_string(&e).expect("entries serialise");
+        if written != line {
+            return Err(format!(
+                "entry {}: the line is not the text the export wrote (edited: a duplicate member, other spacing or order)",
+                e.seq
+            ));
+        }
+        Ok(e)
     }
 
     /// The canonical text the entry's hash covers.
@@ -445,7 +563,8 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<std::result::Result<i64, Br
     ))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
-        if let Err(b) = chain.feed(&StoredEntry::from_row(r)?) {
+        let fed = StoredEntry::verbatim(r)?.and_then(|e| chain.feed(&e));
+        if let Err(b) = fed {
             return Ok(Err(b));
         }
     }

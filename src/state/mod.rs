@@ -9,10 +9,13 @@
 //!
 //! Only `state` writes SQL; the other stages call the functions here.
 
+pub mod auth;
+pub mod backup;
 pub mod batches;
 pub mod files;
 pub mod log;
 pub mod records;
+pub mod retention;
 
 use std::path::Path;
 use std::time::Duration;
@@ -35,11 +38,44 @@ pub enum StateError {
         "state database was written by a newer fepd (schema {found}, this build knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+    /// The file is there but SQLite cannot use it (damaged, not a
+    /// database): named with what to do, since nothing else will run.
+    #[error("{}", unusable(path, problem))]
+    Unusable { path: String, problem: String },
+    /// The index of the write-ahead log is there but the log is not: the
+    /// last committed changes were deleted after a crash, and SQLite would
+    /// open the older state without a word.
+    #[error("{}", wal_missing(path))]
+    WalMissing { path: String },
+}
+
+/// What an operator can do about a damaged state database, today and once
+/// `fepd doctor` exists.
+fn recovery(path: &str) -> String {
+    format!(
+        "What to do:\n         \x20 1. Keep fepd stopped. Copy {path}, {path}-wal and {path}-shm (those that exist) somewhere safe before anything else.\n         \x20 2. Restore the state folder from your latest backup and start fepd. Source files finished after that backup are in done/: drop them into the inbox again if their records must still be sent (the library de-duplicates what it already has).\n         \x20 3. Without a backup: move the file aside (mv {path} {path}.damaged, with its -wal and -shm) and start fepd, which creates an empty state database; then drop the source files from done/ again as above. `sqlite3 {path}.damaged .recover` salvages what rows it can, for investigation.\n         \x20 4. `fepd doctor` (planned) will check the database and its agreement with the spool, and name the fix."
+    )
+}
+
+fn unusable(path: &str, problem: &str) -> String {
+    format!(
+        "state database {path} cannot be used: {problem}\n{}",
+        recovery(path)
+    )
+}
+
+fn wal_missing(path: &str) -> String {
+    format!(
+        "state database {path}: its write-ahead log {path}-wal is missing while its index {path}-shm is there. \
+         fepd did not stop cleanly and the -wal, which holds the last committed changes, was deleted or moved; \
+         opening the database now would silently lose them.\n         \x20 0. If you have the -wal file (moved, or in a backup taken with the database), put it back as {path}-wal and start fepd again.\n{}\n         \x20 To accept the loss and go on from the state last written to {path} itself, delete {path}-shm and start fepd.",
+        recovery(path)
+    )
 }
 
 pub type Result<T> = std::result::Result<T, StateError>;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -152,6 +188,27 @@ CREATE TABLE IF NOT EXISTS remote_rejection (
     PRIMARY KEY (batch_id, idx)
 ) WITHOUT ROWID;
 
+-- Attempts on a file in work/, written before any work on it starts (the
+-- crash-loop breaker, files.rs): the process that made the attempt, and
+-- the file's checkpoint then. A row left by another process means that
+-- process died during the attempt.
+CREATE TABLE IF NOT EXISTS file_attempt (
+    work_name   TEXT PRIMARY KEY,
+    dataset     TEXT NOT NULL,
+    process     TEXT NOT NULL,          -- id of the running fepd process
+    checkpoint  INTEGER NOT NULL,       -- file.records_done when it started (0 before the claim row)
+    dead        INTEGER NOT NULL,       -- attempts in a row that died with no checkpoint advance
+    started_at  TEXT NOT NULL
+) WITHOUT ROWID;
+-- Routes whose token requests the library refuses (wrong credentials,
+-- lock-out): one row per route while the episode lasts (see auth.rs).
+CREATE TABLE IF NOT EXISTS credential_refusal (
+    route   TEXT PRIMARY KEY,
+    since   TEXT NOT NULL,       -- first refusal of the episode
+    reason  TEXT NOT NULL,       -- the library's answer, no secrets
+    next_attempt TEXT            -- when the next token request is allowed
+);
+
 -- The exchange log: append-only, hash-chained (see log.rs).
 CREATE TABLE IF NOT EXISTS exchange_log (
     seq     INTEGER PRIMARY KEY,
@@ -172,22 +229,67 @@ pub fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let mut conn = Connection::open(path).map_err(|source| StateError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    configure(&mut conn)?;
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(StateError::TooNew {
-            found,
-            known: SCHEMA_VERSION,
+    check_wal(path)?;
+    let opened = (|| {
+        let mut conn = Connection::open(path).map_err(|source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        configure(&mut conn)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found < SCHEMA_VERSION {
+            migrate(conn)
+        } else {
+            Ok(conn)
+        }
+    })();
+    opened.map_err(|e| damaged(path, e))
+}
+
+/// Refuses to open a database whose `-wal` is gone while its `-shm` is
+/// left: SQLite would rebuild the index from an empty log and serve the
+/// state of the last checkpoint as if it were current. A clean close
+/// removes both files, and a reader leaves both.
+fn check_wal(path: &Path) -> Result<()> {
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    if path.exists() && side("-shm").exists() && !side("-wal").exists() {
+        return Err(StateError::WalMissing {
+            path: path.display().to_string(),
         });
     }
-    if found < SCHEMA_VERSION {
-        migrate(conn)
-    } else {
-        Ok(conn)
+    Ok(())
+}
+
+/// An error met while opening `path`, as the operator should read it: a
+/// damaged or foreign file is named with the recovery steps.
+fn damaged(path: &Path, e: StateError) -> StateError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let code = match &e {
+        StateError::Open { source, .. } | StateError::Sql(source) => source.sqlite_error_code(),
+        _ => None,
+    };
+    match (code, &e) {
+        (Some(DatabaseCorrupt), StateError::Open { source, .. } | StateError::Sql(source)) => {
+            StateError::Unusable {
+                path: path.display().to_string(),
+                problem: format!("it is damaged ({source})"),
+            }
+        }
+        (Some(NotADatabase), _) => StateError::Unusable {
+            path: path.display().to_string(),
+            problem: "it is not an SQLite database (file is not a database)".into(),
+        },
+        _ => e,
     }
 }
 
@@ -197,6 +299,8 @@ pub fn open(path: &Path) -> Result<Connection> {
 fn migrate(mut conn: Connection) -> Result<Connection> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    // v2 → v3 adds two tables (file_attempt, credential_refusal), which
+    // SCHEMA creates, and switches to incremental vacuum (below).
     if found == 1 {
         // v1 kept the body in the batch row.
         tx.execute_batch(
@@ -210,28 +314,74 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
+    if (1..3).contains(&found) {
+        switch_to_incremental_vacuum(&conn);
+    }
     Ok(conn)
+}
+
+/// Databases made before schema v3 give no space back: switch them to
+/// `auto_vacuum = INCREMENTAL`, which takes one VACUUM (a rewrite of the
+/// file, needing its size again in free space; ~1 s per 100 MB). The
+/// daemon's first connection does it, before its workers start. If it
+/// fails (no space, say), fepd works as before: freed pages are reused
+/// but the file does not shrink; retention passes log the mode they found.
+fn switch_to_incremental_vacuum(conn: &Connection) {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap_or(0);
+    if mode == 2 {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = conn
+        .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .and_then(|()| conn.execute_batch("VACUUM"));
+    match done {
+        Ok(()) => tracing::info!(
+            millis = started.elapsed().as_millis() as u64,
+            "state database switched to incremental vacuum (one-time VACUUM)"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "state database could not switch to incremental vacuum; retention frees pages for reuse but the file will not shrink"
+        ),
+    }
 }
 
 /// Opens an existing state database for reading only (status, audit
 /// commands while the daemon runs).
 pub fn open_read_only(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| StateError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn)
+    check_wal(path)?;
+    let opened = (|| {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // SQLite reads the file lazily: read the schema now, so a damaged
+        // or foreign file is named here rather than by the first query.
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(conn)
+    })();
+    opened.map_err(|e| damaged(path, e))
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
     // WAL lets readers (status, audit) run beside the writer. FULL makes
     // every commit durable: a commit is the point where a checkpoint or a
     // delivery is promised, and there are few of them (one per chunk).
+    // Pages freed by retention go back to the file system
+    // (`incremental_vacuum` after each pass). The mode takes effect only on
+    // a database not yet written (so before WAL mode writes its header);
+    // older databases switch with a one-time VACUUM in `migrate`.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -255,7 +405,7 @@ fn wait_for_lock(tries: i32) -> bool {
     true
 }
 
-/// Now, in the wire form of PROTOCOL.md §1, in the configured offset.
+/// Now, in the wire form of docs/protocol.md §1, in the configured offset.
 pub fn now_text(tz: chrono::FixedOffset) -> String {
     chrono::Utc::now()
         .with_timezone(&tz)
@@ -314,8 +464,54 @@ mod tests {
             .unwrap();
         assert!(!cols.iter().any(|c| c == "body"), "{cols:?}");
         assert_eq!(batches::get(&c, "B1").unwrap().unwrap().state, "sealed");
+        assert_eq!(files::attempt_of(&c, "none").unwrap(), None);
         drop(c);
         // A second open finds it current.
         assert!(open(&path).is_ok());
+    }
+
+    /// A v2 database (no file_attempt table) opens as v3 with it.
+    #[test]
+    fn a_v2_database_gains_the_attempt_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = open(&path).unwrap();
+            c.execute_batch("DROP TABLE file_attempt; PRAGMA user_version = 2;")
+                .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 3);
+        assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
+    }
+
+    fn auto_vacuum(c: &Connection) -> i64 {
+        c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap()
+    }
+
+    /// New databases give space back; a v2 one is switched by the
+    /// migration (one VACUUM) and gains the v3 table.
+    #[test]
+    fn a_v2_database_switches_to_incremental_vacuum() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        c.execute_batch(
+            "DROP TABLE credential_refusal; PRAGMA auto_vacuum = NONE; VACUUM; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        assert_eq!(auto_vacuum(&c), 0);
+        drop(c);
+        let c = open(&path).unwrap();
+        assert_eq!(auto_vacuum(&c), 2);
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(auth::refusals(&c).unwrap().is_empty());
     }
 }

@@ -1,5 +1,5 @@
 //! Check-digit algorithms: 统一社会信用代码 (GB 32100) and 公民身份号码
-//! (GB 11643), as DATASETS.md "Check algorithms" states them.
+//! (GB 11643), as docs/datasets.md, "Check algorithms", states them.
 //!
 //! Each check says *why* a code fails, so that messages can tell data staff
 //! whether the code is malformed or only its check digit is wrong.

@@ -2,7 +2,7 @@
 //! its schema property declares, before JSON Schema validation.
 //!
 //! A value that cannot be converted is an error, never a default
-//! (PRODUCT.md, "Input formats"). Empty text after trimming is absent.
+//! (README.md, "How data flows": formats). Empty text after trimming is absent.
 
 use chrono::{FixedOffset, TimeZone};
 use serde_json::{Map, Number, Value};
@@ -43,6 +43,12 @@ pub(crate) enum Fault {
         value: String,
     },
     ItemNotObject(usize),
+    /// A control character (`docs/datasets.md`, *Values*): `position` is
+    /// the 1-based character position in the value as given.
+    ControlChar {
+        ch: char,
+        position: usize,
+    },
 }
 
 /// A conversion failure: the fault and the input as text.
@@ -67,6 +73,20 @@ pub(crate) fn convert(
     tz: FixedOffset,
     ignored: &mut u32,
 ) -> Result<Option<Value>, ConvError> {
+    if let RawValue::Text(s) = raw {
+        let t = s.trim();
+        if let Some((position, ch)) = control_char(t, spec.free_text) {
+            // Positions count from the value as given, before trimming.
+            let lead = s[..s.len() - s.trim_start().len()].chars().count();
+            return fail(
+                Fault::ControlChar {
+                    ch,
+                    position: lead + position,
+                },
+                escape_controls(t),
+            );
+        }
+    }
     match spec.ty {
         FieldType::Integer => integer(raw),
         FieldType::Number => number(raw),
@@ -229,6 +249,36 @@ fn looks_like_excel_number(s: &str) -> bool {
         && frac.bytes().all(|c| c.is_ascii_digit())
         && !exp.is_empty()
         && exp.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// The first control character in `text` that the field may not hold, with
+/// its 1-based character position. Refused: C0 controls (NUL included),
+/// DEL and C1 controls; TAB, LF and CR only outside free text. They would
+/// reach the library and the reports, where they can hide or forge text.
+fn control_char(text: &str, free_text: bool) -> Option<(usize, char)> {
+    // Almost every value is clean: one pass over the bytes decides that.
+    // C1 controls are U+0080..U+009F, encoded C2 80..C2 9F.
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+        return None;
+    }
+    text.chars().enumerate().find_map(|(i, c)| {
+        let allowed = free_text && matches!(c, '\t' | '\n' | '\r');
+        (c.is_control() && !allowed).then_some((i + 1, c))
+    })
+}
+
+/// `text` with every control character written as `\u{…}` text, so the
+/// value can be shown in a report without carrying the character itself.
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Splits a codes list on commas (ASCII or full-width), trims the items,

@@ -1,5 +1,5 @@
 //! Datetimes and dates as data staff write them, normalised to the wire
-//! form (PROTOCOL.md §1): `2026-11-22T10:15:30+08:00` in the configured
+//! form (docs/protocol.md §1): `2026-11-22T10:15:30+08:00` in the configured
 //! timezone, and `yyyy-MM-dd`.
 //!
 //! Hand-written rather than `chrono`'s format parsing: this runs for every

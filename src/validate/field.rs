@@ -48,6 +48,10 @@ pub(crate) struct FieldSpec {
     pub codes_text: String,
     /// Properties of the items of an array of objects.
     pub items: Vec<FieldSpec>,
+    /// Free text (`x-multiline`: a written explanation, not a key field):
+    /// TAB, LF and CR are allowed in its values; every other control
+    /// character is refused in every field.
+    pub free_text: bool,
 }
 
 impl FieldSpec {
@@ -186,6 +190,18 @@ impl FieldSpec {
             .collect::<Vec<_>>()
             .join("、");
 
+        // Key fields are excluded afterwards, by the schema that knows them.
+        let free_text = flag("x-multiline", &mut err);
+        if free_text
+            && (ty != FieldType::String
+                || format != FieldFormat::None
+                || !codes.is_empty()
+                || codes_list
+                || control
+                || obj.contains_key("pattern"))
+        {
+            err("`x-multiline` is for plain text: no format, codes, pattern or x-control".into());
+        }
         let mut items = Vec::new();
         if ty == FieldType::Array {
             match obj
@@ -219,6 +235,7 @@ impl FieldSpec {
             not_future,
             codes_text,
             items,
+            free_text,
         }
     }
 

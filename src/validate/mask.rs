@@ -1,4 +1,4 @@
-//! Masking personal data (PRODUCT.md, guarantee 7): what a person needs to
+//! Masking personal data (ARCHITECTURE.md, invariant "No personal data in logs"): what a person needs to
 //! find the error stays visible, the rest becomes `*`.
 
 /// How a field's values are masked (`x-mask` in the schema).

@@ -105,6 +105,19 @@ fn describe_fault(spec: &FieldSpec, fault: &Fault, v: &str) -> (&'static str, St
             ),
         ),
         Fault::ItemNotObject(i) => ("type", format!("第 {} 项不是 JSON 对象", i + 1)),
+        Fault::ControlChar { ch, position } => (
+            "control-char",
+            format!(
+                "的值在第 {position} 个字符处含有控制字符 U+{:04X}{}，不允许出现在数据中{}",
+                *ch as u32,
+                control_name(*ch),
+                if spec.free_text {
+                    "（本字段只允许制表符、换行和回车）"
+                } else {
+                    "（本字段不允许任何控制字符，包括制表符和换行）"
+                }
+            ),
+        ),
         Fault::Item {
             index,
             field,
@@ -116,6 +129,18 @@ fn describe_fault(spec: &FieldSpec, fault: &Fault, v: &str) -> (&'static str, St
             let (rule, what) = describe_fault(sub, fault, &sv);
             (rule, format!("第 {} 项的{}{what}", index + 1, sub.label()))
         }
+    }
+}
+
+/// The common name of a control character, for the message.
+fn control_name(c: char) -> &'static str {
+    match c {
+        '\0' => "（NUL 空字符）",
+        '\t' => "（制表符）",
+        '\n' => "（换行符）",
+        '\r' => "（回车符）",
+        '\u{7f}' => "（DEL 删除符）",
+        _ => "",
     }
 }
 

@@ -31,6 +31,9 @@ mod header;
 mod mask;
 mod message;
 mod record;
+// Renders docs/datasets.md's field tables; its test keeps them in step.
+#[cfg(test)]
+mod reference;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -74,7 +77,7 @@ impl Default for ValidateOptions {
     }
 }
 
-/// The wire operation of a record (PROTOCOL.md §3).
+/// The wire operation of a record (docs/protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Upsert,

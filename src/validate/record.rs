@@ -224,7 +224,7 @@ impl DatasetSchema {
     }
 }
 
-/// A key field's value as normalised text (PROTOCOL.md §3).
+/// A key field's value as normalised text (docs/protocol.md §3).
 fn key_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -336,6 +336,11 @@ impl DatasetSchema {
         if !errs.is_empty() {
             return Err(errs);
         }
+        // A line break in a key would split the key's line in every report
+        // and log that shows it.
+        for &i in &key_idx {
+            fields[i].free_text = false;
+        }
         let validator = build_validator(&root, &codes, &opts).map_err(|e| vec![e])?;
         let delete_validator = build_validator(&delete_schema, &codes, &opts)
             .map_err(|e| vec![format!("(delete form) {e}")])?;

@@ -671,3 +671,5 @@ fn catalog_lists_every_problem() {
         assert!(all.contains(want), "{want} not in:\n{all}");
     }
 }
+
+mod control;

@@ -91,8 +91,8 @@ fn get_text(lib: &Library, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        lib.addr
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        lib.addr, lib.inspect_token
     )
     .unwrap();
     let mut buf = Vec::new();

@@ -1,4 +1,4 @@
-//! PRODUCT.md's bad-input table, row by row: what each bad input gets, and
+//! The product's bad-input rules, row by row: what each bad input gets, and
 //! that nothing else is lost.
 
 use std::time::Duration;
@@ -227,7 +227,7 @@ fn doctype_rejects_xml() {
 }
 
 #[test]
-fn oversized_file_is_rejected_with_the_limit_named() {
+fn oversized_file_is_refused_with_the_limit_named() {
     let env = Env::new("");
     env.set_intake("max_file_bytes = 1000");
     let _d = env.start();
@@ -237,12 +237,18 @@ fn oversized_file_is_rejected_with_the_limit_named() {
         "huge.csv",
         &data::csv(&recs, false, Enc::Utf8),
     );
-    let rep = env.report("case_accept", "huge.csv");
-    assert!(
-        rep["fault"].as_str().unwrap().contains("max_file_bytes"),
-        "{rep:#}"
+    // Refused by its size before anything is read: left in the inbox,
+    // logged once and listed by `fepd status` with the limit named.
+    env.wait(
+        "the oversized file refused",
+        Duration::from_secs(10),
+        || env.log_has("too_large"),
     );
-    assert_eq!(rep["counts"]["sealed"], 0);
+    let st = env.fepd(&["status", "--json"]);
+    let st = String::from_utf8_lossy(&st.stdout);
+    assert!(st.contains("max_file_bytes = 1000"), "{st}");
+    assert!(env.spool("case_accept", "inbox").join("huge.csv").exists());
+    assert!(env.outbox_records("case_accept").is_empty());
 }
 
 #[test]
@@ -298,7 +304,11 @@ fn symlinks_fifos_directories_unknown_folders_and_unreadable_files_are_left_alon
     assert!(inbox.join("pipe.csv").exists());
     assert!(inbox.join("subdir").is_dir());
     assert!(unknown.join("x.csv").exists());
-    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(
+        stderr.contains("file not taken") && stderr.contains("symlink"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("special_file"), "{stderr}");
     assert!(stderr.contains("not_a_dataset"), "{stderr}");
     assert!(target.exists());
 }

@@ -1,5 +1,5 @@
 //! Crash safety: resume from the last committed chunk after SIGKILL, and a
-//! graceful drain on SIGTERM (PRODUCT.md guarantees 1 and 2).
+//! graceful drain on SIGTERM (ARCHITECTURE.md invariants: a file leaves work/ only when committed; one transaction per chunk).
 
 use std::time::{Duration, Instant};
 
@@ -158,7 +158,10 @@ fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
         metrics.contains("fepd_backlog_records{dataset=\"case_accept\"} 600"),
         "{metrics}"
     );
-    assert_eq!(http_get(&admin, "/healthz").1.trim(), "ok");
+    // Paused intake is not healthy: nothing new flows (issue 12).
+    let (line, body) = http_get(&admin, "/healthz");
+    assert!(line.contains("503"), "{line}");
+    assert!(body.contains("intake paused"), "{body}");
     // The collector acknowledges everything: intake resumes.
     for name in files_in(&env.outbox("case_accept")) {
         if let Some(id) = name.strip_suffix(".json") {
@@ -178,6 +181,9 @@ fn a_full_outbox_pauses_intake_until_acknowledgements_drain_it() {
             .unwrap()
             .contains("intake resumed")
     );
+    env.wait("/healthz 200 again", Duration::from_secs(20), || {
+        http_get(&admin, "/healthz").0.contains("200")
+    });
 }
 
 /// A write failure (here: `done/` replaced by a file, as a stand-in for a

@@ -95,7 +95,7 @@ pub fn evaluation(i: u64) -> Record {
     ]
 }
 
-/// Chinese titles (DATASETS.md) for CSV/XLSX headers.
+/// Chinese titles (docs/datasets.md) for CSV/XLSX headers.
 pub fn title(field: &str) -> &'static str {
     match field {
         "project_no" => "办件编号",

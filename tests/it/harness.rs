@@ -341,6 +341,22 @@ impl Daemon {
         }
     }
 
+    /// Waits up to `timeout` for the daemon to exit by itself; its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, no drain.
     pub fn kill(mut self) {
         let mut child = self.child.take().unwrap();
@@ -387,7 +403,13 @@ pub struct Library {
     child: Option<Child>,
     pub base_url: String,
     pub addr: String,
+    /// The `--inspect-token` the simulator was started with: `/sim/*`
+    /// answers only requests carrying it.
+    pub inspect_token: String,
 }
+
+/// The inspection token test simulators are started with.
+pub const INSPECT_TOKEN: &str = "it-inspect-token";
 
 impl Library {
     /// Starts the simulator with its database at `db` and extra flags; the
@@ -401,6 +423,7 @@ impl Library {
         let mut child = Command::new(FEPD)
             .args(["simulate-library", "--listen", listen, "--db"])
             .arg(db)
+            .args(["--inspect-token", INSPECT_TOKEN])
             .args(args)
             .env("FEPD_LOG", "warn")
             .stdout(Stdio::piped())
@@ -425,6 +448,7 @@ impl Library {
             child: Some(child),
             base_url: format!("http://{addr}"),
             addr,
+            inspect_token: INSPECT_TOKEN.to_string(),
         }
     }
 
@@ -435,8 +459,8 @@ impl Library {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.addr, self.inspect_token
         )
         .unwrap();
         let mut buf = Vec::new();

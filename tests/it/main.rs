@@ -6,13 +6,28 @@ mod harness;
 mod killtest;
 
 mod audit;
+mod audit_bytes;
+mod backup;
 mod bad_input;
 mod crash;
+mod credentials;
 mod data_staff;
 mod diskfull;
+mod docs;
+mod hostile_intake;
+mod hostile_parse;
+mod library_side;
+mod packaging;
 mod pipeline;
 mod push;
 mod reload;
 mod schedule;
+mod service;
 mod shutdown;
+mod spool_access;
+mod startup_refusals;
 mod validate_cmd;
+
+mod operator;
+mod retention;
+mod system_credentials;

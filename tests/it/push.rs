@@ -1,5 +1,5 @@
 //! Push mode against `fepd simulate-library` on loopback: every row of the
-//! response table (PROTOCOL.md §3), token expiry, per-route order, and
+//! response table (docs/protocol.md §3), token expiry, per-route order, and
 //! delivery in effect exactly once under injected faults.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! SIGHUP reloads the config (PRODUCT.md, config): a valid new config
+//! SIGHUP reloads the config (README.md, "Watching it run": SIGHUP): a valid new config
 //! drains the running loop and starts it again with the new settings; a
 //! config with problems is refused with the problems logged, and the daemon
 //! goes on with the one it has.

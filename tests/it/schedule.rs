@@ -1,6 +1,6 @@
 //! `[[dataset]] schedule`: a scheduled dataset's inbox is collected by a
 //! rescan only at its cron times, while files the watcher saw complete are
-//! taken at once whatever the schedule (PRODUCT.md, schedules).
+//! taken at once whatever the schedule (README.md, "Watching it run": schedule).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! SIGTERM with a request in flight (issue 5, PRODUCT.md: `SIGTERM` drains
+//! SIGTERM with a request in flight (issue 5, README.md: `SIGTERM` drains
 //! and exits 0): within `[shutdown] grace_secs` the request is finished and
 //! recorded; past it, it is abandoned and its batch is resent at the next
 //! start under the same id, which the library de-duplicates.

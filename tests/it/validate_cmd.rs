@@ -114,7 +114,7 @@ fn unknown_config_key_is_refused() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("sendr"));
 }
 
-/// DATASETS.md: a source on the reversed satisfaction scale is declared in
+/// docs/datasets.md: a source on the reversed satisfaction scale is declared in
 /// config and converted (1 ↔ 5, 2 ↔ 4) before validation, never guessed.
 #[test]
 fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {

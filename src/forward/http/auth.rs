@@ -1,4 +1,4 @@
-//! Access tokens (PROTOCOL.md §2, §2a): OAuth 2.0 client credentials, or
+//! Access tokens (docs/protocol.md §2, §2a): OAuth 2.0 client credentials, or
 //! the `app_key_hmac` variant. A token is cached and renewed at 80 % of its
 //! life; it is never written to any log, and error texts from the HTTP
 //! client are stripped of URLs (which may carry `?accessToken=`).
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Mutex;
 
+use super::refusal::Refusals;
 use crate::config::AuthMode;
 
 /// Credentials, read once at start-up from files or the environment.
@@ -58,14 +59,36 @@ impl Credentials {
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
-    /// The library refused the credentials: an operator must act.
-    #[error("token refused: {0} (check the credentials)")]
-    Refused(String),
-    /// Too many failures: the library locked the client out for a while.
-    #[error("token endpoint locked the client out (temporarily_locked)")]
-    Locked(Option<Duration>),
+    /// The library refused the credentials (or locked the client out): an
+    /// operator must act. Token requests now wait `retry_in`, growing per
+    /// refusal (see `refusal`).
+    #[error("token refused: {reason} (check the credentials); next token request in {} s", retry_in.as_secs())]
+    Refused { reason: String, retry_in: Duration },
+    /// Still waiting after a refusal: no request was made.
+    #[error("credentials refused ({reason}); next token request in {} s", retry_in.as_secs())]
+    Waiting { reason: String, retry_in: Duration },
     /// Network trouble or a server error: try again later.
     #[error("token request failed: {0}")]
+    Transient(String),
+}
+
+impl TokenError {
+    /// How long the caller should wait before asking again, if the
+    /// credential back-off decides it.
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            TokenError::Refused { retry_in, .. } | TokenError::Waiting { retry_in, .. } => {
+                Some(*retry_in)
+            }
+            TokenError::Transient(_) => None,
+        }
+    }
+}
+
+/// How one token request failed.
+enum Failure {
+    Refused(String),
+    Locked(Option<Duration>),
     Transient(String),
 }
 
@@ -80,6 +103,8 @@ pub struct TokenSource {
     url: String,
     creds: Credentials,
     cached: Mutex<Option<Cached>>,
+    /// Credential back-off: the refusal episode, if one is under way.
+    pub refusals: Refusals,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +132,7 @@ struct AppTokenData {
     expires_in: Option<u64>,
 }
 
-/// `keyInfo` of PROTOCOL.md §2a: lowercase hex HMAC-SHA256 with the app
+/// `keyInfo` of docs/protocol.md §2a: lowercase hex HMAC-SHA256 with the app
 /// key as key over `appId + appKey + timeStamp`.
 pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
     let mut mac =
@@ -118,15 +143,22 @@ pub fn key_info(app_id: &str, app_key: &str, timestamp_ms: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Seconds from a `Retry-After` header (delta-seconds form).
+/// The longest wait a library's `Retry-After` can ask for. A larger value
+/// (`99999999999`, or `u64::MAX`, which would overflow the retry time) is
+/// clamped to it, so that a hostile or broken answer holds a route for an
+/// hour at most, never for centuries and never for a negative time.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Seconds from a `Retry-After` header (delta-seconds form), at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let text = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: a number too large for u64 is simply very large.
+    let secs = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// An HTTP client error as text, without the URL (which may hold a token).
@@ -142,12 +174,19 @@ pub fn describe(e: reqwest::Error) -> String {
 }
 
 impl TokenSource {
-    pub fn new(client: reqwest::Client, url: String, creds: Credentials) -> TokenSource {
+    /// `backoff` is the first wait after a refused credential.
+    pub fn new(
+        client: reqwest::Client,
+        url: String,
+        creds: Credentials,
+        backoff: Duration,
+    ) -> TokenSource {
         TokenSource {
             client,
             url,
             creds,
             cached: Mutex::new(None),
+            refusals: Refusals::new(backoff),
         }
     }
 
@@ -156,7 +195,8 @@ impl TokenSource {
     }
 
     /// A token valid for now: the cached one until 80 % of its life, then a
-    /// fresh one.
+    /// fresh one — unless the library refused the credentials lately, when
+    /// no request is made until the back-off allows it.
     pub async fn get(&self) -> Result<String, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
@@ -164,7 +204,25 @@ impl TokenSource {
         {
             return Ok(c.token.clone());
         }
-        let (token, life) = self.fetch().await?;
+        if let Some((reason, retry_in)) = self.refusals.waiting() {
+            return Err(TokenError::Waiting { reason, retry_in });
+        }
+        let (token, life) = match self.fetch().await {
+            Ok(t) => t,
+            Err(Failure::Transient(e)) => return Err(TokenError::Transient(e)),
+            Err(Failure::Refused(reason)) => {
+                let retry_in = self.refusals.refused(reason.clone(), None);
+                return Err(TokenError::Refused { reason, retry_in });
+            }
+            Err(Failure::Locked(at_least)) => {
+                // A lock-out is not a bad secret (PROTOCOL.md §2), but it
+                // is a refusal: wait at least what the library asks.
+                let reason = "HTTP 429 temporarily_locked".to_string();
+                let retry_in = self.refusals.refused(reason.clone(), at_least);
+                return Err(TokenError::Refused { reason, retry_in });
+            }
+        };
+        self.refusals.granted();
         *cached = Some(Cached {
             token: token.clone(),
             renew_at: Instant::now() + life.mul_f64(0.8),
@@ -181,7 +239,7 @@ impl TokenSource {
         }
     }
 
-    async fn fetch(&self) -> Result<(String, Duration), TokenError> {
+    async fn fetch(&self) -> Result<(String, Duration), Failure> {
         let req = match &self.creds {
             Credentials::ClientCredentials {
                 client_id,
@@ -208,18 +266,18 @@ impl TokenSource {
         let resp = req
             .send()
             .await
-            .map_err(|e| TokenError::Transient(describe(e)))?;
+            .map_err(|e| Failure::Transient(describe(e)))?;
         let status = resp.status();
         let ra = retry_after(resp.headers());
         let text = resp
             .text()
             .await
-            .map_err(|e| TokenError::Transient(describe(e)))?;
+            .map_err(|e| Failure::Transient(describe(e)))?;
         if status.as_u16() == 429 {
-            return Err(TokenError::Locked(ra));
+            return Err(Failure::Locked(ra));
         }
         if status.is_server_error() {
-            return Err(TokenError::Transient(format!("HTTP {status}")));
+            return Err(Failure::Transient(format!("HTTP {status}")));
         }
         match &self.creds {
             Credentials::ClientCredentials { .. } => {
@@ -228,10 +286,10 @@ impl TokenSource {
                         .ok()
                         .and_then(|v| v["error"].as_str().map(str::to_string))
                         .unwrap_or_default();
-                    return Err(TokenError::Refused(format!("HTTP {status} {err}")));
+                    return Err(Failure::Refused(format!("HTTP {status} {err}")));
                 }
                 let t: OAuthToken = serde_json::from_str(&text).map_err(|e| {
-                    TokenError::Transient(format!("token response not understood: {e}"))
+                    Failure::Transient(format!("token response not understood: {e}"))
                 })?;
                 Ok((
                     t.access_token,
@@ -249,12 +307,12 @@ impl TokenSource {
                         d.access_token,
                         Duration::from_secs(d.expires_in.unwrap_or(7200).max(1)),
                     )),
-                    Some(t) => Err(TokenError::Refused(format!(
+                    Some(t) => Err(Failure::Refused(format!(
                         "HTTP {status} retCode {} {}",
                         t.ret_code,
                         t.ret_desc.unwrap_or_default()
                     ))),
-                    None => Err(TokenError::Refused(format!(
+                    None => Err(Failure::Refused(format!(
                         "HTTP {status}, response not understood"
                     ))),
                 }
@@ -266,6 +324,21 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_clamped_to_an_hour() {
+        let ra = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(ra("7"), Some(Duration::from_secs(7)));
+        assert_eq!(ra("99999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("18446744073709551615"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("99999999999999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(ra("-5"), None);
+        assert_eq!(ra("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
 
     #[test]
     fn key_info_is_hmac_of_id_key_and_time() {

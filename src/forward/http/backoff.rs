@@ -1,5 +1,5 @@
 //! Retry delays: exponential backoff with full jitter (1 s start, 5 min
-//! cap), as PROTOCOL.md §4 asks for transient failures.
+//! cap), as docs/protocol.md §4 asks for transient failures.
 
 use std::time::Duration;
 

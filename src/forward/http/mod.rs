@@ -1,4 +1,4 @@
-//! Push mode (PROTOCOL.md §2–§4): send sealed batches to the library.
+//! Push mode (docs/protocol.md §2–§4): send sealed batches to the library.
 //!
 //! One task per route with pending batches, at most `concurrency` at once.
 //! A route sends its batches strictly in seal order: the oldest pending
@@ -9,6 +9,7 @@
 mod auth;
 mod backoff;
 mod push;
+pub mod refusal;
 mod split;
 
 pub use auth::{Credentials, TokenError, TokenSource, key_info};
@@ -34,26 +35,11 @@ use crate::state::log::{self, Entry, Event};
 /// How long a route whose sender failed waits before it restarts.
 const ROUTE_RESTART: Duration = Duration::from_secs(2);
 
-/// Reads the secret named by a file (refused if group/world-readable) or an
-/// environment variable. The value is trimmed of a trailing newline.
-pub fn read_secret(
-    file: Option<&PathBuf>,
-    env: Option<&String>,
-    what: &str,
-) -> anyhow::Result<String> {
-    if let Some(f) = file {
-        if let Some(p) = crate::cli::secret_file_problem(f) {
-            anyhow::bail!("{what}: {p}");
-        }
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("{what}: reading {}", f.display()))?;
-        return Ok(s.trim_end_matches(['\r', '\n']).to_string());
-    }
-    if let Some(var) = env {
-        return std::env::var(var)
-            .with_context(|| format!("{what}: environment variable {var} is not set"));
-    }
-    anyhow::bail!("{what}: neither a file nor an environment variable is configured")
+/// Reads a secret from its configured source (`crate::secrets`: a
+/// systemd credential, a file refused if group/world-readable, or an
+/// environment variable), naming `what` in the error.
+pub fn read_secret(src: Option<crate::secrets::Source<'_>>, what: &str) -> anyhow::Result<String> {
+    crate::secrets::read(src).with_context(|| what.to_string())
 }
 
 /// Credentials for the configured auth mode.
@@ -65,14 +51,24 @@ pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
                 .clone()
                 .context("sink.http.client_id is required")?,
             client_secret: read_secret(
-                h.client_secret_file.as_ref(),
-                h.client_secret_env.as_ref(),
+                crate::secrets::source(
+                    h.client_secret_credential.as_ref(),
+                    h.client_secret_file.as_ref(),
+                    h.client_secret_env.as_ref(),
+                ),
                 "client secret",
             )?,
         },
         AuthMode::AppKeyHmac => Credentials::AppKeyHmac {
             app_id: h.app_id.clone().context("sink.http.app_id is required")?,
-            app_key: read_secret(h.app_key_file.as_ref(), h.app_key_env.as_ref(), "app key")?,
+            app_key: read_secret(
+                crate::secrets::source(
+                    h.app_key_credential.as_ref(),
+                    h.app_key_file.as_ref(),
+                    h.app_key_env.as_ref(),
+                ),
+                "app key",
+            )?,
             sys_code: h
                 .sys_code
                 .clone()
@@ -110,6 +106,8 @@ pub struct Forwarder {
     pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
     /// Routes waiting for a send window to open, and until when.
     closed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Where `/healthz` learns of refused credentials and deliveries.
+    pub health: Arc<crate::daemon::health::Health>,
 }
 
 impl Forwarder {
@@ -130,7 +128,12 @@ impl Forwarder {
             tracing::warn!(base_url = %base, "the library is reached over plain http://: credentials and personal data cross the network unencrypted");
         }
         Ok(Forwarder {
-            tokens: Arc::new(TokenSource::new(client.clone(), token_url, creds)),
+            tokens: Arc::new(TokenSource::new(
+                client.clone(),
+                token_url,
+                creds,
+                Duration::from_secs(http.credential_backoff_secs.max(1)),
+            )),
             client,
             db,
             spool,
@@ -139,6 +142,7 @@ impl Forwarder {
             windows: Default::default(),
             closed: Default::default(),
             catalog: Default::default(),
+            health: Default::default(),
         })
     }
 
@@ -160,7 +164,7 @@ impl Forwarder {
         )
     }
 
-    /// Pushes a zero-record probe batch (PROTOCOL.md §3) on `route` for
+    /// Pushes a zero-record probe batch (docs/protocol.md §3) on `route` for
     /// `dataset`: the library checks auth, route and digest, answers 200
     /// with `accepted: 0` and stores nothing. Used by `fepd selftest`.
     pub async fn probe(
@@ -335,7 +339,7 @@ impl Forwarder {
         }
     }
 
-    /// One send, with PROTOCOL.md §2's rule for 401: renew the token once
+    /// One send, with docs/protocol.md §2's rule for 401: renew the token once
     /// and retry the request once; a second 401 is retried later, never
     /// parked.
     async fn send_with_token(
@@ -347,23 +351,23 @@ impl Forwarder {
     ) -> Reply {
         for attempt in 0..2 {
             let token = match self.tokens.get().await {
-                Ok(t) => t,
-                Err(TokenError::Locked(wait)) => {
-                    return Reply::Retry {
-                        wait,
-                        reason: "token endpoint: temporarily_locked".into(),
-                    };
+                Ok(t) => {
+                    self.health.credentials_ok();
+                    t
                 }
-                Err(e @ TokenError::Refused(_)) => {
-                    tracing::error!(error = %e, "ALERT: the library refuses fepd's credentials; renew them");
+                // A refused credential waits as the back-off decides
+                // (minutes, growing); alerted once per episode by
+                // `sync_credentials`, and shown by /healthz.
+                Err(e @ TokenError::Refused { .. }) => {
+                    self.health.credentials_refused(&e.to_string());
                     return Reply::Retry {
-                        wait: None,
+                        wait: e.retry_in(),
                         reason: e.to_string(),
                     };
                 }
                 Err(e) => {
                     return Reply::Retry {
-                        wait: None,
+                        wait: e.retry_in(),
                         reason: e.to_string(),
                     };
                 }
@@ -397,13 +401,35 @@ impl Forwarder {
         }
     }
 
-    /// Records a reply: delivered, parked, split or scheduled for retry.
+    /// Records a reply: delivered, parked, split or scheduled for retry;
+    /// then where the credentials stand.
     async fn record(&self, db: &Db, b: &BatchRow, reply: Reply) -> anyhow::Result<()> {
         let tz = self.tz;
         let b = b.clone();
         let spool = self.spool.clone();
+        let delivered = matches!(reply, Reply::Delivered { .. });
+        let (route, sealed_at) = (b.route.clone(), b.sealed_at.clone());
         let catalog = self.catalog.clone();
         db.call(move |c| record_reply(c, tz, &spool, &catalog, &b, reply))
+            .await?;
+        if delivered {
+            self.health.delivered(&route, &sealed_at);
+        }
+        self.sync_credentials(db, &route).await
+    }
+
+    /// Writes where the credentials stand for `route` (see
+    /// [`refusal::record`]); nothing while no episode is under way.
+    async fn sync_credentials(&self, db: &Db, route: &str) -> anyhow::Result<()> {
+        let opened = self.tokens.refusals.take_opened();
+        let episode = self.tokens.refusals.episode();
+        let ended = self.tokens.refusals.take_ended();
+        if episode.is_none() && !ended {
+            return Ok(());
+        }
+        let tz = self.tz;
+        let route = route.to_string();
+        db.call(move |c| refusal::record(c, tz, &route, opened, episode, ended))
             .await
     }
 }
@@ -439,6 +465,7 @@ pub fn record_reply(
                     duplicate,
                     via: "http",
                     attempts: Some(b.attempts + 1),
+                    accept_parked: false,
                 },
             )?;
         }

@@ -1,4 +1,4 @@
-//! One push of a batch (PROTOCOL.md §3) and what its answer means.
+//! One push of a batch (docs/protocol.md §3) and what its answer means.
 //!
 //! The answer is classified into a [`Reply`] that says exactly what the
 //! sender does next (the response table of §3); the classification is a

@@ -13,6 +13,15 @@
 //! skipped (they are not records), as the `csv` crate does. Lines are
 //! counted at `\n` and at a lone `\r`, so a quoted field with embedded
 //! newlines moves the line count on while staying one record.
+//!
+//! A quoting error can swallow lines: a quote that is never closed runs to
+//! the end of the file, and one closed only by a later stray quote runs to
+//! that line. Those lines were most likely records of their own, so they
+//! are not lost in one bad record: a row with a quoting error (or over the
+//! size limit) that spans several lines is reported once per non-blank
+//! line it covers — the first naming the problem and the lines swallowed,
+//! each following one naming the line that swallowed it — and so the
+//! counts of a file always add up to the data lines it physically holds.
 
 use std::io::BufRead;
 
@@ -27,6 +36,36 @@ pub(crate) struct CsvStream<'r> {
     header_row: u32,
     /// Records seen so far, bad ones included (the header is not one).
     record: u64,
+    /// Lines a bad multi-line row swallowed, still to be reported.
+    swallowed: Option<Swallowed>,
+}
+
+/// The lines after the first of a bad row that spans several lines.
+struct Swallowed {
+    /// Line where the bad row starts.
+    start: u64,
+    /// Next line to report, and the last.
+    next: u64,
+    last: u64,
+    /// Blank lines in between (not records; skipped), ascending.
+    blanks: std::vec::IntoIter<u64>,
+    problem: &'static str,
+}
+
+impl Swallowed {
+    /// The next swallowed non-blank line.
+    fn next_line(&mut self) -> Option<u64> {
+        while self.next <= self.last {
+            let line = self.next;
+            self.next += 1;
+            if self.blanks.as_slice().first() == Some(&line) {
+                self.blanks.next();
+                continue;
+            }
+            return Some(line);
+        }
+        None
+    }
 }
 
 impl<'r> CsvStream<'r> {
@@ -37,6 +76,7 @@ impl<'r> CsvStream<'r> {
             header_line: 0,
             header_row: limits.header_row,
             record: 0,
+            swallowed: None,
         }
     }
 
@@ -73,6 +113,16 @@ impl<'r> CsvStream<'r> {
         self.header_line = row.line;
         Ok(true)
     }
+
+    /// A bad record at `line`.
+    fn bad(&mut self, line: u64, message: String) -> Item {
+        self.record += 1;
+        let pos = Position::Line {
+            line,
+            record: self.record,
+        };
+        Item::Bad(BadRecord { pos, message })
+    }
 }
 
 impl RecordStream for CsvStream<'_> {
@@ -89,6 +139,16 @@ impl RecordStream for CsvStream<'_> {
     fn next_item(&mut self) -> Result<Option<Item>, FileFault> {
         if !self.read_header()? {
             return Ok(None);
+        }
+        if let Some(s) = &mut self.swallowed {
+            if let Some(line) = s.next_line() {
+                let message = format!(
+                    "此行被第 {} 行开始的记录吞没（{}），未能作为记录读取",
+                    s.start, s.problem
+                );
+                return Ok(Some(self.bad(line, message)));
+            }
+            self.swallowed = None;
         }
         let Some(row) = self.rows.next_row()? else {
             return Ok(None);
@@ -109,6 +169,20 @@ impl RecordStream for CsvStream<'_> {
             })));
         }
         if let Some(problem) = row.problem {
+            if row.last_line > row.line {
+                let lines = row.last_line - row.line + 1 - row.blanks.len() as u64;
+                self.swallowed = Some(Swallowed {
+                    start: row.line,
+                    next: row.line + 1,
+                    last: row.last_line,
+                    blanks: row.blanks.into_iter(),
+                    problem,
+                });
+                return bad(format!(
+                    "{problem}；这条记录从第 {} 行延续到第 {} 行，吞没了其后的各行（共 {lines} 行数据，均按拒收计）",
+                    row.line, row.last_line
+                ));
+            }
             return bad(problem.to_owned());
         }
         if row.ends.len() != header.len() {
@@ -136,6 +210,11 @@ impl RecordStream for CsvStream<'_> {
 struct Row {
     /// Line where the row starts (1-based).
     line: u64,
+    /// Last line holding any of the row's bytes.
+    last_line: u64,
+    /// Blank lines inside the row (inside a quoted field), up to
+    /// `MAX_BLANKS`; beyond that they are counted as swallowed lines.
+    blanks: Vec<u64>,
     /// Offset of the row's first byte in the decoded stream.
     byte: u64,
     /// Raw bytes of the row, terminator excluded.
@@ -180,6 +259,7 @@ struct RowReader<'r> {
     input: Box<dyn BufRead + 'r>,
     delimiter: u8,
     max: usize,
+    max_columns: usize,
     /// Line of the next byte (1-based).
     line: u64,
     /// Offset of the next byte.
@@ -191,6 +271,10 @@ struct RowReader<'r> {
 const BAD_QUOTE_IN_FIELD: &str = "CSV 引号使用错误：未加引号的字段中出现引号";
 const BAD_AFTER_QUOTE: &str = "CSV 引号使用错误：引号字段的结束引号后还有字符";
 const UNCLOSED_QUOTE: &str = "CSV 引号使用错误：引号未闭合";
+const TOO_LONG: &str = "CSV 记录超过 max_record_bytes 上限";
+const TOO_MANY_COLUMNS: &str = "CSV 行的字段数超过 max_columns 上限";
+/// Blank lines remembered per row (see [`Row::blanks`]).
+const MAX_BLANKS: usize = 4096;
 
 impl<'r> RowReader<'r> {
     fn new(input: Box<dyn BufRead + 'r>, limits: Limits) -> Self {
@@ -198,6 +282,7 @@ impl<'r> RowReader<'r> {
             input,
             delimiter: limits.csv_delimiter,
             max: limits.max_record_bytes,
+            max_columns: limits.max_columns,
             line: 1,
             byte: 0,
             skip_lf: false,
@@ -218,6 +303,8 @@ impl<'r> RowReader<'r> {
     fn read_row(&mut self) -> Result<Option<Row>, FileFault> {
         let mut row = Row {
             line: self.line,
+            last_line: self.line,
+            blanks: Vec::new(),
             byte: self.byte,
             size: 0,
             data: Vec::new(),
@@ -229,6 +316,10 @@ impl<'r> RowReader<'r> {
         // the data stops being kept.
         let mut size = 0usize;
         let mut started = false;
+        // Inside quotes: the row size where the current physical line
+        // started, and the last byte seen, to tell blank lines.
+        let mut line_start = 0usize;
+        let mut last = 0u8;
         loop {
             let chunk = match self.input.fill_buf() {
                 Ok(chunk) => chunk,
@@ -247,7 +338,17 @@ impl<'r> RowReader<'r> {
                 if state == State::Quoted {
                     row.problem.get_or_insert(UNCLOSED_QUOTE);
                 }
-                row.ends.push(row.data.len());
+                // A final line end inside the quote leaves an empty line.
+                row.last_line = if size == line_start && self.line > row.line {
+                    self.line - 1
+                } else {
+                    self.line
+                };
+                while row.blanks.last() == Some(&row.last_line) {
+                    row.blanks.pop();
+                    row.last_line -= 1;
+                }
+                end_field(&mut row, true, self.max_columns);
                 return Ok(Some(self.finish(row, size)));
             }
             if self.skip_lf {
@@ -279,6 +380,7 @@ impl<'r> RowReader<'r> {
                             .unwrap_or(chunk.len() - i);
                         if run > 0 {
                             keep(&mut row, &mut size, self.max, &chunk[i..i + run]);
+                            last = chunk[i + run - 1];
                             i += run;
                             continue;
                         }
@@ -286,16 +388,26 @@ impl<'r> RowReader<'r> {
                         if quoted {
                             if b == b'"' {
                                 size += 1;
+                                last = b;
                                 state = State::QuoteInQuoted;
                             } else {
+                                let len = size - line_start;
+                                if (len == 0 || (len == 1 && last == b'\r'))
+                                    && row.blanks.len() < MAX_BLANKS
+                                {
+                                    row.blanks.push(self.line);
+                                }
                                 self.line += 1;
                                 keep(&mut row, &mut size, self.max, &[b]);
+                                line_start = size;
+                                last = b;
                             }
                         } else if b == b'"' {
                             row.problem.get_or_insert(BAD_QUOTE_IN_FIELD);
                             keep(&mut row, &mut size, self.max, &[b]);
                         } else if b == self.delimiter {
-                            end_field(&mut row, &mut size, self.max);
+                            size += 1;
+                            end_field(&mut row, size <= self.max, self.max_columns);
                             state = State::FieldStart;
                         } else {
                             ended = self.terminator(b);
@@ -305,7 +417,8 @@ impl<'r> RowReader<'r> {
                     State::FieldStart | State::QuoteInQuoted => {
                         i += 1;
                         if b == self.delimiter {
-                            end_field(&mut row, &mut size, self.max);
+                            size += 1;
+                            end_field(&mut row, size <= self.max, self.max_columns);
                             state = State::FieldStart;
                         } else if b == b'\n' || b == b'\r' {
                             ended = self.terminator(b);
@@ -317,6 +430,7 @@ impl<'r> RowReader<'r> {
                             } else {
                                 size += 1;
                             }
+                            last = b;
                             state = State::Quoted;
                         } else {
                             if state == State::QuoteInQuoted {
@@ -331,7 +445,9 @@ impl<'r> RowReader<'r> {
             self.input.consume(i);
             self.byte += i as u64;
             if ended {
-                row.ends.push(row.data.len());
+                // The terminator already moved the line count on.
+                row.last_line = self.line - 1;
+                end_field(&mut row, true, self.max_columns);
                 return Ok(Some(self.finish(row, size)));
             }
         }
@@ -348,7 +464,11 @@ impl<'r> RowReader<'r> {
     fn finish(&self, mut row: Row, size: usize) -> Row {
         row.size = size;
         if size > self.max {
-            row.problem = Some("CSV 记录超过 max_record_bytes 上限");
+            // An unclosed quote says more about what went wrong than the
+            // size it caused.
+            if row.problem != Some(UNCLOSED_QUOTE) {
+                row.problem = Some(TOO_LONG);
+            }
             row.data = Vec::new();
             row.ends.clear();
         }
@@ -356,12 +476,14 @@ impl<'r> RowReader<'r> {
     }
 }
 
-/// Ends a field at a delimiter. Like the data, field ends stop being kept
-/// once the row is over the limit (a line of nothing but delimiters must
-/// not grow memory either).
-fn end_field(row: &mut Row, size: &mut usize, max: usize) {
-    *size += 1;
-    if *size <= max {
+/// Ends a field (at a delimiter, or the row's end). Like the data, field
+/// ends stop being kept once the row is over the size limit or has
+/// `max_columns` fields (a line of nothing but delimiters must not grow
+/// memory either). `within_size`: the row is not over the size limit yet.
+fn end_field(row: &mut Row, within_size: bool, max_columns: usize) {
+    if row.ends.len() >= max_columns {
+        row.problem.get_or_insert(TOO_MANY_COLUMNS);
+    } else if within_size {
         row.ends.push(row.data.len());
     }
 }
@@ -378,180 +500,4 @@ fn keep(row: &mut Row, size: &mut usize, max: usize, bytes: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::testing::{collect, fields, limits};
-    use super::*;
-
-    fn parse(text: &str, max: usize) -> (Vec<Item>, Option<FileFault>) {
-        collect(&mut CsvStream::new(
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-            limits(max),
-        ))
-    }
-
-    fn bad(item: &Item) -> (&Position, &str) {
-        match item {
-            Item::Bad(b) => (&b.pos, &b.message),
-            other => panic!("not bad: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn chinese_header_and_values() {
-        let (items, fault) = parse(
-            " 姓名 ,受理部门,备注\n张三,市政务服务中心,\n李四,\"区,县\",\"说\"\"好\"\"\"\n",
-            1 << 20,
-        );
-        assert_eq!(fault, None);
-        assert_eq!(items.len(), 2);
-        assert_eq!(
-            fields(&items[0]),
-            vec![("姓名", "张三"), ("受理部门", "市政务服务中心")]
-        );
-        assert_eq!(
-            fields(&items[1]),
-            vec![
-                ("姓名", "李四"),
-                ("受理部门", "区,县"),
-                ("备注", "说\"好\"")
-            ]
-        );
-        let Item::Record(r) = &items[1] else { panic!() };
-        assert_eq!(r.pos, Position::Line { line: 3, record: 2 });
-    }
-
-    #[test]
-    fn multiline_quoted_field_positions() {
-        let text = "a,b\r\n1,\"x\r\ny\"\r\n2,\"p\nq\nr\"\r\n3,z";
-        let (items, fault) = parse(text, 1 << 20);
-        assert_eq!(fault, None);
-        let positions: Vec<_> = items
-            .iter()
-            .map(|i| match i {
-                Item::Record(r) => r.pos,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            positions,
-            vec![
-                Position::Line { line: 2, record: 1 },
-                Position::Line { line: 4, record: 2 },
-                Position::Line { line: 7, record: 3 },
-            ]
-        );
-        assert_eq!(fields(&items[0]), vec![("a", "1"), ("b", "x\r\ny")]);
-        assert_eq!(fields(&items[1]), vec![("a", "2"), ("b", "p\nq\nr")]);
-        assert_eq!(fields(&items[2]), vec![("a", "3"), ("b", "z")]);
-    }
-
-    #[test]
-    fn ragged_and_badly_quoted_rows_are_bad_and_others_go_on() {
-        let text = "a,b,c\n1,2,3\n1,2\n1,x\"y,3\n1,\"x\"y,3\n\n7,8,9\n";
-        let (items, fault) = parse(text, 1 << 20);
-        assert_eq!(fault, None);
-        assert_eq!(items.len(), 5);
-        assert_eq!(
-            bad(&items[1]),
-            (
-                &Position::Line { line: 3, record: 2 },
-                "CSV 行的字段数为 2，表头为 3"
-            )
-        );
-        assert_eq!(
-            bad(&items[2]),
-            (&Position::Line { line: 4, record: 3 }, BAD_QUOTE_IN_FIELD)
-        );
-        assert_eq!(
-            bad(&items[3]),
-            (&Position::Line { line: 5, record: 4 }, BAD_AFTER_QUOTE)
-        );
-        let Item::Record(r) = &items[4] else { panic!() };
-        assert_eq!(r.pos, Position::Line { line: 7, record: 5 });
-    }
-
-    #[test]
-    fn unclosed_quote_is_one_bad_record() {
-        let (items, fault) = parse("a,b\n1,2\n3,\"oops\n4,5\n", 1 << 20);
-        assert_eq!(fault, None);
-        assert_eq!(items.len(), 2);
-        assert_eq!(
-            bad(&items[1]),
-            (&Position::Line { line: 3, record: 2 }, UNCLOSED_QUOTE)
-        );
-    }
-
-    #[test]
-    fn oversized_record_is_bad_and_not_buffered() {
-        let text = format!("a,b\n1,2\n3,\"{}\"\n5,6\n", "长".repeat(10_000));
-        let (items, fault) = parse(&text, 100);
-        assert_eq!(fault, None);
-        assert_eq!(items.len(), 3);
-        assert_eq!(
-            bad(&items[1]),
-            (
-                &Position::Line { line: 3, record: 2 },
-                "CSV 记录超过 max_record_bytes 上限"
-            )
-        );
-        assert_eq!(fields(&items[2]), vec![("a", "5"), ("b", "6")]);
-        // A record of exactly the limit passes: "12,34" is 5 bytes.
-        let (items, _) = parse("a,b\n12,34\n", 5);
-        assert_eq!(fields(&items[0]), vec![("a", "12"), ("b", "34")]);
-        let (items, _) = parse("a,b\n12,345\n", 5);
-        assert!(matches!(items[0], Item::Bad(_)));
-    }
-
-    #[test]
-    fn a_line_of_delimiters_is_bounded() {
-        let text = format!("a,b\n{}\n1,2\n", ",".repeat(100_000));
-        let mut stream = CsvStream::new(
-            Box::new(std::io::Cursor::new(text.into_bytes())),
-            limits(100),
-        );
-        let first = stream.next_item().unwrap().unwrap();
-        assert_eq!(bad(&first).1, "CSV 记录超过 max_record_bytes 上限");
-        let (items, _) = collect(&mut stream);
-        assert_eq!(fields(&items[0]), vec![("a", "1"), ("b", "2")]);
-    }
-
-    #[test]
-    fn header_only_and_empty_files_have_no_records() {
-        assert_eq!(parse("", 100), (vec![], None));
-        assert_eq!(parse("姓名,年龄\n", 100), (vec![], None));
-        assert_eq!(parse("姓名,年龄", 100), (vec![], None));
-        assert_eq!(parse("\n\n姓名,年龄\r\n\r\n", 100), (vec![], None));
-    }
-
-    #[test]
-    fn other_delimiter_and_lone_cr() {
-        let mut l = limits(100);
-        l.csv_delimiter = b';';
-        let mut s = CsvStream::new(
-            Box::new(std::io::Cursor::new(b"a;b\r1;x,y\r2;3".to_vec())),
-            l,
-        );
-        let (items, fault) = collect(&mut s);
-        assert_eq!(fault, None);
-        assert_eq!(fields(&items[0]), vec![("a", "1"), ("b", "x,y")]);
-        let Item::Record(r) = &items[1] else { panic!() };
-        assert_eq!(r.pos, Position::Line { line: 3, record: 2 });
-    }
-
-    #[test]
-    fn small_buffers_give_same_result() {
-        let text = "姓名,备注\r\n张三,\"多\r\n行\"\r\n李四,\"a\"\"b\"\r\n王五,x\"y\r\n";
-        let whole = parse(text, 1 << 20);
-        for cap in 1..8 {
-            let input = std::io::BufReader::with_capacity(
-                cap,
-                std::io::Cursor::new(text.as_bytes().to_vec()),
-            );
-            assert_eq!(
-                collect(&mut CsvStream::new(Box::new(input), limits(1 << 20))),
-                whole,
-                "cap {cap}"
-            );
-        }
-    }
-}
+mod tests;

@@ -20,7 +20,7 @@ use std::io::BufRead;
 
 use serde::de::IgnoredAny;
 
-use super::object::Element;
+use super::object::{Element, too_many_fields};
 use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RecordStream};
 
 pub(crate) struct JsonStream<'r> {
@@ -155,6 +155,12 @@ impl<'r> JsonStream<'r> {
         self.index += 1;
         self.step = Step::Array { first: false };
         match serde_json::from_slice::<Element>(&self.elem) {
+            Ok(Element::Object(members)) if members.len() > self.limits.max_columns => {
+                Ok(Item::Bad(BadRecord {
+                    pos,
+                    message: too_many_fields(self.limits.max_columns),
+                }))
+            }
             Ok(Element::Object(members)) => Ok(Item::Record(RawRecord {
                 pos,
                 fields: Element::into_fields(members),
@@ -208,7 +214,16 @@ impl<'r> JsonStream<'r> {
         self.elem.clear();
         let max = self.limits.max_record_bytes;
         let (line, byte) = (self.src.line, self.src.byte);
-        let mut scan = Scan::default();
+        // Levels already open around the value: the top-level array or
+        // object, and the `records` array inside an object.
+        let around = match self.step {
+            Step::Array { .. } if self.in_object => 2,
+            _ => 1,
+        };
+        let mut scan = Scan {
+            max_depth: self.limits.max_nesting_depth.saturating_sub(around) as u32,
+            ..Scan::default()
+        };
         loop {
             let chunk = self.src.fill()?;
             if chunk.is_empty() {
@@ -219,6 +234,16 @@ impl<'r> JsonStream<'r> {
                 return Err(self.src.fault(truncated));
             }
             let (used, done) = scan.run(chunk);
+            if scan.too_deep {
+                let at = self.src.byte + used as u64;
+                let limit = self.limits.max_nesting_depth;
+                self.src.advance(used)?;
+                return Err(FileFault {
+                    line: self.src.line,
+                    byte: at,
+                    message: format!("JSON 嵌套超过 max_nesting_depth 上限（{limit} 层）"),
+                });
+            }
             if self.elem.len() + used > max {
                 return Err(FileFault {
                     line,
@@ -280,6 +305,11 @@ impl RecordStream for JsonStream<'_> {
 struct Scan {
     /// Nesting depth of `{`/`[`.
     depth: u32,
+    /// Deepest nesting allowed inside the value.
+    max_depth: u32,
+    /// The value nests deeper than `max_depth`; the scan stopped at the
+    /// bracket that went too deep.
+    too_deep: bool,
     in_string: bool,
     escape: bool,
     /// Bytes seen so far.
@@ -313,7 +343,13 @@ impl Scan {
             }
             match b {
                 b'"' if !self.scalar => self.in_string = true,
-                b'{' | b'[' if !self.scalar => self.depth += 1,
+                b'{' | b'[' if !self.scalar => {
+                    self.depth += 1;
+                    if self.depth > self.max_depth {
+                        self.too_deep = true;
+                        return (i, true);
+                    }
+                }
                 b'}' | b']' | b',' | b':' | b' ' | b'\t' | b'\r' | b'\n' if self.depth == 0 => {
                     // The end of a bare scalar (or no value at all, which
                     // the caller reports).
@@ -394,179 +430,4 @@ impl Source<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::testing::{collect, fields, limits};
-    use super::*;
-    use proptest::prelude::*;
-    use serde_json::Value;
-
-    fn parse_cap(text: &str, max: usize, cap: usize) -> (Vec<Item>, Option<FileFault>) {
-        let input =
-            std::io::BufReader::with_capacity(cap, std::io::Cursor::new(text.as_bytes().to_vec()));
-        collect(&mut JsonStream::new(Box::new(input), limits(max)))
-    }
-
-    fn parse(text: &str) -> (Vec<Item>, Option<FileFault>) {
-        parse_cap(text, 1 << 20, 8192)
-    }
-
-    fn fault(text: &str) -> FileFault {
-        parse(text).1.expect("a fault")
-    }
-
-    #[test]
-    fn top_level_array() {
-        let (items, f) = parse("[{\"姓名\":\"张三\",\"n\":1,\"x\":null},\n {\"姓名\":\"李四\"}]\n");
-        assert_eq!(f, None);
-        assert_eq!(items.len(), 2);
-        let Item::Record(r) = &items[0] else { panic!() };
-        assert_eq!(r.pos, Position::Index(0));
-        assert_eq!(r.fields.len(), 2);
-        let Item::Record(r) = &items[1] else { panic!() };
-        assert_eq!(r.pos, Position::Index(1));
-        assert_eq!(fields(&items[1]), vec![("姓名", "李四")]);
-    }
-
-    #[test]
-    fn records_member_with_other_keys() {
-        let text = r#"{"total": 2, "meta": {"a": [1, "]"]}, "records": [{"a":"1"}, {"a":"2"}], "page": 1}"#;
-        let (items, f) = parse(text);
-        assert_eq!(f, None);
-        assert_eq!(
-            items.iter().map(|i| fields(i)[0].1).collect::<Vec<_>>(),
-            vec!["1", "2"]
-        );
-    }
-
-    #[test]
-    fn empty_inputs() {
-        assert_eq!(parse(""), (vec![], None));
-        assert_eq!(parse(" \n "), (vec![], None));
-        assert_eq!(parse("[]"), (vec![], None));
-        assert_eq!(parse(r#"{"records": []}"#), (vec![], None));
-    }
-
-    #[test]
-    fn non_object_element_is_a_bad_record() {
-        let (items, f) = parse(r#"[{"a":"1"}, 3, "x", {"a":"2"}]"#);
-        assert_eq!(f, None);
-        assert_eq!(items.len(), 4);
-        assert!(
-            matches!(&items[1], Item::Bad(b) if b.pos == Position::Index(1) && b.message.contains("数字"))
-        );
-        assert!(
-            matches!(&items[2], Item::Bad(b) if b.pos == Position::Index(2) && b.message.contains("字符串"))
-        );
-        assert_eq!(fields(&items[3]), vec![("a", "2")]);
-    }
-
-    #[test]
-    fn truncated_document_is_a_fault_with_position() {
-        let text = "[{\"a\":\"1\"},\n{\"a\":\"2\"";
-        let (items, f) = parse(text);
-        assert_eq!(items.len(), 1);
-        let f = f.unwrap();
-        assert_eq!((f.line, f.byte), (2, text.len() as u64));
-        assert!(f.message.contains("不完整"), "{f:?}");
-        let f = fault("[{\"a\":\"1\"}");
-        assert_eq!(f.line, 1);
-        assert!(f.message.contains("不完整"));
-        assert!(fault("{\"records\": [").message.contains("不完整"));
-    }
-
-    #[test]
-    fn malformed_documents_are_faults() {
-        let f = fault("[{\"a\":\"1\"},\n {\"a\": tru}]");
-        assert_eq!(f.line, 2);
-        assert_eq!(f.byte, 22, "{f:?}");
-        assert!(f.message.starts_with("JSON 语法错误"));
-        assert!(fault("[1,]").message.contains("应为值"));
-        assert!(fault("[,1]").message.contains("应为值"));
-        assert!(fault("[{} {}]").message.contains(", 或 ]"));
-        assert!(fault("[{}] x").message.contains("多余"));
-        assert!(fault("3").message.contains("顶层"));
-        assert!(fault(r#"{"data": []}"#).message.contains("没有 records"));
-        assert!(fault(r#"{"records": {}}"#).message.contains("应为数组"));
-        assert!(
-            fault(r#"{"records": [], "records": []}"#)
-                .message
-                .contains("多个")
-        );
-        assert!(
-            fault(r#"{"a": [1,}, "records": []}"#)
-                .message
-                .starts_with("JSON 语法错误")
-        );
-        assert!(
-            fault(r#"{"records": [] "a": 1}"#)
-                .message
-                .contains(", 或 }")
-        );
-    }
-
-    #[test]
-    fn oversized_element_is_a_fault() {
-        let big = format!("[{{\"a\":\"1\"}},\n{{\"a\":\"{}\"}}]", "x".repeat(5000));
-        let (items, f) = parse_cap(&big, 1000, 64);
-        assert_eq!(items.len(), 1);
-        let f = f.unwrap();
-        assert_eq!((f.line, f.byte), (2, 12));
-        assert!(f.message.contains("max_record_bytes"));
-    }
-
-    #[test]
-    fn escapes_and_brackets_in_strings() {
-        let text = r#"[{"a":"x\"]}[{\\","b":"\\"}, {"c":"\u4e2d"}]"#;
-        let (items, f) = parse_cap(text, 1 << 20, 1);
-        assert_eq!(f, None);
-        assert_eq!(fields(&items[0]), vec![("a", "x\"]}[{\\"), ("b", "\\")]);
-        assert_eq!(fields(&items[1]), vec![("c", "中")]);
-    }
-
-    fn leaf() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            "[a-z\"\\\\\\[\\]{},:中 ]{0,8}".prop_map(Value::String),
-        ]
-    }
-
-    fn value() -> impl Strategy<Value = Value> {
-        leaf().prop_recursive(3, 24, 4, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn agrees_with_serde_json(
-            elements in proptest::collection::vec(value(), 0..6),
-            pretty in any::<bool>(),
-            wrapped in any::<bool>(),
-            cap in 1usize..40,
-        ) {
-            let array = Value::Array(elements);
-            let doc = if wrapped { serde_json::json!({"n": 1, "records": array, "z": [1]}) } else { array.clone() };
-            let text = if pretty { serde_json::to_string_pretty(&doc).unwrap() } else { doc.to_string() };
-            let expected: Vec<Element> = serde_json::from_value(array).unwrap();
-            let (items, f) = parse_cap(&text, 1 << 20, cap);
-            prop_assert_eq!(f, None);
-            prop_assert_eq!(items.len(), expected.len());
-            for (i, (item, want)) in items.iter().zip(expected).enumerate() {
-                match (item, want) {
-                    (Item::Record(r), Element::Object(members)) => {
-                        prop_assert_eq!(r.pos, Position::Index(i as u64));
-                        prop_assert_eq!(&r.fields, &Element::into_fields(members));
-                    }
-                    (Item::Bad(b), Element::Other(_)) => prop_assert_eq!(b.pos, Position::Index(i as u64)),
-                    (got, _) => prop_assert!(false, "unexpected {:?}", got),
-                }
-            }
-        }
-    }
-}
+mod tests;

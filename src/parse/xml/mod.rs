@@ -6,7 +6,7 @@
 //! references other than the five predefined ones and character references
 //! are refused too, so no entity is ever expanded.
 //!
-//! Shapes (PRODUCT.md, "Input formats"):
+//! Shapes (README.md, "How data flows": formats):
 //! - `<records><record><a>text</a>…</record>…</records>`; the root's and
 //!   the record's names do not matter; attributes are ignored.
 //! - An empty field element (`<a/>`, `<a></a>`) is an absent value.
@@ -127,6 +127,13 @@ impl<'r> XmlStream<'r> {
         }
     }
 
+    fn too_deep(&self) -> FileFault {
+        let max = self.limits.max_nesting_depth;
+        self.fault(format!(
+            "XML 元素嵌套超过 max_nesting_depth 上限（{max} 层）"
+        ))
+    }
+
     fn step(&mut self) -> Result<Option<Item>, FileFault> {
         // The buffer is lent out so that events can borrow it while `self`
         // is used mutably.
@@ -187,6 +194,12 @@ impl<'r> XmlStream<'r> {
                     return Ok(Some(finish(partial)));
                 }
                 Event::Start(start) => {
+                    // Checked before the element is opened: nested fields
+                    // are built (and dropped) recursively, so an unbounded
+                    // depth would overflow the stack.
+                    if self.depth >= self.limits.max_nesting_depth {
+                        return Err(self.too_deep());
+                    }
                     let name = start.local_name().as_ref().to_owned();
                     match self.depth {
                         0 if self.seen_root => return Err(self.fault("XML 只能有一个根元素")),
@@ -204,6 +217,9 @@ impl<'r> XmlStream<'r> {
                     0 => self.seen_root = true,
                     // An empty field is an absent value.
                     2 => {}
+                    _ if self.depth >= self.limits.max_nesting_depth => {
+                        return Err(self.too_deep());
+                    }
                     _ => {
                         let name = start.local_name().as_ref().to_owned();
                         let parent = self
@@ -233,9 +249,18 @@ impl<'r> XmlStream<'r> {
                             self.restart_budget();
                         }
                         2 => {
+                            let max_columns = self.limits.max_columns;
                             let partial = self.partial();
                             let field = partial.open.pop().expect("an open field");
-                            field_value(partial, field);
+                            if partial.fields.len() < max_columns {
+                                field_value(partial, field);
+                            } else {
+                                partial.problem.get_or_insert_with(|| {
+                                    format!(
+                                        "XML 记录的字段数超过 max_columns 上限（{max_columns} 个）"
+                                    )
+                                });
+                            }
                         }
                         _ => {
                             let partial = self.partial();
@@ -476,177 +501,4 @@ impl<R: BufRead> BufRead for Counted<R> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::testing::{collect, fields, limits};
-    use super::*;
-    use serde_json::json;
-
-    fn parse_cap(text: &str, max: usize, cap: usize) -> (Vec<Item>, Option<FileFault>) {
-        let input =
-            std::io::BufReader::with_capacity(cap, std::io::Cursor::new(text.as_bytes().to_vec()));
-        collect(&mut XmlStream::new(Box::new(input), limits(max)))
-    }
-
-    fn parse(text: &str) -> (Vec<Item>, Option<FileFault>) {
-        parse_cap(text, 1 << 20, 8192)
-    }
-
-    fn fault(text: &str) -> FileFault {
-        parse(text).1.expect("a fault")
-    }
-
-    fn pos(item: &Item) -> Position {
-        match item {
-            Item::Record(r) => r.pos,
-            Item::Bad(b) => b.pos,
-        }
-    }
-
-    const DOC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<!-- 导出 -->
-<records xmlns="urn:x">
-  <record id="1">
-    <project_no>P&amp;1</project_no>
-    <name><![CDATA[张<三>]]></name>
-    <empty/>
-    <blank></blank>
-    <note>a&#x4e2d;&lt;b&gt;</note>
-  </record>
-  <record
-     id="2"><ns:name xmlns:ns="urn:y">李四</ns:name></record>
-  <record/>
-</records>
-"#;
-
-    #[test]
-    fn records_fields_and_positions() {
-        for cap in [1, 2, 7, 8192] {
-            let (items, f) = parse_cap(DOC, 1 << 20, cap);
-            assert_eq!(f, None, "cap {cap}");
-            assert_eq!(items.len(), 3);
-            assert_eq!(
-                fields(&items[0]),
-                vec![
-                    ("project_no", "P&1"),
-                    ("name", "张<三>"),
-                    ("note", "a中<b>")
-                ]
-            );
-            assert_eq!(fields(&items[1]), vec![("name", "李四")]);
-            assert_eq!(fields(&items[2]), vec![]);
-            let positions: Vec<_> = items.iter().map(pos).collect();
-            assert_eq!(
-                positions,
-                vec![
-                    Position::Element { line: 4, record: 1 },
-                    Position::Element {
-                        line: 11,
-                        record: 2
-                    },
-                    Position::Element {
-                        line: 13,
-                        record: 3
-                    },
-                ],
-                "cap {cap}"
-            );
-        }
-    }
-
-    #[test]
-    fn nested_field_becomes_json() {
-        let text = "<rs><r><no>1</no><medias>\n  <media><media_name>a</media_name><media_url>u</media_url><x/></media>\n  <media><media_name>b</media_name><tags><t>1</t><t>2</t></tags></media>\n</medias></r></rs>";
-        let (items, f) = parse(text);
-        assert_eq!(f, None);
-        let Item::Record(r) = &items[0] else {
-            panic!("{items:?}")
-        };
-        assert_eq!(r.fields[0], ("no".into(), RawValue::Text("1".into())));
-        assert_eq!(
-            r.fields[1],
-            (
-                "medias".into(),
-                RawValue::Json(json!([
-                    {"media_name": "a", "media_url": "u"},
-                    {"media_name": "b", "tags": ["1", "2"]}
-                ]))
-            )
-        );
-    }
-
-    #[test]
-    fn stray_text_in_a_record_makes_it_bad() {
-        let (items, f) =
-            parse("<rs><r>oops<a>1</a></r><r><a>x<b>1</b></a></r><r><a>2</a></r></rs>");
-        assert_eq!(f, None);
-        assert!(matches!(&items[0], Item::Bad(b) if b.message.contains("字段元素之外")));
-        assert!(matches!(&items[1], Item::Bad(b) if b.message.contains("同时含有")));
-        assert_eq!(fields(&items[2]), vec![("a", "2")]);
-        assert!(fault("<rs>text<r/></rs>").message.contains("记录元素之间"));
-    }
-
-    #[test]
-    fn doctype_and_entities_are_refused() {
-        let f = fault(
-            "<?xml version=\"1.0\"?>\n<!DOCTYPE r [<!ENTITY x \"boom\">]>\n<rs><r><a>&x;</a></r></rs>",
-        );
-        assert_eq!(f.message, "XML 不允许 DOCTYPE/实体声明");
-        assert_eq!(f.line, 2);
-        let f = fault("<rs><r><a>&x;</a></r></rs>");
-        assert!(f.message.contains("未定义的实体"), "{f:?}");
-    }
-
-    #[test]
-    fn truncated_and_malformed_are_faults_with_position() {
-        let text = "<rs>\n<r><a>1</a></r>\n<r><a>张三";
-        let (items, f) = parse(text);
-        assert_eq!(items.len(), 1);
-        let f = f.unwrap();
-        assert_eq!(f.line, 3);
-        assert_eq!(f.byte, text.len() as u64);
-        assert!(f.message.contains("不完整"), "{f:?}");
-        let f = fault("<rs>\n<r><a>1</b></r></rs>");
-        assert!(f.message.starts_with("XML 格式错误"), "{f:?}");
-        assert_eq!((f.line, f.byte), (2, 12));
-        let f = fault("<rs>\n<r><a x=>1</a></r></rs>");
-        assert!(f.message.starts_with("XML 格式错误"), "{f:?}");
-        let f = fault("<rs><r><a>1</a></r></rs>\n<rs/>");
-        assert!(f.message.contains("根元素"));
-        let f = fault("<rs><r><a>AT&T</a></r></rs>");
-        assert!(f.message.starts_with("XML 格式错误"), "{f:?}");
-    }
-
-    #[test]
-    fn empty_documents_have_no_records() {
-        assert_eq!(parse(""), (vec![], None));
-        assert_eq!(parse("<?xml version=\"1.0\"?>\n"), (vec![], None));
-        assert_eq!(parse("<records/>"), (vec![], None));
-        assert_eq!(parse("<records>\n</records>\n"), (vec![], None));
-    }
-
-    #[test]
-    fn oversized_record_is_a_fault() {
-        let text = format!(
-            "<rs>\n<r><a>1</a></r>\n<r><a>{}</a></r></rs>",
-            "长".repeat(1000)
-        );
-        let (items, f) = parse_cap(&text, 1000, 64);
-        assert_eq!(items.len(), 1);
-        let f = f.unwrap();
-        assert!(f.message.contains("max_record_bytes"), "{f:?}");
-        assert_eq!((f.line, f.byte), (3, 21));
-        // A text node far larger than the limit is stopped by the budget,
-        // not buffered whole.
-        let text = format!("<rs><r><a>{}</a></r></rs>", "x".repeat(1 << 20));
-        let (_, f) = parse_cap(&text, 1000, 4096);
-        assert!(f.unwrap().message.contains("max_record_bytes"));
-        // Exactly the limit is fine.
-        let record = "<r><a>1</a></r>";
-        let (items, f) = parse(&format!("<rs>{record}</rs>"));
-        assert_eq!((items.len(), f), (1, None));
-        let (items, f) = parse_cap(&format!("<rs>{record}</rs>"), record.len(), 8192);
-        assert_eq!((items.len(), f), (1, None));
-        let (_, f) = parse_cap(&format!("<rs>{record}</rs>"), record.len() - 1, 8192);
-        assert!(f.is_some());
-    }
-}
+mod tests;

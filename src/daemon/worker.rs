@@ -1,0 +1,99 @@
+//! A dataset's worker thread: runs each claimed file through the job, in
+//! claim order, retrying a file from its last checkpoint after a state or
+//! disk failure until the cause goes away.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use super::backpressure::{DISK_RETRY, is_disk_full};
+use super::breaker::Deferred;
+use super::job::{self, DatasetCtx, Outcome};
+
+pub fn worker(
+    db: PathBuf,
+    ctx: DatasetCtx,
+    rx: std_mpsc::Receiver<String>,
+    mut deferred: Deferred,
+) {
+    let mut conn = match crate::state::open(&db) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(dataset = %ctx.dataset.name, error = %e, "worker cannot open the state database");
+            return;
+        }
+    };
+    let who = format!("worker-{}", ctx.dataset.name);
+    'files: while let Some(work_name) = deferred.next(&rx) {
+        if (ctx.stopping)() {
+            break;
+        }
+        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, "processing claimed file");
+        let mut failures = 0u32;
+        loop {
+            // A bug triggered by one file must not take the dataset's
+            // worker down with it (bad input never takes the daemon down): the file stays
+            // in work/ and the worker goes on with the next one.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job::process(&mut conn, &ctx, &work_name)
+            }));
+            // An attempt that returned without a verdict did not die: the
+            // breaker must not count it (a panic, though, counts).
+            if matches!(
+                result,
+                Ok(Ok(Outcome::Interrupted | Outcome::Unreadable(_)) | Err(_))
+            ) {
+                super::breaker::end(&conn, &ctx.dataset.name, &work_name);
+            }
+            let result = match result {
+                Ok(r) => r,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, panic = %msg, "internal error while processing file; left in work/");
+                    continue 'files;
+                }
+            };
+            match result {
+                Ok(Outcome::Interrupted) => break 'files,
+                Ok(Outcome::Unreadable(e)) => {
+                    tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "claimed file unreadable; left in work/ for the next start");
+                }
+                Ok(_) => ctx.gate.disk_ok(&who),
+                Err(e) => {
+                    // A state or disk failure (a full disk, say): the
+                    // chunk in progress was rolled back and the checkpoint
+                    // is intact, so the file is simply tried again later,
+                    // from that checkpoint, until the cause goes away.
+                    let wait = if is_disk_full(&e) {
+                        // Intake pauses; this file is retried often so
+                        // that work resumes soon after space returns.
+                        ctx.gate.disk_failed(
+                            &who,
+                            &format_args!("file {}: {e}", job::original_name(&work_name)),
+                        );
+                        tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
+                        DISK_RETRY
+                    } else {
+                        failures += 1;
+                        let wait = Duration::from_secs(1u64 << failures.min(6));
+                        tracing::error!(dataset = %ctx.dataset.name, file = %work_name, error = %e, retry_in_secs = wait.as_secs(), "file processing failed; retrying from its last checkpoint");
+                        wait
+                    };
+                    let until = std::time::Instant::now() + wait;
+                    while std::time::Instant::now() < until {
+                        if (ctx.stopping)() {
+                            break 'files;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    continue;
+                }
+            }
+            break;
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Changing the sink mode safely (pull ⇄ push), at every start or reload.
+//!
+//! Pull → push: acknowledgements the collector already wrote are recorded
+//! first (nothing it took is sent again), then every batch still
+//! `exported` goes back to `sealed` in its original place in its route's
+//! order, and its outbox file is withdrawn: the push forwarder sends them
+//! before anything sealed later. Push → pull needs nothing: pull mode
+//! exports every `sealed` batch, in seal order, including those push mode
+//! had not delivered yet. Either way, credential refusals of the previous
+//! config are forgotten (a reload is the operator's fix for them).
+
+use std::path::Path;
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use super::outbox::{Outbox, PassError};
+use crate::config::{Config, SinkMode};
+use crate::state::batches;
+use crate::state::log::{self, Entry, Event};
+
+/// What the switch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Switched {
+    /// Acknowledgements recorded before the switch.
+    pub acknowledged: usize,
+    /// Exported batches taken back for pushing.
+    pub requeued: usize,
+    /// Outbox files withdrawn.
+    pub withdrawn: usize,
+}
+
+/// Prepares the outbox for the configured sink mode; run by the daemon
+/// before its forwarder starts.
+pub fn on_start(db: &Path, cfg: &Config, tz: FixedOffset) -> anyhow::Result<Switched> {
+    let mut conn = crate::state::open(db)?;
+    let cleared = crate::state::auth::clear(&conn)?;
+    if cleared > 0 {
+        tracing::info!(
+            routes = cleared,
+            "credential refusals of the previous run forgotten: the next token request is made at once"
+        );
+    }
+    if cfg.sink.mode != SinkMode::Http {
+        return Ok(Switched::default());
+    }
+    Ok(to_push(
+        &mut conn,
+        &cfg.sink.outbox_dir,
+        &cfg.spool_dir,
+        tz,
+    )?)
+}
+
+/// Pull → push: see the module comment.
+pub fn to_push(
+    conn: &mut Connection,
+    outbox_dir: &Path,
+    spool: &Path,
+    tz: FixedOffset,
+) -> Result<Switched, PassError> {
+    let mut out = Switched::default();
+    if !outbox_dir.is_dir() {
+        return Ok(out);
+    }
+    let mut outbox = Outbox::new(outbox_dir.to_path_buf(), spool.to_path_buf(), tz);
+    let (delivered, parked) = outbox.acknowledge(conn)?;
+    out.acknowledged = delivered + parked;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let per_dataset = batches::requeue_exported(&tx)?;
+    out.requeued = per_dataset.iter().map(|(_, n)| n).sum();
+    if out.requeued > 0 {
+        log::append(
+            &tx,
+            tz,
+            Event::SinkSwitched,
+            Entry {
+                counts: Some(json!({"batches": out.requeued})),
+                details: Some(json!({
+                    "to": "http",
+                    "requeued": per_dataset.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                })),
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.commit()?;
+    // The batches are pending in the database now; their files in the
+    // outbox would only tempt the collector. A crash before this point
+    // leaves files that the next start removes here.
+    for ds in std::fs::read_dir(outbox_dir)
+        .map_err(|e| PassError::Io {
+            path: outbox_dir.display().to_string(),
+            source: e,
+        })?
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        for f in std::fs::read_dir(ds.path()).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if name.starts_with('.') || !f.path().is_file() {
+                continue;
+            }
+            match batches::get(conn, id)? {
+                Some(b) if b.state != "exported" => {
+                    if let Err(e) = std::fs::remove_file(f.path()) {
+                        tracing::warn!(file = %f.path().display(), error = %e, "could not withdraw an outbox file");
+                    } else {
+                        out.withdrawn += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if out.requeued > 0 || out.withdrawn > 0 {
+        tracing::warn!(
+            acknowledged = out.acknowledged,
+            requeued = out.requeued,
+            withdrawn = out.withdrawn,
+            "sink switched to push: batches exported for the collector are pushed first, in seal order; their outbox files were withdrawn"
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,332 @@
+//! Retention: the daemon deletes, on a schedule, what it no longer needs —
+//! so a 前置机 running for months does not fill its disk.
+//!
+//! Per kind (`[retention]`): bodies of delivered batches, per-record
+//! history rows, `done/` and `rejected/` files, and the outbox's
+//! `delivered/` files. Each pass is one `retention_pass` exchange-log entry
+//! with its counts, and the database gives the freed pages back to the file
+//! system (`incremental_vacuum`). Never deleted: each key's last sealed
+//! version (dedupe keeps working), file and batch rows (the daily report,
+//! trace), pending and parked batches, and the exchange log (only
+//! `fepd audit export --prune` removes entries).
+
+pub mod sweep;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use crate::config::{Config, Keep, Retention};
+use crate::state::log::{self, Entry, Event};
+use crate::state::retention as db;
+use sweep::{Swept, sweep};
+
+/// Items deleted per transaction: small enough that a worker waiting for
+/// the write lock waits milliseconds, not seconds.
+const CHUNK: usize = 200;
+
+/// The first pass runs this soon after start (or after `interval`, if
+/// shorter), so a daemon restarted often still cleans up.
+const FIRST_PASS: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("retention: state database: {0}")]
+    State(#[from] rusqlite::Error),
+}
+
+/// Where a pass looks, and how long each kind is kept.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub keep: Retention,
+    pub spool: PathBuf,
+    pub outbox: PathBuf,
+    pub datasets: Vec<String>,
+    pub tz: FixedOffset,
+}
+
+impl Plan {
+    pub fn of(cfg: &Config, tz: FixedOffset) -> Plan {
+        Plan {
+            keep: cfg.retention,
+            spool: cfg.spool_dir.clone(),
+            outbox: cfg.sink.outbox_dir.clone(),
+            datasets: cfg.datasets.iter().map(|d| d.name.clone()).collect(),
+            tz,
+        }
+    }
+}
+
+/// What one pass deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub batch_bodies: usize,
+    pub body_bytes: i64,
+    pub record_rows: usize,
+    pub done: Swept,
+    pub rejected: Swept,
+    pub delivered: Swept,
+    pub db_pages_freed: i64,
+}
+
+/// One pass at `now`: deletes what is older than each kind's keep time,
+/// gives the space back and appends the `retention_pass` entry.
+pub fn pass(conn: &mut Connection, plan: &Plan, now: SystemTime) -> Result<Pass, RetentionError> {
+    let mut p = Pass::default();
+    let cutoff = |k: Keep| {
+        k.0.map(|d| {
+            now.checked_sub(d)
+                .unwrap_or(UNIX_EPOCH)
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs() as i64
+        })
+    };
+    if let Some(before) = cutoff(plan.keep.batch_bodies) {
+        loop {
+            let (n, bytes) = chunk(conn, |tx| db::prune_bodies(tx, before, CHUNK))?;
+            p.batch_bodies += n;
+            p.body_bytes += bytes;
+            if n < CHUNK {
+                break;
+            }
+        }
+    }
+    if let Some(before) = cutoff(plan.keep.record_rows) {
+        loop {
+            let (n, rows) = chunk(conn, |tx| db::prune_batch_records(tx, before, CHUNK))?;
+            p.record_rows += rows;
+            if n < CHUNK {
+                break;
+            }
+        }
+        loop {
+            let (n, rows) = chunk(conn, |tx| db::prune_rejections(tx, before, CHUNK))?;
+            p.record_rows += rows;
+            if n < CHUNK {
+                break;
+            }
+        }
+    }
+    for ds in &plan.datasets {
+        if let Keep(Some(k)) = plan.keep.done_files {
+            p.done += sweep(&plan.spool.join(ds).join("done"), k, now);
+        }
+        if let Keep(Some(k)) = plan.keep.rejected_files {
+            p.rejected += sweep(&plan.spool.join(ds).join("rejected"), k, now);
+        }
+        if let Keep(Some(k)) = plan.keep.delivered_files {
+            p.delivered += sweep(&plan.outbox.join(ds).join("delivered"), k, now);
+        }
+    }
+    let (freed, incremental) = db::give_back_space(conn)?;
+    p.db_pages_freed = freed;
+    let db_bytes = db::db_bytes(conn)?;
+    let k = &plan.keep;
+    log::append_alone(
+        conn,
+        plan.tz,
+        Event::RetentionPass,
+        Entry {
+            counts: Some(json!({
+                "batchBodies": p.batch_bodies, "bodyBytes": p.body_bytes,
+                "recordRows": p.record_rows,
+                "doneFiles": p.done.files, "doneBytes": p.done.bytes,
+                "rejectedFiles": p.rejected.files, "rejectedBytes": p.rejected.bytes,
+                "deliveredFiles": p.delivered.files, "deliveredBytes": p.delivered.bytes,
+                "dbPagesFreed": p.db_pages_freed, "dbBytes": db_bytes,
+            })),
+            details: Some(json!({
+                "keep": {
+                    "batch_bodies": k.batch_bodies.to_string(), "record_rows": k.record_rows.to_string(),
+                    "done_files": k.done_files.to_string(), "rejected_files": k.rejected_files.to_string(),
+                    "delivered_files": k.delivered_files.to_string(),
+                },
+                "autoVacuum": if incremental { "incremental" } else { "none" },
+            })),
+            ..Default::default()
+        },
+    )?;
+    Ok(p)
+}
+
+/// Runs `f` in its own write transaction.
+fn chunk<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Starts the retention thread of the daemon: a pass soon after start,
+/// then every `interval`, until `stopping` is set. A failed pass (a busy
+/// or full disk) is logged and tried again at the next interval.
+pub fn start(
+    db_path: PathBuf,
+    plan: Plan,
+    stopping: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("retention".into())
+        .spawn(move || {
+            let interval = plan.keep.interval.0;
+            let mut next = std::time::Instant::now() + interval.min(FIRST_PASS);
+            let mut conn: Option<Connection> = None;
+            loop {
+                while std::time::Instant::now() < next {
+                    if stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200).min(interval));
+                }
+                next = std::time::Instant::now() + interval;
+                if conn.is_none() {
+                    match crate::state::open(&db_path) {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            tracing::error!(error = %e, "retention cannot open the state database; trying again at the next interval");
+                            continue;
+                        }
+                    }
+                }
+                let c = conn.as_mut().expect("opened above");
+                match pass(c, &plan, SystemTime::now()) {
+                    Ok(p) => tracing::info!(
+                        batch_bodies = p.batch_bodies,
+                        record_rows = p.record_rows,
+                        done_files = p.done.files,
+                        rejected_files = p.rejected.files,
+                        delivered_files = p.delivered.files,
+                        db_pages_freed = p.db_pages_freed,
+                        "retention pass"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "retention pass failed; trying again at the next interval")
+                    }
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::batches::{self, BatchRecord, NewBatch};
+
+    fn tz() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    fn plan(dir: &std::path::Path, bodies: &str) -> Plan {
+        let keep = Retention {
+            batch_bodies: crate::config::parse_keep(bodies).unwrap(),
+            ..Retention::default()
+        };
+        Plan {
+            keep,
+            spool: dir.join("spool"),
+            outbox: dir.join("spool/outbox"),
+            datasets: vec!["case_accept".into()],
+            tz: tz(),
+        }
+    }
+
+    /// Delivered bodies older than the keep time go, pending ones stay,
+    /// the key's dedupe memory stays, and the file shrinks.
+    #[test]
+    fn a_pass_deletes_old_delivered_bodies_and_gives_the_space_back() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        let mut c = crate::state::open(&path).unwrap();
+        let body = vec![b'x'; 100_000];
+        for i in 0..50 {
+            let id = format!("B{i:02}");
+            batches::insert(
+                &c,
+                &NewBatch {
+                    sort_key: None,
+                    batch_id: &id,
+                    dataset: "case_accept",
+                    route: "zwfw/case_accept",
+                    file_id: None,
+                    parent_id: None,
+                    count: 1,
+                    digest: "d",
+                    body: &body,
+                    sealed_at: "2026-01-01T08:00:00+08:00",
+                },
+                [BatchRecord {
+                    key: &format!("K{i}"),
+                    hash: "h",
+                    op: "upsert",
+                }],
+            )
+            .unwrap();
+            crate::state::records::remember(
+                &c,
+                "case_accept",
+                &format!("K{i}"),
+                "h",
+                None,
+                "upsert",
+                &id,
+            )
+            .unwrap();
+            if i < 40 {
+                // Delivered two days ago (in another offset: compared as instants).
+                let at = (chrono::Utc::now() - chrono::Duration::days(2))
+                    .format("%Y-%m-%dT%H:%M:%S+00:00")
+                    .to_string();
+                assert!(batches::mark_delivered(&c, &id, "R", 1, 0, &at, false).unwrap());
+            }
+        }
+        let before = std::fs::metadata(&path).unwrap().len()
+            + std::fs::metadata(d.path().join("fepd.db-wal")).map_or(0, |m| m.len());
+        let big = db::db_bytes(&c).unwrap();
+        let p = pass(&mut c, &plan(d.path(), "1d"), SystemTime::now()).unwrap();
+        assert_eq!(p.batch_bodies, 40);
+        assert_eq!(p.body_bytes, 40 * 100_000);
+        assert!(p.db_pages_freed > 900, "{p:?}");
+        assert!(db::db_bytes(&c).unwrap() < big - 3_900_000);
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM batch_body", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 10, "pending bodies stay");
+        assert!(batches::body(&c, "B45").unwrap().is_some());
+        assert!(batches::body(&c, "B05").unwrap().is_none());
+        assert!(
+            crate::state::records::last_sealed(&c, "case_accept", "K5")
+                .unwrap()
+                .is_some()
+        );
+        // Record rows are kept a year by default.
+        let rows: i64 = c
+            .query_row("SELECT COUNT(*) FROM batch_record", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 50);
+        // The file itself shrinks once the WAL is checkpointed.
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after + 3_900_000 < before, "{before} -> {after}");
+        // The pass is logged with its counts.
+        let counts: String = c
+            .query_row(
+                "SELECT counts FROM exchange_log WHERE event = 'retention_pass'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&counts).unwrap();
+        assert_eq!(v["batchBodies"], 40);
+        assert_eq!(crate::state::log::verify(&c).unwrap(), Ok(1));
+    }
+}
