@@ -4,7 +4,8 @@
 //! `decode` turns their bytes into UTF-8, `parse` streams records out of them,
 //! `validate` gives each record a verdict, `seal` dedupes and packs valid
 //! records into batches in the `state` database, `forward` delivers batches,
-//! and `report` writes what data staff read. `daemon` wires the stages
+//! and `report` writes what data staff read (`template` the workbooks
+//! they fill). `daemon` wires the stages
 //! together; `cli` is the command-line glue. See ARCHITECTURE.md.
 
 pub mod audit;
@@ -24,4 +25,5 @@ pub mod seal;
 pub mod secrets;
 pub mod simulate;
 pub mod state;
+pub mod template;
 pub mod validate;

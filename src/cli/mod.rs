@@ -16,6 +16,7 @@ pub mod operator;
 mod selftest;
 mod state;
 mod status;
+mod template;
 mod validate;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ enum Command {
     /// Joint-test (联调) checklist against the library: credentials, a
     /// token, a zero-record probe batch on each route. Exit 1 if any fails.
     Selftest(selftest::Args),
+    /// Write a dataset's Excel template for data staff: Chinese titles,
+    /// drop-down lists for code fields, a 填报说明 sheet.
+    Template(template::Args),
     /// The state database: `backup --to FILE` while the daemon runs.
     #[command(subcommand)]
     State(state::Command),
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::SimulateLibrary(opts) => simulate_library((**opts).clone()),
         Command::Audit(a) => audit::run(load_config(&cli), a),
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
+        Command::Template(a) => load_config(&cli).and_then(|c| template::run(c, a)),
         Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man_page(),

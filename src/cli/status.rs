@@ -85,6 +85,16 @@ fn print_text(cfg: &Config, r: &Report) {
             s.last_delivery.as_deref().unwrap_or("-"),
             s.last_error.as_deref().unwrap_or("-")
         );
+        for w in &s.work_progress {
+            let left = match (w.estimated_records, w.eta_secs) {
+                (Some(n), Some(eta)) => format!("，约共 {n} 条，预计还需 {eta} 秒"),
+                _ => String::new(),
+            };
+            println!(
+                "  正在处理 {}：已完成 {} 条，{} 条/秒{left}",
+                w.file, w.records_done, w.records_per_sec
+            );
+        }
     }
     for c in &r.credentials_refused {
         println!(

@@ -44,7 +44,8 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
             emit_fault(a.json, &shown, &f);
             continue;
         }
-        let mut stream = match read::open_stream(path, &id, &opts) {
+        // A header verdict ends here, before any per-record line.
+        let mut stream = match read::open_records(path, &id, &opts, &schema) {
             Ok(s) => s,
             Err(f) => {
                 any_rejected = true;
@@ -54,7 +55,7 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
         };
         let (mut total, mut bad) = (0u64, 0u64);
         loop {
-            let item = match stream.next_item() {
+            let item = match stream.next_item(&schema) {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(f) => {
@@ -115,17 +116,27 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
             }
         }
         any_rejected |= bad > 0;
+        let notes = crate::report::ReadNotes {
+            ignored_columns: stream.ignored_names(),
+            blank_rows: stream.blank_rows,
+        };
+        // XLSX is not a text file: it has no encoding to name.
+        let encoding = id.detected.map(|d| d.encoding.name());
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"file": shown, "records": total, "rejected": bad, "valid": total - bad, "encoding": id.encoding_name(), "sha256": id.sha256})
+                serde_json::json!({"file": shown, "records": total, "rejected": bad, "valid": total - bad, "encoding": encoding, "format": id.format_name(), "sha256": id.sha256, "ignoredColumns": notes.ignored_columns, "blankRows": notes.blank_rows})
             );
         } else {
+            let enc = encoding.map(|e| format!("，编码 {e}")).unwrap_or_default();
             println!(
-                "{shown}: 共 {total} 条记录，通过 {} 条，拒绝 {bad} 条（编码 {}）",
+                "{shown}: 共 {total} 条记录，通过 {} 条，拒绝 {bad} 条（格式 {}{enc}）",
                 total - bad,
-                id.encoding_name()
+                id.format_name()
             );
+            for w in notes.warnings() {
+                println!("{shown}: 提示：{w}");
+            }
         }
     }
     Ok(if any_rejected {

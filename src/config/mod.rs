@@ -366,6 +366,18 @@ pub struct DatasetConfig {
     /// standard scale before validation (docs/datasets.md). Never guessed.
     #[serde(default)]
     pub satisfaction_scale: Scale,
+    /// CSV line / XLSX sheet row (1-based) of the header, for files with a
+    /// title row above it; default: the first non-empty row.
+    #[serde(default)]
+    pub header_row: Option<u32>,
+    /// XLSX: the sheet holding the data, by name or 1-based position;
+    /// default: the first sheet.
+    #[serde(default)]
+    pub sheet: Option<crate::parse::SheetRef>,
+    /// Extra column titles (title → field name), for templates that use
+    /// other titles than the schema's.
+    #[serde(default)]
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// How a source numbers the 1–5 satisfaction scale.
@@ -548,6 +560,7 @@ impl Config {
             max_nesting_depth: self.intake.max_nesting_depth,
             max_columns: self.intake.max_columns,
             max_xlsx_shared_strings: self.intake.max_xlsx_shared_strings,
+            ..Default::default()
         }
     }
 
@@ -621,6 +634,18 @@ impl Config {
             if !ok_name(&d.category) || !ok_name(&d.resource) {
                 out.push(format!(
                     "dataset {}: category and resource must be letters, digits, _ or -",
+                    d.name
+                ));
+            }
+            if d.header_row == Some(0) {
+                out.push(format!(
+                    "dataset {}: header_row counts from 1 (the first line or sheet row)",
+                    d.name
+                ));
+            }
+            if d.sheet == Some(crate::parse::SheetRef::Index(0)) {
+                out.push(format!(
+                    "dataset {}: sheet counts from 1 (the first sheet), or give its name",
                     d.name
                 ));
             }

@@ -214,6 +214,9 @@ pub fn set_aside(
         claimed_at: &claimed_at,
         finished_at: &now,
         warnings: vec![],
+        ignored_columns: Vec::new(),
+        blank_rows: 0,
+        key_title: report::key_title(&ctx.schema),
     };
     report::write_report(dir, &final_name, &summary, &errors).map_err(|source| JobError::Io {
         path: dir.display().to_string(),

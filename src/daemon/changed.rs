@@ -191,6 +191,7 @@ mod tests {
             limits: crate::parse::Limits::default(),
             max_file_bytes: 1 << 30,
             default_encoding: None,
+            sheet: None,
         }
     }
 

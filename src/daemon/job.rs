@@ -23,7 +23,7 @@ use super::read::{self, Identity, ReadOptions};
 use crate::config::{BatchLimits, DatasetConfig};
 use crate::fsio;
 use crate::parse::{FileFault, Item, Position, RawRecord};
-use crate::report::{self, BatchRef, DuplicateOf, FileSummary};
+use crate::report::{self, BatchRef, DuplicateOf, FileSummary, ReadNotes};
 use crate::seal::{self, BatchHeader, Decision, OpenBatch};
 use crate::state::batches::{self, BatchRecord, NewBatch};
 use crate::state::files::{self, Counts, FileRow, Rejection};
@@ -229,12 +229,17 @@ pub fn process(
     // two halves overlap. Checkpoints still count only what this thread
     // committed, so a crash loses at most the chunk in progress.
     let skip = row.records_done as u64;
+    // What the reader learnt beside the records (ignored columns, blank
+    // rows), for the receipt; complete once the reader has sent `End`.
+    let notes = std::sync::Mutex::new(ReadNotes::default());
     let chunks = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        let (path, id, schema, opts) = (&path, &id, &*ctx.schema, &ctx.read);
+        let (path, id, schema, opts, notes) = (&path, &id, &*ctx.schema, &ctx.read, &notes);
         std::thread::Builder::new()
             .name(format!("reader-{ds}"))
-            .spawn_scoped(scope, move || read_ahead(path, id, opts, schema, skip, tx))
+            .spawn_scoped(scope, move || {
+                read_ahead(path, id, opts, schema, skip, tx, notes)
+            })
             .map_err(io_err(path))?;
         // The file could not be opened, or ended while skipping: either way
         // it finishes with that fault, as before anything was committed.
@@ -251,7 +256,10 @@ pub fn process(
         run_chunks(conn, ctx, &row, rx, skipped)
     })?;
     match chunks {
-        Chunks::Finished(fault) => finish(conn, ctx, row.id, &path, &id, fault),
+        Chunks::Finished(fault) => {
+            let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
+            finish_noted(conn, ctx, row.id, &path, &id, fault, &notes)
+        }
         Chunks::Interrupted => Ok(Outcome::Interrupted),
     }
 }
@@ -297,8 +305,9 @@ fn read_ahead(
     schema: &DatasetSchema,
     skip: u64,
     tx: std::sync::mpsc::SyncSender<Read>,
+    notes: &std::sync::Mutex<ReadNotes>,
 ) {
-    let mut stream = match read::open_stream(path, id, opts) {
+    let mut stream = match read::open_records(path, id, opts, schema) {
         Ok(s) => s,
         Err(f) => {
             let _ = tx.send(Read::Fault(f));
@@ -307,7 +316,7 @@ fn read_ahead(
     };
     let mut skipped = 0;
     while skipped < skip {
-        match stream.next_item() {
+        match stream.next_item(schema) {
             Ok(Some(_)) => skipped += 1,
             Ok(None) => break,
             Err(f) => {
@@ -321,7 +330,7 @@ fn read_ahead(
     }
     let mut group = Vec::with_capacity(GROUP);
     loop {
-        let last = match stream.next_item() {
+        let last = match stream.next_item(schema) {
             Ok(Some(Item::Bad(bad))) => {
                 group.push(Checked::Bad(bad));
                 None
@@ -337,7 +346,15 @@ fn read_ahead(
                 });
                 None
             }
-            Ok(None) => Some(Read::End),
+            Ok(None) => {
+                if let Ok(mut n) = notes.lock() {
+                    *n = ReadNotes {
+                        ignored_columns: stream.ignored_names(),
+                        blank_rows: stream.blank_rows,
+                    };
+                }
+                Some(Read::End)
+            }
             Err(f) => Some(Read::Fault(f)),
         };
         if (group.len() >= GROUP || last.is_some())
@@ -650,6 +667,19 @@ fn finish(
     id: &Identity,
     fault: Option<String>,
 ) -> Result<Outcome, JobError> {
+    finish_noted(conn, ctx, file_id, path, id, fault, &ReadNotes::default())
+}
+
+/// [`finish`] with what the reader noted about the file's columns and rows.
+fn finish_noted(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    file_id: i64,
+    path: &Path,
+    id: &Identity,
+    fault: Option<String>,
+    notes: &ReadNotes,
+) -> Result<Outcome, JobError> {
     let ds = ctx.dataset.name.as_str();
     let row = files::by_id(conn, file_id)?.expect("file row exists while processing");
     let rejected = fault.is_some() || row.counts.rejected > 0;
@@ -668,6 +698,7 @@ fn finish(
             digest,
         })
         .collect();
+    let batch_refs_empty = batch_refs.is_empty();
     let errors = files::rejections_of(conn, file_id)?;
     let claimed_at: String = conn.query_row(
         "SELECT claimed_at FROM file WHERE id = ?1",
@@ -678,6 +709,7 @@ fn finish(
     if row.counts.received == 0 && fault.is_none() {
         warnings.push("文件不含任何记录（0 条）".to_string());
     }
+    warnings.extend(notes.warnings());
     // A file that changed since its identity pass goes back to the inbox
     // as a new file; this verdict covers what was identified.
     let change = super::changed::detect(path, row.sha256.as_deref(), id).map_err(io_err(path))?;
@@ -693,7 +725,8 @@ fn finish(
         sha256: Some(&id.sha256),
         size: Some(id.size),
         format: Some(id.format_name()),
-        encoding: Some(id.encoding_name()),
+        // XLSX is not a text file: no encoding to name.
+        encoding: id.detected.map(|d| d.encoding.name()),
         verdict: state_name,
         counts: row.counts,
         fault: fault.as_deref(),
@@ -702,6 +735,9 @@ fn finish(
         claimed_at: &claimed_at,
         finished_at: &now,
         warnings,
+        ignored_columns: notes.ignored_columns.clone(),
+        blank_rows: notes.blank_rows,
+        key_title: report::key_title(&ctx.schema),
     };
     if rejected {
         report::write_report(dir, &final_name, &summary, &errors).map_err(io_err(dir))?;
@@ -742,6 +778,15 @@ fn finish(
         },
     )?;
     tx.commit()?;
+    // Refusals the library sent while the file was still being read are
+    // reported now that it has its folder (later ones by the forwarder).
+    let spool = ctx.paths.work.parent().and_then(Path::parent);
+    if !batch_refs_empty
+        && let Some(spool) = spool
+        && let Err(e) = report::library::write_for_file(conn, spool, Some(&ctx.schema), file_id)
+    {
+        tracing::error!(dataset = ds, file = %row.name, error = %e, "cannot write the library-refusal report");
+    }
     let moved = FileRow {
         state: state_name.into(),
         final_name: Some(final_name),
@@ -848,6 +893,9 @@ fn finish_duplicate_row(
             "与已接收的文件 {} 内容完全相同，未重复发送",
             first.name
         )],
+        ignored_columns: Vec::new(),
+        blank_rows: 0,
+        key_title: String::new(),
     };
     report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

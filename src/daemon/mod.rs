@@ -14,6 +14,7 @@ pub mod health;
 pub mod job;
 pub mod lock;
 pub mod preflight;
+pub mod progress;
 pub mod read;
 mod run;
 mod service;

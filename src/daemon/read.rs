@@ -9,7 +9,8 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::decode::{self, Detected};
-use crate::parse::{self, FileFault, Format, Limits, RecordStream};
+use crate::parse::{self, FileFault, Format, Item, Limits, RecordStream, SheetRef};
+use crate::validate::{DatasetSchema, IgnoredColumn};
 
 /// What the identity pass learnt about a file.
 #[derive(Debug, Clone)]
@@ -25,11 +26,13 @@ pub struct Identity {
 }
 
 /// Reading knobs from config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     pub limits: Limits,
     pub max_file_bytes: u64,
     pub default_encoding: Option<&'static encoding_rs::Encoding>,
+    /// XLSX: the sheet to read (`[[dataset]] sheet`); default the first.
+    pub sheet: Option<SheetRef>,
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -89,13 +92,21 @@ pub fn identify(
         if n == 0 {
             break;
         }
+        if size == 0
+            && fault.is_none()
+            && let Some(format) = format
+            && let Some(why) = disguised_workbook(format, &buf[..n])
+        {
+            fault = Some(why);
+            checker = None;
+        }
         size += n as u64;
         hasher.update(&buf[..n]);
         if fault.is_none()
             && let Some(c) = checker.as_mut()
             && let Err(e) = c.feed(&buf[..n])
         {
-            fault = Some(e.to_string());
+            fault = Some(decode_fault(path, &e));
             checker = None;
         }
     }
@@ -103,7 +114,7 @@ pub fn identify(
         Some(c) if fault.is_none() => match c.finish() {
             Ok(d) => Some(d),
             Err(e) => {
-                fault = Some(e.to_string());
+                fault = Some(decode_fault(path, &e));
                 None
             }
         },
@@ -112,10 +123,7 @@ pub fn identify(
     let format = match format {
         Some(f) => f,
         None => {
-            fault.get_or_insert_with(|| {
-                "不支持的文件格式：扩展名应为 .xml、.json、.jsonl、.ndjson、.csv 或 .xlsx"
-                    .to_string()
-            });
+            fault.get_or_insert_with(|| unsupported_format(name));
             // A placeholder: the file is rejected before it is parsed.
             Format::Csv
         }
@@ -137,7 +145,7 @@ pub fn open_stream(
     opts: &ReadOptions,
 ) -> Result<Box<dyn RecordStream>, FileFault> {
     match (id.format, id.detected) {
-        (Format::Xlsx, _) => parse::open_xlsx(path, opts.limits),
+        (Format::Xlsx, _) => parse::open_xlsx_sheet(path, opts.limits, opts.sheet.as_ref()),
         (format, Some(detected)) => {
             let file = File::open(path).map_err(|e| FileFault {
                 line: 0,
@@ -178,4 +186,180 @@ pub fn precheck_document(
             Err(f) => return Ok(Some(f)),
         }
     }
+}
+
+/// A file's record stream after its header passed the header check:
+/// blank rows (every cell empty or white space) are skipped and counted,
+/// never records.
+pub struct Records {
+    inner: Box<dyn RecordStream>,
+    /// Columns that are not fields of the dataset (from the header; for
+    /// XML and JSON, from the first records).
+    pub ignored: Vec<IgnoredColumn>,
+    /// Rows skipped as blank so far.
+    pub blank_rows: u64,
+    /// XML/JSON: records whose names are still sampled for `ignored`.
+    sample_left: u32,
+    tabular: bool,
+}
+
+/// How many XML/JSON records are looked at for field names the dataset
+/// does not know, and how many such names are kept: enough to name what
+/// a source sends, bounded so that the hot path does not pay for it.
+const SAMPLE_RECORDS: u32 = 100;
+const MAX_IGNORED_NAMES: usize = 50;
+
+/// Opens the record stream of an identified file and judges its header
+/// (CSV, XLSX) against `schema`: a header verdict is a fault that ends the
+/// file before any record (docs/zh/数据专员指南.md, “表头”).
+pub fn open_records(
+    path: &Path,
+    id: &Identity,
+    opts: &ReadOptions,
+    schema: &DatasetSchema,
+) -> Result<Records, FileFault> {
+    let mut inner = open_stream(path, id, opts)?;
+    let (ignored, tabular) = match inner.header()? {
+        Some(h) => {
+            let ignored = schema.check_header(&h).map_err(|message| FileFault {
+                line: h.row,
+                byte: 0,
+                message,
+            })?;
+            (ignored, true)
+        }
+        None => (Vec::new(), false),
+    };
+    Ok(Records {
+        inner,
+        ignored,
+        blank_rows: 0,
+        sample_left: if tabular { 0 } else { SAMPLE_RECORDS },
+        tabular,
+    })
+}
+
+impl Records {
+    /// The next record that is not blank.
+    pub fn next_item(&mut self, schema: &DatasetSchema) -> Result<Option<Item>, FileFault> {
+        loop {
+            let item = self.inner.next_item()?;
+            if let Some(Item::Record(r)) = &item {
+                if self.tabular && is_blank(r) {
+                    self.blank_rows += 1;
+                    continue;
+                }
+                if self.sample_left > 0 {
+                    self.sample_left -= 1;
+                    for (name, _) in &r.fields {
+                        if self.ignored.len() < MAX_IGNORED_NAMES
+                            && schema.field_for_header(name).is_none()
+                            && !self.ignored.iter().any(|c| &c.title == name)
+                        {
+                            self.ignored.push(IgnoredColumn {
+                                title: name.clone(),
+                                suggestion: None,
+                            });
+                        }
+                    }
+                }
+            }
+            return Ok(item);
+        }
+    }
+
+    /// The ignored columns as the receipt names them.
+    pub fn ignored_names(&self) -> Vec<String> {
+        self.ignored.iter().map(IgnoredColumn::describe).collect()
+    }
+}
+
+/// A row whose every cell is empty or only white space (a space typed in
+/// an unused column, a row of commas): not a record.
+fn is_blank(r: &parse::RawRecord) -> bool {
+    r.fields.iter().all(|(_, v)| match v {
+        parse::RawValue::Text(t) => t.trim().is_empty(),
+        _ => false,
+    })
+}
+
+/// Why a file with an extension fepd does not read is refused, saying
+/// what to do for the spreadsheet formats people actually send.
+fn unsupported_format(name: &str) -> String {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "xls" | "et" | "ett" | "xlsm" | "xlsb" => format!(
+            "不支持 .{ext} 文件（旧版 Excel 或 WPS 表格格式）：请在 Excel 或 WPS 中打开，用“另存为”选择“Excel 工作簿（*.xlsx）”后重新提交"
+        ),
+        _ => "不支持的文件格式：扩展名应为 .xml、.json、.jsonl、.ndjson、.csv 或 .xlsx".to_string(),
+    }
+}
+
+/// A text-format file whose bytes are a workbook (an `.xls` or `.xlsx`
+/// renamed to `.csv`): refused saying so, rather than as undecodable bytes.
+fn disguised_workbook(format: Format, head: &[u8]) -> Option<String> {
+    if format == Format::Xlsx {
+        return None;
+    }
+    let what = if head.starts_with(b"PK\x03\x04") {
+        "Excel 工作簿（.xlsx）"
+    } else if head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        "旧版 Excel 或 WPS 表格（.xls / .et）"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "文件扩展名为 .{}，但内容是{what}：请在 Excel 或 WPS 中用“另存为”选择“CSV UTF-8（逗号分隔）”，或保存为 .xlsx 后提交",
+        format_name(format)
+    ))
+}
+
+/// A decoding fault in Chinese. When the bytes are not UTF-8 although the
+/// file said so (a BOM, the XML declaration, or the configured default),
+/// the file is tried as GB18030 — only on this error path — and, if it
+/// decodes, the message says it looks like GBK and how to fix it.
+fn decode_fault(path: &Path, e: &decode::DecodeError) -> String {
+    let text = e.to_string();
+    let decode::DecodeError::Undecodable {
+        encoding: "UTF-8", ..
+    } = e
+    else {
+        return text;
+    };
+    if !decodes_as_gb18030(path).unwrap_or(false) {
+        return text;
+    }
+    format!(
+        "{text}。按 UTF-8 无法解码，看起来是 GBK/GB18030 编码：请把文件另存为 UTF-8（Excel：“CSV UTF-8（逗号分隔）”；记事本：编码选 UTF-8），或在配置中为该数据集设置 default_encoding = \"gb18030\""
+    )
+}
+
+/// Whether the whole file decodes as GB18030 without a replacement.
+fn decodes_as_gb18030(path: &Path) -> std::io::Result<bool> {
+    let mut checker = decode::Checker::new(Some(encoding_rs::GB18030), false);
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    // A UTF-8 BOM before GBK bytes: skip it, it is what mislabelled the file.
+    let mut first = true;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = if first && buf[..n].starts_with(b"\xEF\xBB\xBF") {
+            &buf[3..n]
+        } else {
+            &buf[..n]
+        };
+        first = false;
+        if checker.feed(chunk).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(checker
+        .finish()
+        .is_ok_and(|d| d.encoding == encoding_rs::GB18030))
 }

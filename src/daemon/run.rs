@@ -42,8 +42,12 @@ impl Loaded {
             .and_then(|d| self.cfg.dataset(d))
             .and_then(|d| d.default_encoding.clone())
             .or_else(|| self.cfg.intake.default_encoding.clone());
+        let ds = dataset.and_then(|d| self.cfg.dataset(d));
+        let mut limits = self.cfg.parse_limits();
+        limits.header_row = ds.and_then(|d| d.header_row).unwrap_or(0);
         ReadOptions {
-            limits: self.cfg.parse_limits(),
+            sheet: ds.and_then(|d| d.sheet.clone()),
+            limits,
             max_file_bytes: self.cfg.intake.max_file_bytes,
             default_encoding: label.and_then(|l| crate::decode::encoding_for_label(&l)),
         }
@@ -74,6 +78,15 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
                         && let Err(e) = c.reverse_scale(&d.name, "satisfaction")
                     {
                         problems.push(format!("dataset {}: satisfaction_scale: {e}", d.name));
+                    }
+                    if !d.aliases.is_empty()
+                        && c.get(&d.name).is_some()
+                        && let Err(e) = c.add_aliases(
+                            &d.name,
+                            d.aliases.iter().map(|(t, f)| (t.as_str(), f.as_str())),
+                        )
+                    {
+                        problems.push(format!("dataset {}: aliases: {e}", d.name));
                     }
                 }
                 Some(c)
@@ -186,7 +199,8 @@ pub async fn run(
                 cfg.spool_dir.clone(),
                 tz,
                 http,
-            )?;
+            )?
+            .with_catalog(loaded.catalog.clone());
             fwd.windows = cfg
                 .datasets
                 .iter()
@@ -364,7 +378,8 @@ pub async fn run(
     let mut push_task = None;
     let fwd_handle = match forwarder {
         None => {
-            let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz);
+            let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz)
+                .with_catalog(loaded.catalog.clone());
             outbox.health = health.clone();
             let db = db_path.clone();
             let stop = stopping.clone();

@@ -49,6 +49,8 @@ pub struct DatasetStatus {
     /// Delivered batches whose acknowledgement did not account for every
     /// record (accepted + refused ≠ records).
     pub ack_discrepancies: i64,
+    /// Files being read: records done, rate, estimated time left.
+    pub work_progress: Vec<super::progress::WorkFile>,
 }
 
 /// Per route with pending batches.
@@ -79,6 +81,9 @@ pub struct Report {
     /// Routes whose credentials the library refuses (push mode).
     pub credentials_refused: Vec<crate::state::auth::Refusal>,
     pub datasets: Vec<DatasetStatus>,
+    /// Files being read, per dataset with any (the same entries as each
+    /// dataset's `work_progress`, for datasets no longer configured too).
+    pub work_files: std::collections::BTreeMap<String, Vec<super::progress::WorkFile>>,
 }
 
 /// What only the running daemon knows; from its heartbeat for the command.
@@ -153,12 +158,21 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
                 cfg.intake.max_file_bytes,
             ),
             ack_discrepancies: 0,
+            work_progress: Vec::new(),
         };
         if let Some(conn) = &conn {
             dataset_figures(conn, &mut s)?;
             s.ack_discrepancies = crate::state::batches::ack_discrepancies(conn, &d.name)?;
+            s.work_progress = super::progress::work_files(conn, &cfg.spool_dir, &d.name)?;
         }
         datasets.push(s);
+    }
+    let mut work_files = std::collections::BTreeMap::new();
+    if let Some(conn) = &conn {
+        for d in crate::state::files::datasets_in_progress(conn)? {
+            let files = super::progress::work_files(conn, &cfg.spool_dir, &d)?;
+            work_files.insert(d, files);
+        }
     }
     let (backlog_records, backlog_bytes) = match &conn {
         Some(c) => {
@@ -200,6 +214,7 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
             .and_then(|c| crate::state::auth::refusals(c).ok())
             .unwrap_or_default(),
         datasets,
+        work_files,
     })
 }
 

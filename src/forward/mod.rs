@@ -22,7 +22,8 @@ use serde_json::json;
 
 use crate::state::batches::{self, BatchRow};
 use crate::state::log::{self, Entry, Event};
-use outbox::{PassError, RemoteRejected, write_quarantine};
+use crate::validate::Catalog;
+use outbox::{PassError, RemoteRejected};
 
 /// What the library said when it accepted a batch (a 200 answer in push
 /// mode, an `.ack` file in pull mode).
@@ -42,19 +43,21 @@ pub struct Delivery<'a> {
     pub accept_parked: bool,
 }
 
-/// Records a delivery, the same way for both sinks: records the library
-/// refused are quarantined to `spool/<dataset>/rejected/remote-<id>.json`
-/// (never resent), then the batch is marked delivered with its refusals and
-/// exchange-log entries in one transaction. Returns false when the batch
-/// was no longer pending (delivered before, or parked unless
-/// `accept_parked`), and then changes nothing. A receipt whose counts do
-/// not add up to the batch (accepted + refused ≠ records) is recorded as
-/// it is, with an `ack_discrepancy` entry and a warning: the library's word
-/// is not silently taken for the whole batch.
+/// Records a delivery, the same way for both sinks: the batch is marked
+/// delivered with the records the library refused (kept in state, with the
+/// library's code and message, never resent) and the exchange-log entries,
+/// in one transaction. Then the refusals go back to their source file as a
+/// masked report beside it (`report::library`; `catalog` gives the
+/// masking). Returns false when the batch was no longer pending (delivered
+/// before, or parked unless `accept_parked`), and then changes nothing. A
+/// receipt whose counts do not add up to the batch (accepted + refused ≠
+/// records) is recorded as it is, with an `ack_discrepancy` entry and a
+/// warning: the library's word is not silently taken for the whole batch.
 pub fn record_delivery(
     conn: &mut Connection,
     tz: FixedOffset,
     spool: &Path,
+    catalog: &Catalog,
     b: &BatchRow,
     d: &Delivery<'_>,
 ) -> Result<bool, PassError> {
@@ -62,9 +65,6 @@ pub fn record_delivery(
     let was_parked = b.state == "parked";
     if !(matches!(b.state.as_str(), "sealed" | "exported") || (was_parked && d.accept_parked)) {
         return Ok(false);
-    }
-    if !d.rejected.is_empty() {
-        write_quarantine(conn, spool, &b.dataset, id, d.rejected)?;
     }
     let now = crate::state::now_text(tz);
     let accepted = d.accepted.unwrap_or(b.count - d.rejected.len() as i64);
@@ -144,14 +144,27 @@ pub fn record_delivery(
                 counts: Some(json!({"records": d.rejected.len()})),
                 details: Some(json!({
                     "codes": d.rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-                    "quarantine": format!("remote-{id}.json"),
+                    "fileId": b.file_id,
                 })),
                 ..Default::default()
             },
         )?;
-        tracing::warn!(dataset = %b.dataset, batch = id, records = d.rejected.len(), "library refused records; quarantined, not resent");
+        tracing::warn!(dataset = %b.dataset, batch = id, records = d.rejected.len(), "library refused records; reported beside their file, not resent");
     }
     tx.commit()?;
+    if !d.rejected.is_empty()
+        && let Some(file_id) = b.file_id
+    {
+        let schema = catalog.get(&b.dataset);
+        // The refusals are committed in state; a report that cannot be
+        // written now is written again with the file's next refusal or
+        // verdict, so delivery goes on.
+        if let Err(e) =
+            crate::report::library::write_for_file(conn, spool, schema.as_deref(), file_id)
+        {
+            tracing::error!(dataset = %b.dataset, batch = id, error = %e, "cannot write the library-refusal report");
+        }
+    }
     tracing::info!(dataset = %b.dataset, batch = id, receipt = %d.receipt_id, duplicate = d.duplicate, via = d.via, "batch delivered");
     Ok(true)
 }

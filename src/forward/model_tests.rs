@@ -337,7 +337,15 @@ impl Harness {
                 reason: "HTTP 503".into(),
             },
         };
-        record_reply(&mut self.conn, self.tz, &self.spool, &row, reply).expect("record_reply");
+        record_reply(
+            &mut self.conn,
+            self.tz,
+            &self.spool,
+            &Default::default(),
+            &row,
+            reply,
+        )
+        .expect("record_reply");
         if !pending {
             return;
         }

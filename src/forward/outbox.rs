@@ -55,9 +55,11 @@ pub struct Nack {
 /// The pull-mode outbox of one deployment.
 pub struct Outbox {
     pub dir: PathBuf,
-    /// `spool/` — library-rejected records go to `spool/<dataset>/rejected/`.
+    /// `spool/` — library refusals are reported beside their source file.
     pub spool: PathBuf,
     pub tz: FixedOffset,
+    /// The dataset schemas, to mask refused records in those reports.
+    pub catalog: crate::validate::Catalog,
     /// Acknowledgement files already warned about (unreadable, unknown id).
     warned: std::collections::HashSet<PathBuf>,
     /// Where `/healthz` and `/metrics` learn of deliveries.
@@ -78,9 +80,16 @@ impl Outbox {
             dir,
             spool,
             tz,
+            catalog: Default::default(),
             warned: Default::default(),
             health: Default::default(),
         }
+    }
+
+    /// The schemas that mask records the library refused, in their reports.
+    pub fn with_catalog(mut self, catalog: crate::validate::Catalog) -> Outbox {
+        self.catalog = catalog;
+        self
     }
 
     /// Exports sealed batches and handles acknowledgements, once.
@@ -226,6 +235,7 @@ impl Outbox {
             conn,
             self.tz,
             &self.spool,
+            &self.catalog,
             &b,
             &super::Delivery {
                 receipt_id: &ack.receipt_id,
@@ -324,38 +334,6 @@ fn read_marker_file(path: &Path) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(buf)
-}
-
-/// Writes the quarantine file for records the library refused (shared with
-/// the HTTP forwarder).
-pub fn write_quarantine(
-    conn: &Connection,
-    spool: &Path,
-    dataset: &str,
-    id: &str,
-    rejected: &[RemoteRejected],
-) -> Result<(), PassError> {
-    let body = batches::body(conn, id)?.unwrap_or_default();
-    let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let records: Vec<serde_json::Value> = rejected
-        .iter()
-        .map(|r| {
-            let rec = &parsed["records"][r.index as usize];
-            json!({
-                "index": r.index, "key": r.key.clone().or_else(|| rec["key"].as_str().map(str::to_string)),
-                "code": r.code, "message": r.message, "record": rec,
-            })
-        })
-        .collect();
-    let doc = json!({"batchId": id, "dataset": dataset, "rejected": records});
-    let dir = spool.join(dataset).join("rejected");
-    fsio::write_atomic(
-        &dir,
-        &format!("remote-{id}.json"),
-        &serde_json::to_vec_pretty(&doc).expect("json serialises"),
-    )
-    .map_err(|e| PassError::io(&dir, e))?;
-    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

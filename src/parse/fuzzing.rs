@@ -21,6 +21,7 @@ fn limits(delimiter: u8) -> Limits {
         max_nesting_depth: 8,
         max_columns: 16,
         max_xlsx_shared_strings: 64,
+        ..Default::default()
     }
 }
 

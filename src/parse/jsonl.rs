@@ -133,7 +133,16 @@ impl RecordStream for JsonLinesStream<'_> {
                     fields: Element::into_fields(members),
                 }))),
                 Ok(Element::Other(kind)) => bad(format!("JSON 行应为对象，实际是{kind}")),
-                Err(e) => bad(format!("JSON 行无法解析：{e}")),
+                Err(e) => {
+                    // serde counts from the line's start: its line 1 is
+                    // this file line.
+                    let col = super::object::char_column(&self.buf, e.column());
+                    bad(format!(
+                        "JSON 行无法解析（第 {} 行第 {col} 个字符处）：{}",
+                        pos.row(),
+                        super::object::syntax_error_text(&e)
+                    ))
+                }
             };
         }
     }

@@ -168,6 +168,9 @@ pub struct Limits {
     pub max_xlsx_unpacked_bytes: u64,
     /// CSV delimiter (default b',').
     pub csv_delimiter: u8,
+    /// CSV line / XLSX sheet row (1-based) holding the header; rows above
+    /// it (a title row, notes) are not read. 0: the first non-empty row.
+    pub header_row: u32,
     /// Deepest nesting of XML elements or JSON arrays/objects, counted from
     /// the document's top (`<records>` or `[` is 1). Deeper: XML/JSON the
     /// file is rejected, JSONL that line.
@@ -195,6 +198,7 @@ impl Default for Limits {
             max_record_bytes: 1 << 20,
             max_xlsx_unpacked_bytes: 256 << 20,
             csv_delimiter: b',',
+            header_row: 0,
             max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH,
             max_columns: DEFAULT_MAX_COLUMNS,
             max_xlsx_shared_strings: DEFAULT_MAX_XLSX_SHARED_STRINGS,
@@ -202,11 +206,41 @@ impl Default for Limits {
     }
 }
 
+/// The header row of a tabular file (CSV, XLSX), as found: what the
+/// header check in `validate` judges before any record is read.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Header {
+    /// Column titles in order, trimmed; empty for a column without one.
+    pub names: Vec<String>,
+    /// The CSV line or sheet row of the header (1-based); 0 for a file with
+    /// no row at all.
+    pub row: u64,
+    /// XLSX: the sheet read, and every sheet of the workbook in order.
+    pub sheet: Option<String>,
+    pub sheets: Vec<String>,
+}
+
 /// A stream of records from one file.
 pub trait RecordStream {
     /// The next record, `Ok(None)` at the end, `Err` on a fault that ends
     /// the file (after which the stream must not be polled again).
     fn next_item(&mut self) -> Result<Option<Item>, FileFault>;
+
+    /// The header row, read now if it was not yet, for formats that have
+    /// one; `None` for XML and JSON, whose records name their own fields.
+    /// Call before the first `next_item`.
+    fn header(&mut self) -> Result<Option<Header>, FileFault> {
+        Ok(None)
+    }
+}
+
+/// Which sheet of a workbook holds the data (`[[dataset]] sheet`): its
+/// name, or its 1-based position. Default: the first sheet.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum SheetRef {
+    Index(u32),
+    Name(String),
 }
 
 mod csv;
@@ -247,4 +281,14 @@ pub fn open_xlsx(
     limits: Limits,
 ) -> Result<Box<dyn RecordStream>, FileFault> {
     xlsx::open(path, limits)
+}
+
+/// Opens the named (or numbered) sheet of an XLSX file, or the first one
+/// when `sheet` is `None`; the size check is as for [`open_xlsx`].
+pub fn open_xlsx_sheet(
+    path: &std::path::Path,
+    limits: Limits,
+    sheet: Option<&SheetRef>,
+) -> Result<Box<dyn RecordStream>, FileFault> {
+    xlsx::open_sheet(path, limits, sheet)
 }

@@ -170,3 +170,73 @@ mod tests {
         }
     }
 }
+
+/// A serde_json syntax error in Chinese, for data staff: what is wrong,
+/// without serde's English or its line count (which is inside the record,
+/// not the file; callers give the file's line).
+pub(crate) fn syntax_error_text(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    if e.classify() == Category::Eof {
+        return "记录不完整：在结尾处缺少 } 或 ]，或字符串的引号没有闭合".to_string();
+    }
+    let english = e.to_string();
+    let what = english
+        .rsplit_once(" at line ")
+        .map_or(english.as_str(), |(w, _)| w);
+    let known = [
+        (
+            "expected `,` or `}`",
+            "此处应为逗号或 }（可能漏了逗号或引号）",
+        ),
+        ("expected `,` or `]`", "此处应为逗号或 ]（可能漏了逗号）"),
+        ("expected `:`", "键后面应为冒号 :"),
+        ("key must be a string", "键必须是带英文双引号的字符串"),
+        ("trailing comma", "最后一项后面多了逗号"),
+        ("trailing characters", "记录结束后还有多余的字符"),
+        ("expected value", "此处应为一个值（字符串要加英文双引号）"),
+        (
+            "expected ident",
+            "无法识别的值（true、false、null 要小写，字符串要加英文双引号）",
+        ),
+        (
+            "control character",
+            "字符串中有未转义的控制字符（如换行或制表符，应写成 \\n、\\t）",
+        ),
+        (
+            "invalid escape",
+            "字符串中有无效的转义（反斜杠 \\ 要写成 \\\\）",
+        ),
+        ("invalid unicode code point", "字符串中有无效的 \\u 转义"),
+        ("invalid number", "无效的数字"),
+        ("number out of range", "数字超出范围"),
+        ("recursion limit exceeded", "嵌套层数过多"),
+    ];
+    known.iter().find(|(k, _)| what.starts_with(k)).map_or_else(
+        || format!("语法错误（{what}）"),
+        |(_, zh)| (*zh).to_string(),
+    )
+}
+
+/// The 1-based character column of serde's (1-based, byte) column on the
+/// first line of `text`.
+pub(crate) fn char_column(text: &[u8], byte_column: usize) -> usize {
+    let end = byte_column.saturating_sub(1).min(text.len());
+    String::from_utf8_lossy(&text[..end]).chars().count() + 1
+}
+
+#[cfg(test)]
+mod syntax_tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_in_chinese_without_serde_positions() {
+        let e = serde_json::from_str::<serde_json::Value>("{\"a\":1 \"b\":2}").unwrap_err();
+        assert_eq!(
+            syntax_error_text(&e),
+            "此处应为逗号或 }（可能漏了逗号或引号）"
+        );
+        let e = serde_json::from_str::<serde_json::Value>("{\"a\":\"x").unwrap_err();
+        assert!(syntax_error_text(&e).starts_with("记录不完整"));
+        assert_eq!(char_column("{\"名\":1".as_bytes(), 6), 4);
+    }
+}

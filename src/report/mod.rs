@@ -2,8 +2,11 @@
 //!
 //! A file with no rejected record goes to `done/` with
 //! `<file>.receipt.json`; a file with rejected records (or rejected whole)
-//! goes to `rejected/` with `<file>.report.json` and `<file>.errors.csv`
-//! (UTF-8 with BOM so Excel opens it). Both are built from the state
+//! goes to `rejected/` with `<file>.report.json`, `<file>.errors.csv`
+//! (UTF-8 with BOM so Excel opens it) and `<file>.errors.xlsx`. Either
+//! way a short Chinese `<file>.回执.txt` goes beside it ([`notice`]).
+//! Records the library refuses later get `<file>.library-rejected.*`
+//! beside the file ([`library`]). Everything is built from the state
 //! database, so a report written after a crash is as complete as one
 //! written in one go. Values of personal fields arrive here already masked.
 
@@ -14,6 +17,10 @@ use serde::Serialize;
 
 use crate::fsio;
 use crate::state::files::{Counts, Rejection};
+
+pub mod library;
+pub mod notice;
+pub mod table;
 
 /// Everything a receipt or report says about a file.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +45,47 @@ pub struct FileSummary<'a> {
     pub finished_at: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Columns (or element names) that are not fields of the dataset,
+    /// ignored; with the likely meant title where one is close.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_columns: Vec<String>,
+    /// Rows skipped because every cell was empty or white space.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub blank_rows: u64,
+    /// The record key's column title in the error tables (`办件编号`).
+    #[serde(skip)]
+    pub key_title: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What reading a file noted beside its records, for its receipt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadNotes {
+    pub ignored_columns: Vec<String>,
+    pub blank_rows: u64,
+}
+
+impl ReadNotes {
+    /// The receipt's warnings about them, in Chinese.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.ignored_columns.is_empty() {
+            out.push(format!(
+                "以下列不属于本数据集，已忽略：{}",
+                self.ignored_columns.join("、")
+            ));
+        }
+        if self.blank_rows > 0 {
+            out.push(format!(
+                "跳过 {} 个空白行（各列均为空或只有空格），不计为记录",
+                self.blank_rows
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,10 +104,15 @@ pub struct BatchRef {
     pub digest: String,
 }
 
-/// Writes `<name>.receipt.json` into `dir`.
+/// Writes `<name>.receipt.json` and its 回执 into `dir`.
 pub fn write_receipt(dir: &Path, name: &str, s: &FileSummary<'_>) -> io::Result<()> {
     let body = serde_json::to_vec_pretty(s).map_err(io::Error::other)?;
     fsio::write_atomic(dir, &format!("{name}.receipt.json"), &body)?;
+    notice::write_notice(
+        dir,
+        name,
+        &serde_json::to_value(s).map_err(io::Error::other)?,
+    )?;
     Ok(())
 }
 
@@ -70,7 +123,8 @@ struct Report<'a> {
     errors: &'a [Rejection],
 }
 
-/// Writes `<name>.report.json` and `<name>.errors.csv` into `dir`.
+/// Writes `<name>.report.json`, `<name>.errors.csv`, `<name>.errors.xlsx`
+/// and the 回执 into `dir`.
 pub fn write_report(
     dir: &Path,
     name: &str,
@@ -81,43 +135,40 @@ pub fn write_report(
         serde_json::to_vec_pretty(&Report { summary: s, errors }).map_err(io::Error::other)?;
     fsio::write_atomic(dir, &format!("{name}.report.json"), &body)?;
     fsio::write_atomic(dir, &format!("{name}.errors.csv"), &errors_csv(s, errors)?)?;
+    fsio::write_atomic(
+        dir,
+        &format!("{name}.errors.xlsx"),
+        &table::errors_xlsx(key_column(s), s.fault, errors)?,
+    )?;
+    notice::write_notice(
+        dir,
+        name,
+        &serde_json::to_value(s).map_err(io::Error::other)?,
+    )?;
     Ok(())
 }
 
-/// The CSV data staff open in Excel: one line per problem, Chinese headers.
-pub fn errors_csv(s: &FileSummary<'_>, errors: &[Rejection]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(256 + errors.len() * 160);
-    out.extend_from_slice("\u{feff}".as_bytes());
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record([
-            "行号",
-            "记录序号",
-            "位置",
-            "字段",
-            "字段名称",
-            "值",
-            "规则",
-            "说明",
-            "级别",
-        ])?;
-        if let Some(fault) = s.fault {
-            w.write_record(["", "", "", "", "", "", "file", fault, "错误"])?;
-        }
-        for e in errors {
-            w.write_record([
-                e.row.to_string().as_str(),
-                e.ordinal.to_string().as_str(),
-                e.position.as_str(),
-                e.field.as_str(),
-                e.title.as_str(),
-                e.value.as_deref().unwrap_or(""),
-                e.rule.as_str(),
-                e.message.as_str(),
-                if e.warning { "警告" } else { "错误" },
-            ])?;
-        }
-        w.flush()?;
+/// The key fields' Chinese titles (`办件编号`), for the key column of the
+/// error tables.
+pub fn key_title(schema: &crate::validate::DatasetSchema) -> String {
+    schema
+        .key_fields
+        .iter()
+        .map(|k| schema.title_of(k).unwrap_or(k))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+fn key_column<'a>(s: &'a FileSummary<'_>) -> &'a str {
+    if s.key_title.is_empty() {
+        "记录键"
+    } else {
+        &s.key_title
     }
-    Ok(out)
+}
+
+/// The CSV data staff open in Excel: one line per problem, Chinese
+/// headers, formula-looking cells neutralised ([`table`]).
+pub fn errors_csv(s: &FileSummary<'_>, errors: &[Rejection]) -> io::Result<Vec<u8>> {
+    table::errors_csv(key_column(s), s.fault, errors)
 }

@@ -357,3 +357,32 @@ pub fn lower_route_limit(
     )?;
     Ok(())
 }
+
+/// A record the library refused, with the batch it was sent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub batch_id: String,
+    pub idx: i64,
+    pub key: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Every record of a file's batches the library refused, in seal order.
+pub fn refusals_of_file(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec<Refusal>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rr.batch_id, rr.idx, rr.key, rr.code, rr.message
+         FROM remote_rejection rr JOIN batch b ON b.batch_id = rr.batch_id
+         WHERE b.file_id = ?1 ORDER BY b.sort_key, rr.idx",
+    )?;
+    stmt.query_map([file_id], |r| {
+        Ok(Refusal {
+            batch_id: r.get(0)?,
+            idx: r.get(1)?,
+            key: r.get(2)?,
+            code: r.get(3)?,
+            message: r.get(4)?,
+        })
+    })?
+    .collect()
+}

@@ -299,6 +299,44 @@ pub fn rejections_of(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec<Re
     rows.collect()
 }
 
+/// A file being read (claimed, not finished), for progress reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InProgress {
+    pub name: String,
+    pub work_name: String,
+    pub records_done: i64,
+    pub claimed_at: String,
+    pub size: Option<i64>,
+    pub format: Option<String>,
+}
+
+/// The files of `dataset` claimed and not yet finished, oldest first.
+pub fn in_progress(conn: &Connection, dataset: &str) -> rusqlite::Result<Vec<InProgress>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, work_name, records_done, claimed_at, size, format FROM file
+         WHERE dataset = ?1 AND state IN ('claimed', 'processing') ORDER BY id",
+    )?;
+    stmt.query_map([dataset], |r| {
+        Ok(InProgress {
+            name: r.get(0)?,
+            work_name: r.get(1)?,
+            records_done: r.get(2)?,
+            claimed_at: r.get(3)?,
+            size: r.get(4)?,
+            format: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Datasets with a file claimed and not yet finished.
+pub fn datasets_in_progress(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT dataset FROM file WHERE state IN ('claimed', 'processing') ORDER BY dataset",
+    )?;
+    stmt.query_map([], |r| r.get(0))?.collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,22 @@ impl Catalog {
             .reverse_scale(field)
     }
 
+    /// Adds `[dataset.aliases]` column titles to `dataset` (before the
+    /// catalog is shared).
+    pub fn add_aliases<'a>(
+        &mut self,
+        dataset: &str,
+        aliases: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        let s = self
+            .schemas
+            .get_mut(dataset)
+            .ok_or_else(|| format!("no schema for dataset {dataset}"))?;
+        Arc::get_mut(s)
+            .ok_or_else(|| format!("schema of {dataset} already in use"))?
+            .add_aliases(aliases)
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<DatasetSchema>> {
         self.schemas.get(name).cloned()
     }

@@ -9,6 +9,7 @@ use serde_json::{Map, Number, Value};
 
 use super::datetime::{format_date, format_datetime, parse_date, parse_datetime};
 use super::field::{FieldFormat, FieldSpec, FieldType};
+use super::written::{Written, parse_written};
 use crate::parse::RawValue;
 
 /// Why a value could not be converted.
@@ -18,6 +19,16 @@ pub(crate) enum Fault {
     NotNumber,
     NotDateTime,
     NotDate,
+    /// A date or time in an accepted shape that does not exist (the text
+    /// names the part: "2026 年 2 月没有 30 日").
+    Impossible(String),
+    /// A datetime field given only a date.
+    MissingTime,
+    /// A date field given a time of day, which would be dropped.
+    DateWithTime,
+    /// A long number Excel turned into a float (`1.10105198506012E+17`):
+    /// its last digits are lost.
+    ExcelNumber,
     /// The value has the wrong JSON shape; the text says what was expected.
     WrongType(&'static str),
     ListEmptyItem,
@@ -154,6 +165,12 @@ fn string(spec: &FieldSpec, raw: &RawValue, tz: FixedOffset) -> Result<Option<Va
         return Ok(Some(Value::String(text)));
     }
     let text: std::borrow::Cow<str> = match raw {
+        RawValue::Text(s) if looks_like_excel_number(s.trim()) => {
+            return fail(Fault::ExcelNumber, s.trim());
+        }
+        // Past 15 significant digits a spreadsheet number is not exact:
+        // a certificate number typed into a numeric cell lost its tail.
+        RawValue::Number(f) if f.abs() >= 1e15 => return fail(Fault::ExcelNumber, shortest(*f)),
         RawValue::Text(s) => s.trim().into(),
         RawValue::Json(Value::Number(n)) => n.to_string().into(),
         RawValue::Json(v) => return fail(Fault::WrongType("文本"), v.to_string()),
@@ -169,16 +186,69 @@ fn string(spec: &FieldSpec, raw: &RawValue, tz: FixedOffset) -> Result<Option<Va
     let out = match spec.format {
         FieldFormat::DateTime => match parse_datetime(&text, tz) {
             Some(dt) => format_datetime(&dt, tz),
-            None => return fail(Fault::NotDateTime, text),
+            None => match parse_written(&text) {
+                Written::DateTime(d) => match tz.from_local_datetime(&d).single() {
+                    Some(dt) => format_datetime(&dt, tz),
+                    None => return fail(Fault::NotDateTime, text),
+                },
+                Written::Date(_) => return fail(Fault::MissingTime, text),
+                Written::Impossible(why) => return fail(Fault::Impossible(why), text),
+                Written::Unknown => return fail(Fault::NotDateTime, text),
+            },
         },
         FieldFormat::Date => match parse_date(&text) {
             Some(d) => format_date(d),
-            None => return fail(Fault::NotDate, text),
+            None => match parse_written(&text) {
+                Written::Date(d) => format_date(d),
+                // Excel's text for a date cell carries a midnight time.
+                Written::DateTime(d) if d.time() == chrono::NaiveTime::MIN => format_date(d.date()),
+                Written::DateTime(_) => return fail(Fault::DateWithTime, text),
+                Written::Impossible(why) => return fail(Fault::Impossible(why), text),
+                Written::Unknown => return fail(Fault::NotDate, text),
+            },
         },
         _ if spec.codes_list => codes_list(spec, &text)?,
+        // A template's drop-down list offers "01 行政许可": the code with
+        // its label is the code. Codes never hold a space, so other values
+        // pay nothing for this.
+        _ if !spec.codes.is_empty() && text.contains([' ', '\u{3000}']) => {
+            labelled_code(spec, &text).unwrap_or_else(|| text.into_owned())
+        }
         _ => text.into_owned(),
     };
     Ok(Some(Value::String(out)))
+}
+
+/// The code of a "code label" value whose label is that code's.
+fn labelled_code(spec: &FieldSpec, text: &str) -> Option<String> {
+    let (code, label) = text.split_once([' ', '\u{3000}'])?;
+    spec.codes
+        .iter()
+        .find(|(c, l)| c == code && l == label.trim())
+        .map(|(c, _)| c.clone())
+}
+
+/// Excel's scientific display of a long number, exported as text
+/// (`1.10105198506012E+17`): never a real value of a text field.
+fn looks_like_excel_number(s: &str) -> bool {
+    // `d.ddd…E+dd` or `dE+dd`: two bytes rule out nearly every other value
+    // before anything is scanned.
+    let b = s.as_bytes();
+    if b.len() < 4 || !b[0].is_ascii_digit() || !matches!(b[1], b'.' | b'E' | b'e') {
+        return false;
+    }
+    let Some((mantissa, exp)) = s.split_once(['E', 'e']) else {
+        return false;
+    };
+    let Some(exp) = exp.strip_prefix('+') else {
+        return false;
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    int.len() == 1
+        && int.bytes().all(|c| c.is_ascii_digit())
+        && frac.bytes().all(|c| c.is_ascii_digit())
+        && !exp.is_empty()
+        && exp.bytes().all(|c| c.is_ascii_digit())
 }
 
 /// The first control character in `text` that the field may not hold, with

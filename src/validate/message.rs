@@ -9,13 +9,14 @@ use serde_json::Value;
 
 use super::checks::{CodeFault, check_gb11643, check_uscc};
 use super::convert::{ConvError, Fault};
-use super::field::FieldSpec;
+use super::field::{FieldFormat, FieldSpec};
 use super::mask::mask;
 use super::schema::{Compare, DatasetSchema};
 use super::{FieldError, Severity};
 
-const DATETIME_FORMS: &str = "yyyy-MM-dd HH:mm:ss、yyyyMMddHHmmss、yyyyMMddTHHmmss \
-     或 ISO 8601（如 2026-11-22T10:15:30+08:00）";
+const DATETIME_FORMS: &str = "yyyy-MM-dd HH:mm:ss、yyyyMMddHHmmss、yyyyMMddTHHmmss、\
+     ISO 8601（如 2026-11-22T10:15:30+08:00）、yyyy/M/d H:mm[:ss] 或 yyyy年M月d日 H:mm[:ss]";
+const DATE_FORMS: &str = "yyyy-MM-dd、yyyyMMdd、yyyy/M/d 或 yyyy年M月d日";
 
 /// A value as it may be shown: masked when the field is personal data.
 pub(crate) fn shown(spec: &FieldSpec, value: &str) -> String {
@@ -62,7 +63,33 @@ fn describe_fault(spec: &FieldSpec, fault: &Fault, v: &str) -> (&'static str, St
         ),
         Fault::NotDate => (
             "date",
-            format!("的值“{v}”不是有效的日期，应为 yyyy-MM-dd 或 yyyyMMdd"),
+            format!("的值“{v}”不是有效的日期，应为 {DATE_FORMS}"),
+        ),
+        Fault::Impossible(why) => (
+            if spec.format == FieldFormat::Date {
+                "date"
+            } else {
+                "datetime"
+            },
+            if why.starts_with("时间") {
+                format!("的值“{v}”：这个时间不存在（{why}），请核对")
+            } else {
+                format!("的值“{v}”：这个日期不存在（{why}），请核对")
+            },
+        ),
+        Fault::MissingTime => (
+            "datetime",
+            format!("的值“{v}”只有日期，缺少时间，应写成如 2026-11-25 09:00:00"),
+        ),
+        Fault::DateWithTime => (
+            "date",
+            format!("的值“{v}”带有时间，本字段只填日期，如 2026-11-25"),
+        ),
+        Fault::ExcelNumber => (
+            "excel-number",
+            format!(
+                "的值“{v}”是 Excel 按数字保存的长号码，超过 15 位的部分已丢失，无法还原：请把这一列的单元格格式设为“文本”后重新输入号码（或在号码前加英文单引号 '），再导出"
+            ),
         ),
         Fault::WrongType(t) => ("type", format!("的值“{v}”类型不正确，应为{t}")),
         Fault::ListEmptyItem => (
@@ -255,6 +282,25 @@ pub(crate) fn schema_error(ds: &DatasetSchema, e: &ValidationError<'_>) -> Mappe
     }
 }
 
+/// Why digits 7–14 of an ID number are not a birth date, quoting them.
+fn birth_date_problem(raw: &str) -> String {
+    let Some(d) = raw.get(6..14) else {
+        return "第 7–14 位应为真实的出生日期".to_string();
+    };
+    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|t| t.parse::<u32>().ok());
+    let why = match (num(0..4), num(4..6), num(6..8)) {
+        (Some(y), _, _) if y < 1800 => format!("年份 {y} 早于 1800 年"),
+        (_, Some(m), _) if !(1..=12).contains(&m) => format!("没有 {m} 月"),
+        (Some(y), Some(m), Some(day))
+            if chrono::NaiveDate::from_ymd_opt(y as i32, m, day).is_none() =>
+        {
+            format!("{y} 年 {m} 月没有 {day} 日")
+        }
+        _ => "不是真实的日期".to_string(),
+    };
+    format!("第 7–14 位（出生日期）为「{d}」，这个日期不存在：{why}")
+}
+
 /// The rule id, message and whether it is downgraded to a warning, for a
 /// failed `format`. `raw` is the value in clear (only inspected, never put
 /// in the message), `shown` its masked form.
@@ -283,7 +329,9 @@ fn format_message(
         "gb11643" => {
             let why = match check_gb11643(raw) {
                 Err(CodeFault::CheckDigit(c)) => format!("校验位应为 {c}"),
-                Err(CodeFault::BadDate) => "第 7–14 位应为真实的出生日期".to_string(),
+                // The mask hides digits 7–14; the message shows just
+                // them, since they are what is wrong.
+                Err(CodeFault::BadDate) => birth_date_problem(raw),
                 _ => "应为 17 位数字加 1 位数字或大写 X".to_string(),
             };
             (

@@ -25,7 +25,9 @@ mod checks;
 mod codes;
 mod convert;
 mod datetime;
+mod describe;
 mod field;
+mod header;
 mod mask;
 mod message;
 mod record;
@@ -35,10 +37,13 @@ mod reference;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod written;
 
 pub use catalog::{Catalog, load_one};
 pub use checks::{CodeFault, check_gb11643, check_uscc};
 pub use codes::{CodeTable, CodeTableError};
+pub use describe::{Column, ColumnKind};
+pub use header::IgnoredColumn;
 pub use mask::{MaskKind, mask};
 pub use schema::DatasetSchema;
 

@@ -97,6 +97,8 @@ pub struct DatasetSchema {
     /// A 1–5 code field whose source uses the reversed scale (declared in
     /// config): its value `n` is read as `6 - n` before any check.
     pub(crate) reversed_scale: Option<usize>,
+    /// Top-level `required` fields, for the header check.
+    pub(crate) required: Vec<usize>,
 }
 
 impl std::fmt::Debug for DatasetSchema {
@@ -297,10 +299,11 @@ impl DatasetSchema {
             });
         }
 
+        let mut required = Vec::new();
         if let Some(req) = root.get("required") {
             for r in req.as_array().into_iter().flatten() {
                 if let Some(r) = r.as_str() {
-                    index(r, "required field", &mut errs);
+                    required.extend(index(r, "required field", &mut errs));
                 }
             }
         }
@@ -359,7 +362,38 @@ impl DatasetSchema {
             delete_fields,
             opts,
             reversed_scale: None,
+            required,
         })
+    }
+
+    /// Adds column titles a deployment's templates use for fields
+    /// (`[dataset.aliases]`, title → field name). A title that already
+    /// names another field, or a field that does not exist, is refused.
+    pub fn add_aliases<'a>(
+        &mut self,
+        aliases: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        for (title, field) in aliases {
+            let title = title.trim();
+            let Some(i) = self.index_of(field) else {
+                return Err(format!(
+                    "alias {title:?}: dataset {} has no field {field:?}",
+                    self.name
+                ));
+            };
+            match self.lookup.get(title) {
+                Some(&j) if j != i => {
+                    return Err(format!(
+                        "alias {title:?} → {field}: already the name or title of {}",
+                        self.fields[j].name
+                    ));
+                }
+                _ => {
+                    self.lookup.insert(title.to_string(), i);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Declares that the source of this dataset uses the reversed 1–5

@@ -32,8 +32,18 @@ fn raw_xlsx(sheet: &str, shared: Option<&str>) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
+/// Excel's column letters for a 0-based column (up to ZZ).
+fn column(i: usize) -> String {
+    let letter = |n: usize| char::from(b'A' + n as u8);
+    if i < 26 {
+        letter(i).to_string()
+    } else {
+        format!("{}{}", letter(i / 26 - 1), letter(i % 26))
+    }
+}
+
 /// Issue 11's crash files: a 35 KB XML with one field nested 5,000 deep,
-/// a 1.5 KB XLSX whose cells are A1 and XFD1048576, and an XLSX with 15 M
+/// a 2 KB XLSX whose cells are its header row and XFD1048576, and an XLSX with 15 M
 /// empty shared strings.
 fn crash_files() -> Vec<(&'static str, Vec<u8>)> {
     let rec = &data::case_accept(1);
@@ -46,8 +56,22 @@ fn crash_files() -> Vec<(&'static str, Vec<u8>)> {
         "<a>".repeat(5000),
         "</a>".repeat(5000)
     ));
+    // A header the dataset knows (every field of a record), so that the
+    // header check passes and the far cell's row is what is refused.
+    let header: String = rec
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| {
+            format!(
+                r#"<c r="{}1" t="inlineStr"><is><t>{k}</t></is></c>"#,
+                column(i)
+            )
+        })
+        .collect();
     let far = raw_xlsx(
-        r#"<dimension ref="A1:XFD1048576"/><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>项目编号</t></is></c></row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>"#,
+        &format!(
+            r#"<dimension ref="A1:XFD1048576"/><sheetData><row r="1">{header}</row><row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>"#
+        ),
         None,
     );
     let sst = format!(

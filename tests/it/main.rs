@@ -11,6 +11,7 @@ mod backup;
 mod bad_input;
 mod crash;
 mod credentials;
+mod data_staff;
 mod diskfull;
 mod docs;
 mod hostile_intake;

@@ -57,7 +57,7 @@ fn delivers_to_the_library_which_verifies_hashes_and_digests() {
 }
 
 #[test]
-fn library_rejected_records_are_quarantined_and_not_resent() {
+fn library_rejected_records_are_reported_and_not_resent() {
     let dir = tempfile::tempdir().unwrap();
     // Record 3's key ends in …000003.
     let lib = Library::start(
@@ -74,18 +74,16 @@ fn library_rejected_records_are_quarantined_and_not_resent() {
     env.wait("delivered", Duration::from_secs(30), || {
         env.batches_in("delivered") == 1
     });
-    let id: String = rusqlite::Connection::open(env.db())
-        .unwrap()
-        .query_row("SELECT batch_id FROM batch", [], |r| r.get(0))
-        .unwrap();
+    // Refused records are reported beside their file, masked (no longer
+    // as an unmasked `rejected/remote-<batchId>.json`).
     let q = env
-        .spool("case_accept", "rejected")
-        .join(format!("remote-{id}.json"));
-    assert!(q.exists());
+        .spool("case_accept", "done")
+        .join("a.jsonl.library-rejected.json");
+    env.wait("library report", Duration::from_secs(10), || q.exists());
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&q).unwrap()).unwrap();
-    assert_eq!(doc["rejected"][0]["code"], "422001");
+    assert_eq!(doc["records"][0]["code"], "422001");
     assert!(
-        doc["rejected"][0]["key"]
+        doc["records"][0]["key"]
             .as_str()
             .unwrap()
             .ends_with("000003")

@@ -100,6 +100,8 @@ pub struct Forwarder {
     pub http: HttpSink,
     pub tokens: Arc<TokenSource>,
     pub client: reqwest::Client,
+    /// The dataset schemas, to mask refused records in their reports.
+    pub catalog: crate::validate::Catalog,
     /// Per dataset: when its batches may be sent (`send_window`).
     pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
     /// Routes waiting for a send window to open, and until when.
@@ -139,8 +141,15 @@ impl Forwarder {
             http,
             windows: Default::default(),
             closed: Default::default(),
+            catalog: Default::default(),
             health: Default::default(),
         })
+    }
+
+    /// The schemas that mask records the library refused, in their reports.
+    pub fn with_catalog(mut self, catalog: crate::validate::Catalog) -> Forwarder {
+        self.catalog = catalog;
+        self
     }
 
     fn push_url(&self, route: &str) -> String {
@@ -400,7 +409,8 @@ impl Forwarder {
         let spool = self.spool.clone();
         let delivered = matches!(reply, Reply::Delivered { .. });
         let (route, sealed_at) = (b.route.clone(), b.sealed_at.clone());
-        db.call(move |c| record_reply(c, tz, &spool, &b, reply))
+        let catalog = self.catalog.clone();
+        db.call(move |c| record_reply(c, tz, &spool, &catalog, &b, reply))
             .await?;
         if delivered {
             self.health.delivered(&route, &sealed_at);
@@ -429,6 +439,7 @@ pub fn record_reply(
     conn: &mut Connection,
     tz: FixedOffset,
     spool: &std::path::Path,
+    catalog: &crate::validate::Catalog,
     b: &BatchRow,
     reply: Reply,
 ) -> anyhow::Result<()> {
@@ -445,6 +456,7 @@ pub fn record_reply(
                 conn,
                 tz,
                 spool,
+                catalog,
                 b,
                 &crate::forward::Delivery {
                     receipt_id: &receipt_id,

@@ -30,6 +30,10 @@ use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RawValue, R
 pub(crate) struct CsvStream<'r> {
     rows: RowReader<'r>,
     header: Option<Vec<String>>,
+    /// The line the header was read from (0 before).
+    header_line: u64,
+    /// The line the header is on (`Limits::header_row`); 0 = first row.
+    header_row: u32,
     /// Records seen so far, bad ones included (the header is not one).
     record: u64,
     /// Lines a bad multi-line row swallowed, still to be reported.
@@ -69,9 +73,45 @@ impl<'r> CsvStream<'r> {
         CsvStream {
             rows: RowReader::new(input, limits),
             header: None,
+            header_line: 0,
+            header_row: limits.header_row,
             record: 0,
             swallowed: None,
         }
+    }
+
+    /// Reads the header row if not yet done; `false` when the file has no
+    /// row at (or after) the configured header line.
+    fn read_header(&mut self) -> Result<bool, FileFault> {
+        if self.header.is_some() {
+            return Ok(true);
+        }
+        let row = loop {
+            let Some(row) = self.rows.next_row()? else {
+                return Ok(false);
+            };
+            // Rows above the configured header (a title row, notes) are
+            // not data: they are passed over whatever they hold.
+            if row.line >= u64::from(self.header_row) {
+                break row;
+            }
+        };
+        // Without a header nothing after it can be read.
+        if let Some(problem) = row.problem {
+            return Err(FileFault {
+                line: row.line,
+                byte: row.byte,
+                message: format!("CSV 表头无法读取：{problem}"),
+            });
+        }
+        let names = row.fields().map_err(|message| FileFault {
+            line: row.line,
+            byte: row.byte,
+            message,
+        })?;
+        self.header = Some(names.into_iter().map(|n| n.trim().to_owned()).collect());
+        self.header_line = row.line;
+        Ok(true)
     }
 
     /// A bad record at `line`.
@@ -86,7 +126,20 @@ impl<'r> CsvStream<'r> {
 }
 
 impl RecordStream for CsvStream<'_> {
+    fn header(&mut self) -> Result<Option<super::Header>, FileFault> {
+        self.read_header()?;
+        Ok(Some(super::Header {
+            names: self.header.clone().unwrap_or_default(),
+            row: self.header_line,
+            sheet: None,
+            sheets: Vec::new(),
+        }))
+    }
+
     fn next_item(&mut self) -> Result<Option<Item>, FileFault> {
+        if !self.read_header()? {
+            return Ok(None);
+        }
         if let Some(s) = &mut self.swallowed {
             if let Some(line) = s.next_line() {
                 let message = format!(
@@ -100,29 +153,21 @@ impl RecordStream for CsvStream<'_> {
         let Some(row) = self.rows.next_row()? else {
             return Ok(None);
         };
-        let Some(header) = &self.header else {
-            // Without a header nothing after it can be read.
-            if let Some(problem) = row.problem {
-                return Err(FileFault {
-                    line: row.line,
-                    byte: row.byte,
-                    message: format!("CSV 表头无法读取：{problem}"),
-                });
-            }
-            let names = row.fields().map_err(|message| FileFault {
-                line: row.line,
-                byte: row.byte,
-                message,
-            })?;
-            self.header = Some(names.into_iter().map(|n| n.trim().to_owned()).collect());
-            return self.next_item();
-        };
+        let header = self.header.as_ref().expect("read above");
         self.record += 1;
         let pos = Position::Line {
             line: row.line,
             record: self.record,
         };
         let bad = |message: String| Ok(Some(Item::Bad(BadRecord { pos, message })));
+        // A line of only spaces and delimiters is a blank row whatever its
+        // field count: a record with no fields, which the caller skips.
+        if row.problem.is_none() && row.data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(Item::Record(RawRecord {
+                pos,
+                fields: Vec::new(),
+            })));
+        }
         if let Some(problem) = row.problem {
             if row.last_line > row.line {
                 let lines = row.last_line - row.line + 1 - row.blanks.len() as u64;

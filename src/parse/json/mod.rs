@@ -285,7 +285,7 @@ impl<'r> JsonStream<'r> {
         FileFault {
             line: line + err_line as u64 - 1,
             byte: byte + at as u64,
-            message: format!("JSON 语法错误：{e}"),
+            message: format!("JSON 语法错误：{}", super::object::syntax_error_text(e)),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! XLSX: the first sheet, laid out like CSV (the first row is the header).
+//! XLSX: one sheet (the first, or the one `[[dataset]] sheet` names), laid
+//! out like CSV (the first non-empty row, or `header_row`, is the header).
 //!
 //! Nothing about a workbook is taken on trust before it is bounded:
 //! `archive` inflates every entry under a cap and checks the shared-strings
@@ -31,30 +32,71 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use calamine::{Data, DataRef, Reader, Xlsx};
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
-use super::{BadRecord, FileFault, Item, Limits, Position, RawRecord, RawValue, RecordStream};
+use super::{
+    BadRecord, FileFault, Header, Item, Limits, Position, RawRecord, RawValue, RecordStream,
+    SheetRef,
+};
 
 /// Rows the sheet thread may read ahead of the stream.
 const ROWS_AHEAD: usize = 256;
 
 /// Opens the first sheet of the workbook at `path`.
 pub(crate) fn open(path: &Path, limits: Limits) -> Result<Box<dyn RecordStream>, FileFault> {
+    open_sheet(path, limits, None)
+}
+
+/// Opens a sheet of the workbook at `path`: the one `sheet` names, or the
+/// first.
+pub(crate) fn open_sheet(
+    path: &Path,
+    limits: Limits,
+    sheet: Option<&SheetRef>,
+) -> Result<Box<dyn RecordStream>, FileFault> {
     archive::check(path, &limits)?;
     let workbook: Xlsx<BufReader<File>> =
         calamine::open_workbook(path).map_err(|e| whole_file(format!("XLSX 文件无法读取：{e}")))?;
-    let sheet = workbook
-        .sheet_names()
-        .into_iter()
-        .next()
-        .ok_or_else(|| whole_file("XLSX 文件中没有工作表".to_owned()))?;
+    let sheets = workbook.sheet_names();
+    let listed = || sheets.join("、");
+    let index = match sheet {
+        None if sheets.is_empty() => {
+            return Err(whole_file("XLSX 文件中没有工作表".to_owned()));
+        }
+        None => 0,
+        Some(SheetRef::Index(n)) => match (*n as usize).checked_sub(1) {
+            Some(i) if i < sheets.len() => i,
+            _ => {
+                return Err(whole_file(format!(
+                    "配置的 sheet = {n} 不存在：工作簿只有 {} 个工作表（{}）",
+                    sheets.len(),
+                    listed()
+                )));
+            }
+        },
+        Some(SheetRef::Name(name)) => sheets
+            .iter()
+            .position(|s| s.trim() == name.trim())
+            .ok_or_else(|| {
+                whole_file(format!(
+                    "配置的 sheet = \"{name}\" 不存在：工作簿中的工作表为 {}",
+                    listed()
+                ))
+            })?,
+    };
+    let sheet = sheets[index].clone();
+    let thread_sheet = sheet.clone();
     let (tx, rx) = sync_channel(ROWS_AHEAD);
     std::thread::Builder::new()
         .name("xlsx-sheet".into())
-        .spawn(move || read_sheet(workbook, &sheet, limits, &tx))
+        .spawn(move || read_sheet(workbook, &thread_sheet, limits, &tx))
         .map_err(|e| whole_file(format!("XLSX 读取线程无法启动：{e}")))?;
     Ok(Box::new(XlsxStream {
         rows: rx,
         max_columns: limits.max_columns,
         header: None,
+        header_at: 0,
+        header_row: limits.header_row,
+        sheet: Some(sheet),
+        sheets,
         done: false,
     }))
 }
@@ -212,12 +254,69 @@ struct XlsxStream {
     max_columns: usize,
     /// Header names by column; `None` until read.
     header: Option<Vec<String>>,
+    /// The sheet row of the header (Excel's 1-based number) once read.
+    header_at: u64,
+    /// `Limits::header_row`: sheet rows above it are not read; 0 = the
+    /// first non-empty row is the header.
+    header_row: u32,
+    /// The sheet read, and every sheet of the workbook in order.
+    sheet: Option<String>,
+    sheets: Vec<String>,
     done: bool,
 }
 
 impl XlsxStream {
+    /// The next row from the sheet thread; `None` at the end.
+    fn next_row(&mut self) -> Result<Option<SheetRow>, FileFault> {
+        if self.done {
+            return Ok(None);
+        }
+        match self.rows.recv() {
+            Ok(Sheet::Row(row)) => Ok(Some(row)),
+            Ok(Sheet::End) => {
+                self.done = true;
+                Ok(None)
+            }
+            Ok(Sheet::Fault(f)) => {
+                self.done = true;
+                Err(f)
+            }
+            Err(_) => {
+                // The thread ended without saying so: it panicked.
+                self.done = true;
+                Err(whole_file("XLSX 工作表读取意外中断".to_owned()))
+            }
+        }
+    }
+
+    /// Reads the header row if not yet done: the first non-empty row at
+    /// or below `header_row`; rows above it (a title, notes) are passed
+    /// over whatever they hold.
+    fn read_header(&mut self) -> Result<(), FileFault> {
+        while self.header.is_none() {
+            let Some(row) = self.next_row()? else {
+                return Ok(());
+            };
+            let sheet_row = u64::from(row.row) + 1;
+            if sheet_row < u64::from(self.header_row) || is_blank(&row) {
+                continue;
+            }
+            match self.header_names(row) {
+                Ok(names) => {
+                    self.header = Some(names);
+                    self.header_at = sheet_row;
+                }
+                Err(f) => {
+                    self.done = true;
+                    return Err(f);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The header row's names, indexed by column.
-    fn header(&self, row: SheetRow) -> Result<Vec<String>, FileFault> {
+    fn header_names(&self, row: SheetRow) -> Result<Vec<String>, FileFault> {
         if let Some(problem) = row.problem {
             return Err(at_row(row.row, format!("XLSX 表头无法读取：{problem}")));
         }
@@ -257,42 +356,41 @@ fn record(row: &SheetRow, header: &[String]) -> Result<Vec<(String, RawValue)>, 
     Ok(fields)
 }
 
+/// A row with no value in any cell (only empty text).
+fn is_blank(row: &SheetRow) -> bool {
+    row.problem.is_none()
+        && row
+            .cells
+            .iter()
+            .all(|(_, d)| matches!(d, Data::Empty) || matches!(d, Data::String(s) if s.is_empty()))
+}
+
 impl RecordStream for XlsxStream {
+    fn header(&mut self) -> Result<Option<Header>, FileFault> {
+        self.read_header()?;
+        Ok(Some(Header {
+            names: self.header.clone().unwrap_or_default(),
+            row: self.header_at,
+            sheet: self.sheet.clone(),
+            sheets: self.sheets.clone(),
+        }))
+    }
+
     fn next_item(&mut self) -> Result<Option<Item>, FileFault> {
-        while !self.done {
-            let row = match self.rows.recv() {
-                Ok(Sheet::Row(row)) => row,
-                Ok(Sheet::End) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(Sheet::Fault(f)) => {
-                    self.done = true;
-                    return Err(f);
-                }
-                Err(_) => {
-                    // The thread ended without saying so: it panicked.
-                    self.done = true;
-                    return Err(whole_file("XLSX 工作表读取意外中断".to_owned()));
-                }
-            };
-            let Some(header) = &self.header else {
-                match self.header(row) {
-                    Ok(names) => self.header = Some(names),
-                    Err(f) => {
-                        self.done = true;
-                        return Err(f);
-                    }
-                }
-                continue;
-            };
-            let pos = Position::Row(u64::from(row.row) + 1);
-            return Ok(Some(match record(&row, header) {
-                Ok(fields) => Item::Record(RawRecord { pos, fields }),
-                Err(message) => Item::Bad(BadRecord { pos, message }),
-            }));
+        self.read_header()?;
+        // read_header consumed every row up to the header.
+        if self.header.is_none() {
+            return Ok(None);
         }
-        Ok(None)
+        let Some(row) = self.next_row()? else {
+            return Ok(None);
+        };
+        let header = self.header.as_ref().expect("read above");
+        let pos = Position::Row(u64::from(row.row) + 1);
+        Ok(Some(match record(&row, header) {
+            Ok(fields) => Item::Record(RawRecord { pos, fields }),
+            Err(message) => Item::Bad(BadRecord { pos, message }),
+        }))
     }
 }
 
