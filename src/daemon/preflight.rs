@@ -91,13 +91,11 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
     out
 }
 
-/// The bearer token in `path`: owner-readable only, not empty.
+/// The bearer token in `path`, read under the secret-file rule
+/// (`config::secret`: owner-only, not empty).
 pub fn admin_token(path: &Path) -> Result<String, String> {
-    if let Some(p) = crate::cli::secret_file_problem(path) {
-        return Err(p);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let token = text.trim().to_string();
+    let token = crate::config::secret::read_secret_file(path).map_err(|e| e.to_string())?;
+    let token = token.trim().to_string();
     if token.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }

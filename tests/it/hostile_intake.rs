@@ -352,7 +352,11 @@ fn appending_writers_lose_nothing() {
     }
     std::thread::sleep(Duration::from_millis(1500));
     let done = files_in(&env.spool(DS, "done"));
-    assert_eq!(done.len(), 6, "one file and one receipt each: {done:?}");
+    assert_eq!(
+        done.len(),
+        9,
+        "one file, one receipt and one 回执 each: {done:?}"
+    );
     assert!(files_in(&env.spool(DS, "rejected")).is_empty());
     assert!(files_in(&inbox).is_empty());
 }

@@ -106,8 +106,8 @@ fn old_bodies_files_and_rows_go_and_an_old_record_is_still_skipped() {
     assert_eq!(total(&passes, "batchBodies"), 1, "{passes:#?}");
     assert_eq!(
         total(&passes, "doneFiles"),
-        2,
-        "original + receipt: {passes:#?}"
+        3,
+        "original + receipt + 回执: {passes:#?}"
     );
     assert!(total(&passes, "rejectedFiles") >= 2, "{passes:#?}");
     assert_eq!(
@@ -180,7 +180,8 @@ fn never_keeps_and_defaults_are_sane() {
         env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'retention_pass'") >= 2
     });
     assert_eq!(env.sql_count("SELECT COUNT(*) FROM batch_body"), 1);
-    assert_eq!(files_in(&env.spool("case_accept", "done")).len(), 2);
+    // The original, its receipt and its 回执.
+    assert_eq!(files_in(&env.spool("case_accept", "done")).len(), 3);
     // The default 7 days keeps the fresh delivered files.
     assert_eq!(
         files_in(&env.outbox("case_accept").join("delivered")).len(),
