@@ -589,8 +589,11 @@ fn library_refusals_are_reported_beside_the_file_masked() {
     env.wait("receipt updated", Duration::from_secs(10), || {
         env.receipt("case_accept", "a.jsonl")["libraryRejected"] == 1
     });
-    let notice = std::fs::read_to_string(done.join("a.jsonl.回执.txt")).unwrap();
-    assert!(notice.contains("资源库拒收：1 条"), "{notice}");
+    // The 回执 is rewritten right after the receipt.
+    env.wait("回执 updated", Duration::from_secs(10), || {
+        std::fs::read_to_string(done.join("a.jsonl.回执.txt"))
+            .is_ok_and(|n| n.contains("资源库拒收：1 条"))
+    });
     // Nothing unmasked in the spool, as there used to be.
     let rejected = env.spool("case_accept", "rejected");
     assert!(

@@ -234,8 +234,11 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
     env.wait("both delivered", Duration::from_secs(20), || {
         env.batches_in("delivered") == 2
     });
+    // The files move to delivered/ once the delivery is committed.
     let delivered = env.outbox("case_accept").join("delivered");
-    assert!(delivered.join(format!("{}.ack", order[1])).exists());
+    env.wait("the late ack filed", Duration::from_secs(10), || {
+        delivered.join(format!("{}.ack", order[1])).exists()
+    });
 
     let out = env.fepd(&["audit", "show", "--event", "ack_discrepancy", "--json"]);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
