@@ -195,10 +195,7 @@ pub fn set_aside(
         })
         .collect();
     let errors = files::rejections_of(conn, row.id)?;
-    let claimed_at: String =
-        conn.query_row("SELECT claimed_at FROM file WHERE id = ?1", [row.id], |r| {
-            r.get(0)
-        })?;
+    let claimed_at = files::claimed_at(conn, row.id)?;
     let summary = FileSummary {
         file: &row.name,
         dataset: ds,

@@ -100,11 +100,8 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
     let db = cfg.state_db();
     // A database the daemon has only just created has no tables yet.
     let conn = match db.exists() {
-        true => Some(crate::state::open_read_only(&db)?).filter(|c| {
-            c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-                .unwrap_or(0)
-                > 0
-        }),
+        true => Some(crate::state::open_read_only(&db)?)
+            .filter(|c| crate::state::figures::schema_version(c).unwrap_or(0) > 0),
         false => None,
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -253,54 +250,25 @@ fn count_files(dir: &Path) -> usize {
 fn dataset_figures(conn: &Connection, s: &mut DatasetStatus) -> rusqlite::Result<()> {
     let ds = s.dataset.as_str();
     (s.backlog_batches, s.backlog_records) = crate::state::batches::backlog(conn, ds)?;
-    (s.received, s.rejected, s.sealed, s.skipped) = conn.query_row(
-        "SELECT COALESCE(SUM(received), 0), COALESCE(SUM(rejected), 0), COALESCE(SUM(sealed), 0),
-                COALESCE(SUM(skipped + stale), 0)
-         FROM file WHERE dataset = ?1",
-        [ds],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    (s.delivered, s.parked, s.retries, s.last_delivery) = conn.query_row(
-        "SELECT COALESCE(SUM(CASE WHEN state = 'delivered' THEN count END), 0),
-                COUNT(CASE WHEN state = 'parked' THEN 1 END),
-                COALESCE(SUM(attempts), 0),
-                MAX(delivered_at)
-         FROM batch WHERE dataset = ?1",
-        [ds],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    s.last_error = conn
-        .query_row(
-            "SELECT last_error FROM batch WHERE dataset = ?1 AND last_error IS NOT NULL
-             ORDER BY seq DESC LIMIT 1",
-            [ds],
-            |r| r.get(0),
-        )
-        .ok();
+    let f = crate::state::figures::dataset(conn, ds)?;
+    (s.received, s.rejected, s.sealed, s.skipped) = (f.received, f.rejected, f.sealed, f.skipped);
+    (s.delivered, s.parked, s.retries) = (f.delivered, f.parked, f.retries);
+    (s.last_delivery, s.last_error) = (f.last_delivery, f.last_error);
     Ok(())
 }
 
 /// Routes with pending batches: how many, how old the oldest, and the
-/// last delivery (delivery follows seal order per route, so the delivered
-/// batch last in that order is the last delivered).
+/// last delivery.
 pub fn routes(conn: &Connection, now_ms: i64) -> rusqlite::Result<Vec<RouteStatus>> {
-    let mut stmt = conn.prepare(
-        "SELECT route, COUNT(*), MIN(sealed_at),
-           (SELECT d.delivered_at FROM batch d WHERE d.state = 'delivered' AND d.route = p.route
-            ORDER BY d.sort_key DESC LIMIT 1)
-         FROM batch p WHERE state IN ('sealed', 'exported') GROUP BY route ORDER BY route",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let sealed: String = r.get(2)?;
-        let age = chrono::DateTime::parse_from_rfc3339(&sealed)
-            .map(|t| ((now_ms - t.timestamp_millis()).max(0)) / 1000)
-            .unwrap_or(0);
-        Ok(RouteStatus {
-            route: r.get(0)?,
-            pending_batches: r.get(1)?,
-            oldest_pending_secs: age,
-            last_delivery: r.get(3)?,
+    Ok(crate::state::figures::pending_routes(conn)?
+        .into_iter()
+        .map(|p| RouteStatus {
+            oldest_pending_secs: chrono::DateTime::parse_from_rfc3339(&p.oldest_sealed_at)
+                .map(|t| ((now_ms - t.timestamp_millis()).max(0)) / 1000)
+                .unwrap_or(0),
+            route: p.route,
+            pending_batches: p.pending_batches,
+            last_delivery: p.last_delivery,
         })
-    })?;
-    rows.collect()
+        .collect())
 }

@@ -277,6 +277,15 @@ pub fn insert_rejection(conn: &Connection, file_id: i64, r: &Rejection) -> rusql
     Ok(())
 }
 
+/// When the file was claimed.
+pub fn claimed_at(conn: &Connection, file_id: i64) -> rusqlite::Result<String> {
+    conn.query_row(
+        "SELECT claimed_at FROM file WHERE id = ?1",
+        [file_id],
+        |r| r.get(0),
+    )
+}
+
 pub fn rejections_of(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec<Rejection>> {
     let mut stmt = conn.prepare(
         "SELECT ordinal, position, row, key, field, title, value, rule, message, warning

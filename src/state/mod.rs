@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod backup;
 pub mod batches;
+pub mod figures;
 pub mod files;
 pub mod log;
 pub mod records;

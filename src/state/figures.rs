@@ -1,0 +1,83 @@
+//! Per-dataset and per-route figures for `fepd status`, `/status` and
+//! `/metrics`: one set of queries behind every surface that shows them.
+
+use rusqlite::Connection;
+
+/// What the state database knows of one dataset.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetFigures {
+    pub received: i64,
+    pub rejected: i64,
+    pub sealed: i64,
+    pub skipped: i64,
+    pub delivered: i64,
+    pub parked: i64,
+    pub retries: i64,
+    pub last_delivery: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub fn dataset(conn: &Connection, ds: &str) -> rusqlite::Result<DatasetFigures> {
+    let mut f = DatasetFigures::default();
+    (f.received, f.rejected, f.sealed, f.skipped) = conn.query_row(
+        "SELECT COALESCE(SUM(received), 0), COALESCE(SUM(rejected), 0), COALESCE(SUM(sealed), 0),
+                COALESCE(SUM(skipped + stale), 0)
+         FROM file WHERE dataset = ?1",
+        [ds],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    (f.delivered, f.parked, f.retries, f.last_delivery) = conn.query_row(
+        "SELECT COALESCE(SUM(CASE WHEN state = 'delivered' THEN count END), 0),
+                COUNT(CASE WHEN state = 'parked' THEN 1 END),
+                COALESCE(SUM(attempts), 0),
+                MAX(delivered_at)
+         FROM batch WHERE dataset = ?1",
+        [ds],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    f.last_error = conn
+        .query_row(
+            "SELECT last_error FROM batch WHERE dataset = ?1 AND last_error IS NOT NULL
+             ORDER BY seq DESC LIMIT 1",
+            [ds],
+            |r| r.get(0),
+        )
+        .ok();
+    Ok(f)
+}
+
+/// A route with pending batches.
+#[derive(Debug, Clone)]
+pub struct PendingRoute {
+    pub route: String,
+    pub pending_batches: i64,
+    /// `sealed_at` of the oldest pending batch.
+    pub oldest_sealed_at: String,
+    /// When the route last delivered (its last batch in seal order).
+    pub last_delivery: Option<String>,
+}
+
+/// Routes with pending batches; delivery follows seal order per route, so
+/// the delivered batch last in that order is the last delivered.
+pub fn pending_routes(conn: &Connection) -> rusqlite::Result<Vec<PendingRoute>> {
+    let mut stmt = conn.prepare(
+        "SELECT route, COUNT(*), MIN(sealed_at),
+           (SELECT d.delivered_at FROM batch d WHERE d.state = 'delivered' AND d.route = p.route
+            ORDER BY d.sort_key DESC LIMIT 1)
+         FROM batch p WHERE state IN ('sealed', 'exported') GROUP BY route ORDER BY route",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(PendingRoute {
+            route: r.get(0)?,
+            pending_batches: r.get(1)?,
+            oldest_sealed_at: r.get(2)?,
+            last_delivery: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The state database's schema version (0 for one just created).
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
