@@ -700,11 +700,7 @@ fn finish_noted(
         .collect();
     let batch_refs_empty = batch_refs.is_empty();
     let errors = files::rejections_of(conn, file_id)?;
-    let claimed_at: String = conn.query_row(
-        "SELECT claimed_at FROM file WHERE id = ?1",
-        [file_id],
-        |r| r.get(0),
-    )?;
+    let claimed_at = files::claimed_at(conn, file_id)?;
     let mut warnings = Vec::new();
     if row.counts.received == 0 && fault.is_none() {
         warnings.push("文件不含任何记录（0 条）".to_string());
@@ -866,11 +862,7 @@ fn finish_duplicate_row(
     let first = files::by_id(conn, first_id)?.expect("the first file's row exists");
     let final_name = reserve_final_name(conn, row, dir)?;
     let now = state::now_text(ctx.tz);
-    let first_claimed: String = conn.query_row(
-        "SELECT claimed_at FROM file WHERE id = ?1",
-        [first.id],
-        |r| r.get(0),
-    )?;
+    let first_claimed = files::claimed_at(conn, first.id)?;
     let summary = FileSummary {
         file: &row.name,
         dataset: ds,
