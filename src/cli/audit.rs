@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use chrono::FixedOffset;
-
 use crate::audit::{self, End, report, retention, show, trace, verify};
 use crate::cli::Exit;
 use crate::config::Config;
@@ -134,8 +132,7 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
     };
     let tz = cfg
         .as_ref()
-        .and_then(Config::tz)
-        .unwrap_or_else(|| FixedOffset::east_opt(8 * 3600).expect("offset"));
+        .map_or_else(|| crate::config::Timezone::default().offset(), Config::tz);
     let db = match (&a.db, &cfg) {
         (Some(p), _) => p.clone(),
         (None, Some(c)) => c.state_db(),

@@ -61,9 +61,7 @@ pub enum Command {
 }
 
 pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
-    let tz = cfg
-        .tz()
-        .unwrap_or_else(|| chrono::FixedOffset::east_opt(8 * 3600).expect("offset"));
+    let tz = cfg.tz();
     let mut conn = crate::state::open(&cfg.state_db())?;
     match cmd {
         Command::List {

@@ -29,8 +29,7 @@ impl FormatTime for LocalTime {
 
 /// Installs the global subscriber; keep the guard alive to flush on exit.
 /// `tz` is the configured offset (UTC when none is given or valid).
-pub fn init(cfg: &Log, tz: Option<FixedOffset>) -> anyhow::Result<Option<WorkerGuard>> {
-    let tz = tz.unwrap_or_else(|| FixedOffset::east_opt(0).expect("UTC"));
+pub fn init(cfg: &Log, tz: FixedOffset) -> anyhow::Result<Option<WorkerGuard>> {
     let filter = EnvFilter::try_from_env("FEPD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(cfg.level.as_deref().unwrap_or("info")));
     let (file, guard) = match &cfg.dir {

@@ -182,9 +182,7 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
     let cfg = Config::load(&path)?;
     let _guard = logging::init(&cfg.log, cfg.tz())?;
     // One daemon per state directory, before anything is recovered.
-    let tz = cfg
-        .tz()
-        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC"));
+    let tz = cfg.tz();
     let instance = match crate::daemon::lock::acquire(&cfg.state_dir, tz) {
         Ok(l) => l,
         Err(e @ crate::daemon::lock::LockError::Held { .. }) => {
@@ -211,7 +209,10 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
 }
 
 fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {
-    let _guard = logging::init(&crate::config::Log::default(), None)?;
+    let _guard = logging::init(
+        &crate::config::Log::default(),
+        chrono::FixedOffset::east_opt(0).expect("UTC"),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -48,7 +47,7 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
             "! transport: plain http:// — credentials and personal data would cross the network unencrypted"
         );
     }
-    let tz = cfg.tz().context("timezone")?;
+    let tz = cfg.tz();
     // The route of each dataset, in config order; a route shared by several
     // datasets is probed once, with its first dataset.
     let mut routes: BTreeMap<String, String> = BTreeMap::new();

@@ -114,10 +114,7 @@ impl Admin {
         }
         let conn = crate::state::open_read_only(&db)?;
         let routes = status::routes(&conn, chrono::Utc::now().timestamp_millis())?;
-        let tz = self
-            .cfg
-            .tz()
-            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).unwrap());
+        let tz = self.cfg.tz();
         let now = chrono::Utc::now().with_timezone(&tz).time();
         let mut out = Vec::new();
         for r in routes {
@@ -155,10 +152,7 @@ impl Admin {
             problems: vec![format!("state database unreadable: {e:#}")],
             ..Default::default()
         });
-        let tz = self
-            .cfg
-            .tz()
-            .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).unwrap());
+        let tz = self.cfg.tz();
         let now = chrono::Utc::now();
         Beat {
             pid: self.holder.pid,

@@ -40,8 +40,8 @@ impl Loaded {
     pub fn read_options(&self, dataset: Option<&str>) -> ReadOptions {
         let label = dataset
             .and_then(|d| self.cfg.dataset(d))
-            .and_then(|d| d.default_encoding.clone())
-            .or_else(|| self.cfg.intake.default_encoding.clone());
+            .and_then(|d| d.default_encoding)
+            .or(self.cfg.intake.default_encoding);
         let ds = dataset.and_then(|d| self.cfg.dataset(d));
         let mut limits = self.cfg.parse_limits();
         limits.header_row = ds.and_then(|d| d.header_row).unwrap_or(0);
@@ -49,7 +49,7 @@ impl Loaded {
             sheet: ds.and_then(|d| d.sheet.clone()),
             limits,
             max_file_bytes: self.cfg.intake.max_file_bytes,
-            default_encoding: label.and_then(|l| crate::decode::encoding_for_label(&l)),
+            default_encoding: label.map(|l| l.encoding()),
         }
     }
 }
@@ -157,7 +157,7 @@ pub async fn run(
     start: Start,
 ) -> anyhow::Result<Stop> {
     let cfg = &loaded.cfg;
-    let tz = cfg.tz().context("timezone")?;
+    let tz = cfg.tz();
     let db_path = cfg.state_db();
     let mut conn = crate::state::open(&db_path)?;
     let health = Arc::new(Health::new());
@@ -597,7 +597,7 @@ async fn schedule_collections(
         })
         .with_context(|| format!("dataset {dataset}: schedule {expr:?}"))?;
         sched.add(job).await.context("adding a collection job")?;
-        tracing::info!(dataset = %dataset, schedule = %expr, "inbox collected on a schedule");
+        tracing::info!(dataset = %dataset, schedule = %expr.as_str(), "inbox collected on a schedule");
     }
     sched
         .start()

@@ -111,9 +111,7 @@ fn refuse(running: &Config, stage: &str, problems: &[String]) {
         problems = %problems.join("; "),
         "config reload refused; still running with the previous config"
     );
-    let tz = running
-        .tz()
-        .unwrap_or_else(|| chrono::FixedOffset::east_opt(0).expect("UTC"));
+    let tz = running.tz();
     let logged = || -> anyhow::Result<()> {
         let mut conn = crate::state::open(&running.state_db())?;
         log::append_alone(

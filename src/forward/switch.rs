@@ -61,12 +61,16 @@ pub fn to_push(
     tz: FixedOffset,
 ) -> Result<Switched, PassError> {
     let mut out = Switched::default();
-    if !outbox_dir.is_dir() {
-        return Ok(out);
+    // Without the outbox folder (a state restored onto another host, a
+    // folder removed or moved in the config) there are no acks to record,
+    // but the exported batches must still be taken back: in push mode an
+    // `exported` batch is pending for no one.
+    let has_outbox = outbox_dir.is_dir();
+    if has_outbox {
+        let mut outbox = Outbox::new(outbox_dir.to_path_buf(), spool.to_path_buf(), tz);
+        let (delivered, parked) = outbox.acknowledge(conn)?;
+        out.acknowledged = delivered + parked;
     }
-    let mut outbox = Outbox::new(outbox_dir.to_path_buf(), spool.to_path_buf(), tz);
-    let (delivered, parked) = outbox.acknowledge(conn)?;
-    out.acknowledged = delivered + parked;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let per_dataset = batches::requeue_exported(&tx)?;
     out.requeued = per_dataset.iter().map(|(_, n)| n).sum();
@@ -86,6 +90,9 @@ pub fn to_push(
         )?;
     }
     tx.commit()?;
+    if !has_outbox {
+        return Ok(out);
+    }
     // The batches are pending in the database now; their files in the
     // outbox would only tempt the collector. A crash before this point
     // leaves files that the next start removes here.

@@ -26,6 +26,7 @@ mod service;
 mod shutdown;
 mod spool_access;
 mod startup_refusals;
+mod upgrade;
 mod validate_cmd;
 
 mod operator;

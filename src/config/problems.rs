@@ -1,0 +1,168 @@
+//! [`Config::problems`]: every problem a parsed config can still have
+//! that does not need the file system, one line each, all at once (for
+//! `fepd check-config`). Values with a type of their own (`values`) were
+//! already refused by serde with their line.
+
+use super::{Admin, AuthMode, Config, HttpSink, SinkMode};
+
+impl Config {
+    /// Every problem that does not need the file system, one line each.
+    /// `fepd check-config` adds the ones that do (schemas, spool, secrets).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.sender.trim().is_empty() {
+            out.push("sender: must not be empty".to_string());
+        }
+        if self.batch.max_records == 0 || self.batch.max_bytes < 1024 {
+            out.push("batch: max_records must be ≥ 1 and max_bytes ≥ 1024".to_string());
+        }
+        if self.backpressure.low_water_percent == 0 || self.backpressure.low_water_percent > 100 {
+            out.push("backpressure.low_water_percent: must be 1..=100".to_string());
+        }
+        // serde_json refuses nesting deeper than 128 on its own; the
+        // configured limit must bite first, with its own message.
+        if !(3..=100).contains(&self.intake.max_nesting_depth) {
+            out.push("intake.max_nesting_depth: must be 3..=100".to_string());
+        }
+        if self.intake.max_columns == 0 || self.intake.max_xlsx_shared_strings == 0 {
+            out.push("intake.max_columns and max_xlsx_shared_strings: must be ≥ 1".to_string());
+        }
+        if self.intake.rescan_secs == 0 {
+            out.push("intake.rescan_secs: must be ≥ 1".to_string());
+        }
+        if self.datasets.is_empty() {
+            out.push("no [[dataset]] configured".to_string());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.datasets {
+            if !seen.insert(d.name.as_str()) {
+                out.push(format!("dataset {}: configured twice", d.name));
+            }
+            let ok_name = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            };
+            if !ok_name(&d.name) || d.name == "outbox" {
+                out.push(format!(
+                    "dataset {:?}: name must be letters, digits, _ or - (and not \"outbox\")",
+                    d.name
+                ));
+            }
+            if !ok_name(&d.category) || !ok_name(&d.resource) {
+                out.push(format!(
+                    "dataset {}: category and resource must be letters, digits, _ or -",
+                    d.name
+                ));
+            }
+            if d.header_row == Some(0) {
+                out.push(format!(
+                    "dataset {}: header_row counts from 1 (the first line or sheet row)",
+                    d.name
+                ));
+            }
+            if d.sheet == Some(crate::parse::SheetRef::Index(0)) {
+                out.push(format!(
+                    "dataset {}: sheet counts from 1 (the first sheet), or give its name",
+                    d.name
+                ));
+            }
+            if d.send_window.is_some() && self.sink.mode != SinkMode::Http {
+                out.push(format!(
+                    "dataset {}: send_window applies to push mode (sink.mode = \"http\"); in outbox mode the library's collector decides when it collects",
+                    d.name
+                ));
+            }
+        }
+        out.extend(self.admin.problems());
+        match (self.sink.mode, &self.sink.http) {
+            (SinkMode::Http, None) => {
+                out.push("sink.mode = \"http\" needs a [sink.http] section".to_string())
+            }
+            (SinkMode::Http, Some(h)) => out.extend(h.problems()),
+            _ => {}
+        }
+        out
+    }
+}
+
+impl Admin {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && !self.allow_remote => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; to serve /status and /metrics beyond this host set admin.allow_remote = true and admin.token_file"
+            )),
+            Some(addr) if !addr.ip().is_loopback() && self.token_file.is_none() => out.push(format!(
+                "admin.listen: {addr} is not a loopback address; allow_remote needs admin.token_file (a bearer token)"
+            )),
+            _ => {}
+        }
+        out
+    }
+}
+
+impl HttpSink {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            out.push(format!(
+                "sink.http.base_url: {:?} must start with http:// or https://",
+                self.base_url
+            ));
+        }
+        match self.auth {
+            AuthMode::ClientCredentials => {
+                if self.client_id.is_none() {
+                    out.push(
+                        "sink.http.client_id: required for auth = \"client_credentials\"".into(),
+                    );
+                }
+                if self.client_secret_file.is_none()
+                    && self.client_secret_env.is_none()
+                    && self.client_secret_credential.is_none()
+                {
+                    out.push(
+                        "sink.http: client_secret_credential, client_secret_file or client_secret_env is required".into(),
+                    );
+                }
+            }
+            AuthMode::AppKeyHmac => {
+                if self.app_id.is_none() || self.sys_code.is_none() {
+                    out.push(
+                        "sink.http: app_id and sys_code are required for auth = \"app_key_hmac\""
+                            .into(),
+                    );
+                }
+                if self.app_key_file.is_none()
+                    && self.app_key_env.is_none()
+                    && self.app_key_credential.is_none()
+                {
+                    out.push(
+                        "sink.http: app_key_credential, app_key_file or app_key_env is required"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for (key, name) in [
+            ("client_secret_credential", &self.client_secret_credential),
+            ("app_key_credential", &self.app_key_credential),
+        ] {
+            if let Some(n) = name
+                && !crate::secrets::credential_name_ok(n)
+            {
+                out.push(format!(
+                    "sink.http.{key}: {n:?} is not a credential name (letters, digits, . _ -; no /)"
+                ));
+            }
+        }
+        if self.concurrency == 0 || self.request_timeout_secs == 0 {
+            out.push("sink.http: concurrency and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.credential_backoff_secs == 0 {
+            out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());
+        }
+        out
+    }
+}

@@ -1,0 +1,108 @@
+//! Config parsing, defaults and problems.
+
+use std::path::Path;
+
+use super::*;
+
+const MIN: &str = r#"
+    sender = "230000-zwfw"
+    [[dataset]]
+    name = "case_accept"
+    category = "zwfw"
+    resource = "case_accept"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults_and_resolved_paths() {
+    let cfg = Config::parse(MIN, Path::new("/etc/fepd")).unwrap();
+    assert_eq!(cfg.spool_dir, Path::new("/etc/fepd/spool"));
+    assert_eq!(cfg.sink.mode, SinkMode::Outbox);
+    assert_eq!(cfg.batch.max_records, 1000);
+    assert_eq!(cfg.intake.rescan_secs, 30);
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let err = Config::parse(&format!("{MIN}\nspool_dri = \"x\""), Path::new(".")).unwrap_err();
+    assert!(err.contains("spool_dri"), "{err}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let text = r#"
+        sender = ""
+        [sink]
+        mode = "http"
+        [[dataset]]
+        name = "a b"
+        category = "zwfw"
+        resource = "x"
+    "#;
+    let p = Config::parse(text, Path::new(".")).unwrap().problems();
+    assert_eq!(p.len(), 3, "{p:#?}");
+}
+
+#[test]
+fn typed_values_are_refused_by_serde_with_their_line_and_value() {
+    // `top` goes before MIN's tables, `intake` in an [intake] table after.
+    let cfg = |top: &str, intake: &str, dataset: &str| {
+        Config::parse(
+            &format!("{top}\n{MIN}{dataset}\n[intake]\n{intake}\n"),
+            Path::new("."),
+        )
+    };
+    let e = cfg("timezone = \"CST\"", "", "").unwrap_err();
+    assert!(
+        e.contains("line 1") && e.contains("\"CST\" is not an offset"),
+        "{e}"
+    );
+    let e = cfg("", "csv_delimiter = \";;\"", "").unwrap_err();
+    assert!(e.contains("\";;\" is not a delimiter"), "{e}");
+    let e = cfg("", "default_encoding = \"latin1\"", "").unwrap_err();
+    assert!(e.contains("unknown encoding \"latin1\""), "{e}");
+    let e = cfg("", "", "schedule = \"every night\"").unwrap_err();
+    assert!(
+        e.contains("schedule \"every night\" needs six fields"),
+        "{e}"
+    );
+
+    let ok = cfg(
+        "timezone = \"-05:30\"",
+        "csv_delimiter = \";\"\ndefault_encoding = \"gbk\"",
+        "schedule = \"0 */5 * * * *\"",
+    )
+    .unwrap();
+    assert_eq!(ok.tz().local_minus_utc(), -(5 * 3600 + 1800));
+    assert_eq!(ok.parse_limits().csv_delimiter, b';');
+    assert_eq!(
+        ok.intake.default_encoding.unwrap().encoding(),
+        encoding_rs::GB18030
+    );
+    assert_eq!(
+        ok.datasets[0].schedule.as_ref().unwrap().as_str(),
+        "0 */5 * * * *"
+    );
+}
+
+#[test]
+fn a_remote_admin_address_needs_allow_remote_and_a_token() {
+    let with = |admin: &str| {
+        Config::parse(&format!("{MIN}\n[admin]\n{admin}"), Path::new("/etc/fepd"))
+            .unwrap()
+            .problems()
+    };
+    assert!(with("listen = \"127.0.0.1:8731\"").is_empty());
+    assert!(with("listen = \"[::1]:8731\"").is_empty());
+    let p = with("listen = \"0.0.0.0:8731\"");
+    assert!(p[0].contains("allow_remote"), "{p:?}");
+    let p = with("listen = \"10.0.0.5:8731\"\nallow_remote = true");
+    assert!(p[0].contains("token_file"), "{p:?}");
+    assert!(with("listen = \"10.0.0.5:8731\"\nallow_remote = true\ntoken_file = \"t\"").is_empty());
+    let err = Config::parse(
+        &format!("{MIN}\n[admin]\nlisten = \"nowhere\""),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(err.contains("nowhere") || err.contains("listen"), "{err}");
+}
