@@ -46,6 +46,13 @@ pub(crate) fn too_many_fields(max_columns: usize) -> String {
 /// Run before serde_json builds the value, whose own limit (128) would
 /// otherwise answer with an English message.
 pub(crate) fn nests_deeper_than(text: &[u8], max: usize) -> bool {
+    // Each level needs an opening bracket: a text with no more than `max`
+    // of them cannot nest deeper, whatever its strings hold. A branch-free
+    // count (vectorised) settles that for every ordinary record, so the
+    // byte-by-byte walk below runs only on texts that may be deep.
+    if text.iter().filter(|&&b| b == b'[' || b == b'{').count() <= max {
+        return false;
+    }
     let (mut depth, mut in_string, mut escape) = (0usize, false, false);
     for &b in text {
         if in_string {
@@ -154,6 +161,39 @@ mod tests {
         assert!(nests_deeper_than(br#"{"a":[1,{"b":[2]}]}"#, 3));
         assert!(!nests_deeper_than(br#"{"a":"[[[[\"[[[["}"#, 1));
         assert!(nests_deeper_than(&b"[".repeat(100_000), 32));
+    }
+
+    /// The bracket-count shortcut never changes the answer of the walk.
+    fn walk(text: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escape) = (0usize, false, false);
+        for &b in text {
+            match (in_string, escape, b) {
+                (true, true, _) => escape = false,
+                (true, false, b'\\') => escape = true,
+                (true, false, b'"') => in_string = false,
+                (true, ..) => {}
+                (false, _, b'"') => in_string = true,
+                (false, _, b'[' | b'{') => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_shortcut_agrees_with_the_walk(
+            text in proptest::collection::vec(proptest::sample::select(b"[]{}\"\\a,".to_vec()), 0..200),
+            max in 0usize..12,
+        ) {
+            proptest::prop_assert_eq!(nests_deeper_than(&text, max), walk(&text, max));
+        }
     }
 
     #[test]

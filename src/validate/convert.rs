@@ -73,8 +73,12 @@ pub(crate) fn convert(
     tz: FixedOffset,
     ignored: &mut u32,
 ) -> Result<Option<Value>, ConvError> {
+    // A text value is trimmed once, here; the conversions below read `t`.
+    let t = match raw {
+        RawValue::Text(s) => s.trim(),
+        _ => "",
+    };
     if let RawValue::Text(s) = raw {
-        let t = s.trim();
         if let Some((position, ch)) = control_char(t, spec.free_text) {
             // Positions count from the value as given, before trimming.
             let lead = s[..s.len() - s.trim_start().len()].chars().count();
@@ -88,17 +92,17 @@ pub(crate) fn convert(
         }
     }
     match spec.ty {
-        FieldType::Integer => integer(raw),
-        FieldType::Number => number(raw),
+        FieldType::Integer => integer(raw, t),
+        FieldType::Number => number(raw, t),
         FieldType::Array => array(spec, raw, tz, ignored),
-        FieldType::String => string(spec, raw, tz),
+        FieldType::String => string(spec, raw, t, tz),
     }
 }
 
-fn integer(raw: &RawValue) -> Result<Option<Value>, ConvError> {
+/// `t`: a text value, trimmed (unused for other values).
+fn integer(raw: &RawValue, t: &str) -> Result<Option<Value>, ConvError> {
     match raw {
-        RawValue::Text(s) => {
-            let t = s.trim();
+        RawValue::Text(_) => {
             if t.is_empty() {
                 return Ok(None);
             }
@@ -122,10 +126,9 @@ fn integer(raw: &RawValue) -> Result<Option<Value>, ConvError> {
     }
 }
 
-fn number(raw: &RawValue) -> Result<Option<Value>, ConvError> {
+fn number(raw: &RawValue, t: &str) -> Result<Option<Value>, ConvError> {
     let f = match raw {
-        RawValue::Text(s) => {
-            let t = s.trim();
+        RawValue::Text(_) => {
             if t.is_empty() {
                 return Ok(None);
             }
@@ -150,7 +153,12 @@ fn number(raw: &RawValue) -> Result<Option<Value>, ConvError> {
     }
 }
 
-fn string(spec: &FieldSpec, raw: &RawValue, tz: FixedOffset) -> Result<Option<Value>, ConvError> {
+fn string(
+    spec: &FieldSpec,
+    raw: &RawValue,
+    t: &str,
+    tz: FixedOffset,
+) -> Result<Option<Value>, ConvError> {
     // XLSX date cells first: their meaning depends on the format.
     if let RawValue::DateTime(d) = raw {
         let text = match spec.format {
@@ -165,13 +173,13 @@ fn string(spec: &FieldSpec, raw: &RawValue, tz: FixedOffset) -> Result<Option<Va
         return Ok(Some(Value::String(text)));
     }
     let text: std::borrow::Cow<str> = match raw {
-        RawValue::Text(s) if looks_like_excel_number(s.trim()) => {
-            return fail(Fault::ExcelNumber, s.trim());
+        RawValue::Text(_) if looks_like_excel_number(t) => {
+            return fail(Fault::ExcelNumber, t);
         }
         // Past 15 significant digits a spreadsheet number is not exact:
         // a certificate number typed into a numeric cell lost its tail.
         RawValue::Number(f) if f.abs() >= 1e15 => return fail(Fault::ExcelNumber, shortest(*f)),
-        RawValue::Text(s) => s.trim().into(),
+        RawValue::Text(_) => t.into(),
         RawValue::Json(Value::Number(n)) => n.to_string().into(),
         RawValue::Json(v) => return fail(Fault::WrongType("文本"), v.to_string()),
         RawValue::Number(f) => match (spec.pad_width, integral(*f)) {
@@ -256,15 +264,28 @@ fn looks_like_excel_number(s: &str) -> bool {
 /// DEL and C1 controls; TAB, LF and CR only outside free text. They would
 /// reach the library and the reports, where they can hide or forge text.
 fn control_char(text: &str, free_text: bool) -> Option<(usize, char)> {
-    // Almost every value is clean: one pass over the bytes decides that.
-    // C1 controls are U+0080..U+009F, encoded C2 80..C2 9F.
-    if !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    if !may_hold_control(text.as_bytes()) {
         return None;
     }
     text.chars().enumerate().find_map(|(i, c)| {
         let allowed = free_text && matches!(c, '\t' | '\n' | '\r');
         (c.is_control() && !allowed).then_some((i + 1, c))
     })
+}
+
+/// Whether `b` may hold a control character: a C0 byte, DEL, or the lead
+/// byte 0xC2 of U+0080..U+00BF (the C1 controls are C2 80..C2 9F). Almost
+/// every value is clean, so this runs on every value: branch-free over
+/// 16-byte blocks, which the compiler turns into vector compares.
+fn may_hold_control(b: &[u8]) -> bool {
+    let suspect = |x: u8| (x < 0x20) | (x == 0x7f) | (x == 0xc2);
+    let mut blocks = b.chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &x| any | suspect(x)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&x| suspect(x))
 }
 
 /// `text` with every control character written as `\u{…}` text, so the
@@ -380,5 +401,32 @@ pub(crate) fn shortest(f: f64) -> String {
         Some(i) => i.to_string(),
         // Rust prints the shortest text that reads back as the same f64.
         None => f.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_control;
+
+    proptest::proptest! {
+        /// The block-wise check says yes exactly when some byte is suspect,
+        /// wherever in the value (and in whichever block) it is.
+        #[test]
+        fn the_block_check_finds_every_suspect_byte(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100),
+        ) {
+            let naive = b.iter().any(|&x| x < 0x20 || x == 0x7f || x == 0xc2);
+            proptest::prop_assert_eq!(may_hold_control(&b), naive);
+        }
+
+        #[test]
+        fn a_clean_value_with_one_suspect_byte_is_found(
+            len in 1usize..80, at in 0usize..80, x in proptest::sample::select(vec![0u8, 9, 0x1f, 0x7f, 0xc2]),
+        ) {
+            let mut b = "报".repeat(len).into_bytes();
+            let at = at % b.len();
+            b[at] = x;
+            proptest::prop_assert!(may_hold_control(&b));
+        }
     }
 }
