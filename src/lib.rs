@@ -24,6 +24,7 @@ pub mod retention;
 pub mod seal;
 pub mod secrets;
 pub mod simulate;
+pub mod spool;
 pub mod state;
 pub mod template;
 pub mod validate;
