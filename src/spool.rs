@@ -18,6 +18,8 @@ use crate::state::files::FileState;
 /// A dataset's spool folders.
 #[derive(Debug, Clone)]
 pub struct Spool {
+    /// The spool root, which holds every dataset's folder.
+    pub root: PathBuf,
     pub inbox: PathBuf,
     pub work: PathBuf,
     pub done: PathBuf,
@@ -29,6 +31,7 @@ impl Spool {
     pub fn new(spool: &Path, dataset: &str) -> Spool {
         let d = spool.join(dataset);
         Spool {
+            root: spool.to_path_buf(),
             inbox: d.join("inbox"),
             work: d.join("work"),
             done: d.join("done"),

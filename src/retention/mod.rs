@@ -115,11 +115,12 @@ pub fn pass(conn: &mut Connection, plan: &Plan, now: SystemTime) -> Result<Pass,
         }
     }
     for ds in &plan.datasets {
+        let spool = crate::spool::Spool::new(&plan.spool, ds);
         if let Keep(Some(k)) = plan.keep.done_files {
-            p.done += sweep(&plan.spool.join(ds).join("done"), k, now);
+            p.done += sweep(&spool.done, k, now);
         }
         if let Keep(Some(k)) = plan.keep.rejected_files {
-            p.rejected += sweep(&plan.spool.join(ds).join("rejected"), k, now);
+            p.rejected += sweep(&spool.rejected, k, now);
         }
         if let Keep(Some(k)) = plan.keep.delivered_files {
             p.delivered += sweep(&plan.outbox.join(ds).join("delivered"), k, now);

@@ -179,10 +179,9 @@ pub(super) fn finish(
     }
     // Refusals the library sent while the file was still being read are
     // reported now that it has its folder (later ones by the forwarder).
-    let spool = ctx.paths.work.parent().and_then(Path::parent);
     if !batch_refs_empty
-        && let Some(spool) = spool
-        && let Err(e) = report::library::write_for_file(conn, spool, Some(&ctx.schema), file_id)
+        && let Err(e) =
+            report::library::write_for_file(conn, &ctx.paths.root, Some(&ctx.schema), file_id)
     {
         tracing::error!(dataset = ds, file = %moved.name, error = %e, "cannot write the library-refusal report");
     }
