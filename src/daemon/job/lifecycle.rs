@@ -141,13 +141,26 @@ pub enum Why<'a> {
     },
 }
 
+/// The state a verdict puts a file in: `duplicate` for a duplicate,
+/// `rejected` for a file fault (the breaker's included) or any rejected
+/// record, `done` otherwise.
+pub fn verdict_state(duplicate: bool, fault: bool, counts: &Counts) -> FileState {
+    if duplicate {
+        FileState::Duplicate
+    } else if fault || counts.rejected > 0 {
+        FileState::Rejected
+    } else {
+        FileState::Done
+    }
+}
+
 impl Why<'_> {
     /// The state the verdict puts the file in, given its counts.
     pub fn state(&self, counts: &Counts) -> FileState {
         match self {
-            Why::Read { fault, .. } if fault.is_none() && counts.rejected == 0 => FileState::Done,
-            Why::Read { .. } | Why::SetAside { .. } => FileState::Rejected,
-            Why::Duplicate { .. } => FileState::Duplicate,
+            Why::Read { fault, .. } => verdict_state(false, fault.is_some(), counts),
+            Why::SetAside { .. } => verdict_state(false, true, counts),
+            Why::Duplicate { .. } => verdict_state(true, false, counts),
         }
     }
 }
@@ -233,4 +246,145 @@ pub fn verdict(
         },
     )?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::state::entries::{self, Match};
+    use crate::state::log::StoredEntry;
+
+    fn tz() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    fn logged(conn: &Connection) -> Vec<StoredEntry> {
+        let mut out = Vec::new();
+        entries::each_matching(conn, &Match::default(), |e| {
+            out.push(e);
+            Ok::<_, rusqlite::Error>(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        out
+    }
+
+    fn claim_of<'a>(work_name: &'a str, encoding: Option<&'a str>) -> Claim<'a> {
+        Claim {
+            dataset: "ds",
+            name: "a.csv",
+            work_name,
+            sha256: "ab",
+            size: 4,
+            format: "csv",
+            encoding,
+            claimed_at: "t",
+        }
+    }
+
+    /// The entries are the ones releases before the lifecycle module
+    /// wrote, member for member: old logs and new ones read alike.
+    #[test]
+    fn each_transition_appends_the_entry_it_always_did() {
+        let d = tempfile::tempdir().unwrap();
+        let c = crate::state::open(&d.path().join("fepd.db")).unwrap();
+        let id = claim(&c, tz(), &claim_of("w1~a.csv", Some("UTF-8"))).unwrap();
+        let set_aside = claim(&c, tz(), &claim_of("w2~a.csv", None)).unwrap();
+        let row = files::by_id(&c, id).unwrap().unwrap();
+        assert_eq!(row.state, FileState::Processing);
+        let delta = Counts {
+            received: 2,
+            sealed: 1,
+            skipped: 1,
+            ..Counts::default()
+        };
+        checkpoint(&c, tz(), &row, 2, &delta).unwrap();
+        let row = files::by_id(&c, id).unwrap().unwrap();
+        let read = Why::Read {
+            sha256: "ab",
+            fault: None,
+            changed: None,
+        };
+        assert_eq!(
+            verdict(&c, tz(), &row, "a.csv", &read, "t").unwrap(),
+            FileState::Done
+        );
+        let aside = files::by_id(&c, set_aside).unwrap().unwrap();
+        let why = Why::SetAside {
+            sha256: "ab",
+            fault: "x",
+            dead: 2,
+        };
+        assert_eq!(
+            verdict(&c, tz(), &aside, "a.2.csv", &why, "t").unwrap(),
+            FileState::Rejected
+        );
+        let dup = claim_duplicate(&c, &claim_of("w3~a.csv", Some("UTF-8")), id).unwrap();
+        let dup = files::by_id(&c, dup).unwrap().unwrap();
+        assert_eq!(dup.state, FileState::Claimed);
+        let first = files::by_id(&c, id).unwrap().unwrap();
+        let why = Why::Duplicate {
+            sha256: "ab",
+            first: &first,
+        };
+        verdict(&c, tz(), &dup, "a.3.csv", &why, "t").unwrap();
+
+        let got: Vec<(String, Option<serde_json::Value>, Option<serde_json::Value>)> = logged(&c)
+            .into_iter()
+            .map(|e| (e.event, e.counts, e.details))
+            .collect();
+        let counts = |r, s, k| json!({"received": r, "sealed": s, "skipped": k, "stale": 0, "rejected": 0, "ignored_fields": 0});
+        let want = vec![
+            (
+                "file_claimed",
+                None,
+                Some(
+                    json!({"fileId": id, "workName": "w1~a.csv", "sha256": "ab", "size": 4, "format": "csv", "encoding": "UTF-8"}),
+                ),
+            ),
+            (
+                "file_claimed",
+                None,
+                Some(
+                    json!({"fileId": set_aside, "workName": "w2~a.csv", "sha256": "ab", "size": 4, "format": "csv"}),
+                ),
+            ),
+            (
+                "records_skipped",
+                Some(json!({"unchanged": 1, "stale": 0})),
+                None,
+            ),
+            (
+                "file_done",
+                Some(counts(2, 1, 1)),
+                Some(
+                    json!({"fileId": id, "sha256": "ab", "finalName": "a.csv", "fault": null, "changedAfterClaim": null}),
+                ),
+            ),
+            (
+                "file_rejected",
+                Some(counts(0, 0, 0)),
+                Some(
+                    json!({"fileId": set_aside, "sha256": "ab", "finalName": "a.2.csv", "fault": "x", "deadAttempts": 2}),
+                ),
+            ),
+            (
+                "file_duplicate",
+                None,
+                Some(
+                    json!({"fileId": dup.id, "sha256": "ab", "duplicateOf": "a.csv", "duplicateOfId": id, "finalName": "a.3.csv"}),
+                ),
+            ),
+        ];
+        let want: Vec<_> = want
+            .into_iter()
+            .map(|(e, c, d)| (e.to_string(), c, d))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            files::by_id(&c, dup.id).unwrap().unwrap().state,
+            FileState::Duplicate
+        );
+    }
 }

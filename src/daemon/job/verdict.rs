@@ -68,11 +68,7 @@ pub(super) fn finish(
             (None, None, Some((first, first_claimed)))
         }
     };
-    let why_state = match &first {
-        Some(_) => FileState::Duplicate,
-        None if fault.is_some() || row.counts.rejected > 0 => FileState::Rejected,
-        None => FileState::Done,
-    };
+    let why_state = lifecycle::verdict_state(first.is_some(), fault.is_some(), &row.counts);
     let dir = ctx.paths.verdict_dir(why_state);
     let final_name = lifecycle::reserve_final_name(conn, &row, dir)?;
     // A duplicate has no records, batches or rejections of its own.
@@ -166,6 +162,10 @@ pub(super) fn finish(
     };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let state = lifecycle::verdict(&tx, ctx.tz, &row, &final_name, &why, &now)?;
+    debug_assert_eq!(
+        state, why_state,
+        "the verdict's folder was chosen for its state"
+    );
     tx.commit()?;
     let moved = FileRow {
         state,
