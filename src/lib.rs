@@ -1,7 +1,8 @@
 //! fepd — the front-end processor (前置机) exchange daemon.
 //!
-//! The modules read like the pipeline: `intake` claims files from the spool,
-//! `decode` turns their bytes into UTF-8, `parse` streams records out of them,
+//! The modules read like the pipeline: `intake` claims files from the spool
+//! (whose layout `spool` owns), `decode` turns their bytes into UTF-8,
+//! `parse` streams records out of them,
 //! `validate` gives each record a verdict, `seal` dedupes and packs valid
 //! records into batches in the `state` database, `forward` delivers batches,
 //! and `report` writes what data staff read (`template` the workbooks
@@ -24,6 +25,7 @@ pub mod retention;
 pub mod seal;
 pub mod secrets;
 pub mod simulate;
+pub mod spool;
 pub mod state;
 pub mod template;
 pub mod validate;

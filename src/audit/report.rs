@@ -12,6 +12,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::{Result, day_bounds, instant};
+use crate::state::daily;
+use crate::state::files::FileState;
 
 /// One dataset's day. Record counts unless named otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -125,75 +127,48 @@ pub fn report(
         .collect();
 
     let mut file_ids: Vec<(String, i64)> = Vec::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT id, dataset, state, finished_at, received, sealed, skipped, stale, rejected
-             FROM file WHERE finished_at >= ?1 AND finished_at < ?2",
-        )?;
-        let mut rows = stmt.query([&lo, &hi])?;
-        while let Some(r) = rows.next()? {
-            let finished: String = r.get(3)?;
-            if !within(&finished) {
+    for f in daily::files_finished(conn, &lo, &hi)? {
+        if !within(&f.finished_at) {
+            continue;
+        }
+        let d = get(&mut by, &f.dataset);
+        match f.state {
+            FileState::Duplicate => {
+                d.files_duplicate += 1;
                 continue;
             }
-            let ds: String = r.get(1)?;
-            let state: String = r.get(2)?;
-            let d = get(&mut by, &ds);
-            match state.as_str() {
-                "duplicate" => {
-                    d.files_duplicate += 1;
-                    continue;
-                }
-                "rejected" => d.files_rejected += 1,
-                _ => {}
-            }
-            d.files += 1;
-            d.received += r.get::<_, i64>(4)?;
-            d.sealed += r.get::<_, i64>(5)?;
-            d.unchanged += r.get::<_, i64>(6)?;
-            d.stale += r.get::<_, i64>(7)?;
-            d.rejected += r.get::<_, i64>(8)?;
-            file_ids.push((ds, r.get(0)?));
+            FileState::Rejected => d.files_rejected += 1,
+            _ => {}
         }
+        d.files += 1;
+        d.received += f.counts.received;
+        d.sealed += f.counts.sealed;
+        d.unchanged += f.counts.skipped;
+        d.stale += f.counts.stale;
+        d.rejected += f.counts.rejected;
+        file_ids.push((f.dataset, f.id));
     }
-    {
-        let mut stmt = conn.prepare(
-            "SELECT state, count, lib_rejected FROM batch WHERE file_id = ?1 AND state <> 'split'",
-        )?;
-        for (ds, id) in &file_ids {
-            let d = get(&mut by, ds);
-            let mut rows = stmt.query([id])?;
-            while let Some(r) = rows.next()? {
-                let state: String = r.get(0)?;
-                let count: i64 = r.get(1)?;
-                let lib: i64 = r.get(2)?;
-                d.batches += 1;
-                match state.as_str() {
-                    "delivered" => {
-                        d.delivered += count - lib;
-                        d.library_rejected += lib;
-                    }
-                    "parked" => d.parked += count,
-                    _ => d.pending += count,
+    for (ds, id) in &file_ids {
+        let d = get(&mut by, ds);
+        for b in daily::batches_of_file(conn, *id)? {
+            d.batches += 1;
+            match b.state.as_str() {
+                "delivered" => {
+                    d.delivered += b.count - b.lib_rejected;
+                    d.library_rejected += b.lib_rejected;
                 }
+                "parked" => d.parked += b.count,
+                _ => d.pending += b.count,
             }
         }
     }
-    {
-        let mut stmt = conn.prepare(
-            "SELECT dataset, sealed_at, count FROM batch
-             WHERE parent_id IS NULL AND sealed_at >= ?1 AND sealed_at < ?2",
-        )?;
-        let mut rows = stmt.query([&lo, &hi])?;
-        while let Some(r) = rows.next()? {
-            let sealed_at: String = r.get(1)?;
-            if !within(&sealed_at) {
-                continue;
-            }
-            let d = get(&mut by, &r.get::<_, String>(0)?);
-            d.batches_sealed_that_day += 1;
-            d.records_sealed_that_day += r.get::<_, i64>(2)?;
+    for b in daily::sealed(conn, &lo, &hi)? {
+        if !within(&b.sealed_at) {
+            continue;
         }
+        let d = get(&mut by, &b.dataset);
+        d.batches_sealed_that_day += 1;
+        d.records_sealed_that_day += b.count;
     }
 
     let mut total = DatasetDay {
@@ -337,33 +312,18 @@ pub fn to_text(r: &DayReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::params;
+    use crate::state::daily::fixtures;
 
     #[test]
     fn identities_hold_on_hand_made_rows_and_the_day_is_local() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
-        let add_file = |id: i64, finished: &str, c: [i64; 5]| {
-            conn.execute(
-                "INSERT INTO file (id, dataset, name, work_name, state, received, sealed, skipped, stale, rejected, claimed_at, finished_at)
-                 VALUES (?1, 'case_accept', 'f', ?2, 'done', ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![id, format!("w{id}"), c[0], c[1], c[2], c[3], c[4], finished],
-            )
-            .unwrap();
-        };
-        let add_batch = |id: &str,
-                         file: i64,
-                         state: &str,
-                         count: i64,
-                         lib: i64,
-                         parent: Option<&str>| {
-            conn.execute(
-                "INSERT INTO batch (sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, lib_rejected, sealed_at)
-                 VALUES (?1, ?1, 'case_accept', 'zwfw/case_accept', ?2, ?3, ?4, 0, '', ?5, ?6, '2026-11-20T10:00:00+08:00')",
-                params![id, file, parent, count, state, lib],
-            )
-            .unwrap();
-        };
+        let add_file =
+            |id: i64, finished: &str, c: [i64; 5]| fixtures::finished_file(&conn, id, finished, c);
+        let add_batch =
+            |id: &str, file: i64, state: &str, count: i64, lib: i64, parent: Option<&str>| {
+                fixtures::batch(&conn, id, file, state, count, lib, parent)
+            };
         // received 10 = 1 rejected + 2 unchanged + 1 stale + 6 sealed.
         add_file(1, "2026-11-20T23:59:59+08:00", [10, 6, 2, 1, 1]);
         add_batch("A", 1, "delivered", 3, 1, None);

@@ -10,6 +10,7 @@
 //! pruned (that would hide the damage).
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset};
@@ -19,7 +20,8 @@ use serde_json::{Map, json};
 use sha2::{Digest, Sha256};
 
 use super::{AuditError, Result, instant, io_err};
-use crate::state::log::{self, ENTRY_COLS, Head, StoredEntry};
+use crate::state::entries;
+use crate::state::log::{self, Head, StoredEntry};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -39,10 +41,6 @@ pub fn export(
     end: DateTime<FixedOffset>,
     out: &mut dyn Write,
 ) -> Result<Exported> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
     let mut sha = Sha256::new();
     let mut ex = Exported {
         entries: 0,
@@ -50,10 +48,10 @@ pub fn export(
         head: None,
         sha256: String::new(),
     };
-    while let Some(r) = rows.next()? {
+    entries::each_row(conn, None, |r| -> Result<ControlFlow<()>> {
         let e = StoredEntry::from_row(r)?;
         if instant(&e.time).is_none_or(|t| t >= end) {
-            break;
+            return Ok(ControlFlow::Break(()));
         }
         let mut line = serde_json::to_vec(&e).expect("entries serialise");
         line.push(b'\n');
@@ -68,7 +66,8 @@ pub fn export(
             seq: e.seq,
             hash: e.hash,
         });
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     ex.sha256 = hex::encode(sha.finalize());
     Ok(ex)
 }

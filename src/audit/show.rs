@@ -1,10 +1,13 @@
 //! `fepd audit show`: the entries that match a filter, oldest first.
 
+use std::ops::ControlFlow;
+
 use chrono::{DateTime, FixedOffset};
 use rusqlite::Connection;
 
 use super::{Result, instant};
-use crate::state::log::{ENTRY_COLS, StoredEntry};
+use crate::state::entries::{self, Match};
+use crate::state::log::StoredEntry;
 
 /// Which entries to show; every part is optional and they combine.
 #[derive(Debug, Clone, Default)]
@@ -38,28 +41,27 @@ pub fn entries(
     limit: Option<usize>,
     mut each: impl FnMut(&StoredEntry) -> std::io::Result<()>,
 ) -> Result<usize> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ENTRY_COLS} FROM exchange_log
-         WHERE (?1 IS NULL OR dataset = ?1) AND (?2 IS NULL OR event = ?2)
-           AND (?3 IS NULL OR file = ?3) AND (?4 IS NULL OR batch = ?4)
-         ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query(rusqlite::params![f.dataset, f.event, f.file, f.batch])?;
+    let m = Match {
+        dataset: f.dataset.as_deref(),
+        event: f.event.as_deref(),
+        file: f.file.as_deref(),
+        batch: f.batch.as_deref(),
+    };
     let mut n = 0;
-    while let Some(r) = rows.next()? {
+    entries::each_matching(conn, &m, |e| -> Result<ControlFlow<()>> {
         if limit.is_some_and(|l| n >= l) {
-            break;
+            return Ok(ControlFlow::Break(()));
         }
-        let e = StoredEntry::from_row(r)?;
         if !f.admits_time(&e.time) {
-            continue;
+            return Ok(ControlFlow::Continue(()));
         }
         each(&e).map_err(|source| super::AuditError::Io {
             path: "stdout".into(),
             source,
         })?;
         n += 1;
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(n)
 }
 

@@ -17,16 +17,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Result, instant};
-use crate::state::log::{ENTRY_COLS, StoredEntry};
-
-/// The index of a record whose per-record row retention deleted (only
-/// its last sealed version is known, from `record_state`).
-const PRUNED: i64 = -1;
+use crate::state::log::StoredEntry;
+use crate::state::trace::{self as q, TracedBatch, TracedFile};
 
 /// One step of a record's history.
 #[derive(Debug, Clone, Serialize)]
@@ -51,34 +48,11 @@ pub struct Step {
 /// sit right after the entry they belong to), then a tie-breaker.
 type Order = (Option<DateTime<FixedOffset>>, i64, i64, i64);
 
-struct FileInfo {
-    dataset: String,
-    name: String,
-    claimed_at: String,
-    finished_at: Option<String>,
-    state: String,
-    final_name: Option<String>,
-}
-
 struct BatchInfo {
-    dataset: String,
-    file_id: Option<i64>,
-    parent_id: Option<String>,
-    sealed_at: String,
-    state: String,
-    receipt_id: Option<String>,
-    delivered_at: Option<String>,
-    last_error: Option<String>,
-    /// This key's place in the batch: idx, op, record hash.
-    records: Vec<(i64, String, String)>,
-}
-
-fn log_entries(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Vec<StoredEntry>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ENTRY_COLS} FROM exchange_log WHERE {column} = ?1 ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([value], StoredEntry::from_row)?;
-    rows.collect()
+    row: TracedBatch,
+    /// This key's place in the batch: idx (`None`: only its last sealed
+    /// version is known), op, record hash.
+    records: Vec<(Option<i64>, String, String)>,
 }
 
 fn step_of(e: &StoredEntry, dataset: &str, file: Option<&str>) -> Step {
@@ -105,139 +79,60 @@ fn step_of(e: &StoredEntry, dataset: &str, file: Option<&str>) -> Step {
 
 /// The history of the record `key`, optionally in one dataset only.
 pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<Step>> {
-    let mut files: BTreeMap<i64, FileInfo> = BTreeMap::new();
+    let mut files: BTreeMap<i64, TracedFile> = BTreeMap::new();
     let mut batches: BTreeMap<String, BatchInfo> = BTreeMap::new();
     let mut steps = Vec::new();
 
     // Validation verdicts on this key.
-    struct Rej {
-        file_id: i64,
-        ordinal: i64,
-        position: String,
-        field: String,
-        title: String,
-        rule: String,
-        message: String,
-        warning: bool,
-    }
-    let mut rejections = Vec::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT r.file_id, r.ordinal, r.position, r.field, r.title, r.rule, r.message, r.warning
-             FROM rejection r JOIN file f ON f.id = r.file_id
-             WHERE r.key = ?1 AND (?2 IS NULL OR f.dataset = ?2) ORDER BY r.file_id, r.ordinal",
-        )?;
-        let rows = stmt.query_map(params![key, dataset], |r| {
-            Ok(Rej {
-                file_id: r.get(0)?,
-                ordinal: r.get(1)?,
-                position: r.get(2)?,
-                field: r.get(3)?,
-                title: r.get(4)?,
-                rule: r.get(5)?,
-                message: r.get(6)?,
-                warning: r.get::<_, i64>(7)? != 0,
-            })
-        })?;
-        for r in rows {
-            rejections.push(r?);
-        }
-    }
+    let rejections = q::rejections_of_key(conn, key, dataset)?;
 
     // Batches holding this key.
-    {
-        let mut stmt = conn.prepare(
-            "SELECT br.batch_id, br.idx, br.op, br.hash, b.dataset, b.file_id, b.parent_id, b.sealed_at,
-                    b.state, b.receipt_id, b.delivered_at, b.last_error
-             FROM batch_record br JOIN batch b ON b.batch_id = br.batch_id
-             WHERE br.key = ?1 AND (?2 IS NULL OR b.dataset = ?2) ORDER BY b.seq, br.idx",
-        )?;
-        let mut rows = stmt.query(params![key, dataset])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            let rec = (r.get(1)?, r.get(2)?, r.get(3)?);
-            if let Some(b) = batches.get_mut(&id) {
-                b.records.push(rec);
-                continue;
+    for r in q::records_of_key(conn, key, dataset)? {
+        let rec = (r.idx, r.op, r.hash);
+        match batches.get_mut(&r.batch_id) {
+            Some(b) => b.records.push(rec),
+            None => {
+                batches.insert(
+                    r.batch_id,
+                    BatchInfo {
+                        row: r.batch,
+                        records: vec![rec],
+                    },
+                );
             }
-            batches.insert(
-                id,
-                BatchInfo {
-                    dataset: r.get(4)?,
-                    file_id: r.get(5)?,
-                    parent_id: r.get(6)?,
-                    sealed_at: r.get(7)?,
-                    state: r.get(8)?,
-                    receipt_id: r.get(9)?,
-                    delivered_at: r.get(10)?,
-                    last_error: r.get(11)?,
-                    records: vec![rec],
-                },
-            );
         }
     }
 
     // The key's last sealed version, kept for dedupe when retention
     // (`record_rows`) has deleted its per-record rows: its batch still
-    // shows, with the earlier history marked as pruned (index -1).
-    {
-        let mut stmt = conn.prepare(
-            "SELECT rs.batch_id, rs.op, rs.hash, b.dataset, b.file_id, b.parent_id, b.sealed_at,
-                    b.state, b.receipt_id, b.delivered_at, b.last_error
-             FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
-             WHERE rs.key = ?1 AND (?2 IS NULL OR rs.dataset = ?2)",
-        )?;
-        let mut rows = stmt.query(params![key, dataset])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            if batches.contains_key(&id) {
-                continue;
-            }
-            batches.insert(
-                id,
-                BatchInfo {
-                    dataset: r.get(3)?,
-                    file_id: r.get(4)?,
-                    parent_id: r.get(5)?,
-                    sealed_at: r.get(6)?,
-                    state: r.get(7)?,
-                    receipt_id: r.get(8)?,
-                    delivered_at: r.get(9)?,
-                    last_error: r.get(10)?,
-                    records: vec![(PRUNED, r.get(1)?, r.get(2)?)],
-                },
-            );
+    // shows, with the earlier history marked as pruned (no index).
+    for r in q::last_sealed_of_key(conn, key, dataset)? {
+        if batches.contains_key(&r.batch_id) {
+            continue;
         }
+        batches.insert(
+            r.batch_id,
+            BatchInfo {
+                row: r.batch,
+                records: vec![(r.idx, r.op, r.hash)],
+            },
+        );
     }
 
     // The files these came from.
     let file_ids: BTreeSet<i64> = rejections
         .iter()
         .map(|r| r.file_id)
-        .chain(batches.values().filter_map(|b| b.file_id))
+        .chain(batches.values().filter_map(|b| b.row.file_id))
         .collect();
     for id in file_ids {
-        let f = conn.query_row(
-            "SELECT dataset, name, claimed_at, finished_at, state, final_name FROM file WHERE id = ?1",
-            [id],
-            |r| {
-                Ok(FileInfo {
-                    dataset: r.get(0)?,
-                    name: r.get(1)?,
-                    claimed_at: r.get(2)?,
-                    finished_at: r.get(3)?,
-                    state: r.get(4)?,
-                    final_name: r.get(5)?,
-                })
-            },
-        )?;
-        files.insert(id, f);
+        files.insert(id, q::file(conn, id)?);
     }
 
     // Each file's own entries: claimed and its verdict.
     let mut claim_order: BTreeMap<i64, Order> = BTreeMap::new();
     for (id, f) in &files {
-        let mine: Vec<StoredEntry> = log_entries(conn, "file", &f.name)?
+        let mine: Vec<StoredEntry> = q::entries_of_file(conn, &f.name)?
             .into_iter()
             .filter(|e| {
                 e.details
@@ -316,12 +211,12 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
     // Each batch's entries, and the record's place in it.
     let mut delivered_order: BTreeMap<String, Order> = BTreeMap::new();
     let mut split_order: BTreeMap<String, Order> = BTreeMap::new();
-    for (id, b) in &batches {
+    for (id, BatchInfo { row: b, records }) in &batches {
         let file = b
             .file_id
             .and_then(|f| files.get(&f))
             .map(|f| f.name.as_str());
-        let mine = log_entries(conn, "batch", id)?;
+        let mine = q::entries_of_batch(conn, id)?;
         let mut sealed_at: Option<Order> = None;
         let mut outcome_logged = false;
         for e in &mine {
@@ -347,7 +242,7 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
                     .and_then(|p| split_order.get(p).copied())
             })
             .unwrap_or((instant(&b.sealed_at), i64::MAX, b.file_id.unwrap_or(0), 2));
-        for (n, (idx, op, hash)) in b.records.iter().enumerate() {
+        for (n, (idx, op, hash)) in records.iter().enumerate() {
             steps.push(Step {
                 time: b.sealed_at.clone(),
                 event: "record_sealed".into(),
@@ -355,11 +250,14 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
                 file: file.map(str::to_string),
                 batch: Some(id.clone()),
                 seq: None,
-                details: if *idx == PRUNED {
-                    json!({"index": null, "op": op, "hash": hash, "splitFrom": b.parent_id,
-                           "note": "earlier history of this key deleted by retention (record_rows)"})
-                } else {
-                    json!({"index": idx, "op": op, "hash": hash, "splitFrom": b.parent_id})
+                details: match idx {
+                    None => {
+                        json!({"index": null, "op": op, "hash": hash, "splitFrom": b.parent_id,
+                               "note": "earlier history of this key deleted by retention (record_rows)"})
+                    }
+                    Some(idx) => {
+                        json!({"index": idx, "op": op, "hash": hash, "splitFrom": b.parent_id})
+                    }
                 },
                 order: (placed.0, placed.1, 1, n as i64),
             });
@@ -398,35 +296,26 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
     }
 
     // Refusals by the library, right after the delivery that carried them.
-    {
-        let mut stmt = conn.prepare(
-            "SELECT rr.batch_id, rr.idx, rr.code, rr.message, b.dataset, b.delivered_at, b.file_id
-             FROM remote_rejection rr JOIN batch b ON b.batch_id = rr.batch_id
-             WHERE rr.key = ?1 AND (?2 IS NULL OR b.dataset = ?2)",
-        )?;
-        let mut rows = stmt.query(params![key, dataset])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            let idx: i64 = r.get(1)?;
-            let time: Option<String> = r.get(5)?;
-            let file_id: Option<i64> = r.get(6)?;
-            let time = time.unwrap_or_default();
-            let (t, seq, _, _) =
-                delivered_order
-                    .get(&id)
-                    .copied()
-                    .unwrap_or((instant(&time), i64::MAX, 0, 0));
-            steps.push(Step {
-                time,
-                event: "record_library_rejected".into(),
-                dataset: r.get(4)?,
-                file: file_id.and_then(|f| files.get(&f)).map(|f| f.name.clone()),
-                batch: Some(id),
-                seq: None,
-                details: json!({"index": idx, "code": r.get::<_, String>(2)?, "message": r.get::<_, String>(3)?}),
-                order: (t, seq, 2, idx),
-            });
-        }
+    for r in q::refusals_of_key(conn, key, dataset)? {
+        let time = r.delivered_at.unwrap_or_default();
+        let (t, seq, _, _) =
+            delivered_order
+                .get(&r.batch_id)
+                .copied()
+                .unwrap_or((instant(&time), i64::MAX, 0, 0));
+        steps.push(Step {
+            time,
+            event: "record_library_rejected".into(),
+            dataset: r.dataset,
+            file: r
+                .file_id
+                .and_then(|f| files.get(&f))
+                .map(|f| f.name.clone()),
+            batch: Some(r.batch_id),
+            seq: None,
+            details: json!({"index": r.idx, "code": r.code, "message": r.message}),
+            order: (t, seq, 2, r.idx),
+        });
     }
 
     steps.sort_by_key(|s| s.order);

@@ -11,13 +11,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use serde::Serialize;
 
 use super::{AuditError, Result, io_err};
-use crate::state::log::{self, Break, Chain, ENTRY_COLS, Head, StoredEntry};
+use crate::state::entries;
+use crate::state::log::{self, Break, Chain, Head, StoredEntry};
 
 /// Where and why the chain failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,13 +179,9 @@ pub fn verify(
     let db_checkpoints = log::checkpoints(conn)?;
     let mut chain = Chain::new(db_checkpoints.clone());
     let mut broken = None;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {ENTRY_COLS} FROM exchange_log ORDER BY seq"
-    ))?;
-    let mut rows = stmt.query([])?;
     let mut db_first = None;
     let mut db_last = None;
-    while let Some(r) = rows.next()? {
+    entries::each_row(conn, None, |r| -> rusqlite::Result<ControlFlow<()>> {
         // The chain is checked over the row exactly as stored; the witness
         // only needs seq and hash, which a row altered elsewhere still has.
         let verbatim = StoredEntry::verbatim(r)?;
@@ -203,7 +201,8 @@ pub fn verify(
         {
             broken = Some(Finding::from(b));
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     let log_check = ChainCheck {
         entries: chain.count(),
         first_seq: chain.first_seq(),
@@ -245,16 +244,17 @@ pub fn verify(
         }
         if broken.is_none() {
             let after = chain.last().map_or(0, |h| h.seq);
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {ENTRY_COLS} FROM exchange_log WHERE seq > ?1 ORDER BY seq"
-            ))?;
-            let mut rows = stmt.query([after])?;
-            while let Some(r) = rows.next()? {
-                if let Err(b) = StoredEntry::verbatim(r)?.and_then(|e| chain.feed(&e)) {
-                    broken = Some(b.into());
-                    break;
-                }
-            }
+            entries::each_row(
+                conn,
+                Some(after),
+                |r| -> rusqlite::Result<ControlFlow<()>> {
+                    if let Err(b) = StoredEntry::verbatim(r)?.and_then(|e| chain.feed(&e)) {
+                        broken = Some(b.into());
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    Ok(ControlFlow::Continue(()))
+                },
+            )?;
         }
         with_archives = Some(ChainCheck {
             entries: chain.count(),
@@ -333,11 +333,7 @@ mod tests {
         seqs.iter()
             .map(|s| Head {
                 seq: *s,
-                hash: conn
-                    .query_row("SELECT hash FROM exchange_log WHERE seq = ?1", [s], |r| {
-                        r.get(0)
-                    })
-                    .unwrap(),
+                hash: entries::entry(conn, *s).unwrap().unwrap().hash,
             })
             .collect()
     }

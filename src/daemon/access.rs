@@ -12,8 +12,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use super::job::SpoolPaths;
 use crate::config::Config;
+use crate::spool::Spool;
 
 /// setgid + rwx for fepd and the group: data staff drop files here.
 const INBOX_MODE: u32 = 0o2770;
@@ -74,7 +74,7 @@ fn gid_of(name: &str) -> std::io::Result<Option<u32>> {
 
 /// Gives the spool root and one dataset's folders to the data-staff group
 /// with their modes (see the module doc). Problems are logged.
-pub fn apply(spool: &Path, paths: &SpoolPaths, gid: u32) {
+pub fn apply(spool: &Path, paths: &Spool, gid: u32) {
     let dataset_dir = paths.inbox.parent().unwrap_or(spool);
     let plan = [
         (spool, ROOT_MODE),
@@ -116,7 +116,7 @@ mod tests {
     fn inbox_is_group_writable_and_results_group_readable() {
         let d = tempfile::tempdir().unwrap();
         let spool = d.path().join("spool");
-        let paths = SpoolPaths::new(&spool, "case_accept");
+        let paths = Spool::new(&spool, "case_accept");
         paths.create().unwrap();
         // SAFETY: getegid has no preconditions.
         let gid = unsafe { libc::getegid() };

@@ -8,18 +8,21 @@
 pub mod access;
 mod admin;
 pub mod backpressure;
-mod breaker;
 pub mod changed;
 pub mod health;
+mod intake_loop;
 pub mod job;
+mod load;
 pub mod lock;
 pub mod preflight;
 pub mod progress;
+mod pull;
 pub mod read;
 mod run;
 mod service;
 pub mod status;
 mod worker;
 
-pub use run::{Loaded, Start, Stop, load, run};
+pub use load::{Loaded, load};
+pub use run::{Start, Stop, run};
 pub use service::{serve, shutdown_signal};

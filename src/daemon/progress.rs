@@ -34,7 +34,7 @@ pub fn work_files(
     dataset: &str,
 ) -> rusqlite::Result<Vec<WorkFile>> {
     let now = chrono::Utc::now();
-    let work = spool.join(dataset).join("work");
+    let work = crate::spool::Spool::new(spool, dataset).work;
     Ok(files::in_progress(conn, dataset)?
         .into_iter()
         .map(|f| progress(&f, &work, now))

@@ -1,7 +1,10 @@
-//! The service loop: recovery, intake, workers, forwarder, drain.
+//! The service loop, in the order of its phases: open the state, prepare
+//! every part (spool folders, forwarder, admin listener, intake), record
+//! the start, recover what a previous run left in `work/` — all of which
+//! may fail, before any thread or task starts (ARCHITECTURE.md, "A reload
+//! never stops the service") — then start the workers, retention, the
+//! forwarder and intake, serve until asked to stop, and drain.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
@@ -11,114 +14,21 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::admin::Admin;
-use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
-use super::breaker::Deferred;
+use super::backpressure::Gate;
 use super::health::Health;
-use super::job::{DatasetCtx, SpoolPaths};
-use super::lock::{HEARTBEAT_EVERY, InstanceLock};
-use super::read::ReadOptions;
+use super::intake_loop::{self, Intake, Workers};
+use super::job::{DatasetCtx, Deferred};
+use super::load::Loaded;
+use super::lock::InstanceLock;
 use super::worker::worker;
-use crate::config::{Config, SinkMode};
-use crate::forward::outbox::Outbox;
+use crate::config::{Config, DatasetConfig, SinkMode};
+use crate::forward::http::Forwarder;
 use crate::intake::{self, Inbox, Scanner, Wake};
+use crate::spool::Spool;
 use crate::state::log::{self, Entry, Event};
-use crate::validate::{Catalog, CodeTable, DatasetSchema};
-
-/// Config with its schemas loaded: everything `run` and `validate` need.
-pub struct Loaded {
-    pub cfg: Config,
-    pub catalog: Catalog,
-}
-
-impl Loaded {
-    pub fn schema(&self, dataset: &str) -> Option<Arc<DatasetSchema>> {
-        self.catalog.get(dataset)
-    }
-
-    pub fn read_options(&self, dataset: Option<&str>) -> ReadOptions {
-        let label = dataset
-            .and_then(|d| self.cfg.dataset(d))
-            .and_then(|d| d.default_encoding)
-            .or(self.cfg.intake.default_encoding);
-        let ds = dataset.and_then(|d| self.cfg.dataset(d));
-        let mut limits = self.cfg.parse_limits();
-        limits.header_row = ds.and_then(|d| d.header_row).unwrap_or(0);
-        ReadOptions {
-            sheet: ds.and_then(|d| d.sheet.clone()),
-            limits,
-            max_file_bytes: self.cfg.intake.max_file_bytes,
-            default_encoding: label.map(|l| l.encoding()),
-        }
-    }
-}
-
-/// Loads config problems, the code table and the schemas; every problem is
-/// listed in the error.
-pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
-    let mut problems = cfg.problems();
-    problems.extend(super::access::config_problems(&cfg));
-    let codes = match CodeTable::load(&cfg.area_codes_path()) {
-        Ok(c) => Some(Arc::new(c)),
-        Err(e) => {
-            problems.push(format!(
-                "area code table {}: {e}",
-                cfg.area_codes_path().display()
-            ));
-            None
-        }
-    };
-    let catalog = match codes {
-        Some(codes) => match Catalog::load(&cfg.schemas_dir, codes, cfg.validate_options()) {
-            Ok(mut c) => {
-                for d in &cfg.datasets {
-                    if d.satisfaction_scale == crate::config::Scale::Reversed
-                        && c.get(&d.name).is_some()
-                        && let Err(e) = c.reverse_scale(&d.name, "satisfaction")
-                    {
-                        problems.push(format!("dataset {}: satisfaction_scale: {e}", d.name));
-                    }
-                    if !d.aliases.is_empty()
-                        && c.get(&d.name).is_some()
-                        && let Err(e) = c.add_aliases(
-                            &d.name,
-                            d.aliases.iter().map(|(t, f)| (t.as_str(), f.as_str())),
-                        )
-                    {
-                        problems.push(format!("dataset {}: aliases: {e}", d.name));
-                    }
-                }
-                Some(c)
-            }
-            Err(errs) => {
-                problems.extend(errs);
-                None
-            }
-        },
-        None => None,
-    };
-    if let Some(c) = &catalog {
-        for d in &cfg.datasets {
-            if c.get(&d.name).is_none() {
-                problems.push(format!(
-                    "dataset {}: no schema {}",
-                    d.name,
-                    cfg.schemas_dir
-                        .join(format!("{}.schema.json", d.name))
-                        .display()
-                ));
-            }
-        }
-    }
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("\n"));
-    }
-    Ok(Loaded {
-        cfg,
-        catalog: catalog.expect("no problems means the catalog loaded"),
-    })
-}
 
 /// Why the service loop ended.
 pub enum Stop {
@@ -147,43 +57,185 @@ pub enum Start {
 /// loop).
 ///
 /// Everything that can fail at start (state database, folders, forwarder,
-/// admin listener, schedules) is done before any thread or task is
-/// started, so an error returns with nothing left running and the caller
-/// can go on with another config.
+/// admin listener, schedules, recovery) is done before any thread or task
+/// is started, so an error returns with nothing left running and the
+/// caller can go on with another config.
 pub async fn run(
     loaded: Arc<Loaded>,
     instance: &InstanceLock,
-    shutdown: impl Future<Output = Stop>,
+    shutdown: impl std::future::Future<Output = Stop>,
     start: Start,
 ) -> anyhow::Result<Stop> {
     let cfg = &loaded.cfg;
     let tz = cfg.tz();
     let db_path = cfg.state_db();
-    let mut conn = crate::state::open(&db_path)?;
+    let conn = crate::state::open(&db_path)?;
     let health = Arc::new(Health::new());
     let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
+    let spools = prepare_spools(cfg)?;
+    let forwarder = prepare_forwarder(&loaded, tz, &health)?;
+    let admin = prepare_admin(cfg, &gate, &health, instance)?;
+    let admin_listener = match cfg.admin.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let inboxes: Vec<Inbox> = spools.iter().map(|(d, s)| inbox(cfg, d, s)).collect();
+    let mut scanner = Scanner::new(
+        &cfg.spool_dir,
+        inboxes.clone(),
+        Duration::from_secs(cfg.intake.settle_secs),
+    );
+    scanner.set_quiet(Duration::from_millis(cfg.intake.quiet_ms));
+    let (wake_tx, wake_rx) = mpsc::channel::<Wake>(1024);
+    let scheduler =
+        intake_loop::schedule_collections(cfg, tz, &mut scanner, wake_tx.clone()).await?;
+    // The intake loop's own read connection, for the back-pressure gate.
+    let gate_conn = crate::state::open(&db_path)?;
+    record_start(conn, cfg, tz, start)?;
+    // A changed sink mode: exported batches are taken back for pushing.
+    crate::forward::switch::on_start(&db_path, cfg, tz).context("preparing the outbox")?;
+    let recovered = recover(&db_path, &spools)?;
 
-    let mut inboxes = Vec::new();
-    let mut spools = Vec::new();
+    // From here on, threads and tasks run.
+    let mut running = Running::new();
+    let (fwd_tx, fwd_rx) = std_mpsc::sync_channel::<()>(1);
+    let push_wake = Arc::new(tokio::sync::Notify::new());
+    let fwd_wake = {
+        // Workers wake the forwarder after sealing: the pull-mode thread
+        // through a channel, the push-mode task through a Notify. A
+        // wake-up channel of one slot: wake-ups coalesce, senders never
+        // block.
+        let tx = fwd_tx.clone();
+        let n = push_wake.clone();
+        Arc::new(move || {
+            let _ = tx.try_send(());
+            n.notify_one();
+        }) as Arc<dyn Fn() + Send + Sync>
+    };
+    let workers = start_workers(
+        &loaded,
+        tz,
+        spools,
+        recovered,
+        &fwd_wake,
+        &gate,
+        &health,
+        &mut running,
+    )?;
+    // Retention: old bodies, files and rows deleted on a schedule.
+    running.threads.push(
+        crate::retention::start(
+            db_path.clone(),
+            crate::retention::Plan::of(cfg, tz),
+            running.stopping.clone(),
+        )
+        .context("spawning retention")?,
+    );
+    match forwarder {
+        None => {
+            running.outbox = Some(super::pull::start(
+                &loaded,
+                tz,
+                &health,
+                &gate,
+                fwd_rx,
+                fwd_tx,
+                &running.stopping,
+            )?)
+        }
+        Some(fwd) => {
+            let alive = health.part("push forwarder");
+            let run = fwd.run(
+                push_wake.clone(),
+                running.cancel.clone(),
+                running.abandon.clone(),
+            );
+            running.push_task = Some(tokio::spawn(async move {
+                let _alive = alive;
+                run.await
+            }));
+            drop(fwd_rx);
+        }
+    }
+    // Intake: watcher wake-ups plus periodic rescans (and scheduled
+    // collections, set up above).
+    let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
+    let _watcher = match intake::watch(&dirs, wake_tx) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "file watcher unavailable; relying on periodic rescans");
+            None
+        }
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
+    // The admin listener: health, metrics, status.
+    if let Some(listener) = admin_listener {
+        tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz /metrics /status");
+        let c = running.cancel.clone();
+        running.admin_task = Some(tokio::spawn(super::admin::serve(
+            listener,
+            admin.clone(),
+            async move { c.cancelled().await },
+        )));
+    }
+    let intake = Intake {
+        scanner,
+        wake_rx,
+        gate_conn,
+        gate: &gate,
+        health: &health,
+        admin: &admin,
+        instance,
+        rescan: Duration::from_secs(cfg.intake.rescan_secs),
+    };
+    let stop = intake_loop::serve(intake, &workers, shutdown).await;
+    drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
+    Ok(stop)
+}
+
+/// Each dataset's spool folders, created (and given to the staff group)
+/// if need be.
+fn prepare_spools(cfg: &Config) -> anyhow::Result<Vec<(DatasetConfig, Spool)>> {
     let staff_gid = super::access::group_id(cfg);
+    let mut spools = Vec::new();
     for d in &cfg.datasets {
-        let paths = SpoolPaths::new(&cfg.spool_dir, &d.name);
+        let paths = Spool::new(&cfg.spool_dir, &d.name);
         paths
             .create()
             .with_context(|| format!("creating spool folders for {}", d.name))?;
         if let Some(gid) = staff_gid {
             super::access::apply(&cfg.spool_dir, &paths, gid);
         }
-        inboxes.push(Inbox {
-            dataset: d.name.clone(),
-            dir: paths.inbox.clone(),
-            work: paths.work.clone(),
-            ready: d.ready.unwrap_or(cfg.intake.ready),
-            max_file_bytes: cfg.intake.max_file_bytes,
-        });
-        spools.push((d, paths));
+        spools.push((d.clone(), paths));
     }
-    let forwarder = match cfg.sink.mode {
+    Ok(spools)
+}
+
+/// What intake watches and claims from for a dataset.
+fn inbox(cfg: &Config, d: &DatasetConfig, paths: &Spool) -> Inbox {
+    Inbox {
+        dataset: d.name.clone(),
+        dir: paths.inbox.clone(),
+        work: paths.work.clone(),
+        ready: d.ready.unwrap_or(cfg.intake.ready),
+        max_file_bytes: cfg.intake.max_file_bytes,
+    }
+}
+
+/// The push forwarder, or `None` in pull mode (whose outbox folder is
+/// created here).
+fn prepare_forwarder(
+    loaded: &Loaded,
+    tz: chrono::FixedOffset,
+    health: &Arc<Health>,
+) -> anyhow::Result<Option<Arc<Forwarder>>> {
+    let cfg = &loaded.cfg;
+    Ok(match cfg.sink.mode {
         SinkMode::Outbox => {
             std::fs::create_dir_all(&cfg.sink.outbox_dir).context("creating the outbox folder")?;
             None
@@ -194,13 +246,8 @@ pub async fn run(
                 .http
                 .clone()
                 .context("sink.mode = \"http\" needs [sink.http]")?;
-            let mut fwd = crate::forward::http::Forwarder::new(
-                db_path.clone(),
-                cfg.spool_dir.clone(),
-                tz,
-                http,
-            )?
-            .with_catalog(loaded.catalog.clone());
+            let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)?
+                .with_catalog(loaded.catalog.clone());
             fwd.windows = cfg
                 .datasets
                 .iter()
@@ -209,8 +256,16 @@ pub async fn run(
             fwd.health = health.clone();
             Some(Arc::new(fwd))
         }
-    };
-    let admin = Admin {
+    })
+}
+
+fn prepare_admin(
+    cfg: &Config,
+    gate: &Arc<Gate>,
+    health: &Arc<Health>,
+    instance: &InstanceLock,
+) -> anyhow::Result<Admin> {
+    Ok(Admin {
         cfg: Arc::new(cfg.clone()),
         gate: gate.clone(),
         health: health.clone(),
@@ -223,111 +278,162 @@ pub async fn run(
             ),
             None => None,
         },
-    };
-    let admin_listener = match cfg.admin.listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("admin listener on {addr}"))?,
-        ),
-        None => None,
-    };
-    let mut scanner = Scanner::new(
-        &cfg.spool_dir,
-        inboxes.clone(),
-        Duration::from_secs(cfg.intake.settle_secs),
-    );
-    scanner.set_quiet(Duration::from_millis(cfg.intake.quiet_ms));
-    let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
-    let mut scheduler = schedule_collections(cfg, tz, &mut scanner, wake_tx.clone()).await?;
-    // The intake loop's own read connection, for the back-pressure gate.
-    let gate_conn = crate::state::open(&db_path)?;
+    })
+}
 
-    {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let config = json!({
-            "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-            "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
-        });
-        if start == Start::Fresh {
-            log::append(
-                &tx,
-                tz,
-                Event::DaemonStarted,
-                Entry {
-                    details: Some(
-                        json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
-                    ),
-                    ..Default::default()
-                },
-            )?;
-        }
-        let event = match start {
-            Start::Fresh => Some(Event::ConfigLoaded),
-            Start::Reload => Some(Event::ConfigReloaded),
-            Start::Fallback => None,
-        };
-        if let Some(event) = event {
-            log::append(
-                &tx,
-                tz,
-                event,
-                Entry {
-                    details: Some(config),
-                    ..Default::default()
-                },
-            )?;
-        }
-        tx.commit()?;
-    }
-    drop(conn);
-    // A changed sink mode: exported batches are taken back for pushing.
-    crate::forward::switch::on_start(&db_path, cfg, tz).context("preparing the outbox")?;
-
-    let stopping = Arc::new(AtomicBool::new(false));
-    // Workers wake the forwarder after sealing: the pull-mode thread
-    // through a channel, the push-mode task through a Notify.
-    // A wake-up channel of one slot: wake-ups coalesce, senders never block.
-    let (fwd_tx, fwd_rx) = std_mpsc::sync_channel::<()>(1);
-    let push_wake = Arc::new(tokio::sync::Notify::new());
-    let fwd_wake = {
-        let tx = fwd_tx.clone();
-        let n = push_wake.clone();
-        Arc::new(move || {
-            let _ = tx.try_send(());
-            n.notify_one();
-        }) as Arc<dyn Fn() + Send + Sync>
-    };
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let abandon = tokio_util::sync::CancellationToken::new();
-
-    // One worker thread per dataset: files of a dataset are processed in
-    // claim order, which keeps each route's batches in arrival order.
-    let mut workers: HashMap<String, std_mpsc::Sender<String>> = HashMap::new();
-    let mut handles: Vec<JoinHandle<()>> = Vec::new();
-    let mut recovered = 0usize;
-    for (d, paths) in spools {
-        let leftovers = intake::scan::leftovers(&paths.work);
-        recovered += leftovers.len();
-        let ctx = DatasetCtx {
-            dataset: d.clone(),
-            schema: loaded.schema(&d.name).expect("load checked every schema"),
-            sender: cfg.sender.clone(),
+/// The exchange-log entries of this start: `daemon_started` and
+/// `config_loaded` for a fresh start, `config_reloaded` after a SIGHUP.
+fn record_start(
+    mut conn: rusqlite::Connection,
+    cfg: &Config,
+    tz: chrono::FixedOffset,
+    start: Start,
+) -> anyhow::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let config = json!({
+        "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
+    });
+    if start == Start::Fresh {
+        log::append(
+            &tx,
             tz,
-            batch: cfg.batch,
-            chunk_records: cfg.intake.chunk_records.max(1),
-            read: loaded.read_options(Some(&d.name)),
-            paths,
-            on_sealed: fwd_wake.clone(),
-            stopping: {
-                let s = stopping.clone();
-                Arc::new(move || s.load(Ordering::SeqCst))
+            Event::DaemonStarted,
+            Entry {
+                details: Some(
+                    json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
+                ),
+                ..Default::default()
             },
-            gate: gate.clone(),
+        )?;
+    }
+    let event = match start {
+        Start::Fresh => Some(Event::ConfigLoaded),
+        Start::Reload => Some(Event::ConfigReloaded),
+        Start::Fallback => None,
+    };
+    if let Some(event) = event {
+        log::append(
+            &tx,
+            tz,
+            event,
+            Entry {
+                details: Some(config),
+                ..Default::default()
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A dataset's files left in `work/` by the previous run, oldest claim
+/// first, and those of them an earlier process died on.
+struct Recovered {
+    leftovers: Vec<String>,
+    died_on: Vec<String>,
+}
+
+fn recover(
+    db_path: &std::path::Path,
+    spools: &[(DatasetConfig, Spool)],
+) -> anyhow::Result<Vec<Recovered>> {
+    let conn = crate::state::open(db_path)?;
+    let mut out = Vec::new();
+    for (_, paths) in spools {
+        let leftovers = intake::scan::leftovers(&paths.work);
+        let died_on = super::job::died_on(&conn, &leftovers)?;
+        out.push(Recovered { leftovers, died_on });
+    }
+    Ok(out)
+}
+
+/// What runs, for the drain to stop.
+struct Running {
+    stopping: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    abandon: CancellationToken,
+    /// Workers and retention.
+    threads: Vec<JoinHandle<()>>,
+    outbox: Option<JoinHandle<()>>,
+    push_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    fn new() -> Running {
+        Running {
+            stopping: Arc::new(AtomicBool::new(false)),
+            cancel: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            threads: Vec::new(),
+            outbox: None,
+            push_task: None,
+            admin_task: None,
+        }
+    }
+}
+
+/// Everything a dataset's worker needs, from the loaded config.
+pub(super) fn dataset_ctx(
+    loaded: &Loaded,
+    tz: chrono::FixedOffset,
+    d: &DatasetConfig,
+    paths: Spool,
+    on_sealed: Arc<dyn Fn() + Send + Sync>,
+    stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    gate: Arc<Gate>,
+) -> DatasetCtx {
+    let cfg = &loaded.cfg;
+    DatasetCtx {
+        dataset: d.clone(),
+        schema: loaded.schema(&d.name).expect("load checked every schema"),
+        sender: cfg.sender.clone(),
+        tz,
+        batch: cfg.batch,
+        chunk_records: cfg.intake.chunk_records.max(1),
+        read: loaded.read_options(Some(&d.name)),
+        paths,
+        on_sealed,
+        stopping,
+        gate,
+    }
+}
+
+/// One worker thread per dataset: files of a dataset are processed in
+/// claim order, which keeps each route's batches in arrival order. The
+/// files left in `work/` go first, those an earlier process died on last.
+#[allow(clippy::too_many_arguments)]
+fn start_workers(
+    loaded: &Loaded,
+    tz: chrono::FixedOffset,
+    spools: Vec<(DatasetConfig, Spool)>,
+    recovered: Vec<Recovered>,
+    on_sealed: &Arc<dyn Fn() + Send + Sync>,
+    gate: &Arc<Gate>,
+    health: &Arc<Health>,
+    running: &mut Running,
+) -> anyhow::Result<Workers> {
+    let cfg = &loaded.cfg;
+    let mut workers = Workers::new();
+    let mut files = 0usize;
+    for ((d, paths), Recovered { leftovers, died_on }) in spools.into_iter().zip(recovered) {
+        files += leftovers.len();
+        let stopping = {
+            let s = running.stopping.clone();
+            Arc::new(move || s.load(Ordering::SeqCst)) as Arc<dyn Fn() -> bool + Send + Sync>
         };
+        let ctx = dataset_ctx(
+            loaded,
+            tz,
+            &d,
+            paths,
+            on_sealed.clone(),
+            stopping,
+            gate.clone(),
+        );
         let (tx, rx) = std_mpsc::channel::<String>();
         // Files an earlier process died on wait until the rest went first.
-        let died_on = super::breaker::died_on(&crate::state::open(&db_path)?, &leftovers)?;
         for name in leftovers.into_iter().filter(|n| !died_on.contains(n)) {
             let _ = tx.send(name);
         }
@@ -336,9 +442,9 @@ pub async fn run(
         }
         let deferred = Deferred::new(died_on, Duration::from_secs(cfg.intake.settle_secs + 1));
         workers.insert(d.name.clone(), tx);
-        let db = db_path.clone();
+        let db = cfg.state_db();
         let alive = health.part(format!("worker-{}", d.name));
-        handles.push(
+        running.threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{}", d.name))
                 .spawn(move || {
@@ -348,160 +454,33 @@ pub async fn run(
                 .context("spawning worker")?,
         );
     }
-    if recovered > 0 {
-        let mut conn = crate::state::open(&db_path)?;
+    if files > 0 {
+        let mut conn = crate::state::open(&cfg.state_db())?;
         log::append_alone(
             &mut conn,
             tz,
             Event::DaemonRecovered,
             Entry {
-                counts: Some(json!({"files": recovered})),
+                counts: Some(json!({"files": files})),
                 ..Default::default()
             },
         )?;
-        tracing::info!(
-            files = recovered,
-            "resuming files left in work/ by the previous run"
-        );
+        tracing::info!(files, "resuming files left in work/ by the previous run");
     }
+    Ok(workers)
+}
 
-    // Retention: old bodies, files and rows deleted on a schedule.
-    handles.push(
-        crate::retention::start(
-            db_path.clone(),
-            crate::retention::Plan::of(cfg, tz),
-            stopping.clone(),
-        )
-        .context("spawning retention")?,
-    );
-    // The forwarder: pull mode runs on its own thread, push mode as a task.
-    let mut push_task = None;
-    let fwd_handle = match forwarder {
-        None => {
-            let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz)
-                .with_catalog(loaded.catalog.clone());
-            outbox.health = health.clone();
-            let db = db_path.clone();
-            let stop = stopping.clone();
-            let gate = gate.clone();
-            let watch_dir = cfg.sink.outbox_dir.clone();
-            let alive = health.part("outbox forwarder");
-            Some(
-                std::thread::Builder::new()
-                    .name("outbox".into())
-                    .spawn(move || {
-                        let _alive = alive;
-                        outbox_loop(db, &mut outbox, watch_dir, fwd_rx, fwd_tx, stop, &gate)
-                    })?,
-            )
-        }
-        Some(fwd) => {
-            let alive = health.part("push forwarder");
-            let run = fwd.run(push_wake.clone(), cancel.clone(), abandon.clone());
-            push_task = Some(tokio::spawn(async move {
-                let _alive = alive;
-                run.await
-            }));
-            drop(fwd_rx);
-            None
-        }
-    };
-
-    // Intake: watcher wake-ups plus periodic rescans (and scheduled
-    // collections, set up above).
-    let dirs: Vec<PathBuf> = inboxes.iter().map(|i| i.dir.clone()).collect();
-    let _watcher = match intake::watch(&dirs, wake_tx) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "file watcher unavailable; relying on periodic rescans");
-            None
-        }
-    };
-    let rescan = Duration::from_secs(cfg.intake.rescan_secs);
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = watchdog_interval();
-    tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
-
-    // The admin listener: health, metrics, status.
-    let admin_task = match admin_listener {
-        Some(listener) => {
-            tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz /metrics /status");
-            let c = cancel.clone();
-            Some(tokio::spawn(super::admin::serve(
-                listener,
-                admin.clone(),
-                async move { c.cancelled().await },
-            )))
-        }
-        None => None,
-    };
-    let mut last_beat: Option<tokio::time::Instant> = None;
-    tokio::pin!(shutdown);
-    let stop;
-    let mut last_full = tokio::time::Instant::now() - rescan;
-    let mut was_paused = false;
-    loop {
-        let now = tokio::time::Instant::now();
-        let paused = gate.check(&gate_conn);
-        health.intake_tick();
-        if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
-            last_beat = Some(tokio::time::Instant::now());
-            if let Err(e) = instance.beat(&admin.beat()) {
-                tracing::warn!(error = %e, "cannot write the heartbeat file");
-            }
-        }
-
-        if paused {
-            // Claim nothing while the outbox is over its high-water mark;
-            // files wait in the inbox.
-        } else if was_paused || now.duration_since(last_full) >= rescan || scanner.has_pending() {
-            if now.duration_since(last_full) >= rescan {
-                last_full = now;
-            }
-            dispatch(&mut scanner, &workers);
-        }
-        was_paused = paused;
-        let tick = if paused {
-            Duration::from_millis(500)
-        } else if scanner.has_pending() {
-            scanner.retry_in()
-        } else {
-            rescan
-                .saturating_sub(now.elapsed())
-                .min(watchdog)
-                .min(HEARTBEAT_EVERY)
-        };
-        tokio::select! {
-            s = &mut shutdown => {
-                stop = s;
-                break;
-            }
-            w = wake_rx.recv() => {
-                // Take every queued wake-up, then scan once.
-                let mut next = w;
-                while let Some(w) = next {
-                    match w {
-                        Wake::Complete(p) => scanner.mark_complete(p),
-                        Wake::Closed(p) => scanner.mark_closed(p),
-                        Wake::Collect(ds) => {
-                            tracing::debug!(dataset = %ds, "scheduled collection");
-                            scanner.collect(&ds);
-                        }
-                        Wake::Changed | Wake::Overflow => {}
-                    }
-                    next = wake_rx.try_recv().ok();
-                }
-                if !gate.check(&gate_conn) {
-                    dispatch(&mut scanner, &workers);
-                }
-            }
-            _ = tokio::time::sleep(tick) => {}
-        }
-        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-    }
-
-    // Drain: stop intake, let every file commit its current chunk and every
-    // in-flight request be answered, within the grace period.
+/// Drain: stop intake, let every file commit its current chunk and every
+/// in-flight request be answered, within the grace period.
+async fn drain(
+    cfg: &Config,
+    tz: chrono::FixedOffset,
+    health: &Health,
+    stop: &Stop,
+    workers: Workers,
+    mut scheduler: Option<tokio_cron_scheduler::JobScheduler>,
+    running: Running,
+) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.shutdown.grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(
@@ -513,20 +492,20 @@ pub async fn run(
         Stop::Reload(_) => sd_notify::NotifyState::Reloading,
     }]);
     health.set_stopping();
-    stopping.store(true, Ordering::SeqCst);
-    cancel.cancel();
+    running.stopping.store(true, Ordering::SeqCst);
+    running.cancel.cancel();
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;
     }
     drop(workers);
-    if let Some(t) = admin_task {
+    if let Some(t) = running.admin_task {
         let _ = t.await;
     }
-    if let Some(mut t) = push_task {
+    if let Some(mut t) = running.push_task {
         let ended = match tokio::time::timeout_at(deadline, &mut t).await {
             Ok(r) => Some(r),
             Err(_) => {
-                abandon.cancel();
+                running.abandon.cancel();
                 // Abandoning only records the attempt: a moment suffices.
                 tokio::time::timeout(Duration::from_secs(5), t).await.ok()
             }
@@ -540,11 +519,12 @@ pub async fn run(
             None => tracing::warn!("push forwarder did not stop; exiting without it"),
         }
     }
+    let (threads, outbox) = (running.threads, running.outbox);
     let joined = tokio::task::spawn_blocking(move || {
-        for h in handles {
+        for h in threads {
             let _ = h.join();
         }
-        if let Some(h) = fwd_handle {
+        if let Some(h) = outbox {
             let _ = h.join();
         }
     });
@@ -556,134 +536,11 @@ pub async fn run(
         );
     }
     if matches!(stop, Stop::Terminate) {
-        let mut conn = crate::state::open(&db_path)?;
+        let mut conn = crate::state::open(&cfg.state_db())?;
         log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
         tracing::info!("fepd stopped");
     } else {
         tracing::info!("drained; starting again with the new config");
     }
-    Ok(stop)
-}
-
-/// Starts the cron jobs of the datasets with a `schedule`: each firing
-/// asks the intake loop to collect that dataset's inbox.
-async fn schedule_collections(
-    cfg: &Config,
-    tz: chrono::FixedOffset,
-    scanner: &mut Scanner,
-    tx: mpsc::Sender<Wake>,
-) -> anyhow::Result<Option<tokio_cron_scheduler::JobScheduler>> {
-    let scheduled: Vec<_> = cfg
-        .datasets
-        .iter()
-        .filter_map(|d| d.schedule.as_ref().map(|s| (d.name.clone(), s.clone())))
-        .collect();
-    if scheduled.is_empty() {
-        return Ok(None);
-    }
-    let sched = tokio_cron_scheduler::JobScheduler::new()
-        .await
-        .context("starting the collection scheduler")?;
-    for (dataset, expr) in scheduled {
-        scanner.set_scheduled(&dataset);
-        let tx = tx.clone();
-        let ds = dataset.clone();
-        let job = tokio_cron_scheduler::Job::new_async_tz(expr.as_str(), tz, move |_, _| {
-            let tx = tx.clone();
-            let ds = ds.clone();
-            Box::pin(async move {
-                let _ = tx.send(Wake::Collect(ds)).await;
-            })
-        })
-        .with_context(|| format!("dataset {dataset}: schedule {expr:?}"))?;
-        sched.add(job).await.context("adding a collection job")?;
-        tracing::info!(dataset = %dataset, schedule = %expr.as_str(), "inbox collected on a schedule");
-    }
-    sched
-        .start()
-        .await
-        .context("starting the collection scheduler")?;
-    Ok(Some(sched))
-}
-
-fn dispatch(scanner: &mut Scanner, workers: &HashMap<String, std_mpsc::Sender<String>>) {
-    for c in scanner.scan() {
-        tracing::debug!(dataset = %c.dataset, file = %c.work_name, "claimed");
-        if let Some(w) = workers.get(&c.dataset) {
-            let _ = w.send(c.work_name);
-        }
-    }
-}
-
-fn watchdog_interval() -> Duration {
-    match sd_notify::watchdog_enabled() {
-        Some(d) if !d.is_zero() => d / 2,
-        _ => Duration::from_secs(10),
-    }
-}
-
-fn outbox_loop(
-    db: PathBuf,
-    outbox: &mut Outbox,
-    watch_dir: PathBuf,
-    wake: std_mpsc::Receiver<()>,
-    wake_tx: std_mpsc::SyncSender<()>,
-    stop: Arc<AtomicBool>,
-    gate: &Gate,
-) {
-    let mut conn = match crate::state::open(&db) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "outbox cannot open the state database");
-            return;
-        }
-    };
-    // Acknowledgements arrive as files: watch for them so delivery is
-    // recorded promptly; the poll below is the fallback. Only the arrival
-    // of an .ack or .nack wakes the loop: the pass itself opens these
-    // folders, and waking on every event would make it chase its own tail.
-    let _watcher = {
-        use notify::event::{AccessKind, AccessMode, ModifyKind};
-        use notify::{EventKind, RecursiveMode, Watcher};
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(ev) = res else {
-                let _ = wake_tx.try_send(());
-                return;
-            };
-            let arrival = matches!(
-                ev.kind,
-                EventKind::Create(_)
-                    | EventKind::Modify(ModifyKind::Name(_))
-                    | EventKind::Access(AccessKind::Close(AccessMode::Write))
-            );
-            let marker = ev
-                .paths
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "ack" || e == "nack"));
-            if arrival && marker {
-                let _ = wake_tx.try_send(());
-            }
-        })
-        .and_then(|mut w| w.watch(&watch_dir, RecursiveMode::Recursive).map(|_| w))
-        .ok()
-    };
-    loop {
-        let mut wait = Duration::from_millis(1000);
-        match outbox.pass(&mut conn) {
-            Ok(_) => gate.disk_ok("outbox"),
-            Err(e) if is_disk_full(&e) => {
-                gate.disk_failed("outbox", &format_args!("{e:#}"));
-                wait = DISK_RETRY;
-            }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "outbox pass failed; retrying"),
-        }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match wake.recv_timeout(wait) {
-            Ok(()) => while wake.try_recv().is_ok() {},
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
+    Ok(())
 }

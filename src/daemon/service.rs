@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::load::{Loaded, load};
 use super::lock::InstanceLock;
 use super::preflight::{self, Running};
-use super::run::{Loaded, Start, Stop, load, run};
+use super::run::{Start, Stop, run};
 use crate::config::Config;
 use crate::state::log::{self, Entry, Event};
 

@@ -134,10 +134,11 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
     };
     let mut datasets = Vec::new();
     for d in &cfg.datasets {
+        let spool = crate::spool::Spool::new(&cfg.spool_dir, &d.name);
         let mut s = DatasetStatus {
             dataset: d.name.clone(),
-            inbox_files: count_files(&cfg.spool_dir.join(&d.name).join("inbox")),
-            work_files: count_files(&cfg.spool_dir.join(&d.name).join("work")),
+            inbox_files: count_files(&spool.inbox),
+            work_files: count_files(&spool.work),
             backlog_batches: 0,
             backlog_records: 0,
             parked: 0,
@@ -150,7 +151,7 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::
             delivered: 0,
             retries: 0,
             not_taken: crate::intake::refusal::not_taken(
-                &cfg.spool_dir.join(&d.name).join("inbox"),
+                &spool.inbox,
                 d.ready.unwrap_or(cfg.intake.ready),
                 cfg.intake.max_file_bytes,
             ),

@@ -7,8 +7,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use super::backpressure::{DISK_RETRY, is_disk_full};
-use super::breaker::Deferred;
-use super::job::{self, DatasetCtx, Outcome};
+use super::job::{self, DatasetCtx, Deferred, Outcome};
 
 pub fn worker(
     db: PathBuf,
@@ -43,7 +42,7 @@ pub fn worker(
                 result,
                 Ok(Ok(Outcome::Interrupted | Outcome::Unreadable(_)) | Err(_))
             ) {
-                super::breaker::end(&conn, &ctx.dataset.name, &work_name);
+                job::end_attempt(&conn, &ctx.dataset.name, &work_name);
             }
             let result = match result {
                 Ok(r) => r,
@@ -73,7 +72,7 @@ pub fn worker(
                         // that work resumes soon after space returns.
                         ctx.gate.disk_failed(
                             &who,
-                            &format_args!("file {}: {e}", job::original_name(&work_name)),
+                            &format_args!("file {}: {e}", crate::spool::original_name(&work_name)),
                         );
                         tracing::debug!(dataset = %ctx.dataset.name, file = %work_name, error = %e, "still no space; retrying from the last checkpoint");
                         DISK_RETRY

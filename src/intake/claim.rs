@@ -201,7 +201,7 @@ fn try_claim(dir: &Path, work: &Path, name: &str, max_bytes: u64) -> io::Result<
     }
     std::fs::create_dir_all(work)?;
     let work_fd = open_dir(work)?;
-    let work_name = format!("{}~{}", crate::seal::new_batch_id(), name);
+    let work_name = crate::spool::ClaimName::new(name).work_name();
     rename_at(inbox.as_raw_fd(), name, work_fd.as_raw_fd(), &work_name, 0)?;
     // The name may have been swapped between the open and the rename: what
     // arrived in work/ must be the file checked above, or it goes back.

@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use super::{notice, table};
 use crate::fsio;
 use crate::state::batches::{self, Refusal};
-use crate::state::files::{self, Rejection};
+use crate::state::files::{self, FileState, Rejection};
 use crate::validate::DatasetSchema;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +64,10 @@ pub fn write_for_file(
     let Some(file) = files::by_id(conn, file_id)? else {
         return Ok(0);
     };
-    let dir: PathBuf = match file.state.as_str() {
-        "done" | "rejected" => spool.join(&file.dataset).join(&file.state),
+    let dir: PathBuf = match file.state {
+        FileState::Done | FileState::Rejected => crate::spool::Spool::new(spool, &file.dataset)
+            .verdict_dir(file.state)
+            .to_path_buf(),
         _ => return Ok(0),
     };
     let refusals = batches::refusals_of_file(conn, file_id)?;

@@ -115,11 +115,12 @@ pub fn pass(conn: &mut Connection, plan: &Plan, now: SystemTime) -> Result<Pass,
         }
     }
     for ds in &plan.datasets {
+        let spool = crate::spool::Spool::new(&plan.spool, ds);
         if let Keep(Some(k)) = plan.keep.done_files {
-            p.done += sweep(&plan.spool.join(ds).join("done"), k, now);
+            p.done += sweep(&spool.done, k, now);
         }
         if let Keep(Some(k)) = plan.keep.rejected_files {
-            p.rejected += sweep(&plan.spool.join(ds).join("rejected"), k, now);
+            p.rejected += sweep(&spool.rejected, k, now);
         }
         if let Keep(Some(k)) = plan.keep.delivered_files {
             p.delivered += sweep(&plan.outbox.join(ds).join("delivered"), k, now);
@@ -297,9 +298,7 @@ mod tests {
         assert_eq!(p.body_bytes, 40 * 100_000);
         assert!(p.db_pages_freed > 900, "{p:?}");
         assert!(db::db_bytes(&c).unwrap() < big - 3_900_000);
-        let left: i64 = c
-            .query_row("SELECT COUNT(*) FROM batch_body", [], |r| r.get(0))
-            .unwrap();
+        let (left, rows) = db::held(&c).unwrap();
         assert_eq!(left, 10, "pending bodies stay");
         assert!(batches::body(&c, "B45").unwrap().is_some());
         assert!(batches::body(&c, "B05").unwrap().is_none());
@@ -309,23 +308,25 @@ mod tests {
                 .is_some()
         );
         // Record rows are kept a year by default.
-        let rows: i64 = c
-            .query_row("SELECT COUNT(*) FROM batch_record", [], |r| r.get(0))
-            .unwrap();
         assert_eq!(rows, 50);
         // The file itself shrinks once the WAL is checkpointed.
-        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        db::checkpoint_wal(&c).unwrap();
         let after = std::fs::metadata(&path).unwrap().len();
         assert!(after + 3_900_000 < before, "{before} -> {after}");
         // The pass is logged with its counts.
-        let counts: String = c
-            .query_row(
-                "SELECT counts FROM exchange_log WHERE event = 'retention_pass'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&counts).unwrap();
+        let mut passes = Vec::new();
+        let only = crate::state::entries::Match {
+            event: Some(Event::RetentionPass.as_str()),
+            ..Default::default()
+        };
+        crate::state::entries::each_matching(&c, &only, |e| {
+            passes.push(e.counts);
+            Ok::<_, rusqlite::Error>(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+        let [Some(v)] = passes.as_slice() else {
+            panic!("{passes:?}")
+        };
         assert_eq!(v["batchBodies"], 40);
         assert_eq!(crate::state::log::verify(&c).unwrap(), Ok(1));
     }

@@ -1,7 +1,83 @@
 //! Files seen in the spool: claim rows, checkpoints, verdict counts, and
 //! the attempts on files in `work/` that the crash-loop breaker counts.
+//!
+//! A file's state is a [`FileState`]; these functions are the SQL of its
+//! transitions, and `daemon::job::lifecycle` is the one caller that
+//! changes it (ARCHITECTURE.md, "Invariants").
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+
+/// Where a file is in its life: `claimed` → `processing` → `done`,
+/// `rejected` or `duplicate` (the verdicts). Stored as these words, which
+/// databases written by every release hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileState {
+    /// Claimed into `work/`, not yet identified (a row that the claim and
+    /// identity transaction left; older releases committed it apart).
+    Claimed,
+    /// Identified; its records are being read in checkpointed chunks.
+    Processing,
+    /// Every record sealed, skipped or stale: in `done/` with a receipt.
+    Done,
+    /// A file fault or rejected records: in `rejected/` with a report.
+    Rejected,
+    /// Same bytes as an earlier file: in `done/` with a receipt naming it.
+    Duplicate,
+}
+
+impl FileState {
+    pub const ALL: [FileState; 5] = [
+        FileState::Claimed,
+        FileState::Processing,
+        FileState::Done,
+        FileState::Rejected,
+        FileState::Duplicate,
+    ];
+
+    /// The stored word, also the `verdict` of receipts and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Claimed => "claimed",
+            FileState::Processing => "processing",
+            FileState::Done => "done",
+            FileState::Rejected => "rejected",
+            FileState::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FileState> {
+        FileState::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// Whether the file has its verdict (it leaves `work/` after it).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            FileState::Done | FileState::Rejected | FileState::Duplicate
+        )
+    }
+}
+
+impl std::fmt::Display for FileState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for FileState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for FileState {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        FileState::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown file state {s:?}").into()))
+    }
+}
 
 /// A claimed file's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +87,7 @@ pub struct FileRow {
     pub name: String,
     pub work_name: String,
     pub sha256: Option<String>,
-    pub state: String,
+    pub state: FileState,
     pub records_done: i64,
     pub counts: Counts,
     pub fault: Option<String>,
@@ -90,8 +166,8 @@ pub fn insert_claim(
     claimed_at: &str,
 ) -> rusqlite::Result<i64> {
     conn.execute(
-        "INSERT INTO file (dataset, name, work_name, state, claimed_at) VALUES (?1, ?2, ?3, 'claimed', ?4)",
-        params![dataset, name, work_name, claimed_at],
+        "INSERT INTO file (dataset, name, work_name, state, claimed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![dataset, name, work_name, FileState::Claimed, claimed_at],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -106,9 +182,9 @@ pub fn first_with_sha(
     conn.query_row(
         &format!(
             "SELECT {COLS} FROM file WHERE dataset = ?1 AND sha256 = ?2 AND id != ?3
-             AND state != 'duplicate' AND duplicate_of IS NULL ORDER BY id LIMIT 1"
+             AND state != ?4 AND duplicate_of IS NULL ORDER BY id LIMIT 1"
         ),
-        params![dataset, sha256, except_id],
+        params![dataset, sha256, except_id, FileState::Duplicate],
         row,
     )
     .optional()
@@ -123,9 +199,43 @@ pub fn set_identity(
     encoding: &str,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE file SET sha256 = ?2, size = ?3, format = ?4, encoding = ?5, state = 'processing'
+        "UPDATE file SET sha256 = ?2, size = ?3, format = ?4, encoding = ?5, state = ?6
          WHERE id = ?1",
-        params![id, sha256, size as i64, format, encoding],
+        params![
+            id,
+            sha256,
+            size as i64,
+            format,
+            encoding,
+            FileState::Processing
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records the content of a claimed file already received as `first`:
+/// its hash and size, and the file it duplicates (its state stays
+/// `claimed` until its verdict).
+pub fn set_duplicate_of(
+    conn: &Connection,
+    id: i64,
+    sha256: &str,
+    size: u64,
+    first: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE file SET sha256 = ?2, size = ?3, duplicate_of = ?4 WHERE id = ?1",
+        params![id, sha256, size as i64, first],
+    )?;
+    Ok(())
+}
+
+/// Reserves the name the file and its receipt or report get in their
+/// folder, before anything is written under it.
+pub fn set_final_name(conn: &Connection, id: i64, final_name: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE file SET final_name = ?2 WHERE id = ?1",
+        params![id, final_name],
     )?;
     Ok(())
 }
@@ -160,7 +270,7 @@ pub fn checkpoint(
 pub fn finish(
     conn: &Connection,
     id: i64,
-    state: &str,
+    state: FileState,
     final_name: &str,
     fault: Option<&str>,
     duplicate_of: Option<i64>,
@@ -323,27 +433,33 @@ pub struct InProgress {
 pub fn in_progress(conn: &Connection, dataset: &str) -> rusqlite::Result<Vec<InProgress>> {
     let mut stmt = conn.prepare_cached(
         "SELECT name, work_name, records_done, claimed_at, size, format FROM file
-         WHERE dataset = ?1 AND state IN ('claimed', 'processing') ORDER BY id",
+         WHERE dataset = ?1 AND state IN (?2, ?3) ORDER BY id",
     )?;
-    stmt.query_map([dataset], |r| {
-        Ok(InProgress {
-            name: r.get(0)?,
-            work_name: r.get(1)?,
-            records_done: r.get(2)?,
-            claimed_at: r.get(3)?,
-            size: r.get(4)?,
-            format: r.get(5)?,
-        })
-    })?
+    stmt.query_map(
+        params![dataset, FileState::Claimed, FileState::Processing],
+        |r| {
+            Ok(InProgress {
+                name: r.get(0)?,
+                work_name: r.get(1)?,
+                records_done: r.get(2)?,
+                claimed_at: r.get(3)?,
+                size: r.get(4)?,
+                format: r.get(5)?,
+            })
+        },
+    )?
     .collect()
 }
 
 /// Datasets with a file claimed and not yet finished.
 pub fn datasets_in_progress(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT dataset FROM file WHERE state IN ('claimed', 'processing') ORDER BY dataset",
+        "SELECT DISTINCT dataset FROM file WHERE state IN (?1, ?2) ORDER BY dataset",
     )?;
-    stmt.query_map([], |r| r.get(0))?.collect()
+    stmt.query_map(params![FileState::Claimed, FileState::Processing], |r| {
+        r.get(0)
+    })?
+    .collect()
 }
 
 #[cfg(test)]
@@ -373,7 +489,28 @@ mod tests {
         assert_eq!(attempt(&c, "p6", 5000), 0);
         // A verdict clears it too.
         let id = insert_claim(&c, "ds", "f.csv", "w~f.csv", "t").unwrap();
-        finish(&c, id, "done", "f.csv", None, None, "t").unwrap();
+        finish(&c, id, FileState::Done, "f.csv", None, None, "t").unwrap();
         assert_eq!(attempt_of(&c, "w~f.csv").unwrap(), None);
+    }
+
+    #[test]
+    fn states_are_stored_as_the_words_older_releases_wrote() {
+        let d = tempfile::tempdir().unwrap();
+        let c = crate::state::open(&d.path().join("fepd.db")).unwrap();
+        let words: Vec<&str> = FileState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            words,
+            ["claimed", "processing", "done", "rejected", "duplicate"]
+        );
+        for s in FileState::ALL {
+            let id = insert_claim(&c, "ds", "f.csv", &format!("w~{s}"), "t").unwrap();
+            assert_eq!(by_id(&c, id).unwrap().unwrap().state, FileState::Claimed);
+            finish(&c, id, s, "f.csv", None, None, "t").unwrap();
+            let row = by_id(&c, id).unwrap().unwrap();
+            assert_eq!(row.state, s);
+            assert_eq!(FileState::parse(s.as_str()), Some(s));
+        }
+        // A word no release wrote is an error, not a guess.
+        assert_eq!(FileState::parse("finished"), None);
     }
 }

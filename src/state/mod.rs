@@ -12,11 +12,14 @@
 pub mod auth;
 pub mod backup;
 pub mod batches;
+pub mod daily;
+pub mod entries;
 pub mod figures;
 pub mod files;
 pub mod log;
 pub mod records;
 pub mod retention;
+pub mod trace;
 
 use std::path::Path;
 use std::time::Duration;

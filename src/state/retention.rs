@@ -120,3 +120,21 @@ pub fn db_bytes(conn: &Connection) -> rusqlite::Result<i64> {
         |r| r.get(0),
     )
 }
+
+/// Rows retention may delete, still held: (batch bodies, batch records),
+/// for tests that check what a pass left.
+#[cfg(test)]
+pub fn held(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM batch_body), (SELECT COUNT(*) FROM batch_record)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Moves the WAL into the database file and empties it, so that the
+/// file's size on disk shows what a pass gave back (tests only).
+#[cfg(test)]
+pub fn checkpoint_wal(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+}

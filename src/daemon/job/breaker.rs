@@ -32,13 +32,13 @@ use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
-use super::job::{self, DatasetCtx, JobError, Outcome};
+use super::lifecycle::{self, Why};
+use super::{DatasetCtx, JobError, Outcome};
 use crate::parse::Format;
 use crate::report::{self, BatchRef, FileSummary};
-use crate::state::files::{self, FileRow};
-use crate::state::log::{self, Entry, Event};
+use crate::spool::original_name;
+use crate::state::files::{self, FileRow, FileState};
 use crate::state::{self};
 
 /// Attempts in a row that may die without progress before the file is set
@@ -75,7 +75,7 @@ pub fn begin(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let dead = files::begin_attempt(&tx, ds, work_name, process_id(), checkpoint, &now)?;
     tx.commit()?;
-    let file = job::original_name(work_name);
+    let file = original_name(work_name);
     if dead >= DEAD_ATTEMPTS {
         return Ok(Attempt::SetAside { dead });
     }
@@ -94,7 +94,7 @@ pub fn begin(
 /// worst a later start counts one death too many.
 pub fn end(conn: &Connection, dataset: &str, work_name: &str) {
     if let Err(e) = files::end_attempt(conn, work_name) {
-        tracing::warn!(dataset, file = %job::original_name(work_name), error = %e, "could not record the end of an attempt");
+        tracing::warn!(dataset, file = %original_name(work_name), error = %e, "could not record the end of an attempt");
     }
 }
 
@@ -151,8 +151,8 @@ pub fn set_aside(
     dead: i64,
 ) -> Result<Outcome, JobError> {
     let ds = ctx.dataset.name.as_str();
-    let name = job::original_name(work_name).to_string();
-    let path = ctx.paths.work.join(work_name);
+    let name = original_name(work_name).to_string();
+    let path = ctx.paths.claimed(work_name);
     let (sha256, size) = match hash(&path) {
         Ok(x) => x,
         Err(e) => return Ok(Outcome::Unreadable(e.to_string())),
@@ -163,28 +163,23 @@ pub fn set_aside(
         Some(row) => row,
         None => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let file_id = files::insert_claim(&tx, ds, &name, work_name, &now)?;
-            files::set_identity(&tx, file_id, &sha256, size, format, "unknown")?;
-            log::append(
-                &tx,
-                ctx.tz,
-                Event::FileClaimed,
-                Entry {
-                    dataset: Some(ds),
-                    file: Some(&name),
-                    details: Some(json!({
-                        "fileId": file_id, "workName": work_name, "sha256": sha256,
-                        "size": size, "format": format,
-                    })),
-                    ..Default::default()
-                },
-            )?;
+            let claim = lifecycle::Claim {
+                dataset: ds,
+                name: &name,
+                work_name,
+                sha256: &sha256,
+                size,
+                format,
+                encoding: None,
+                claimed_at: &now,
+            };
+            let file_id = lifecycle::claim(&tx, ctx.tz, &claim)?;
             tx.commit()?;
             files::by_id(conn, file_id)?.expect("row just inserted")
         }
     };
     let dir = &ctx.paths.rejected;
-    let final_name = job::reserve_final_name(conn, &row, dir)?;
+    let final_name = lifecycle::reserve_final_name(conn, &row, dir)?;
     let fault = fault_text(dead, &row);
     let batches: Vec<BatchRef> = files::batches_of(conn, row.id)?
         .into_iter()
@@ -203,7 +198,7 @@ pub fn set_aside(
         size: Some(size),
         format: Some(format),
         encoding: None,
-        verdict: "rejected",
+        verdict: FileState::Rejected.as_str(),
         counts: row.counts,
         fault: Some(&fault),
         duplicate_of: None,
@@ -219,38 +214,20 @@ pub fn set_aside(
         path: dir.display().to_string(),
         source,
     })?;
+    let why = Why::SetAside {
+        sha256: &sha256,
+        fault: &fault,
+        dead,
+    };
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    files::finish(
-        &tx,
-        row.id,
-        "rejected",
-        &final_name,
-        Some(&fault),
-        None,
-        &now,
-    )?;
-    log::append(
-        &tx,
-        ctx.tz,
-        Event::FileRejected,
-        Entry {
-            dataset: Some(ds),
-            file: Some(&row.name),
-            counts: Some(serde_json::to_value(row.counts).expect("counts serialise")),
-            details: Some(json!({
-                "fileId": row.id, "sha256": sha256, "finalName": final_name,
-                "fault": fault, "deadAttempts": dead,
-            })),
-            ..Default::default()
-        },
-    )?;
+    let state = lifecycle::verdict(&tx, ctx.tz, &row, &final_name, &why, &now)?;
     tx.commit()?;
     let moved = FileRow {
-        state: "rejected".into(),
+        state,
         final_name: Some(final_name),
         ..row
     };
-    job::finish_move(ctx, &moved, &path)?;
+    super::finish_move(ctx, &moved, &path)?;
     tracing::error!(
         dataset = ds, file = %moved.name, dead_attempts = dead,
         "file set aside in rejected/: fepd died on every attempt at it without making progress"

@@ -1,0 +1,264 @@
+//! The chunk transaction (ARCHITECTURE.md, "One transaction per chunk"):
+//! the dedupe decisions of a chunk's records, the rejections found, the
+//! batch sealed from its valid records with its exchange-log entry, and the
+//! file's checkpoint commit together. Records come from the reader thread
+//! (`reader`); only what commits here counts as consumed.
+
+use rusqlite::{Connection, TransactionBehavior};
+use serde_json::json;
+
+use super::lifecycle;
+use super::reader::{Checked, Read};
+use super::{DatasetCtx, JobError};
+use crate::parse::{FileFault, Position};
+use crate::seal::{self, BatchHeader, Decision, OpenBatch};
+use crate::state::batches::{self, BatchRecord, NewBatch};
+use crate::state::files::{self, Counts, FileRow, Rejection};
+use crate::state::log::{self, Entry, Event};
+use crate::state::{self, records};
+use crate::validate::FieldError;
+
+pub(super) enum Chunks {
+    /// The stream ended, with a file fault if it ended on one.
+    Finished(Option<String>),
+    Interrupted,
+}
+
+/// What ended a chunk.
+enum ChunkEnd {
+    Due,
+    Eof,
+    Fault(FileFault),
+}
+
+pub(super) fn run_chunks(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    row: &FileRow,
+    items: std::sync::mpsc::Receiver<Read>,
+    skipped: u64,
+) -> Result<Chunks, JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let route = ctx.dataset.route();
+    // Records before `skipped` were committed by earlier runs.
+    let mut ordinal: u64 = skipped;
+    let mut carry: Option<Checked> = None;
+    let mut group = Vec::new().into_iter();
+    let mut open = OpenBatch::default();
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A 413 from the library lowers the route's batch size for good.
+        let mut limits = ctx.batch;
+        if let Some(n) = batches::route_limit(&tx, &route)? {
+            limits.max_records = limits.max_records.min(n.max(1));
+        }
+        let mut delta = Counts::default();
+        let mut consumed: u64 = 0;
+        let end = loop {
+            let item = match carry.take() {
+                Some(i) => i,
+                None => match group.next() {
+                    Some(i) => i,
+                    None => match items.recv() {
+                        Ok(Read::Items(g)) => {
+                            group = g.into_iter();
+                            continue;
+                        }
+                        Ok(Read::End) => break ChunkEnd::Eof,
+                        Ok(Read::Fault(f)) => break ChunkEnd::Fault(f),
+                        // The reader ends only after End or Fault; anything
+                        // else means it panicked, and the scope re-raises that.
+                        Ok(Read::Opened { .. }) | Err(_) => {
+                            panic!("the record reader stopped mid-file")
+                        }
+                    },
+                },
+            };
+            match item {
+                Checked::Bad(bad) => {
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.rejected += 1;
+                    files::insert_rejection(
+                        &tx,
+                        row.id,
+                        &Rejection {
+                            ordinal: ordinal as i64,
+                            position: bad.pos.to_string(),
+                            row: bad.pos.row() as i64,
+                            key: None,
+                            field: String::new(),
+                            title: String::new(),
+                            value: None,
+                            rule: "parse".into(),
+                            message: bad.message,
+                            warning: false,
+                        },
+                    )?;
+                }
+                Checked::Invalid { pos, key, errors } => {
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.rejected += 1;
+                    insert_errors(&tx, row.id, ordinal, &pos, key.as_deref(), &errors, false)?;
+                }
+                Checked::Valid { pos, rec } => {
+                    if open.would_overflow(&rec, &limits) {
+                        // Seal what we have first; this record opens the next batch.
+                        carry = Some(Checked::Valid { pos, rec });
+                        break ChunkEnd::Due;
+                    }
+                    ordinal += 1;
+                    consumed += 1;
+                    delta.received += 1;
+                    delta.ignored_fields += rec.ignored_fields as i64;
+                    if !rec.warnings.is_empty() {
+                        insert_errors(
+                            &tx,
+                            row.id,
+                            ordinal,
+                            &pos,
+                            Some(&rec.key),
+                            &rec.warnings,
+                            true,
+                        )?;
+                    }
+                    match seal::decide(&tx, ds, &rec)? {
+                        Decision::Unchanged => delta.skipped += 1,
+                        Decision::Stale => delta.stale += 1,
+                        Decision::Seal => {
+                            delta.sealed += 1;
+                            open.push(rec);
+                        }
+                    }
+                }
+            }
+            if open.is_due(&limits) && !open.is_empty() {
+                break ChunkEnd::Due;
+            }
+            if consumed >= ctx.chunk_records {
+                break ChunkEnd::Due;
+            }
+        };
+        let sealed_any = !open.is_empty();
+        if sealed_any {
+            seal_open(&tx, ctx, &route, Some(row.id), &mut open)?;
+        }
+        lifecycle::checkpoint(&tx, ctx.tz, row, ordinal as i64, &delta)?;
+        tx.commit()?;
+        if sealed_any {
+            (ctx.on_sealed)();
+            // Re-measure the outbox now, so intake stops claiming files the
+            // moment this batch pushes it over the high-water mark.
+            ctx.gate.measure(conn);
+        }
+        match end {
+            ChunkEnd::Eof => return Ok(Chunks::Finished(None)),
+            ChunkEnd::Fault(f) => return Ok(Chunks::Finished(Some(super::fault_text(&f)))),
+            ChunkEnd::Due if (ctx.stopping)() => return Ok(Chunks::Interrupted),
+            ChunkEnd::Due => {
+                // More of this file to go: wait here while the outbox is
+                // over its high-water mark (the file's checkpoint is safe).
+                if sealed_any {
+                    ctx.gate.wait_while_paused(conn, &*ctx.stopping);
+                }
+            }
+        }
+    }
+}
+
+/// Seals the open batch inside `tx`: dedupe state, batch row and body,
+/// exchange-log entry. The body's `auditHead` is the log head before this
+/// batch's own entry.
+fn seal_open(
+    tx: &Connection,
+    ctx: &DatasetCtx,
+    route: &str,
+    file_id: Option<i64>,
+    open: &mut OpenBatch,
+) -> Result<(), JobError> {
+    let ds = ctx.dataset.name.as_str();
+    let recs = open.take();
+    let batch_id = seal::new_batch_id();
+    let now = state::now_text(ctx.tz);
+    let head = log::head(tx)?;
+    let (body, digest) = seal::build_body(
+        &BatchHeader {
+            batch_id: &batch_id,
+            sender: &ctx.sender,
+            dataset: ds,
+            schema_version: &ctx.schema.schema_version,
+            created_at: &now,
+            audit_head: &head,
+        },
+        &recs,
+    );
+    batches::insert(
+        tx,
+        &NewBatch {
+            sort_key: None,
+            batch_id: &batch_id,
+            dataset: ds,
+            route,
+            file_id,
+            parent_id: None,
+            count: recs.len(),
+            digest: &digest,
+            body: &body,
+            sealed_at: &now,
+        },
+        recs.iter().map(|r| BatchRecord {
+            key: &r.key,
+            hash: &r.hash,
+            op: r.op.as_str(),
+        }),
+    )?;
+    for r in &recs {
+        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
+    }
+    log::append(
+        tx,
+        ctx.tz,
+        Event::BatchSealed,
+        Entry {
+            dataset: Some(ds),
+            batch: Some(&batch_id),
+            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
+            details: Some(json!({"digest": digest, "route": route, "fileId": file_id})),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+fn insert_errors(
+    tx: &Connection,
+    file_id: i64,
+    ordinal: u64,
+    pos: &Position,
+    key: Option<&str>,
+    errors: &[FieldError],
+    warning: bool,
+) -> rusqlite::Result<()> {
+    for e in errors {
+        files::insert_rejection(
+            tx,
+            file_id,
+            &Rejection {
+                ordinal: ordinal as i64,
+                position: pos.to_string(),
+                row: pos.row() as i64,
+                key: key.map(str::to_string),
+                field: e.field.clone(),
+                title: e.title.clone(),
+                value: e.value.clone(),
+                rule: e.rule.clone(),
+                message: e.message.clone(),
+                warning,
+            },
+        )?;
+    }
+    Ok(())
+}

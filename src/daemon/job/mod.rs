@@ -1,0 +1,244 @@
+//! One claimed file through decode, parse, validate and seal, in chunks.
+//!
+//! Each chunk is one SQLite transaction holding: the dedupe decisions of its
+//! records, the rejections found, the batch sealed from its valid records
+//! (with its exchange-log entry) and the file's checkpoint (records
+//! consumed). A crash loses at most the chunk in progress, and a restart
+//! skips the records already committed instead of starting over. The file
+//! leaves `work/` only after its last chunk and its verdict are committed.
+//!
+//! Decoding, parsing and validation run on a reader thread per file, a
+//! bounded channel ahead of the worker thread that does the SQLite work, so
+//! the two overlap on two cores. The reader never touches state; only what
+//! the worker committed counts as consumed.
+//!
+//! Here: the orchestration of one file (`process`). Beside it: `reader`
+//! (the reader thread), `chunk` (the chunk transaction), `verdict` (the
+//! receipt or report, the verdict and the move out of `work/`),
+//! `lifecycle` (the file state machine: every change of a file's state)
+//! and `breaker` (attempts that killed the process).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::read::{self, ReadOptions};
+use crate::config::{BatchLimits, DatasetConfig};
+use crate::parse::FileFault;
+use crate::report::ReadNotes;
+use crate::spool::{Spool, original_name};
+use crate::state::{
+    self,
+    files::{self, Counts},
+};
+use crate::validate::DatasetSchema;
+
+mod breaker;
+mod chunk;
+pub mod lifecycle;
+mod reader;
+#[cfg(test)]
+mod tests;
+mod verdict;
+
+pub(super) use breaker::end as end_attempt;
+pub use breaker::{Deferred, died_on};
+use chunk::{Chunks, run_chunks};
+use reader::{READ_AHEAD, Read, read_ahead};
+use verdict::{Ending, finish, finish_move, outcome_of};
+
+/// Everything a dataset's worker needs to process its files.
+pub struct DatasetCtx {
+    pub dataset: DatasetConfig,
+    pub schema: Arc<DatasetSchema>,
+    pub sender: String,
+    pub tz: FixedOffset,
+    pub batch: BatchLimits,
+    pub chunk_records: u64,
+    pub read: ReadOptions,
+    pub paths: Spool,
+    /// Called after each commit that sealed a batch (wakes the forwarder).
+    pub on_sealed: Arc<dyn Fn() + Send + Sync>,
+    /// Checked between chunks: true once a drain was asked for.
+    pub stopping: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Intake pauses between chunks while the outbox is over its
+    /// high-water mark.
+    pub gate: Arc<super::backpressure::Gate>,
+}
+
+/// How a file's processing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done {
+        counts: Counts,
+    },
+    Rejected {
+        counts: Counts,
+    },
+    Duplicate {
+        of: i64,
+    },
+    /// Left in `work/` for the next start (drain asked for mid-file).
+    Interrupted,
+    /// Could not be read; left where it was.
+    Unreadable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    State(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Processes (or resumes) the file `work/<work_name>`.
+pub fn process(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    work_name: &str,
+) -> Result<Outcome, JobError> {
+    let path = ctx.paths.claimed(work_name);
+    let name = original_name(work_name).to_string();
+    let ds = ctx.dataset.name.as_str();
+    let existing = files::by_work_name(conn, work_name)?;
+    if let Some(row) = &existing
+        && row.state.is_final()
+    {
+        // The verdict was committed but the move out of work/ was not
+        // (or the return of a file that changed under us, see `changed`).
+        if !crate::daemon::changed::return_if_changed(
+            &path,
+            &ctx.paths.inbox,
+            &row.name,
+            row.sha256.as_deref(),
+        )
+        .map_err(io_err(&path))?
+        {
+            finish_move(ctx, row, &path)?;
+        }
+        return Ok(outcome_of(row));
+    }
+    // Recorded before any work on the file, so that a file that kills the
+    // process is known at the next start, whatever part of the work died.
+    if let breaker::Attempt::SetAside { dead } =
+        breaker::begin(conn, ctx, work_name, existing.as_ref())?
+    {
+        return breaker::set_aside(conn, ctx, work_name, existing, dead);
+    }
+    // The identity pass comes before the first commit, so that a new file
+    // costs one transaction (claim + identity) rather than two.
+    let (id, fault) = match read::identify(&path, &name, &ctx.read) {
+        Ok(x) => x,
+        Err(e) => return Ok(Outcome::Unreadable(e.to_string())),
+    };
+    let row = match existing {
+        Some(row) if row.sha256.as_deref() != Some(id.sha256.as_str()) => {
+            // A claimed file is immutable; if its bytes changed under us,
+            // its checkpoint is meaningless. Reject it rather than guess.
+            let fault = "文件在处理期间被修改（内容摘要改变），已停止处理";
+            return finish(conn, ctx, row.id, &path, &id, Ending::fault(fault.into()));
+        }
+        Some(row) if row.duplicate_of.is_some() => {
+            return finish(conn, ctx, row.id, &path, &id, Ending::Duplicate);
+        }
+        Some(row) => row,
+        None => {
+            let now = state::now_text(ctx.tz);
+            let claim = lifecycle::Claim {
+                dataset: ds,
+                name: &name,
+                work_name,
+                sha256: &id.sha256,
+                size: id.size,
+                format: id.format_name(),
+                encoding: Some(id.encoding_name()),
+                claimed_at: &now,
+            };
+            if let Some(first) = files::first_with_sha(conn, ds, &id.sha256, -1)? {
+                // A file whose content was already received: a receipt
+                // naming the first file, no records. The row is committed
+                // before the receipt is written, so a crash in between is
+                // finished by the next start under the same name.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let file_id = lifecycle::claim_duplicate(&tx, &claim, first.id)?;
+                tx.commit()?;
+                return finish(conn, ctx, file_id, &path, &id, Ending::Duplicate);
+            }
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let file_id = lifecycle::claim(&tx, ctx.tz, &claim)?;
+            tx.commit()?;
+            files::by_id(conn, file_id)?.expect("row just inserted")
+        }
+    };
+    if let Some(fault) = fault {
+        return finish(conn, ctx, row.id, &path, &id, Ending::fault(fault));
+    }
+    if row.records_done == 0 {
+        match read::precheck_document(&path, &id, &ctx.read) {
+            Ok(None) => {}
+            Ok(Some(f)) | Err(f) => {
+                let fault = Ending::fault(fault_text(&f));
+                return finish(conn, ctx, row.id, &path, &id, fault);
+            }
+        }
+    }
+    // Parsing and validation run on a reader thread, one bounded channel
+    // ahead of this one, which does the SQLite work: on two cores the
+    // two halves overlap. Checkpoints still count only what this thread
+    // committed, so a crash loses at most the chunk in progress.
+    let skip = row.records_done as u64;
+    // What the reader learnt beside the records (ignored columns, blank
+    // rows), for the receipt; complete once the reader has sent `End`.
+    let notes = std::sync::Mutex::new(ReadNotes::default());
+    let chunks = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (path, id, schema, opts, notes) = (&path, &id, &*ctx.schema, &ctx.read, &notes);
+        std::thread::Builder::new()
+            .name(format!("reader-{ds}"))
+            .spawn_scoped(scope, move || {
+                read_ahead(path, id, opts, schema, skip, tx, notes)
+            })
+            .map_err(io_err(path))?;
+        // The file could not be opened, or ended while skipping: either way
+        // it finishes with that fault, as before anything was committed.
+        let skipped = match rx.recv() {
+            Ok(Read::Opened { skipped }) => skipped,
+            Ok(Read::Fault(f)) => return Ok(Chunks::Finished(Some(fault_text(&f)))),
+            _ => panic!("the record reader stopped before opening the file"),
+        };
+        if skip > 0 {
+            tracing::info!(dataset = ds, file = %name, skipped = skip, "resuming file: records already committed are skipped");
+        }
+        // `rx` moves in and is dropped when run_chunks returns, which
+        // unblocks the reader (its next send fails) before the scope joins it.
+        run_chunks(conn, ctx, &row, rx, skipped)
+    })?;
+    match chunks {
+        Chunks::Finished(fault) => {
+            let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
+            let ending = Ending::Read {
+                fault,
+                notes: &notes,
+            };
+            finish(conn, ctx, row.id, &path, &id, ending)
+        }
+        Chunks::Interrupted => Ok(Outcome::Interrupted),
+    }
+}
+
+fn fault_text(f: &FileFault) -> String {
+    f.to_string()
+}
