@@ -78,18 +78,18 @@ pub(crate) fn convert(
         RawValue::Text(s) => s.trim(),
         _ => "",
     };
-    if let RawValue::Text(s) = raw {
-        if let Some((position, ch)) = control_char(t, spec.free_text) {
-            // Positions count from the value as given, before trimming.
-            let lead = s[..s.len() - s.trim_start().len()].chars().count();
-            return fail(
-                Fault::ControlChar {
-                    ch,
-                    position: lead + position,
-                },
-                escape_controls(t),
-            );
-        }
+    if let RawValue::Text(s) = raw
+        && let Some((position, ch)) = control_char(t, spec.free_text)
+    {
+        // Positions count from the value as given, before trimming.
+        let lead = s[..s.len() - s.trim_start().len()].chars().count();
+        return fail(
+            Fault::ControlChar {
+                ch,
+                position: lead + position,
+            },
+            escape_controls(t),
+        );
     }
     match spec.ty {
         FieldType::Integer => integer(raw, t),
