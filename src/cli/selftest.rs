@@ -8,7 +8,8 @@ use anyhow::Context;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::forward::http::{Forwarder, Reply};
+use crate::forward::push::Forwarder;
+use crate::outbox::Reply;
 use crate::state::log::{self, Entry, Event, Head};
 
 use super::Exit;

@@ -24,11 +24,11 @@ use crate::config::{BatchLimits, DatasetConfig};
 use crate::fsio;
 use crate::parse::{FileFault, Item, Position, RawRecord};
 use crate::report::{self, BatchRef, DuplicateOf, FileSummary, ReadNotes};
-use crate::seal::{self, BatchHeader, Decision, OpenBatch};
-use crate::state::batches::{self, BatchRecord, NewBatch};
+use crate::seal::{self, Decision, OpenBatch};
+use crate::state;
+use crate::state::batches;
 use crate::state::files::{self, Counts, FileRow, Rejection};
 use crate::state::log::{self, Entry, Event};
-use crate::state::{self, records};
 use crate::validate::{DatasetSchema, FieldError, ValidRecord, Verdict};
 
 /// A dataset's spool folders.
@@ -543,9 +543,8 @@ fn run_chunks(
     }
 }
 
-/// Seals the open batch inside `tx`: dedupe state, batch row and body,
-/// exchange-log entry. The body's `auditHead` is the log head before this
-/// batch's own entry.
+/// Seals the open batch inside `tx` (`outbox::seal`: dedupe state, batch
+/// row and body, exchange-log entry).
 fn seal_open(
     tx: &Connection,
     ctx: &DatasetCtx,
@@ -553,56 +552,18 @@ fn seal_open(
     file_id: Option<i64>,
     open: &mut OpenBatch,
 ) -> Result<(), JobError> {
-    let ds = ctx.dataset.name.as_str();
     let recs = open.take();
-    let batch_id = seal::new_batch_id();
-    let now = state::now_text(ctx.tz);
-    let head = log::head(tx)?;
-    let (body, digest) = seal::build_body(
-        &BatchHeader {
-            batch_id: &batch_id,
-            sender: &ctx.sender,
-            dataset: ds,
-            schema_version: &ctx.schema.schema_version,
-            created_at: &now,
-            audit_head: &head,
-        },
-        &recs,
-    );
-    batches::insert(
+    crate::outbox::seal(
         tx,
-        &NewBatch {
-            sort_key: None,
-            batch_id: &batch_id,
-            dataset: ds,
+        &crate::outbox::Sealing {
+            tz: ctx.tz,
+            sender: &ctx.sender,
+            dataset: &ctx.dataset.name,
+            schema_version: &ctx.schema.schema_version,
             route,
             file_id,
-            parent_id: None,
-            count: recs.len(),
-            digest: &digest,
-            body: &body,
-            sealed_at: &now,
         },
-        recs.iter().map(|r| BatchRecord {
-            key: &r.key,
-            hash: &r.hash,
-            op: r.op.as_str(),
-        }),
-    )?;
-    for r in &recs {
-        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
-    }
-    log::append(
-        tx,
-        ctx.tz,
-        Event::BatchSealed,
-        Entry {
-            dataset: Some(ds),
-            batch: Some(&batch_id),
-            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
-            details: Some(json!({"digest": digest, "route": route, "fileId": file_id})),
-            ..Default::default()
-        },
+        &recs,
     )?;
     Ok(())
 }

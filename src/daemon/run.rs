@@ -21,7 +21,7 @@ use super::lock::{HEARTBEAT_EVERY, InstanceLock};
 use super::read::ReadOptions;
 use super::worker::worker;
 use crate::config::{Config, SinkMode};
-use crate::forward::outbox::Outbox;
+use crate::forward::pull::Outbox;
 use crate::intake::{self, Inbox, Scanner, Wake};
 use crate::state::log::{self, Entry, Event};
 use crate::validate::{Catalog, CodeTable, DatasetSchema};
@@ -194,7 +194,7 @@ pub async fn run(
                 .http
                 .clone()
                 .context("sink.mode = \"http\" needs [sink.http]")?;
-            let mut fwd = crate::forward::http::Forwarder::new(
+            let mut fwd = crate::forward::push::Forwarder::new(
                 db_path.clone(),
                 cfg.spool_dir.clone(),
                 tz,

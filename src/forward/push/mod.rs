@@ -1,4 +1,6 @@
-//! Push mode (docs/protocol.md §2–§4): send sealed batches to the library.
+//! Push mode (docs/protocol.md §2–§4), one of the two delivery modes: send
+//! sealed batches to the library. This module sends and schedules; what an
+//! answer does to the batch is `crate::outbox::apply`'s.
 //!
 //! One task per route with pending batches, at most `concurrency` at once.
 //! A route sends its batches strictly in seal order: the oldest pending
@@ -7,13 +9,11 @@
 //! Every outcome is one transaction with its exchange-log entry.
 
 mod auth;
-mod backoff;
-mod push;
 pub mod refusal;
-mod split;
+mod send;
 
 pub use auth::{Credentials, TokenError, TokenSource, key_info};
-pub use push::{Reply, classify};
+pub use send::classify;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -22,15 +22,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::FixedOffset;
-use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
+use rusqlite::Connection;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, HttpSink};
-use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
-use crate::state::log::{self, Entry, Event};
+use crate::outbox::{self, Reply};
+use crate::state::batches::{self, BatchRow};
 
 /// How long a route whose sender failed waits before it restarts.
 const ROUTE_RESTART: Duration = Duration::from_secs(2);
@@ -372,7 +371,7 @@ impl Forwarder {
                     };
                 }
             };
-            match push::send(
+            match send::send(
                 &self.client,
                 url,
                 in_query,
@@ -410,7 +409,7 @@ impl Forwarder {
         let delivered = matches!(reply, Reply::Delivered { .. });
         let (route, sealed_at) = (b.route.clone(), b.sealed_at.clone());
         let catalog = self.catalog.clone();
-        db.call(move |c| record_reply(c, tz, &spool, &catalog, &b, reply))
+        db.call(move |c| outbox::apply(c, tz, &spool, &catalog, &b, reply))
             .await?;
         if delivered {
             self.health.delivered(&route, &sealed_at);
@@ -432,150 +431,6 @@ impl Forwarder {
         db.call(move |c| refusal::record(c, tz, &route, opened, episode, ended))
             .await
     }
-}
-
-/// Applies `reply` to batch `b` in one transaction with its log entry.
-pub fn record_reply(
-    conn: &mut Connection,
-    tz: FixedOffset,
-    spool: &std::path::Path,
-    catalog: &crate::validate::Catalog,
-    b: &BatchRow,
-    reply: Reply,
-) -> anyhow::Result<()> {
-    let id = b.batch_id.as_str();
-    let ds = Some(b.dataset.as_str());
-    match reply {
-        Reply::Delivered {
-            receipt_id,
-            accepted,
-            rejected,
-            duplicate,
-        } => {
-            crate::forward::record_delivery(
-                conn,
-                tz,
-                spool,
-                catalog,
-                b,
-                &crate::forward::Delivery {
-                    receipt_id: &receipt_id,
-                    accepted,
-                    rejected: &rejected,
-                    duplicate,
-                    via: "http",
-                    attempts: Some(b.attempts + 1),
-                    accept_parked: false,
-                },
-            )?;
-        }
-        Reply::Park { reason } => {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            crate::forward::park_logged(
-                &tx,
-                tz,
-                b,
-                &reason,
-                json!({"reason": reason, "via": "http"}),
-            )?;
-            tx.commit()?;
-            tracing::error!(dataset = %b.dataset, batch = id, reason = %reason, "ALERT: batch parked; `fepd batches retry` resends it");
-        }
-        Reply::TooLarge => {
-            let body = batches::body(conn, id)?.unwrap_or_default();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Only a batch that is still pending is split or parked: if the
-            // operator parked it while the request was in flight, halves
-            // beside the parked parent would send its records twice.
-            match split::halves(id, &body) {
-                None => {
-                    let reason =
-                        "HTTP 413 413001 for a single record: it cannot be split".to_string();
-                    crate::forward::park_logged(
-                        &tx,
-                        tz,
-                        b,
-                        &reason,
-                        json!({"reason": reason, "via": "http"}),
-                    )?;
-                }
-                Some(_) if !batches::transition(&tx, id, &["sealed"], "split")? => {
-                    tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413 for a batch that is no longer pending; not split");
-                }
-                Some(halves) => {
-                    for (n, h) in halves.iter().enumerate() {
-                        let sort_key = format!("{}.{}", b.sort_key, n + 1);
-                        batches::insert(
-                            &tx,
-                            &NewBatch {
-                                sort_key: Some(&sort_key),
-                                batch_id: &h.batch_id,
-                                dataset: &b.dataset,
-                                route: &b.route,
-                                file_id: b.file_id,
-                                parent_id: Some(id),
-                                count: h.count,
-                                digest: &h.digest,
-                                body: &h.body,
-                                sealed_at: &b.sealed_at,
-                            },
-                            h.records
-                                .iter()
-                                .map(|(k, hash, op)| BatchRecord { key: k, hash, op }),
-                        )?;
-                    }
-                    // Later batches of the route are sealed no larger than
-                    // the bigger half.
-                    batches::lower_route_limit(&tx, &b.route, halves[0].count)?;
-                    log::append(
-                        &tx,
-                        tz,
-                        Event::BatchSplit,
-                        Entry {
-                            dataset: ds,
-                            batch: Some(id),
-                            counts: Some(
-                                json!({"records": b.count, "first": halves[0].count, "second": halves[1].count}),
-                            ),
-                            details: Some(
-                                json!({"halves": [halves[0].batch_id, halves[1].batch_id], "routeMaxRecords": halves[0].count}),
-                            ),
-                            ..Default::default()
-                        },
-                    )?;
-                    tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413: batch split in two; route batch size lowered to {}", halves[0].count);
-                }
-            }
-            tx.commit()?;
-        }
-        Reply::Retry { wait, reason } => {
-            let wait =
-                wait.unwrap_or_else(|| backoff::delay(b.attempts as u32, rand::random::<f64>()));
-            let next = crate::state::now_ms() + wait.as_millis() as i64;
-            // Each failed attempt is an exchange-log entry, committed with
-            // the attempt count it increments.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            batches::record_failure(&tx, id, &reason, next)?;
-            log::append(
-                &tx,
-                tz,
-                Event::BatchSent,
-                Entry {
-                    dataset: ds,
-                    batch: Some(id),
-                    counts: Some(json!({"records": b.count})),
-                    details: Some(
-                        json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": "http"}),
-                    ),
-                    ..Default::default()
-                },
-            )?;
-            tx.commit()?;
-            tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");
-        }
-        Reply::Unauthorized => unreachable!("send_with_token turns 401 into Retry"),
-    }
-    Ok(())
 }
 
 /// The forwarder's connection, used from blocking tasks.

@@ -1,6 +1,6 @@
 //! One push of a batch (docs/protocol.md §3) and what its answer means.
 //!
-//! The answer is classified into a [`Reply`] that says exactly what the
+//! The answer is classified into an [`outbox::Reply`](crate::outbox::Reply) that says exactly what the
 //! sender does next (the response table of §3); the classification is a
 //! pure function of status, headers and body, tested row by row.
 
@@ -10,31 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::{describe, retry_after};
-use crate::forward::outbox::RemoteRejected;
-
-/// What the library's answer means for the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// 200 `000000`: delivered (possibly a duplicate of an earlier send).
-    Delivered {
-        receipt_id: String,
-        accepted: Option<i64>,
-        rejected: Vec<RemoteRejected>,
-        duplicate: bool,
-    },
-    /// 400 / 409: permanent for this batch; park it with the reason.
-    Park { reason: String },
-    /// 401: the token is invalid or expired.
-    Unauthorized,
-    /// 413: split it.
-    TooLarge,
-    /// 429, 503, other 5xx, timeouts, connection errors: try again later,
-    /// after `wait` if the library said how long.
-    Retry {
-        wait: Option<Duration>,
-        reason: String,
-    },
-}
+use crate::outbox::{RemoteRejected, Reply};
 
 #[derive(Deserialize)]
 struct Envelope {
