@@ -186,6 +186,17 @@ impl Harness {
             .expect("batch exists")
     }
 
+    /// Runs `f` in a transaction of its own and commits it.
+    fn tx<T>(&mut self, f: impl FnOnce(&Connection, FixedOffset) -> rusqlite::Result<T>) -> T {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("tx");
+        let out = f(&tx, self.tz).expect("transition");
+        tx.commit().expect("commit");
+        out
+    }
+
     fn apply(&mut self, step: &Step) {
         match *step {
             Step::Seal { route, records } => self.seal(route, records),
@@ -210,12 +221,8 @@ impl Harness {
                 }
                 let id = &ids[pick % ids.len()];
                 self.operator_retry(id);
-                self.model.set(id, State::Pending);
-                self.model
-                    .batches
-                    .get_mut(id)
-                    .expect("model batch")
-                    .attempts = 0;
+                let m = self.model.batches.get_mut(id).expect("model batch");
+                (m.state, m.attempts) = (State::Pending, 0);
                 self.model.logged("batch_retried", id);
             }
             Step::OperatorPark { pick } => {
@@ -252,24 +259,17 @@ impl Harness {
                 }
             })
             .collect();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        let batch_id = super::seal(
-            &tx,
-            &Sealing {
-                tz: self.tz,
+        let batch_id = self.tx(|tx, tz| {
+            let s = Sealing {
+                tz,
                 sender: "230000-zwfw",
                 dataset: DATASETS[route],
                 schema_version: "1",
                 route: ROUTES[route],
                 file_id: None,
-            },
-            &records,
-        )
-        .expect("seal");
-        tx.commit().expect("commit");
+            };
+            super::seal(tx, &s, &records)
+        });
         self.model.logged("batch_sealed", &batch_id);
 
         self.model.next_seq += 1;
@@ -395,37 +395,17 @@ impl Harness {
     /// `fepd batches retry ID`: `outbox::retry`, as cli/batches.rs calls it.
     fn operator_retry(&mut self, id: &str) {
         let row = self.row(id);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        assert!(
-            super::retry(&tx, self.tz, &row, "operator").expect("retry"),
-            "{id} was parked"
-        );
-        tx.commit().expect("commit");
+        let done = self.tx(|tx, tz| super::retry(tx, tz, &row, "operator"));
+        assert!(done, "{id} was parked");
     }
 
     /// `fepd batches park ID`: `outbox::park`, as cli/batches.rs calls it.
     fn operator_park(&mut self, id: &str) {
         let row = self.row(id);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        let reason = "parked by operator";
-        assert!(
-            super::park(
-                &tx,
-                self.tz,
-                &row,
-                reason,
-                json!({"reason": reason, "by": "operator"})
-            )
-            .expect("park"),
-            "{id} was pending"
-        );
-        tx.commit().expect("commit");
+        let why = "parked by operator";
+        let details = json!({"reason": why, "by": "operator"});
+        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, details));
+        assert!(done, "{id} was pending");
     }
 
     /// Every invariant, after a step.
