@@ -43,7 +43,8 @@ pub struct Nack {
     pub message: String,
 }
 
-/// The pull-mode outbox of one deployment.
+/// The pull-mode outbox folder of one deployment: its batch files and
+/// acknowledgements (the batches' states are `crate::outbox`'s).
 pub struct Outbox {
     pub dir: PathBuf,
     /// `spool/` — library refusals are reported beside their source file.
