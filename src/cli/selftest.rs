@@ -120,7 +120,6 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
                 )),
                 Reply::Park { reason } | Reply::Retry { reason, .. } => Err(reason),
                 Reply::TooLarge => Err("HTTP 413 for an empty batch".into()),
-                Reply::Unauthorized => Err("HTTP 401 with a fresh token".into()),
             };
             failures += usize::from(verdict.is_err());
             let (Ok(detail) | Err(detail)) = &verdict;

@@ -29,9 +29,6 @@ pub enum Reply {
     },
     /// 400 / 409: permanent for this batch; park it with the reason.
     Park { reason: String },
-    /// 401: the token is invalid or expired. The sender renews its token
-    /// and sends again; it never reaches [`apply`].
-    Unauthorized,
     /// 413: split it.
     TooLarge,
     /// 429, 503, other 5xx, timeouts, connection errors: try again later,
@@ -113,7 +110,6 @@ pub fn apply(
                 tracing::warn!(dataset = %b.dataset, batch = id, attempts = b.attempts + 1, retry_in_ms = wait.as_millis() as u64, reason = %reason, "send failed; will retry");
             }
         }
-        Reply::Unauthorized => unreachable!("the push sender turns 401 into Retry"),
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ mod scheduler;
 mod send;
 
 pub use auth::{Credentials, TokenError, TokenSource, key_info};
-pub use send::classify;
+pub use send::{Answer, classify};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -234,7 +234,7 @@ impl Forwarder {
             )
             .await
             {
-                Reply::Unauthorized => {
+                send::Answer::Unauthorized => {
                     self.tokens.invalidate(&token).await;
                     if attempt == 1 {
                         tracing::error!(
@@ -243,7 +243,7 @@ impl Forwarder {
                         );
                     }
                 }
-                other => return other,
+                send::Answer::Batch(reply) => return reply,
             }
         }
         Reply::Retry {
