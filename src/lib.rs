@@ -4,8 +4,9 @@
 //! (whose layout `spool` owns), `decode` turns their bytes into UTF-8,
 //! `parse` streams records out of them,
 //! `validate` gives each record a verdict, `seal` dedupes and packs valid
-//! records into batches in the `state` database, `forward` delivers batches,
-//! and `report` writes what data staff read (`template` the workbooks
+//! records into batches, `outbox` owns each batch's lifecycle in the `state`
+//! database, `forward` delivers batches (pull or push), and `report` writes
+//! what data staff read (`template` the workbooks
 //! they fill). `daemon` wires the stages
 //! together; `cli` is the command-line glue. See ARCHITECTURE.md.
 
@@ -19,6 +20,7 @@ pub mod forward;
 pub mod fsio;
 pub mod intake;
 pub mod oneline;
+pub mod outbox;
 pub mod parse;
 pub mod report;
 pub mod retention;

@@ -1,14 +1,15 @@
 //! `fepd batches`: outbox inspection and operator actions. Actions are
-//! transactions on the state database with their exchange-log entry; the
-//! running daemon picks them up on its next pass.
+//! `crate::outbox` transitions (retry, park), in one transaction on the
+//! state database with their exchange-log entries; the running daemon
+//! picks them up on its next pass.
 
 use rusqlite::TransactionBehavior;
 use serde_json::json;
 
 use crate::cli::Exit;
 use crate::config::Config;
+use crate::outbox::{self, BatchState};
 use crate::state::batches;
-use crate::state::log::{self, Entry, Event};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -70,7 +71,11 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             limit,
             json,
         } => {
-            let rows = batches::list(&conn, state.as_deref(), dataset.as_deref(), *limit)?;
+            let rows = match state.as_deref().map(BatchState::parse) {
+                // A word that names no state matches no batch.
+                Some(None) => Vec::new(),
+                st => batches::list(&conn, st.flatten(), dataset.as_deref(), *limit)?,
+            };
             if *json {
                 for r in rows {
                     println!("{}", serde_json::to_string(&r)?);
@@ -122,30 +127,25 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
         } => {
             let by = crate::cli::operator::name();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let targets = match targets(cfg, &tx, id.as_deref(), dataset.as_deref(), &["parked"])? {
+            let targets = match targets(
+                cfg,
+                &tx,
+                id.as_deref(),
+                dataset.as_deref(),
+                &[BatchState::Parked],
+            )? {
                 Ok(t) => t,
                 Err(exit) => return Ok(exit),
             };
             let mut done = 0;
             for b in &targets {
-                if !batches::requeue_parked(&tx, &b.batch_id)? {
+                if !outbox::retry(&tx, tz, b, by)? {
                     eprintln!(
                         "batch {} is {}, not parked: nothing to retry",
                         b.batch_id, b.state
                     );
                     return Ok(Exit::Findings);
                 }
-                log::append(
-                    &tx,
-                    tz,
-                    Event::BatchRetried,
-                    Entry {
-                        dataset: Some(&b.dataset),
-                        batch: Some(&b.batch_id),
-                        details: Some(json!({"previousError": b.last_error, "by": by})),
-                        ..Default::default()
-                    },
-                )?;
                 done += 1;
             }
             tx.commit()?;
@@ -163,10 +163,10 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             all: _,
         } => {
             let by = crate::cli::operator::name();
-            let states: &[&str] = match state.as_deref() {
-                Some("sealed") => &["sealed"],
-                Some("exported") => &["exported"],
-                _ => &["sealed", "exported"],
+            let states: &[BatchState] = match state.as_deref() {
+                Some("sealed") => &[BatchState::Sealed],
+                Some("exported") => &[BatchState::Exported],
+                _ => &[BatchState::Sealed, BatchState::Exported],
             };
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let targets = match targets(cfg, &tx, id.as_deref(), dataset.as_deref(), states)? {
@@ -175,25 +175,13 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             };
             let mut done = 0;
             for b in &targets {
-                if !batches::park(&tx, &b.batch_id, reason)? {
+                if !outbox::park(&tx, tz, b, reason, json!({"reason": reason, "by": by}))? {
                     eprintln!(
                         "batch {} is {}, not pending: cannot park it",
                         b.batch_id, b.state
                     );
                     return Ok(Exit::Findings);
                 }
-                log::append(
-                    &tx,
-                    tz,
-                    Event::BatchParked,
-                    Entry {
-                        dataset: Some(&b.dataset),
-                        batch: Some(&b.batch_id),
-                        counts: Some(json!({"records": b.count})),
-                        details: Some(json!({"reason": reason, "by": by})),
-                        ..Default::default()
-                    },
-                )?;
                 done += 1;
             }
             tx.commit()?;
@@ -215,7 +203,7 @@ fn targets(
     conn: &rusqlite::Connection,
     id: Option<&str>,
     dataset: Option<&str>,
-    states: &[&str],
+    states: &[BatchState],
 ) -> anyhow::Result<Result<Vec<batches::BatchRow>, Exit>> {
     if let Some(id) = id {
         return Ok(match batches::get(conn, id)? {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::forward::http::{Forwarder, Reply};
+use crate::forward::push::Forwarder;
+use crate::outbox::Reply;
 use crate::state::log::{self, Entry, Event, Head};
 
 use super::Exit;
@@ -118,7 +119,6 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
                 )),
                 Reply::Park { reason } | Reply::Retry { reason, .. } => Err(reason),
                 Reply::TooLarge => Err("HTTP 413 for an empty batch".into()),
-                Reply::Unauthorized => Err("HTTP 401 with a fresh token".into()),
             };
             failures += usize::from(verdict.is_err());
             let (Ok(detail) | Err(detail)) = &verdict;

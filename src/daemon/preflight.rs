@@ -59,7 +59,7 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
     {
         // Exactly what the forwarder reads at start: the secret from its
         // file (owner-only) or environment variable, and the CA file.
-        if let Err(e) = crate::forward::http::credentials(h) {
+        if let Err(e) = crate::forward::push::credentials(h) {
             // Only systemd sets the credentials folder, for the unit's
             // processes: an operator's shell cannot check a credential.
             match e.downcast_ref::<crate::secrets::SecretError>() {
@@ -69,7 +69,7 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
                 _ => out.problems.push(format!("sink.http: {e:#}")),
             }
         }
-        if let Err(e) = crate::forward::http::client(h) {
+        if let Err(e) = crate::forward::push::client(h) {
             out.problems.push(format!("sink.http: {e:#}"));
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
 use super::health::Health;
 use super::load::Loaded;
-use crate::forward::outbox::Outbox;
+use crate::forward::pull::Outbox;
 
 /// Pull mode's forwarder: a thread of its own.
 pub(super) fn start(

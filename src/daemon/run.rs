@@ -25,7 +25,7 @@ use super::load::Loaded;
 use super::lock::InstanceLock;
 use super::worker::worker;
 use crate::config::{Config, DatasetConfig, SinkMode};
-use crate::forward::http::Forwarder;
+use crate::forward::push::Forwarder;
 use crate::intake::{self, Inbox, Scanner, Wake};
 use crate::spool::Spool;
 use crate::state::log::{self, Entry, Event};

@@ -13,12 +13,11 @@ use std::path::Path;
 
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
-use super::outbox::{Outbox, PassError};
+use super::pull::{Outbox, PassError};
 use crate::config::{Config, SinkMode};
+use crate::outbox::{self, BatchState};
 use crate::state::batches;
-use crate::state::log::{self, Entry, Event};
 
 /// What the switch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -72,23 +71,8 @@ pub fn to_push(
         out.acknowledged = delivered + parked;
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let per_dataset = batches::requeue_exported(&tx)?;
+    let per_dataset = outbox::requeue_exported(&tx, tz)?;
     out.requeued = per_dataset.iter().map(|(_, n)| n).sum();
-    if out.requeued > 0 {
-        log::append(
-            &tx,
-            tz,
-            Event::SinkSwitched,
-            Entry {
-                counts: Some(json!({"batches": out.requeued})),
-                details: Some(json!({
-                    "to": "http",
-                    "requeued": per_dataset.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                })),
-                ..Default::default()
-            },
-        )?;
-    }
     tx.commit()?;
     if !has_outbox {
         return Ok(out);
@@ -113,7 +97,7 @@ pub fn to_push(
                 continue;
             }
             match batches::get(conn, id)? {
-                Some(b) if b.state != "exported" => {
+                Some(b) if b.state != BatchState::Exported => {
                     if let Err(e) = std::fs::remove_file(f.path()) {
                         tracing::warn!(file = %f.path().display(), error = %e, "could not withdraw an outbox file");
                     } else {

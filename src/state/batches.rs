@@ -4,9 +4,13 @@
 //! that seals it, and its body never changes. Delivery only moves `state`
 //! forward: `sealed` → (`exported` in pull mode) → `delivered`, or →
 //! `parked` (dead letter, an operator may retry it) or → `split` (replaced
-//! by two halves after a 413).
+//! by two halves after a 413). Which moves are allowed, and what each
+//! logs, is `crate::outbox`'s to decide: these are its queries, typed by
+//! [`BatchState`].
 
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::outbox::BatchState;
 
 /// A batch as the outbox holds it (without its body).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -21,7 +25,7 @@ pub struct BatchRow {
     pub count: i64,
     pub bytes: i64,
     pub digest: String,
-    pub state: String,
+    pub state: BatchState,
     pub attempts: i64,
     pub next_attempt_ms: i64,
     pub last_error: Option<String>,
@@ -137,7 +141,7 @@ pub fn body(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<Vec<u8
 /// Batches in `state`, oldest first, optionally for one dataset.
 pub fn list(
     conn: &Connection,
-    state: Option<&str>,
+    state: Option<BatchState>,
     dataset: Option<&str>,
     limit: i64,
 ) -> rusqlite::Result<Vec<BatchRow>> {
@@ -149,22 +153,17 @@ pub fn list(
     rows.collect()
 }
 
-/// Moves a batch from one state to another; false if it was not in `from`.
-pub fn transition(
+/// Moves a batch from `from` to `to`; false, changing nothing, if it was
+/// not in `from`.
+pub fn move_state(
     conn: &Connection,
     batch_id: &str,
-    from: &[&str],
-    to: &str,
+    from: BatchState,
+    to: BatchState,
 ) -> rusqlite::Result<bool> {
-    let from_list = from
-        .iter()
-        .map(|s| format!("'{s}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let n = conn.execute(
-        &format!("UPDATE batch SET state = ?2 WHERE batch_id = ?1 AND state IN ({from_list})"),
-        params![batch_id, to],
-    )?;
+    let n = conn
+        .prepare_cached("UPDATE batch SET state = ?3 WHERE batch_id = ?1 AND state = ?2")?
+        .execute(params![batch_id, from, to])?;
     Ok(n == 1)
 }
 
@@ -248,29 +247,31 @@ pub fn requeue_exported(conn: &Connection) -> rusqlite::Result<Vec<(String, usiz
 /// of `dataset` if given, in delivery order.
 pub fn select(
     conn: &Connection,
-    states: &[&str],
+    states: &[BatchState],
     dataset: Option<&str>,
 ) -> rusqlite::Result<Vec<BatchRow>> {
     let mut out = Vec::new();
     for s in states {
-        out.extend(list(conn, Some(s), dataset, i64::MAX)?);
+        out.extend(list(conn, Some(*s), dataset, i64::MAX)?);
     }
     out.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
     Ok(out)
 }
 
-/// Records a failed attempt and when to try again.
+/// Records a failed attempt and when to try again; false, changing
+/// nothing, for a batch delivered or split.
 pub fn record_failure(
     conn: &Connection,
     batch_id: &str,
     error: &str,
     next_attempt_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE batch SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 WHERE batch_id = ?1",
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE batch SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3
+         WHERE batch_id = ?1 AND state IN ('sealed', 'exported', 'parked')",
         params![batch_id, error, next_attempt_ms],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// The key of record `idx` of a batch.

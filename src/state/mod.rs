@@ -467,7 +467,10 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert!(!cols.iter().any(|c| c == "body"), "{cols:?}");
-        assert_eq!(batches::get(&c, "B1").unwrap().unwrap().state, "sealed");
+        assert_eq!(
+            batches::get(&c, "B1").unwrap().unwrap().state,
+            crate::outbox::BatchState::Sealed
+        );
         assert_eq!(files::attempt_of(&c, "none").unwrap(), None);
         drop(c);
         // A second open finds it current.

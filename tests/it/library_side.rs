@@ -123,7 +123,7 @@ fn app_token(lib: &Library, ts: &str, key_info: &str) -> (u16, String, Value) {
 }
 
 fn key_info(ts: &str, key: &str) -> String {
-    fepd::forward::http::key_info("app-001", key, ts.parse().unwrap())
+    fepd::forward::push::key_info("app-001", key, ts.parse().unwrap())
 }
 
 #[test]

@@ -5,17 +5,14 @@
 //! (`reader`); only what commits here counts as consumed.
 
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
 use super::lifecycle;
 use super::reader::{Checked, Read};
 use super::{DatasetCtx, JobError};
 use crate::parse::{FileFault, Position};
-use crate::seal::{self, BatchHeader, Decision, OpenBatch};
-use crate::state::batches::{self, BatchRecord, NewBatch};
+use crate::seal::{self, Decision, OpenBatch};
+use crate::state::batches;
 use crate::state::files::{self, Counts, FileRow, Rejection};
-use crate::state::log::{self, Entry, Event};
-use crate::state::{self, records};
 use crate::validate::FieldError;
 
 pub(super) enum Chunks {
@@ -179,56 +176,18 @@ fn seal_open(
     file_id: Option<i64>,
     open: &mut OpenBatch,
 ) -> Result<(), JobError> {
-    let ds = ctx.dataset.name.as_str();
     let recs = open.take();
-    let batch_id = seal::new_batch_id();
-    let now = state::now_text(ctx.tz);
-    let head = log::head(tx)?;
-    let (body, digest) = seal::build_body(
-        &BatchHeader {
-            batch_id: &batch_id,
-            sender: &ctx.sender,
-            dataset: ds,
-            schema_version: &ctx.schema.schema_version,
-            created_at: &now,
-            audit_head: &head,
-        },
-        &recs,
-    );
-    batches::insert(
+    crate::outbox::seal(
         tx,
-        &NewBatch {
-            sort_key: None,
-            batch_id: &batch_id,
-            dataset: ds,
+        &crate::outbox::Sealing {
+            tz: ctx.tz,
+            sender: &ctx.sender,
+            dataset: &ctx.dataset.name,
+            schema_version: &ctx.schema.schema_version,
             route,
             file_id,
-            parent_id: None,
-            count: recs.len(),
-            digest: &digest,
-            body: &body,
-            sealed_at: &now,
         },
-        recs.iter().map(|r| BatchRecord {
-            key: &r.key,
-            hash: &r.hash,
-            op: r.op.as_str(),
-        }),
-    )?;
-    for r in &recs {
-        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
-    }
-    log::append(
-        tx,
-        ctx.tz,
-        Event::BatchSealed,
-        Entry {
-            dataset: Some(ds),
-            batch: Some(&batch_id),
-            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
-            details: Some(json!({"digest": digest, "route": route, "fileId": file_id})),
-            ..Default::default()
-        },
+        &recs,
     )?;
     Ok(())
 }

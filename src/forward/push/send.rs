@@ -1,6 +1,6 @@
 //! One push of a batch (docs/protocol.md §3) and what its answer means.
 //!
-//! The answer is classified into a [`Reply`] that says exactly what the
+//! The answer is classified into an [`outbox::Reply`](crate::outbox::Reply) (or a 401, which the sender handles itself) that says exactly what the
 //! sender does next (the response table of §3); the classification is a
 //! pure function of status, headers and body, tested row by row.
 
@@ -10,31 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::{describe, retry_after};
-use crate::forward::outbox::RemoteRejected;
-
-/// What the library's answer means for the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// 200 `000000`: delivered (possibly a duplicate of an earlier send).
-    Delivered {
-        receipt_id: String,
-        accepted: Option<i64>,
-        rejected: Vec<RemoteRejected>,
-        duplicate: bool,
-    },
-    /// 400 / 409: permanent for this batch; park it with the reason.
-    Park { reason: String },
-    /// 401: the token is invalid or expired.
-    Unauthorized,
-    /// 413: split it.
-    TooLarge,
-    /// 429, 503, other 5xx, timeouts, connection errors: try again later,
-    /// after `wait` if the library said how long.
-    Retry {
-        wait: Option<Duration>,
-        reason: String,
-    },
-}
+use crate::outbox::{RemoteRejected, Reply};
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -59,8 +35,18 @@ struct AcceptData {
     duplicate: bool,
 }
 
+/// What one push came back with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The library's answer for the batch, for `crate::outbox::apply`.
+    Batch(Reply),
+    /// 401: the token is invalid or expired. The sender renews it and sends
+    /// again (docs/protocol.md §2); it says nothing about the batch.
+    Unauthorized,
+}
+
 /// Classifies an answer.
-pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Reply {
+pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Answer {
     let env: Option<Envelope> = serde_json::from_slice(body).ok();
     let code = env
         .as_ref()
@@ -71,7 +57,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Repl
         .and_then(|e| e.message.clone())
         .unwrap_or_default();
     let reason = || format!("HTTP {status} {code} {message}").trim().to_string();
-    match status {
+    Answer::Batch(match status {
         200 => match env {
             Some(Envelope {
                 data: Some(d),
@@ -91,7 +77,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Repl
             },
         },
         400 | 409 => Reply::Park { reason: reason() },
-        401 => Reply::Unauthorized,
+        401 => return Answer::Unauthorized,
         413 => Reply::TooLarge,
         429 | 503 => Reply::Retry {
             wait: retry_after,
@@ -104,7 +90,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Repl
         // Anything else (404, 405 …) is a deployment problem that retrying
         // will not fix: park so the route keeps moving and an operator sees it.
         _ => Reply::Park { reason: reason() },
-    }
+    })
 }
 
 /// Sends one batch body to `url` with `token`.
@@ -116,7 +102,7 @@ pub async fn send(
     batch_id: &str,
     body: &[u8],
     gzip: bool,
-) -> Reply {
+) -> Answer {
     let mut req = client.post(url).header("Idempotency-Key", batch_id).header(
         reqwest::header::CONTENT_TYPE,
         "application/json; charset=utf-8",
@@ -139,19 +125,19 @@ pub async fn send(
         req.body(body.to_vec())
     };
     match req.send().await {
-        Err(e) => Reply::Retry {
+        Err(e) => Answer::Batch(Reply::Retry {
             wait: None,
             reason: describe(e),
-        },
+        }),
         Ok(resp) => {
             let status = resp.status().as_u16();
             let ra = retry_after(resp.headers());
             match resp.bytes().await {
                 Ok(b) => classify(status, ra, &b),
-                Err(e) => Reply::Retry {
+                Err(e) => Answer::Batch(Reply::Retry {
                     wait: None,
                     reason: describe(e),
-                },
+                }),
             }
         }
     }
@@ -161,10 +147,18 @@ pub async fn send(
 mod tests {
     use super::*;
 
+    /// The answer for the batch a status means.
+    fn reply(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Reply {
+        match classify(status, retry_after, body) {
+            Answer::Batch(r) => r,
+            Answer::Unauthorized => panic!("HTTP {status} read as 401"),
+        }
+    }
+
     #[test]
     fn every_row_of_the_response_table() {
         let ok = br#"{"code":"000000","message":"ok","data":{"receiptId":"R1","accepted":2,"rejected":[{"index":1,"key":"K","code":"422001","message":"bad"}]}}"#;
-        match classify(200, None, ok) {
+        match reply(200, None, ok) {
             Reply::Delivered {
                 receipt_id,
                 accepted,
@@ -180,7 +174,7 @@ mod tests {
         }
         let dup = br#"{"code":"000000","message":"ok","data":{"receiptId":"R0","duplicate":true}}"#;
         assert!(matches!(
-            classify(200, None, dup),
+            reply(200, None, dup),
             Reply::Delivered {
                 duplicate: true,
                 ..
@@ -189,35 +183,26 @@ mod tests {
         for code in ["400001", "400002", "400003"] {
             let b = format!(r#"{{"code":"{code}","message":"m"}}"#);
             assert!(
-                matches!(classify(400, None, b.as_bytes()), Reply::Park { reason } if reason.contains(code))
+                matches!(reply(400, None, b.as_bytes()), Reply::Park { reason } if reason.contains(code))
             );
         }
         assert!(matches!(
-            classify(409, None, br#"{"code":"409001"}"#),
+            reply(409, None, br#"{"code":"409001"}"#),
             Reply::Park { .. }
         ));
         assert_eq!(
             classify(401, None, br#"{"code":"401001"}"#),
-            Reply::Unauthorized
+            Answer::Unauthorized
         );
-        assert_eq!(
-            classify(413, None, br#"{"code":"413001"}"#),
-            Reply::TooLarge
-        );
+        assert_eq!(reply(413, None, br#"{"code":"413001"}"#), Reply::TooLarge);
         assert!(
-            matches!(classify(429, Some(Duration::from_secs(3)), b""), Reply::Retry { wait: Some(w), .. } if w.as_secs() == 3)
+            matches!(reply(429, Some(Duration::from_secs(3)), b""), Reply::Retry { wait: Some(w), .. } if w.as_secs() == 3)
         );
         assert!(matches!(
-            classify(503, None, b""),
+            reply(503, None, b""),
             Reply::Retry { wait: None, .. }
         ));
-        assert!(matches!(
-            classify(502, None, b"<html>"),
-            Reply::Retry { .. }
-        ));
-        assert!(matches!(
-            classify(200, None, b"not json"),
-            Reply::Retry { .. }
-        ));
+        assert!(matches!(reply(502, None, b"<html>"), Reply::Retry { .. }));
+        assert!(matches!(reply(200, None, b"not json"), Reply::Retry { .. }));
     }
 }

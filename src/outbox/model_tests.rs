@@ -1,7 +1,8 @@
 //! Model check of the outbox: random sequences of sealing, library answers
-//! and operator actions drive the real state database, `record_reply` and
-//! the operator's retry/park, and after every step the outbox is compared
-//! with a simple in-memory model of what docs/protocol.md §4 promises.
+//! and operator actions drive the real transitions (`seal`, `apply`, the
+//! operator's `retry` and `park`) on a real state database, and after every
+//! step the outbox and its exchange log are compared with a simple
+//! in-memory model of what docs/protocol.md §4 promises.
 //!
 //! The model knows nothing of SQL or sort keys: a batch's place in its
 //! route is a path (`[seq]` for a sealed batch, the parent's path plus
@@ -16,12 +17,11 @@ use proptest::prelude::*;
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::{Value, json};
 
+use super::{BatchState, RemoteRejected, Reply, Sealing};
 use crate::canon;
-use crate::forward::http::{Reply, record_reply};
-use crate::forward::outbox::RemoteRejected;
-use crate::seal::{self, BatchHeader, Staged};
-use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
-use crate::state::log::{self, Entry, Event};
+use crate::seal::Staged;
+use crate::state::batches::{self, BatchRow};
+use crate::state::log;
 use crate::validate::Op as RecordOp;
 
 const ROUTES: [&str; 2] = ["case/accept", "case/process"];
@@ -81,12 +81,14 @@ enum State {
 }
 
 impl State {
-    fn as_db(self) -> &'static str {
+    /// The stored state the model's state stands for (nothing is exported:
+    /// this is push mode).
+    fn stored(self) -> BatchState {
         match self {
-            State::Pending => "sealed",
-            State::Delivered => "delivered",
-            State::Parked => "parked",
-            State::Split => "split",
+            State::Pending => BatchState::Sealed,
+            State::Delivered => BatchState::Delivered,
+            State::Parked => BatchState::Parked,
+            State::Split => BatchState::Split,
         }
     }
 }
@@ -97,6 +99,8 @@ struct ModelBatch {
     path: Vec<u32>,
     keys: Vec<String>,
     state: State,
+    /// Failed attempts since it was sealed or last retried by an operator.
+    attempts: i64,
 }
 
 /// The in-memory model: every batch ever sealed or split off, by id.
@@ -107,6 +111,8 @@ struct Model {
     sealed_keys: Vec<String>,
     next_key: u64,
     next_seq: u32,
+    /// The exchange-log entries so far: (event, batch), in order.
+    log: Vec<(&'static str, String)>,
 }
 
 impl Model {
@@ -126,6 +132,14 @@ impl Model {
             .filter(|(_, b)| pred(b.state))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    fn logged(&mut self, event: &'static str, batch: &str) {
+        self.log.push((event, batch.to_owned()));
+    }
+
+    fn set(&mut self, id: &str, state: State) {
+        self.batches.get_mut(id).expect("model batch").state = state;
     }
 }
 
@@ -172,6 +186,17 @@ impl Harness {
             .expect("batch exists")
     }
 
+    /// Runs `f` in a transaction of its own and commits it.
+    fn tx<T>(&mut self, f: impl FnOnce(&Connection, FixedOffset) -> rusqlite::Result<T>) -> T {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .expect("tx");
+        let out = f(&tx, self.tz).expect("transition");
+        tx.commit().expect("commit");
+        out
+    }
+
     fn apply(&mut self, step: &Step) {
         match *step {
             Step::Seal { route, records } => self.seal(route, records),
@@ -196,7 +221,9 @@ impl Harness {
                 }
                 let id = &ids[pick % ids.len()];
                 self.operator_retry(id);
-                self.model.batches.get_mut(id).expect("model batch").state = State::Pending;
+                let m = self.model.batches.get_mut(id).expect("model batch");
+                (m.state, m.attempts) = (State::Pending, 0);
+                self.model.logged("batch_retried", id);
             }
             Step::OperatorPark { pick } => {
                 let ids = self.model.in_state(|s| s == State::Pending);
@@ -205,13 +232,14 @@ impl Harness {
                 }
                 let id = &ids[pick % ids.len()];
                 self.operator_park(id);
-                self.model.batches.get_mut(id).expect("model batch").state = State::Parked;
+                self.model.set(id, State::Parked);
+                self.model.logged("batch_parked", id);
             }
         }
     }
 
-    /// Seals a batch as the daemon's job does: body built once, row, records
-    /// and its exchange-log entry in one transaction.
+    /// Seals a batch through `outbox::seal`, in a transaction of its own
+    /// as the daemon's chunk does.
     fn seal(&mut self, route: usize, n: usize) {
         let records: Vec<Staged> = (0..n)
             .map(|_| {
@@ -231,58 +259,18 @@ impl Harness {
                 }
             })
             .collect();
-        let batch_id = seal::new_batch_id();
-        let now = crate::state::now_text(self.tz);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        let head = log::head(&tx).expect("head");
-        let (body, digest) = seal::build_body(
-            &BatchHeader {
-                batch_id: &batch_id,
+        let batch_id = self.tx(|tx, tz| {
+            let s = Sealing {
+                tz,
                 sender: "230000-zwfw",
                 dataset: DATASETS[route],
                 schema_version: "1",
-                created_at: &now,
-                audit_head: &head,
-            },
-            &records,
-        );
-        batches::insert(
-            &tx,
-            &NewBatch {
-                sort_key: None,
-                batch_id: &batch_id,
-                dataset: DATASETS[route],
                 route: ROUTES[route],
                 file_id: None,
-                parent_id: None,
-                count: records.len(),
-                digest: &digest,
-                body: &body,
-                sealed_at: &now,
-            },
-            records.iter().map(|r| BatchRecord {
-                key: &r.key,
-                hash: &r.hash,
-                op: r.op.as_str(),
-            }),
-        )
-        .expect("insert");
-        log::append(
-            &tx,
-            self.tz,
-            Event::BatchSealed,
-            Entry {
-                dataset: Some(DATASETS[route]),
-                batch: Some(&batch_id),
-                counts: Some(json!({"records": n})),
-                ..Default::default()
-            },
-        )
-        .expect("log");
-        tx.commit().expect("commit");
+            };
+            super::seal(tx, &s, &records)
+        });
+        self.model.logged("batch_sealed", &batch_id);
 
         self.model.next_seq += 1;
         let keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
@@ -294,13 +282,14 @@ impl Harness {
                 path: vec![self.model.next_seq],
                 keys,
                 state: State::Pending,
+                attempts: 0,
             },
         );
     }
 
-    /// Applies a library answer through `record_reply` with the batch's row
-    /// as the sender last read it; `pending` says whether the model expects
-    /// the answer to take effect.
+    /// Applies a library answer through `outbox::apply` with the batch's
+    /// row as the sender last read it; `pending` says whether the model
+    /// expects the answer to take effect.
     fn answer(&mut self, id: &str, answer: Answer, pending: bool) {
         let row = self.row(id);
         let reply = match answer {
@@ -337,7 +326,7 @@ impl Harness {
                 reason: "HTTP 503".into(),
             },
         };
-        record_reply(
+        super::apply(
             &mut self.conn,
             self.tz,
             &self.spool,
@@ -345,16 +334,41 @@ impl Harness {
             &row,
             reply,
         )
-        .expect("record_reply");
+        .expect("apply");
+        let m = self.model.batches.get_mut(id).expect("model batch");
         if !pending {
+            // A late answer changes nothing, but a failed attempt still
+            // counts on a parked batch (it was on the wire).
+            if matches!(answer, Answer::Retry) && m.state == State::Parked {
+                m.attempts += 1;
+                self.model.logged("batch_sent", id);
+            }
             return;
         }
-        let m = self.model.batches.get_mut(id).expect("model batch");
         match answer {
-            Answer::Delivered { .. } | Answer::Duplicate => m.state = State::Delivered,
-            Answer::Park => m.state = State::Parked,
-            Answer::Retry => {}
-            Answer::TooLarge if m.keys.len() < 2 => m.state = State::Parked,
+            Answer::Delivered { rejected_first } => {
+                m.state = State::Delivered;
+                self.model.logged("batch_delivered", id);
+                if rejected_first {
+                    self.model.logged("records_library_rejected", id);
+                }
+            }
+            Answer::Duplicate => {
+                m.state = State::Delivered;
+                self.model.logged("batch_delivered", id);
+            }
+            Answer::Park => {
+                m.state = State::Parked;
+                self.model.logged("batch_parked", id);
+            }
+            Answer::Retry => {
+                m.attempts += 1;
+                self.model.logged("batch_sent", id);
+            }
+            Answer::TooLarge if m.keys.len() < 2 => {
+                m.state = State::Parked;
+                self.model.logged("batch_parked", id);
+            }
             Answer::TooLarge => {
                 m.state = State::Split;
                 let (route, path, keys) = (m.route, m.path.clone(), m.keys.clone());
@@ -369,59 +383,29 @@ impl Harness {
                             path: p,
                             keys: part.to_vec(),
                             state: State::Pending,
+                            attempts: 0,
                         },
                     );
                 }
+                self.model.logged("batch_split", id);
             }
         }
     }
 
-    /// `fepd batches retry ID`, as cli/batches.rs does it.
+    /// `fepd batches retry ID`: `outbox::retry`, as cli/batches.rs calls it.
     fn operator_retry(&mut self, id: &str) {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        assert!(
-            batches::requeue_parked(&tx, id).expect("requeue"),
-            "{id} was parked"
-        );
-        log::append(
-            &tx,
-            self.tz,
-            Event::BatchRetried,
-            Entry {
-                batch: Some(id),
-                details: Some(json!({"by": "operator"})),
-                ..Default::default()
-            },
-        )
-        .expect("log");
-        tx.commit().expect("commit");
+        let row = self.row(id);
+        let done = self.tx(|tx, tz| super::retry(tx, tz, &row, "operator"));
+        assert!(done, "{id} was parked");
     }
 
-    /// `fepd batches park ID`, as cli/batches.rs does it.
+    /// `fepd batches park ID`: `outbox::park`, as cli/batches.rs calls it.
     fn operator_park(&mut self, id: &str) {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .expect("tx");
-        assert!(
-            batches::park(&tx, id, "parked by operator").expect("park"),
-            "{id} was pending"
-        );
-        log::append(
-            &tx,
-            self.tz,
-            Event::BatchParked,
-            Entry {
-                batch: Some(id),
-                details: Some(json!({"by": "operator"})),
-                ..Default::default()
-            },
-        )
-        .expect("log");
-        tx.commit().expect("commit");
+        let row = self.row(id);
+        let why = "parked by operator";
+        let details = json!({"reason": why, "by": "operator"});
+        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, details));
+        assert!(done, "{id} was pending");
     }
 
     /// Every invariant, after a step.
@@ -441,10 +425,31 @@ impl Harness {
         );
         for (id, m) in &self.model.batches {
             let b = real[id.as_str()];
-            prop_assert_eq!(b.state.as_str(), m.state.as_db(), "state of {}", id);
+            prop_assert_eq!(b.state, m.state.stored(), "state of {}", id);
             prop_assert_eq!(b.route.as_str(), ROUTES[m.route]);
             prop_assert_eq!(b.count as usize, m.keys.len());
+            prop_assert_eq!(b.attempts, m.attempts, "attempts of {}", id);
         }
+
+        // Every outcome, and nothing else, is an exchange-log entry, in
+        // the order the steps happened.
+        let mut stmt = self
+            .conn
+            .prepare("SELECT event, batch FROM exchange_log ORDER BY seq")
+            .expect("prepare");
+        let logged: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        drop(stmt);
+        let want: Vec<(String, String)> = self
+            .model
+            .log
+            .iter()
+            .map(|(e, b)| (e.to_string(), b.clone()))
+            .collect();
+        prop_assert_eq!(logged, want);
 
         // Per route, the next pending batch is the model's oldest pending
         // one (so a parked batch never blocks its route).
@@ -457,7 +462,7 @@ impl Harness {
                 route
             );
             if let Some(b) = next {
-                prop_assert_eq!(b.state.as_str(), "sealed");
+                prop_assert_eq!(b.state, BatchState::Sealed);
             }
         }
 
@@ -503,7 +508,7 @@ impl Harness {
             prop_assert!(*first == body, "body of {} changed", b.batch_id);
 
             // A delivered batch keeps its receipt and delivery time.
-            if b.state == "delivered" {
+            if b.state == BatchState::Delivered {
                 let now = (b.receipt_id.clone(), b.delivered_at.clone());
                 let first = self
                     .written
@@ -557,7 +562,7 @@ impl Harness {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 32,
+        cases: 48,
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
@@ -584,7 +589,8 @@ fn late_too_large_does_not_split_a_parked_batch() {
     h.seal(0, 4);
     let id = h.model.next_pending(0).expect("pending").to_owned();
     h.operator_park(&id);
-    h.model.batches.get_mut(&id).expect("model batch").state = State::Parked;
+    h.model.set(&id, State::Parked);
+    h.model.logged("batch_parked", &id);
     h.answer(&id, Answer::TooLarge, false);
     h.check().expect("invariants hold");
 }

@@ -1,7 +1,9 @@
-//! Pull mode (docs/protocol.md §5): write each sealed batch to
-//! `{outbox}/{dataset}/{batchId}.json`; a `{batchId}.ack` beside it marks it
-//! delivered, a `{batchId}.nack` parks it; both files then move to
-//! `delivered/` or `parked/`.
+//! Pull mode (docs/protocol.md §5), one of the two delivery modes: each
+//! sealed batch is written to `{outbox}/{dataset}/{batchId}.json`; a
+//! `{batchId}.ack` beside it marks it delivered, a `{batchId}.nack` parks
+//! it; both files then move to `delivered/` or `parked/`. This module
+//! handles the files; the state changes are `crate::outbox`'s (`export`,
+//! `record_delivery`, `park`).
 //!
 //! Crash safety: the batch file is written to a temporary name, fsynced,
 //! renamed and its folder fsynced before the batch is marked exported; an
@@ -17,8 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::fsio;
+use crate::outbox::{self, BatchState, RemoteRejected};
 use crate::state::batches;
-use crate::state::log::{self, Entry, Event};
 
 /// The body of a `.ack` file: the `data` of a 200 response.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,17 +35,6 @@ pub struct Ack {
     pub duplicate: bool,
 }
 
-/// A record the library refused inside an accepted batch.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub struct RemoteRejected {
-    pub index: i64,
-    #[serde(default)]
-    pub key: Option<String>,
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-}
-
 /// The body of a `.nack` file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Nack {
@@ -52,7 +43,8 @@ pub struct Nack {
     pub message: String,
 }
 
-/// The pull-mode outbox of one deployment.
+/// The pull-mode outbox folder of one deployment: its batch files and
+/// acknowledgements (the batches' states are `crate::outbox`'s).
 pub struct Outbox {
     pub dir: PathBuf,
     /// `spool/` — library refusals are reported beside their source file.
@@ -107,7 +99,7 @@ impl Outbox {
     pub fn export(&mut self, conn: &mut Connection) -> Result<usize, PassError> {
         let mut n = 0;
         loop {
-            let pending = batches::list(conn, Some("sealed"), None, 200)?;
+            let pending = batches::list(conn, Some(BatchState::Sealed), None, 200)?;
             if pending.is_empty() {
                 return Ok(n);
             }
@@ -117,19 +109,7 @@ impl Outbox {
                 fsio::write_atomic(&dir, &format!("{}.json", b.batch_id), &body)
                     .map_err(|e| PassError::io(&dir, e))?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if batches::transition(&tx, &b.batch_id, &["sealed"], "exported")? {
-                    log::append(
-                        &tx,
-                        self.tz,
-                        Event::BatchExported,
-                        Entry {
-                            dataset: Some(&b.dataset),
-                            batch: Some(&b.batch_id),
-                            counts: Some(json!({"records": b.count})),
-                            ..Default::default()
-                        },
-                    )?;
-                }
+                outbox::export(&tx, self.tz, &b)?;
                 tx.commit()?;
                 n += 1;
             }
@@ -231,13 +211,13 @@ impl Outbox {
         let Some((b, ack)) = self.read_marker::<Ack>(conn, id, path, "acknowledgement")? else {
             return Ok(None);
         };
-        let fresh = super::record_delivery(
+        let fresh = outbox::record_delivery(
             conn,
             self.tz,
             &self.spool,
             &self.catalog,
             &b,
-            &super::Delivery {
+            &outbox::Delivery {
                 receipt_id: &ack.receipt_id,
                 accepted: ack.accepted,
                 rejected: &ack.rejected,
@@ -267,7 +247,7 @@ impl Outbox {
         };
         let reason = format!("{} {}", nack.code, nack.message);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let fresh = super::park_logged(
+        let fresh = outbox::park(
             &tx,
             self.tz,
             &b,

@@ -1,0 +1,218 @@
+//! The transitions other than delivery and a library's answer: seal,
+//! export, park, retry, fail and the requeue of exported batches. Each runs
+//! inside the caller's transaction and writes its exchange-log entry with
+//! the change it records.
+
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use rusqlite::Connection;
+use serde_json::json;
+
+use super::BatchState;
+use crate::seal::{self, BatchHeader, Staged};
+use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
+use crate::state::log::{self, Entry, Event};
+use crate::state::{self, records};
+
+/// What a batch being sealed belongs to.
+pub struct Sealing<'a> {
+    pub tz: FixedOffset,
+    /// The sender's id, written in the body.
+    pub sender: &'a str,
+    pub dataset: &'a str,
+    pub schema_version: &'a str,
+    pub route: &'a str,
+    /// The source file, for reports of the library's refusals.
+    pub file_id: Option<i64>,
+}
+
+/// → `sealed`: the batch is born with its final body (docs/protocol.md §3),
+/// inside `tx`: dedupe state, batch row and body, exchange-log entry. The
+/// body's `auditHead` is the log head before this batch's own entry.
+/// Returns the batch's id.
+pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Result<String> {
+    let ds = s.dataset;
+    let batch_id = seal::new_batch_id();
+    let now = state::now_text(s.tz);
+    let head = log::head(tx)?;
+    let (body, digest) = seal::build_body(
+        &BatchHeader {
+            batch_id: &batch_id,
+            sender: s.sender,
+            dataset: ds,
+            schema_version: s.schema_version,
+            created_at: &now,
+            audit_head: &head,
+        },
+        recs,
+    );
+    batches::insert(
+        tx,
+        &NewBatch {
+            sort_key: None,
+            batch_id: &batch_id,
+            dataset: ds,
+            route: s.route,
+            file_id: s.file_id,
+            parent_id: None,
+            count: recs.len(),
+            digest: &digest,
+            body: &body,
+            sealed_at: &now,
+        },
+        recs.iter().map(|r| BatchRecord {
+            key: &r.key,
+            hash: &r.hash,
+            op: r.op.as_str(),
+        }),
+    )?;
+    for r in recs {
+        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
+    }
+    log::append(
+        tx,
+        s.tz,
+        Event::BatchSealed,
+        Entry {
+            dataset: Some(ds),
+            batch: Some(&batch_id),
+            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
+            details: Some(json!({"digest": digest, "route": s.route, "fileId": s.file_id})),
+            ..Default::default()
+        },
+    )?;
+    Ok(batch_id)
+}
+
+/// `sealed` → `exported` (pull mode, docs/protocol.md §5), once its file is
+/// in the outbox folder. False, writing nothing, from any other state.
+pub fn export(tx: &Connection, tz: FixedOffset, b: &BatchRow) -> rusqlite::Result<bool> {
+    if !batches::move_state(tx, &b.batch_id, BatchState::Sealed, BatchState::Exported)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        Event::BatchExported,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(&b.batch_id),
+            counts: Some(json!({"records": b.count})),
+            ..Default::default()
+        },
+    )?;
+    Ok(true)
+}
+
+/// Pending (`sealed` or `exported`) → `parked` (dead letter) with its
+/// reason; `details` go in the exchange-log entry (the library's code, or
+/// the operator). False, writing nothing, when the batch was no longer
+/// pending.
+pub fn park(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    reason: &str,
+    details: serde_json::Value,
+) -> rusqlite::Result<bool> {
+    if !batches::park(tx, &b.batch_id, reason)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        Event::BatchParked,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(&b.batch_id),
+            counts: Some(json!({"records": b.count})),
+            details: Some(details),
+            ..Default::default()
+        },
+    )?;
+    Ok(true)
+}
+
+/// `parked` → `sealed` (an operator's `fepd batches retry`, logged with
+/// `by`): resent with a fresh attempt count, in its original place in the
+/// route's order. False, writing nothing, when the batch is not parked.
+pub fn retry(tx: &Connection, tz: FixedOffset, b: &BatchRow, by: &str) -> rusqlite::Result<bool> {
+    if !batches::requeue_parked(tx, &b.batch_id)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        Event::BatchRetried,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(&b.batch_id),
+            details: Some(json!({"previousError": b.last_error, "by": by})),
+            ..Default::default()
+        },
+    )?;
+    Ok(true)
+}
+
+/// A failed attempt (no state change): the attempt count, the error and
+/// when to try again (`wait` from now), with its exchange-log entry. A
+/// batch delivered or split is past failing: false, writing nothing.
+pub fn fail(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    reason: &str,
+    wait: Duration,
+    via: &str,
+) -> rusqlite::Result<bool> {
+    let next = state::now_ms() + wait.as_millis() as i64;
+    if !batches::record_failure(tx, &b.batch_id, reason, next)? {
+        return Ok(false);
+    }
+    // Each failed attempt is an exchange-log entry, committed with the
+    // attempt count it increments.
+    log::append(
+        tx,
+        tz,
+        Event::BatchSent,
+        Entry {
+            dataset: Some(&b.dataset),
+            batch: Some(&b.batch_id),
+            counts: Some(json!({"records": b.count})),
+            details: Some(
+                json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": via}),
+            ),
+            ..Default::default()
+        },
+    )?;
+    Ok(true)
+}
+
+/// Every `exported` → `sealed` (the sink switched from pull to push), in
+/// its original place in its route's order, with a fresh attempt count and
+/// one `sink_switched` entry when there were any. Returns how many per
+/// dataset.
+pub fn requeue_exported(
+    tx: &Connection,
+    tz: FixedOffset,
+) -> rusqlite::Result<Vec<(String, usize)>> {
+    let per_dataset = batches::requeue_exported(tx)?;
+    let requeued: usize = per_dataset.iter().map(|(_, n)| n).sum();
+    if requeued > 0 {
+        log::append(
+            tx,
+            tz,
+            Event::SinkSwitched,
+            Entry {
+                counts: Some(json!({"batches": requeued})),
+                details: Some(json!({
+                    "to": "http",
+                    "requeued": per_dataset.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                })),
+                ..Default::default()
+            },
+        )?;
+    }
+    Ok(per_dataset)
+}
