@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::values::{EncodingLabel, Schedule};
+use super::values::{Checked, EncodingLabel, Schedule};
 use super::{Ready, SendWindow};
 
 /// One dataset: its spool folder, schema and route.
@@ -20,13 +20,13 @@ pub struct DatasetConfig {
     pub ready: Option<Ready>,
     /// Overrides `[intake] default_encoding` for this dataset.
     #[serde(default)]
-    pub default_encoding: Option<EncodingLabel>,
+    pub default_encoding: Option<Checked<EncodingLabel>>,
     /// When the inbox is collected by a rescan: cron with seconds
     /// (`sec min hour day month weekday`) in `timezone`. Replaces the
     /// periodic `rescan_secs` rescan for this dataset; files the watcher
     /// saw complete are still taken at once.
     #[serde(default)]
-    pub schedule: Option<Schedule>,
+    pub schedule: Option<Checked<Schedule>>,
     /// Push mode: the times of day (`"22:00-06:00"`, in `timezone`) when
     /// this dataset's batches may be sent; they wait in the outbox outside.
     #[serde(default)]

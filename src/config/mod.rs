@@ -6,7 +6,7 @@
 //! Values with a meaning beyond their string (timezone, delimiter,
 //! encodings, cron schedules, send windows, durations) are parsed once here,
 //! by serde (`values`, `window`, `retention`); [`Config::problems`]
-//! (`problems`) lists every remaining problem at once, for `fepd check-config`.
+//! (`problems`) lists every problem at once, for `fepd check-config`.
 //!
 //! Codemap: `sections` (the `[…]` tables and their defaults), `dataset`
 //! (`[[dataset]]`), `values`, `window`, `retention`, `spool`, `lookup`
@@ -36,7 +36,7 @@ pub use sections::{
     Sink, SinkMode, Validate,
 };
 pub use spool::SpoolAccess;
-pub use values::{Delimiter, EncodingLabel, Schedule, Timezone, parse_offset};
+pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone, parse_offset};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.
@@ -56,7 +56,7 @@ pub struct Config {
     pub sender: String,
     /// Offset for input times without one, e.g. `+08:00`.
     #[serde(default)]
-    pub timezone: Timezone,
+    pub timezone: Checked<Timezone>,
     #[serde(default)]
     pub intake: Intake,
     #[serde(default)]
@@ -173,9 +173,10 @@ impl Config {
             .unwrap_or_else(|| self.schemas_dir.join("gb2260.csv"))
     }
 
-    /// The configured offset (`timezone`).
+    /// The configured offset (`timezone`; +08:00 while it is a problem,
+    /// which keeps the daemon from starting).
     pub fn tz(&self) -> FixedOffset {
-        self.timezone.offset()
+        self.timezone.ok().copied().unwrap_or_default().offset()
     }
 
     pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
@@ -200,7 +201,13 @@ impl Config {
         crate::parse::Limits {
             max_record_bytes: self.intake.max_record_bytes,
             max_xlsx_unpacked_bytes: self.intake.max_xlsx_unpacked_bytes,
-            csv_delimiter: self.intake.csv_delimiter.byte(),
+            csv_delimiter: self
+                .intake
+                .csv_delimiter
+                .ok()
+                .copied()
+                .unwrap_or_default()
+                .byte(),
             max_nesting_depth: self.intake.max_nesting_depth,
             max_columns: self.intake.max_columns,
             max_xlsx_shared_strings: self.intake.max_xlsx_shared_strings,

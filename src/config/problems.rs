@@ -13,6 +13,20 @@ impl Config {
         if self.sender.trim().is_empty() {
             out.push("sender: must not be empty".to_string());
         }
+        if let Some(why) = self.timezone.problem() {
+            out.push(format!("timezone: {why}"));
+        }
+        if let Some(why) = self.intake.csv_delimiter.problem() {
+            out.push(format!("intake.csv_delimiter: {why}"));
+        }
+        if let Some(why) = self
+            .intake
+            .default_encoding
+            .as_ref()
+            .and_then(|e| e.problem())
+        {
+            out.push(format!("intake.default_encoding: {why}"));
+        }
         if self.batch.max_records == 0 || self.batch.max_bytes < 1024 {
             out.push("batch: max_records must be ≥ 1 and max_bytes ≥ 1024".to_string());
         }
@@ -66,6 +80,12 @@ impl Config {
                     "dataset {}: sheet counts from 1 (the first sheet), or give its name",
                     d.name
                 ));
+            }
+            if let Some(why) = d.schedule.as_ref().and_then(|s| s.problem()) {
+                out.push(format!("dataset {}: {why}", d.name));
+            }
+            if let Some(why) = d.default_encoding.as_ref().and_then(|e| e.problem()) {
+                out.push(format!("dataset {}: default_encoding: {why}", d.name));
             }
             if d.send_window.is_some() && self.sink.mode != SinkMode::Http {
                 out.push(format!(

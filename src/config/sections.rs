@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::values::{Delimiter, EncodingLabel};
+use super::values::{Checked, Delimiter, EncodingLabel};
 use crate::validate::Severity;
 
 /// When a dropped file counts as complete (README.md, "How data flows": the drop contract).
@@ -34,9 +34,9 @@ pub struct Intake {
     pub max_record_bytes: usize,
     pub max_xlsx_unpacked_bytes: u64,
     /// Encoding assumed before detection (`UTF-8`, `GB18030`, `GBK`…).
-    pub default_encoding: Option<EncodingLabel>,
+    pub default_encoding: Option<Checked<EncodingLabel>>,
     /// CSV delimiter, one ASCII character.
-    pub csv_delimiter: Delimiter,
+    pub csv_delimiter: Checked<Delimiter>,
     /// Input records per SQLite transaction when few of them are sealed
     /// (e.g. a re-sent file of unchanged records).
     pub chunk_records: u64,
@@ -59,7 +59,7 @@ impl Default for Intake {
             max_record_bytes: 1 << 20,
             max_xlsx_unpacked_bytes: 256 << 20,
             default_encoding: None,
-            csv_delimiter: Delimiter::default(),
+            csv_delimiter: Checked::default(),
             chunk_records: 5000,
             max_nesting_depth: crate::parse::DEFAULT_MAX_NESTING_DEPTH,
             max_columns: crate::parse::DEFAULT_MAX_COLUMNS,

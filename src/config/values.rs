@@ -1,18 +1,60 @@
 //! Config values that are written as strings but mean something typed:
 //! the timezone offset, the CSV delimiter, an input encoding and a cron
-//! schedule. Each is parsed once, by serde, when the config is read, so a
-//! bad one is a TOML error naming its line and value, and the rest of fepd
-//! never parses them again.
+//! schedule. Each is parsed once, by serde, when the config is read, and
+//! the rest of fepd never parses them again. A bad one does not stop the
+//! reading: it is kept as [`Checked::Bad`] with its text and the reason,
+//! so that `fepd check-config` still lists every problem at once, and a
+//! config holding one never starts (`Config::problems`).
 
 use std::fmt;
 
 use chrono::FixedOffset;
 use encoding_rs::Encoding;
 
+/// A typed value as read: the value, or the text that is not one and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked<T> {
+    Ok(T),
+    Bad { text: String, why: String },
+}
+
+impl<T> Checked<T> {
+    /// The value; `None` for a bad one (which `problems` reports).
+    pub fn ok(&self) -> Option<&T> {
+        match self {
+            Checked::Ok(v) => Some(v),
+            Checked::Bad { .. } => None,
+        }
+    }
+
+    /// Why the text is not a value, for `problems`.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            Checked::Ok(_) => None,
+            Checked::Bad { why, .. } => Some(why),
+        }
+    }
+}
+
+impl<T: Default> Default for Checked<T> {
+    fn default() -> Self {
+        Checked::Ok(T::default())
+    }
+}
+
+impl<'de, T: TryFrom<String, Error = String>> serde::Deserialize<'de> for Checked<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        Ok(match T::try_from(text.clone()) {
+            Ok(v) => Checked::Ok(v),
+            Err(why) => Checked::Bad { text, why },
+        })
+    }
+}
+
 /// `timezone = "+08:00"`: the offset for input times without one, for log
 /// timestamps and for `send_window`/`schedule`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timezone(FixedOffset);
 
 impl Timezone {
@@ -63,8 +105,7 @@ pub fn parse_offset(s: &str) -> Option<FixedOffset> {
 }
 
 /// `csv_delimiter = ";"`: one ASCII character (not a quote, CR or LF).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delimiter(u8);
 
 impl Delimiter {
@@ -93,8 +134,7 @@ impl TryFrom<String> for Delimiter {
 
 /// `default_encoding = "GB18030"`: an encoding fepd reads, by any of its
 /// labels (`UTF-8`, `GB18030`, `GBK`, `GB2312`, `CP936`).
-#[derive(Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct EncodingLabel(&'static Encoding);
 
 impl EncodingLabel {
@@ -120,8 +160,7 @@ impl TryFrom<String> for EncodingLabel {
 
 /// `schedule = "0 */5 * * * *"`: cron with seconds
 /// (`sec min hour day month weekday`), checked as the scheduler reads it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule(String);
 
 impl Schedule {

@@ -121,7 +121,10 @@ pub(super) async fn schedule_collections(
     let scheduled: Vec<_> = cfg
         .datasets
         .iter()
-        .filter_map(|d| d.schedule.as_ref().map(|s| (d.name.clone(), s.clone())))
+        .filter_map(|d| {
+            let s = d.schedule.as_ref()?.ok()?;
+            Some((d.name.clone(), s.clone()))
+        })
         .collect();
     if scheduled.is_empty() {
         return Ok(None);

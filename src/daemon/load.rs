@@ -22,8 +22,9 @@ impl Loaded {
     pub fn read_options(&self, dataset: Option<&str>) -> ReadOptions {
         let label = dataset
             .and_then(|d| self.cfg.dataset(d))
-            .and_then(|d| d.default_encoding)
-            .or(self.cfg.intake.default_encoding);
+            .and_then(|d| d.default_encoding.as_ref())
+            .or(self.cfg.intake.default_encoding.as_ref())
+            .and_then(|e| e.ok().copied());
         let ds = dataset.and_then(|d| self.cfg.dataset(d));
         let mut limits = self.cfg.parse_limits();
         limits.header_row = ds.and_then(|d| d.header_row).unwrap_or(0);
