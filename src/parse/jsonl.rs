@@ -71,7 +71,7 @@ impl<'r> JsonLinesStream<'r> {
                 continue;
             }
             any = true;
-            let newline = available.iter().position(|&b| b == b'\n' || b == b'\r');
+            let newline = memchr::memchr2(b'\n', b'\r', available);
             self.skip_lf = newline.is_some_and(|i| available[i] == b'\r');
             let content = &available[..newline.unwrap_or(available.len())];
             if !too_long {

@@ -477,6 +477,7 @@ impl<R: BufRead> Read for Counted<R> {
 }
 
 impl<R: BufRead> BufRead for Counted<R> {
+    #[inline]
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.consumed > self.budget_end {
             self.over_budget = true;
@@ -485,6 +486,7 @@ impl<R: BufRead> BufRead for Counted<R> {
         self.inner.fill_buf()
     }
 
+    #[inline]
     fn consume(&mut self, amt: usize) {
         if amt == 0 {
             return;
@@ -493,7 +495,7 @@ impl<R: BufRead> BufRead for Counted<R> {
         // fill_buf returns it again without reading.
         if let Ok(available) = self.inner.fill_buf() {
             let n = amt.min(available.len());
-            self.newlines += available[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.newlines += memchr::memchr_iter(b'\n', &available[..n]).count() as u64;
         }
         self.consumed += amt as u64;
         self.inner.consume(amt);
