@@ -21,8 +21,7 @@ use super::{BatchState, RemoteRejected, Reply, Sealing};
 use crate::canon;
 use crate::seal::Staged;
 use crate::state::batches::{self, BatchRow};
-use crate::state::log;
-use crate::state::log::Parking;
+use crate::state::log::{self, Parking};
 use crate::validate::Op as RecordOp;
 
 const ROUTES: [&str; 2] = ["case/accept", "case/process"];
@@ -408,7 +407,7 @@ impl Harness {
             reason: why,
             by: "operator",
         };
-        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, by.clone()));
+        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, by));
         assert!(done, "{id} was pending");
     }
 
