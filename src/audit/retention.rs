@@ -16,7 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, FixedOffset};
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
-use serde_json::{Map, json};
+
 use sha2::{Digest, Sha256};
 
 use super::{AuditError, Result, instant, io_err};
@@ -147,12 +147,13 @@ pub fn prune(
         });
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut details = Map::new();
-    details.insert("archive".into(), json!(archive));
-    details.insert("archiveSha256".into(), json!(ex.sha256));
-    details.insert("until".into(), json!(until));
-    details.insert("by".into(), json!(by));
-    let Some(checkpoint) = log::prune_through(&tx, tz, head, details)? else {
+    let archived = log::Archived {
+        archive,
+        archive_sha256: &ex.sha256,
+        until,
+        by,
+    };
+    let Some(checkpoint) = log::prune_through(&tx, tz, head, archived)? else {
         return Ok(Pruned::Changed);
     };
     tx.commit()?;
@@ -165,7 +166,7 @@ pub fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::log::{Entry, Event, append};
+    use crate::state::log::{ConfigSummary, LogEntry, append};
 
     fn tz() -> FixedOffset {
         FixedOffset::east_opt(8 * 3600).unwrap()
@@ -177,7 +178,11 @@ mod tests {
 
     fn entries(conn: &Connection, n: usize) {
         for _ in 0..n {
-            append(conn, tz(), Event::ConfigLoaded, Entry::default()).unwrap();
+            let config = ConfigSummary {
+                datasets: vec![],
+                sink: "outbox",
+            };
+            append(conn, tz(), LogEntry::ConfigLoaded(config)).unwrap();
         }
     }
 

@@ -101,28 +101,37 @@ pub fn table_header() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::log::{Entry, Event, append};
+    use crate::state::files::Counts;
+    use crate::state::log::{LogEntry, Verdict, append};
 
     #[test]
     fn filters_combine() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::state::open(&dir.path().join("fepd.db")).unwrap();
         let tz = FixedOffset::east_opt(8 * 3600).unwrap();
-        for (ds, ev) in [
-            ("a", Event::FileDone),
-            ("b", Event::FileDone),
-            ("a", Event::BatchSealed),
-        ] {
-            append(
-                &conn,
-                tz,
-                ev,
-                Entry {
-                    dataset: Some(ds),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+        let done = |dataset| {
+            LogEntry::FileDone(Verdict {
+                dataset,
+                file: "f.csv",
+                counts: Counts::default(),
+                file_id: 1,
+                sha256: "ab",
+                final_name: "f.csv",
+                fault: None,
+                changed_after_claim: None,
+            })
+        };
+        let sealed = LogEntry::BatchSealed {
+            dataset: "a",
+            batch: "B1",
+            records: 1,
+            bytes: 2,
+            digest: "d",
+            route: "r",
+            file_id: Some(1),
+        };
+        for entry in [done("a"), done("b"), sealed] {
+            append(&conn, tz, entry).unwrap();
         }
         let mut seqs = vec![];
         let f = Filter {

@@ -302,8 +302,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::log::{Entry, Event, append};
-    use serde_json::json;
+    use crate::state::log::{LogEntry, append};
 
     fn tz() -> chrono::FixedOffset {
         chrono::FixedOffset::east_opt(8 * 3600).unwrap()
@@ -316,12 +315,14 @@ mod tests {
             append(
                 &conn,
                 tz(),
-                Event::BatchSealed,
-                Entry {
-                    dataset: Some("case_accept"),
-                    batch: Some(&format!("B{i}")),
-                    counts: Some(json!({"records": i})),
-                    ..Default::default()
+                LogEntry::BatchSealed {
+                    dataset: "case_accept",
+                    batch: &format!("B{i}"),
+                    records: i,
+                    bytes: 0,
+                    digest: "d",
+                    route: "r",
+                    file_id: None,
                 },
             )
             .unwrap();

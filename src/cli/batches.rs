@@ -4,12 +4,12 @@
 //! picks them up on its next pass.
 
 use rusqlite::TransactionBehavior;
-use serde_json::json;
 
 use crate::cli::Exit;
 use crate::config::Config;
 use crate::outbox::{self, BatchState};
 use crate::state::batches;
+use crate::state::log::Parking;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -175,7 +175,7 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             };
             let mut done = 0;
             for b in &targets {
-                if !outbox::park(&tx, tz, b, reason, json!({"reason": reason, "by": by}))? {
+                if !outbox::park(&tx, tz, b, reason, Parking::Operator { reason, by })? {
                     eprintln!(
                         "batch {} is {}, not pending: cannot park it",
                         b.batch_id, b.state

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::forward::push::Forwarder;
 use crate::outbox::Reply;
-use crate::state::log::{self, Entry, Event, Head};
+use crate::state::log::{self, Head, LogEntry};
 
 use super::Exit;
 
@@ -146,14 +146,10 @@ fn record_selftest(
     Ok(log::append_alone(
         &mut conn,
         tz,
-        Event::Selftest,
-        Entry {
-            details: Some(serde_json::json!({
-                "library": base_url,
-                "routes": routes.keys().collect::<Vec<_>>(),
-                "by": crate::cli::operator::name(),
-            })),
-            ..Default::default()
+        LogEntry::Selftest {
+            library: base_url,
+            routes: routes.keys().map(String::as_str).collect(),
+            by: crate::cli::operator::name(),
         },
     )?)
 }

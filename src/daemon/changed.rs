@@ -11,7 +11,7 @@
 use std::io::{self, Read};
 use std::path::Path;
 
-use serde_json::json;
+use crate::state::log::Changed;
 use sha2::{Digest, Sha256};
 
 use super::read::Identity;
@@ -46,13 +46,18 @@ impl Change {
     }
 
     /// For the exchange-log entry of the verdict.
-    pub fn details(&self, returned_as: &str) -> serde_json::Value {
-        let (kind, from, to) = match self {
-            Change::Grew { from, to } => ("grew", Some(from), Some(to)),
-            Change::Shrank { from, to } => ("shrank", Some(from), Some(to)),
+    pub fn details<'a>(&self, returned_as: &'a str) -> Changed<'a> {
+        let (change, from_bytes, to_bytes) = match self {
+            Change::Grew { from, to } => ("grew", Some(*from), Some(*to)),
+            Change::Shrank { from, to } => ("shrank", Some(*from), Some(*to)),
             Change::Rewritten => ("rewritten", None, None),
         };
-        json!({"change": kind, "fromBytes": from, "toBytes": to, "returnedAs": returned_as})
+        Changed {
+            change,
+            from_bytes,
+            to_bytes,
+            returned_as,
+        }
     }
 }
 

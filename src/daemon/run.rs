@@ -12,7 +12,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +27,7 @@ use crate::config::{Config, DatasetConfig, SinkMode};
 use crate::forward::push::Forwarder;
 use crate::intake::{self, Inbox, Scanner, Wake};
 use crate::spool::Spool;
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, ConfigSummary, LogEntry};
 
 /// Why the service loop ended.
 pub enum Stop {
@@ -290,38 +289,30 @@ fn record_start(
     start: Start,
 ) -> anyhow::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let config = json!({
-        "datasets": cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-        "sink": match cfg.sink.mode { SinkMode::Outbox => "outbox", SinkMode::Http => "http" },
-    });
+    let config = ConfigSummary {
+        datasets: cfg.datasets.iter().map(|d| d.name.as_str()).collect(),
+        sink: match cfg.sink.mode {
+            SinkMode::Outbox => "outbox",
+            SinkMode::Http => "http",
+        },
+    };
     if start == Start::Fresh {
         log::append(
             &tx,
             tz,
-            Event::DaemonStarted,
-            Entry {
-                details: Some(
-                    json!({"version": env!("CARGO_PKG_VERSION"), "pid": std::process::id()}),
-                ),
-                ..Default::default()
+            LogEntry::DaemonStarted {
+                version: env!("CARGO_PKG_VERSION"),
+                pid: std::process::id(),
             },
         )?;
     }
-    let event = match start {
-        Start::Fresh => Some(Event::ConfigLoaded),
-        Start::Reload => Some(Event::ConfigReloaded),
+    let entry = match start {
+        Start::Fresh => Some(LogEntry::ConfigLoaded(config)),
+        Start::Reload => Some(LogEntry::ConfigReloaded(config)),
         Start::Fallback => None,
     };
-    if let Some(event) = event {
-        log::append(
-            &tx,
-            tz,
-            event,
-            Entry {
-                details: Some(config),
-                ..Default::default()
-            },
-        )?;
+    if let Some(entry) = entry {
+        log::append(&tx, tz, entry)?;
     }
     tx.commit()?;
     Ok(())
@@ -456,15 +447,7 @@ fn start_workers(
     }
     if files > 0 {
         let mut conn = crate::state::open(&cfg.state_db())?;
-        log::append_alone(
-            &mut conn,
-            tz,
-            Event::DaemonRecovered,
-            Entry {
-                counts: Some(json!({"files": files})),
-                ..Default::default()
-            },
-        )?;
+        log::append_alone(&mut conn, tz, LogEntry::DaemonRecovered { files })?;
         tracing::info!(files, "resuming files left in work/ by the previous run");
     }
     Ok(workers)
@@ -537,7 +520,7 @@ async fn drain(
     }
     if matches!(stop, Stop::Terminate) {
         let mut conn = crate::state::open(&cfg.state_db())?;
-        log::append_alone(&mut conn, tz, Event::DaemonStopped, Entry::default())?;
+        log::append_alone(&mut conn, tz, LogEntry::DaemonStopped)?;
         tracing::info!("fepd stopped");
     } else {
         tracing::info!("drained; starting again with the new config");

@@ -11,14 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::load::{Loaded, load};
 use super::lock::InstanceLock;
 use super::preflight::{self, Running};
 use super::run::{Start, Stop, run};
 use crate::config::Config;
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry};
 
 /// Runs the daemon on `loaded` (read from `path`) until SIGTERM/SIGINT,
 /// reloading on SIGHUP. Holds `instance` throughout.
@@ -115,15 +113,7 @@ fn refuse(running: &Config, stage: &str, problems: &[String]) {
     let tz = running.tz();
     let logged = || -> anyhow::Result<()> {
         let mut conn = crate::state::open(&running.state_db())?;
-        log::append_alone(
-            &mut conn,
-            tz,
-            Event::ConfigRefused,
-            Entry {
-                details: Some(json!({"stage": stage, "problems": problems})),
-                ..Default::default()
-            },
-        )?;
+        log::append_alone(&mut conn, tz, LogEntry::ConfigRefused { stage, problems })?;
         Ok(())
     };
     if let Err(e) = logged() {

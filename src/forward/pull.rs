@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::fsio;
 use crate::outbox::{self, BatchState, RemoteRejected};
 use crate::state::batches;
+use crate::state::log::Parking;
 
 /// The body of a `.ack` file: the `data` of a 200 response.
 #[derive(Debug, Clone, Deserialize)]
@@ -252,7 +252,11 @@ impl Outbox {
             self.tz,
             &b,
             &reason,
-            json!({"code": nack.code, "message": nack.message, "via": "outbox"}),
+            Parking::Refused {
+                code: &nack.code,
+                message: &nack.message,
+                via: "outbox",
+            },
         )?;
         tx.commit()?;
         if fresh {

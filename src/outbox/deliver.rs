@@ -7,11 +7,10 @@ use std::path::Path;
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::BatchState;
 use crate::state::batches::{self, BatchRow};
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry};
 use crate::validate::Catalog;
 
 /// A record the library refused inside an accepted batch.
@@ -86,25 +85,17 @@ pub fn deliver(
     log::append(
         tx,
         tz,
-        Event::BatchDelivered,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(id),
-            counts: Some(
-                json!({"records": b.count, "accepted": accepted, "rejected": d.rejected.len()}),
-            ),
-            details: Some(if was_parked {
-                json!({
-                    "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
-                    "attempts": d.attempts, "wasParked": b.last_error,
-                })
-            } else {
-                json!({
-                    "receiptId": d.receipt_id, "duplicate": d.duplicate, "via": d.via,
-                    "attempts": d.attempts,
-                })
-            }),
-            ..Default::default()
+        LogEntry::BatchDelivered {
+            dataset: &b.dataset,
+            batch: id,
+            records: b.count,
+            accepted,
+            rejected: d.rejected.len(),
+            receipt_id: d.receipt_id,
+            duplicate: d.duplicate,
+            via: d.via,
+            attempts: d.attempts,
+            was_parked: was_parked.then_some(b.last_error.as_deref()),
         },
     )?;
     if was_parked {
@@ -115,16 +106,15 @@ pub fn deliver(
         log::append(
             tx,
             tz,
-            Event::AckDiscrepancy,
-            Entry {
-                dataset: Some(&b.dataset),
-                batch: Some(id),
-                counts: Some(json!({
-                    "records": b.count, "accepted": accepted, "rejected": d.rejected.len(),
-                    "unaccounted": b.count - accounted,
-                })),
-                details: Some(json!({"receiptId": d.receipt_id, "via": d.via})),
-                ..Default::default()
+            LogEntry::AckDiscrepancy {
+                dataset: &b.dataset,
+                batch: id,
+                records: b.count,
+                accepted,
+                rejected: d.rejected.len(),
+                unaccounted: b.count - accounted,
+                receipt_id: d.receipt_id,
+                via: d.via,
             },
         )?;
         tracing::warn!(dataset = %b.dataset, batch = id, records = b.count, accepted, rejected = d.rejected.len(), receipt = %d.receipt_id, "ALERT: the library's receipt does not account for the batch (accepted + refused ≠ records); recorded as a discrepancy, check with the library");
@@ -133,16 +123,11 @@ pub fn deliver(
         log::append(
             tx,
             tz,
-            Event::RecordsLibraryRejected,
-            Entry {
-                dataset: Some(&b.dataset),
-                batch: Some(id),
-                counts: Some(json!({"records": d.rejected.len()})),
-                details: Some(json!({
-                    "codes": d.rejected.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
-                    "fileId": b.file_id,
-                })),
-                ..Default::default()
+            LogEntry::RecordsLibraryRejected {
+                dataset: &b.dataset,
+                batch: id,
+                codes: d.rejected.iter().map(|r| r.code.as_str()).collect(),
+                file_id: b.file_id,
             },
         )?;
         tracing::warn!(dataset = %b.dataset, batch = id, records = d.rejected.len(), "library refused records; reported beside their file, not resent");

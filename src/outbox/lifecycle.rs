@@ -5,15 +5,13 @@
 
 use std::time::Duration;
 
-use chrono::FixedOffset;
-use rusqlite::Connection;
-use serde_json::json;
-
 use super::BatchState;
 use crate::seal::{self, BatchHeader, Staged};
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry, Parking};
 use crate::state::{self, records};
+use chrono::FixedOffset;
+use rusqlite::Connection;
 
 /// What a batch being sealed belongs to.
 pub struct Sealing<'a> {
@@ -73,13 +71,14 @@ pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Resu
     log::append(
         tx,
         s.tz,
-        Event::BatchSealed,
-        Entry {
-            dataset: Some(ds),
-            batch: Some(&batch_id),
-            counts: Some(json!({"records": recs.len(), "bytes": body.len()})),
-            details: Some(json!({"digest": digest, "route": s.route, "fileId": s.file_id})),
-            ..Default::default()
+        LogEntry::BatchSealed {
+            dataset: ds,
+            batch: &batch_id,
+            records: recs.len(),
+            bytes: body.len(),
+            digest: &digest,
+            route: s.route,
+            file_id: s.file_id,
         },
     )?;
     Ok(batch_id)
@@ -94,27 +93,25 @@ pub fn export(tx: &Connection, tz: FixedOffset, b: &BatchRow) -> rusqlite::Resul
     log::append(
         tx,
         tz,
-        Event::BatchExported,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(&b.batch_id),
-            counts: Some(json!({"records": b.count})),
-            ..Default::default()
+        LogEntry::BatchExported {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            records: b.count,
         },
     )?;
     Ok(true)
 }
 
 /// Pending (`sealed` or `exported`) → `parked` (dead letter) with its
-/// reason; `details` go in the exchange-log entry (the library's code, or
-/// the operator). False, writing nothing, when the batch was no longer
-/// pending.
+/// reason; `why` goes in the exchange-log entry (the library's answer or
+/// code, or the operator). False, writing nothing, when the batch was no
+/// longer pending.
 pub fn park(
     tx: &Connection,
     tz: FixedOffset,
     b: &BatchRow,
     reason: &str,
-    details: serde_json::Value,
+    why: Parking<'_>,
 ) -> rusqlite::Result<bool> {
     if !batches::park(tx, &b.batch_id, reason)? {
         return Ok(false);
@@ -122,13 +119,11 @@ pub fn park(
     log::append(
         tx,
         tz,
-        Event::BatchParked,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(&b.batch_id),
-            counts: Some(json!({"records": b.count})),
-            details: Some(details),
-            ..Default::default()
+        LogEntry::BatchParked {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            records: b.count,
+            why,
         },
     )?;
     Ok(true)
@@ -144,12 +139,11 @@ pub fn retry(tx: &Connection, tz: FixedOffset, b: &BatchRow, by: &str) -> rusqli
     log::append(
         tx,
         tz,
-        Event::BatchRetried,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(&b.batch_id),
-            details: Some(json!({"previousError": b.last_error, "by": by})),
-            ..Default::default()
+        LogEntry::BatchRetried {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            previous_error: b.last_error.as_deref(),
+            by,
         },
     )?;
     Ok(true)
@@ -175,15 +169,14 @@ pub fn fail(
     log::append(
         tx,
         tz,
-        Event::BatchSent,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(&b.batch_id),
-            counts: Some(json!({"records": b.count})),
-            details: Some(
-                json!({"outcome": "failed", "attempt": b.attempts + 1, "reason": reason, "retryInMs": wait.as_millis() as u64, "via": via}),
-            ),
-            ..Default::default()
+        LogEntry::BatchSent {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            records: b.count,
+            attempt: b.attempts + 1,
+            reason,
+            retry_in_ms: wait.as_millis() as u64,
+            via,
         },
     )?;
     Ok(true)
@@ -203,14 +196,8 @@ pub fn requeue_exported(
         log::append(
             tx,
             tz,
-            Event::SinkSwitched,
-            Entry {
-                counts: Some(json!({"batches": requeued})),
-                details: Some(json!({
-                    "to": "http",
-                    "requeued": per_dataset.iter().map(|(d, n)| (d.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                })),
-                ..Default::default()
+            LogEntry::SinkSwitched {
+                requeued: &per_dataset,
             },
         )?;
     }

@@ -21,7 +21,7 @@ use super::{BatchState, RemoteRejected, Reply, Sealing};
 use crate::canon;
 use crate::seal::Staged;
 use crate::state::batches::{self, BatchRow};
-use crate::state::log;
+use crate::state::log::{self, Parking};
 use crate::validate::Op as RecordOp;
 
 const ROUTES: [&str; 2] = ["case/accept", "case/process"];
@@ -403,8 +403,11 @@ impl Harness {
     fn operator_park(&mut self, id: &str) {
         let row = self.row(id);
         let why = "parked by operator";
-        let details = json!({"reason": why, "by": "operator"});
-        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, details));
+        let by = Parking::Operator {
+            reason: why,
+            by: "operator",
+        };
+        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, by));
         assert!(done, "{id} was pending");
     }
 

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
 use super::split::{Half, halves};
 use super::{BatchState, Delivery, RemoteRejected, backoff};
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry, Parking};
 use crate::validate::Catalog;
 
 /// The delivery mode answers come from, for the exchange log.
@@ -79,7 +78,16 @@ pub fn apply(
         }
         Reply::Park { reason } => {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            super::park(&tx, tz, b, &reason, json!({"reason": reason, "via": VIA}))?;
+            super::park(
+                &tx,
+                tz,
+                b,
+                &reason,
+                Parking::Library {
+                    reason: &reason,
+                    via: VIA,
+                },
+            )?;
             tx.commit()?;
             tracing::error!(dataset = %b.dataset, batch = id, reason = %reason, "ALERT: batch parked; `fepd batches retry` resends it");
         }
@@ -90,7 +98,16 @@ pub fn apply(
                 None => {
                     let reason =
                         "HTTP 413 413001 for a single record: it cannot be split".to_string();
-                    super::park(&tx, tz, b, &reason, json!({"reason": reason, "via": VIA}))?;
+                    super::park(
+                        &tx,
+                        tz,
+                        b,
+                        &reason,
+                        Parking::Library {
+                            reason: &reason,
+                            via: VIA,
+                        },
+                    )?;
                 }
                 Some(two) => {
                     if !split(&tx, tz, b, &two)? {
@@ -156,17 +173,12 @@ pub fn split(
     log::append(
         tx,
         tz,
-        Event::BatchSplit,
-        Entry {
-            dataset: Some(&b.dataset),
-            batch: Some(id),
-            counts: Some(
-                json!({"records": b.count, "first": halves[0].count, "second": halves[1].count}),
-            ),
-            details: Some(
-                json!({"halves": [halves[0].batch_id, halves[1].batch_id], "routeMaxRecords": halves[0].count}),
-            ),
-            ..Default::default()
+        LogEntry::BatchSplit {
+            dataset: &b.dataset,
+            batch: id,
+            records: b.count,
+            first: (&halves[0].batch_id, halves[0].count),
+            second: (&halves[1].batch_id, halves[1].count),
         },
     )?;
     tracing::warn!(dataset = %b.dataset, batch = id, "library answered 413: batch split in two; route batch size lowered to {}", halves[0].count);

@@ -13,7 +13,7 @@ use super::*;
 use crate::canon;
 use crate::seal::Staged;
 use crate::state::batches::{self, BatchRow};
-use crate::state::log;
+use crate::state::log::{self, Parking};
 use crate::validate::Op;
 
 struct Db {
@@ -107,7 +107,18 @@ impl Db {
             BatchState::Sealed => true,
             BatchState::Exported => self.tx(|tx, tz| export(tx, tz, &b)),
             BatchState::Delivered => self.tx(|tx, tz| deliver(tx, tz, &b, &d)),
-            BatchState::Parked => self.tx(|tx, tz| park(tx, tz, &b, "why", json!({}))),
+            BatchState::Parked => self.tx(|tx, tz| {
+                park(
+                    tx,
+                    tz,
+                    &b,
+                    "why",
+                    Parking::Operator {
+                        reason: "why",
+                        by: "x",
+                    },
+                )
+            }),
             BatchState::Split => {
                 let body = batches::body(&self.conn, &b.batch_id).unwrap().unwrap();
                 let two = halves(&b.batch_id, &body).unwrap();
@@ -145,7 +156,18 @@ fn export_only_from_sealed() {
 fn park_only_a_pending_batch() {
     use BatchState::*;
     refused(&[Delivered, Parked, Split], |db, b| {
-        db.tx(|tx, tz| park(tx, tz, b, "operator", json!({"by": "x"})))
+        db.tx(|tx, tz| {
+            park(
+                tx,
+                tz,
+                b,
+                "operator",
+                Parking::Operator {
+                    reason: "operator",
+                    by: "x",
+                },
+            )
+        })
     });
 }
 

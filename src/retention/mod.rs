@@ -20,10 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
 use crate::config::{Config, Keep, Retention};
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry, Retained};
 use crate::state::retention as db;
 use sweep::{Swept, sweep};
 
@@ -133,26 +132,25 @@ pub fn pass(conn: &mut Connection, plan: &Plan, now: SystemTime) -> Result<Pass,
     log::append_alone(
         conn,
         plan.tz,
-        Event::RetentionPass,
-        Entry {
-            counts: Some(json!({
-                "batchBodies": p.batch_bodies, "bodyBytes": p.body_bytes,
-                "recordRows": p.record_rows,
-                "doneFiles": p.done.files, "doneBytes": p.done.bytes,
-                "rejectedFiles": p.rejected.files, "rejectedBytes": p.rejected.bytes,
-                "deliveredFiles": p.delivered.files, "deliveredBytes": p.delivered.bytes,
-                "dbPagesFreed": p.db_pages_freed, "dbBytes": db_bytes,
-            })),
-            details: Some(json!({
-                "keep": {
-                    "batch_bodies": k.batch_bodies.to_string(), "record_rows": k.record_rows.to_string(),
-                    "done_files": k.done_files.to_string(), "rejected_files": k.rejected_files.to_string(),
-                    "delivered_files": k.delivered_files.to_string(),
-                },
-                "autoVacuum": if incremental { "incremental" } else { "none" },
-            })),
-            ..Default::default()
-        },
+        LogEntry::RetentionPass(Retained {
+            batch_bodies: p.batch_bodies,
+            body_bytes: p.body_bytes,
+            record_rows: p.record_rows,
+            done_files: p.done.files,
+            done_bytes: p.done.bytes,
+            rejected_files: p.rejected.files,
+            rejected_bytes: p.rejected.bytes,
+            delivered_files: p.delivered.files,
+            delivered_bytes: p.delivered.bytes,
+            db_pages_freed: p.db_pages_freed,
+            db_bytes,
+            keep_batch_bodies: &k.batch_bodies.to_string(),
+            keep_record_rows: &k.record_rows.to_string(),
+            keep_done_files: &k.done_files.to_string(),
+            keep_rejected_files: &k.rejected_files.to_string(),
+            keep_delivered_files: &k.delivered_files.to_string(),
+            auto_vacuum: if incremental { "incremental" } else { "none" },
+        }),
     )?;
     Ok(p)
 }
@@ -316,7 +314,7 @@ mod tests {
         // The pass is logged with its counts.
         let mut passes = Vec::new();
         let only = crate::state::entries::Match {
-            event: Some(Event::RetentionPass.as_str()),
+            event: Some(log::Event::RetentionPass.as_str()),
             ..Default::default()
         };
         crate::state::entries::each_matching(&c, &only, |e| {

@@ -13,14 +13,20 @@
 //! duplicate JSON member, re-spacing, a value that is not JSON — is caught
 //! as well as one whose content changed.
 //! Entries never carry personal data: only names of files, batch ids,
-//! counts and rule names.
+//! counts and rule names. What is appended is a typed [`LogEntry`] (one
+//! variant per event, `log/entry.rs`); `log/columns.rs` is the one place
+//! its columns are built.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use crate::canon;
 
+mod columns;
+mod entry;
 mod verify;
+pub use columns::Columns;
+pub use entry::{Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict};
 pub use verify::{Break, Chain, ENTRY_COLS, StoredEntry, checkpoints, verify};
 
 /// What happened. The names are the `event` column, stable for auditors.
@@ -105,16 +111,6 @@ impl Event {
     }
 }
 
-/// One entry to append; `seq`, `time` and `hash` are filled in by [`append`].
-#[derive(Debug, Clone, Default)]
-pub struct Entry<'a> {
-    pub dataset: Option<&'a str>,
-    pub file: Option<&'a str>,
-    pub batch: Option<&'a str>,
-    pub counts: Option<Value>,
-    pub details: Option<Value>,
-}
-
 /// The log head: the last entry's sequence number and hash.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Head {
@@ -179,16 +175,15 @@ pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
     canon::sha256_hex(&buf)
 }
 
-/// Appends `entry` as event `event`; returns the new head. Call inside the
-/// transaction that makes the change the entry records.
+/// Appends `entry`; returns the new head. Call inside the transaction
+/// that makes the change the entry records.
 pub fn append(
     conn: &Connection,
     tz: chrono::FixedOffset,
-    event: Event,
-    entry: Entry<'_>,
+    entry: LogEntry<'_>,
 ) -> rusqlite::Result<Head> {
     let prev = head(conn)?;
-    append_after(conn, tz, &prev, event, entry)
+    append_after(conn, tz, &prev, entry)
 }
 
 /// Appends an entry that records no other change, in a transaction of its
@@ -197,11 +192,10 @@ pub fn append(
 pub fn append_alone(
     conn: &mut Connection,
     tz: chrono::FixedOffset,
-    event: Event,
-    entry: Entry<'_>,
+    entry: LogEntry<'_>,
 ) -> rusqlite::Result<Head> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let head = append(&tx, tz, event, entry)?;
+    let head = append(&tx, tz, entry)?;
     tx.commit()?;
     Ok(head)
 }
@@ -211,11 +205,12 @@ fn append_after(
     conn: &Connection,
     tz: chrono::FixedOffset,
     prev: &Head,
-    event: Event,
-    entry: Entry<'_>,
+    entry: LogEntry<'_>,
 ) -> rusqlite::Result<Head> {
     let seq = prev.seq + 1;
     let time = super::now_text(tz);
+    let event = entry.event();
+    let entry = entry.columns();
     let canonical = canonical_entry(
         seq,
         &time,
@@ -246,15 +241,15 @@ fn append_after(
 }
 
 /// Deletes the entries up to `through` (which must be the head `pruned`
-/// the caller archived) and appends the `log_pruned` checkpoint carrying
-/// it. The only place entries are ever deleted; call inside one
-/// transaction. `None` when entry `through` is no longer what was
-/// archived.
+/// the caller archived, where `archived` says) and appends the
+/// `log_pruned` checkpoint carrying it. The only place entries are ever
+/// deleted; call inside one transaction. `None` when entry `through` is no
+/// longer what was archived.
 pub fn prune_through(
     conn: &Connection,
     tz: chrono::FixedOffset,
     pruned: &Head,
-    mut details: Map<String, Value>,
+    archived: Archived<'_>,
 ) -> rusqlite::Result<Option<Head>> {
     let stored: Option<String> = conn
         .query_row(
@@ -275,18 +270,16 @@ pub fn prune_through(
     // checkpoint still continues the numbering.
     let prev = head(conn)?;
     conn.execute("DELETE FROM exchange_log WHERE seq <= ?1", [pruned.seq])?;
-    details.insert("prunedSeq".into(), json!(pruned.seq));
-    details.insert("prunedHash".into(), json!(pruned.hash));
-    details.insert("firstSeq".into(), json!(first));
     let head = append_after(
         conn,
         tz,
         &prev,
-        Event::LogPruned,
-        Entry {
-            counts: Some(json!({"entries": n})),
-            details: Some(Value::Object(details)),
-            ..Default::default()
+        LogEntry::LogPruned {
+            entries: n,
+            archived,
+            pruned_seq: pruned.seq,
+            pruned_hash: &pruned.hash,
+            first_seq: first,
         },
     )?;
     Ok(Some(head))

@@ -16,11 +16,10 @@
 
 use chrono::FixedOffset;
 use rusqlite::Connection;
-use serde_json::json;
 
 use crate::fsio;
 use crate::state::files::{self, Counts, FileRow, FileState};
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, Changed, LogEntry, Verdict};
 
 /// What a claim learnt of a file's bytes.
 pub struct Claim<'a> {
@@ -48,22 +47,18 @@ pub fn claim(tx: &Connection, tz: FixedOffset, c: &Claim<'_>) -> rusqlite::Resul
         c.format,
         c.encoding.unwrap_or("unknown"),
     )?;
-    let mut details = json!({
-        "fileId": file_id, "workName": c.work_name, "sha256": c.sha256,
-        "size": c.size, "format": c.format,
-    });
-    if let Some(e) = c.encoding {
-        details["encoding"] = json!(e);
-    }
     log::append(
         tx,
         tz,
-        Event::FileClaimed,
-        Entry {
-            dataset: Some(c.dataset),
-            file: Some(c.name),
-            details: Some(details),
-            ..Default::default()
+        LogEntry::FileClaimed {
+            dataset: c.dataset,
+            file: c.name,
+            file_id,
+            work_name: c.work_name,
+            sha256: c.sha256,
+            size: c.size,
+            format: c.format,
+            encoding: c.encoding,
         },
     )?;
     Ok(file_id)
@@ -92,12 +87,11 @@ pub fn checkpoint(
         log::append(
             tx,
             tz,
-            Event::RecordsSkipped,
-            Entry {
-                dataset: Some(&row.dataset),
-                file: Some(&row.name),
-                counts: Some(json!({"unchanged": delta.skipped, "stale": delta.stale})),
-                ..Default::default()
+            LogEntry::RecordsSkipped {
+                dataset: &row.dataset,
+                file: &row.name,
+                unchanged: delta.skipped,
+                stale: delta.stale,
             },
         )?;
     }
@@ -129,7 +123,7 @@ pub enum Why<'a> {
     Read {
         sha256: &'a str,
         fault: Option<&'a str>,
-        changed: Option<serde_json::Value>,
+        changed: Option<Changed<'a>>,
     },
     /// Same bytes as `first`.
     Duplicate { sha256: &'a str, first: &'a FileRow },
@@ -178,36 +172,41 @@ pub fn verdict(
     finished_at: &str,
 ) -> rusqlite::Result<FileState> {
     let state = why.state(&row.counts);
-    let counts = || Some(serde_json::to_value(row.counts).expect("counts serialise"));
-    let (fault, duplicate_of, event, counts, details) = match why {
+    let (fault, duplicate_of, entry) = match why {
         Why::Read {
             sha256,
             fault,
             changed,
-        } => (
-            *fault,
-            None,
-            match state {
-                FileState::Rejected => Event::FileRejected,
-                _ if row.counts.received == 0 => Event::FileEmpty,
-                _ => Event::FileDone,
-            },
-            counts(),
-            json!({
-                "fileId": row.id, "sha256": sha256, "finalName": final_name,
-                "fault": fault,
-                "changedAfterClaim": changed,
-            }),
-        ),
+        } => {
+            let v = Verdict {
+                dataset: &row.dataset,
+                file: &row.name,
+                counts: row.counts,
+                file_id: row.id,
+                sha256,
+                final_name,
+                fault: *fault,
+                changed_after_claim: changed.clone(),
+            };
+            let entry = match state {
+                FileState::Rejected => LogEntry::FileRejected(v),
+                _ if row.counts.received == 0 => LogEntry::FileEmpty(v),
+                _ => LogEntry::FileDone(v),
+            };
+            (*fault, None, entry)
+        }
         Why::Duplicate { sha256, first } => (
             None,
             Some(first.id),
-            Event::FileDuplicate,
-            None,
-            json!({
-                "fileId": row.id, "sha256": sha256, "duplicateOf": first.name,
-                "duplicateOfId": first.id, "finalName": final_name,
-            }),
+            LogEntry::FileDuplicate {
+                dataset: &row.dataset,
+                file: &row.name,
+                file_id: row.id,
+                sha256,
+                duplicate_of: &first.name,
+                duplicate_of_id: first.id,
+                final_name,
+            },
         ),
         Why::SetAside {
             sha256,
@@ -216,12 +215,16 @@ pub fn verdict(
         } => (
             Some(*fault),
             None,
-            Event::FileRejected,
-            counts(),
-            json!({
-                "fileId": row.id, "sha256": sha256, "finalName": final_name,
-                "fault": fault, "deadAttempts": dead,
-            }),
+            LogEntry::FileSetAside {
+                dataset: &row.dataset,
+                file: &row.name,
+                counts: row.counts,
+                file_id: row.id,
+                sha256,
+                final_name,
+                fault,
+                dead_attempts: *dead,
+            },
         ),
     };
     files::finish(
@@ -233,24 +236,15 @@ pub fn verdict(
         duplicate_of,
         finished_at,
     )?;
-    log::append(
-        tx,
-        tz,
-        event,
-        Entry {
-            dataset: Some(&row.dataset),
-            file: Some(&row.name),
-            counts,
-            details: Some(details),
-            ..Default::default()
-        },
-    )?;
+    log::append(tx, tz, entry)?;
     Ok(state)
 }
 
 #[cfg(test)]
 mod tests {
     use std::ops::ControlFlow;
+
+    use serde_json::json;
 
     use super::*;
     use crate::state::entries::{self, Match};

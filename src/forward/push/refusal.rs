@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
-use serde_json::json;
 
-use crate::state::log::{self, Entry, Event};
+use crate::state::log::{self, LogEntry};
 
 /// The wait after the `n`-th refusal of an episode (n ≥ 1).
 pub fn step(base: Duration, n: u32) -> Duration {
@@ -158,28 +157,17 @@ pub fn record(
         log::append(
             &tx,
             tz,
-            Event::CredentialsRefused,
-            Entry {
-                details: Some(json!({
-                    "reason": e.reason, "route": route,
-                    "retryInSecs": retry_in.as_secs(),
-                })),
-                ..Default::default()
+            LogEntry::CredentialsRefused {
+                reason: &e.reason,
+                route,
+                retry_in_secs: retry_in.as_secs(),
             },
         )?;
         tracing::error!(reason = %e.reason, retry_in_secs = retry_in.as_secs(), "ALERT: the library refuses fepd's credentials; token requests back off (doubling, up to 30× credential_backoff_secs) until they are accepted — renew the secret and reload");
     }
     if episode.is_none() && ended {
         let routes = crate::state::auth::clear(&tx)?;
-        log::append(
-            &tx,
-            tz,
-            Event::CredentialsAccepted,
-            Entry {
-                counts: Some(json!({"routes": routes})),
-                ..Default::default()
-            },
-        )?;
+        log::append(&tx, tz, LogEntry::CredentialsAccepted { routes })?;
         tracing::info!("credentials accepted again: a token was granted");
     }
     tx.commit()
