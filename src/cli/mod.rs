@@ -198,8 +198,9 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
             eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
             return Ok(Exit::Failed);
         }
-        Err(e) => {
-            problems.insert(0, e.to_string());
+        Err(crate::daemon::Problems(mut found)) => {
+            found.append(&mut problems);
+            let problems = found;
             eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
             return Ok(Exit::Failed);
         }
@@ -260,8 +261,8 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
         },
     );
     let mut problems = Vec::new();
-    if let Err(e) = crate::daemon::load(cfg) {
-        problems.extend(e.to_string().lines().map(str::to_string));
+    if let Err(crate::daemon::Problems(found)) = crate::daemon::load(cfg) {
+        problems.extend(found);
     }
     problems.extend(pre.problems);
     for n in &pre.notes {

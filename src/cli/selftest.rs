@@ -29,7 +29,7 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
     let loaded = match crate::daemon::load(cfg) {
         Ok(l) => l,
         Err(e) => {
-            line(false, "config", &e.to_string().replace('\n', "; "));
+            line(false, "config", &e.0.join("; "));
             return Ok(Exit::Findings);
         }
     };

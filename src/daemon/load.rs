@@ -37,9 +37,15 @@ impl Loaded {
     }
 }
 
+/// Why a config cannot be started: every problem, one line each (config
+/// values, the spool's group, the code table, each schema).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct Problems(pub Vec<String>);
+
 /// Loads config problems, the code table and the schemas; every problem is
 /// listed in the error.
-pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
+pub fn load(cfg: Config) -> Result<Loaded, Problems> {
     let mut problems = cfg.problems();
     problems.extend(super::access::config_problems(&cfg));
     let codes = match CodeTable::load(&cfg.area_codes_path()) {
@@ -95,7 +101,7 @@ pub fn load(cfg: Config) -> anyhow::Result<Loaded> {
         }
     }
     if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("\n"));
+        return Err(Problems(problems));
     }
     Ok(Loaded {
         cfg,

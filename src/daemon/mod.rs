@@ -23,6 +23,6 @@ mod service;
 pub mod status;
 mod worker;
 
-pub use load::{Loaded, load};
+pub use load::{Loaded, Problems, load};
 pub use run::{Start, Stop, run};
 pub use service::{serve, shutdown_signal};

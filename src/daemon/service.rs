@@ -93,8 +93,7 @@ fn reread(path: &Path, running: &Config) -> Result<Loaded, Vec<String>> {
     match load(cfg) {
         Ok(l) if problems.is_empty() => Ok(l),
         Ok(_) => Err(problems),
-        Err(e) => {
-            let mut all: Vec<String> = e.to_string().lines().map(str::to_string).collect();
+        Err(super::Problems(mut all)) => {
             all.append(&mut problems);
             Err(all)
         }
