@@ -176,7 +176,7 @@ fn a_title_row_needs_header_row_and_is_then_read() {
     assert!(out.contains("header_row"), "{out}");
     assert!(!out.contains("编码 binary"), "{out}");
 
-    env.set_dataset("case_accept", "header_row = 3");
+    env.set_dataset("case_accept", "header_row", 3);
     let (code, out) = validate(&env, "case_accept", "t.xlsx", &bytes);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("共 4 条记录，通过 4 条"), "{out}");
@@ -204,17 +204,17 @@ fn an_instructions_sheet_first_needs_sheet_and_is_then_skipped() {
     assert!(out.contains("填报说明、数据"), "sheets named: {out}");
     assert!(out.contains("sheet"), "{out}");
 
-    env.set_dataset("case_accept", "sheet = \"数据\"");
+    env.set_dataset("case_accept", "sheet", "数据");
     let (code, out) = validate(&env, "case_accept", "s.xlsx", &bytes);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("通过 2 条"), "{out}");
 
     let env = Env::new("");
-    env.set_dataset("case_accept", "sheet = 2");
+    env.set_dataset("case_accept", "sheet", 2);
     let (code, out) = validate(&env, "case_accept", "s.xlsx", &bytes);
     assert_eq!(code, Some(0), "{out}");
     let env = Env::new("");
-    env.set_dataset("case_accept", "sheet = \"明细\"");
+    env.set_dataset("case_accept", "sheet", "明细");
     let (code, out) = validate(&env, "case_accept", "s.xlsx", &bytes);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("sheet = \"明细\" 不存在"), "{out}");
@@ -223,10 +223,8 @@ fn an_instructions_sheet_first_needs_sheet_and_is_then_skipped() {
 #[test]
 fn aliases_map_a_province_s_titles() {
     let env = Env::new("");
-    env.set_dataset(
-        "case_accept",
-        "aliases = { \"办件流水号\" = \"project_no\" }",
-    );
+    let aliases = toml::Table::from_iter([("办件流水号".to_string(), "project_no".into())]);
+    env.set_dataset("case_accept", "aliases", aliases);
     let bytes = csv_with_header(&recs(2), "project_no", "办件流水号");
     let (code, out) = validate(&env, "case_accept", "a.csv", &bytes);
     assert_eq!(code, Some(0), "{out}");
@@ -437,7 +435,7 @@ fn xls_and_disguised_workbooks_say_save_as() {
 #[test]
 fn gbk_declared_as_utf8_says_it_looks_like_gbk() {
     let env = Env::new("");
-    env.set_dataset("case_accept", "default_encoding = \"utf-8\"");
+    env.set_dataset("case_accept", "default_encoding", "utf-8");
     let bytes = data::csv(&recs(2), true, Enc::Gb18030);
     let (code, out) = validate(&env, "case_accept", "g.csv", &bytes);
     assert_eq!(code, Some(1), "{out}");
@@ -619,7 +617,7 @@ fn status_shows_a_long_file_s_progress() {
     let env = Env::new(&format!(
         "\n[backpressure]\nhigh_water_records = 100\n[admin]\nlisten = \"{admin}\"\n"
     ));
-    env.set_intake("chunk_records = 100");
+    env.set_intake("chunk_records", 100);
     let _d = env.start();
     env.drop_file(
         "case_accept",
@@ -716,10 +714,8 @@ fn an_ack_s_refusals_are_reported_masked_even_when_the_library_quotes_values() {
 #[test]
 fn check_config_refuses_an_alias_to_no_field() {
     let env = Env::new("");
-    env.set_dataset(
-        "case_accept",
-        "aliases = { \"流水号\" = \"no_such_field\" }",
-    );
+    let aliases = toml::Table::from_iter([("流水号".to_string(), "no_such_field".into())]);
+    env.set_dataset("case_accept", "aliases", aliases);
     let out = env.fepd(&["check-config"]);
     let text = format!(
         "{}{}",

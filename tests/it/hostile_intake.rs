@@ -267,7 +267,7 @@ fn names_fepd_cannot_take_are_reported_once_and_listed() {
 #[test]
 fn an_oversized_file_is_refused_by_size_before_reading() {
     let env = Env::new("");
-    env.set_intake("max_file_bytes = 1000000");
+    env.set_intake("max_file_bytes", 1000000);
     let inbox = env.spool(DS, "inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     let _d = start_ready(&env);
@@ -368,12 +368,7 @@ fn appending_writers_lose_nothing() {
 #[test]
 fn growth_after_claim_is_taken_as_a_new_file() {
     let env = Env::new("[backpressure]\nhigh_water_records = 5\n");
-    let text = std::fs::read_to_string(&env.config).unwrap().replacen(
-        "max_records = 1000",
-        "max_records = 5",
-        1,
-    );
-    std::fs::write(&env.config, text).unwrap();
+    env.set("batch.max_records", 5);
     let _d = start_ready(&env);
     env.drop_file(DS, "g.csv", &csv_of(0..12));
     // The first batch of 5 puts the outbox at its mark: the file waits

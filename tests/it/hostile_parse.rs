@@ -228,7 +228,7 @@ fn a_restart_mid_file_is_not_a_death() {
     // Killed twice and drained once in the middle of one file, each time
     // after progress: the breaker counts none of it, the file completes.
     let env = Env::new("");
-    env.set_intake("chunk_records = 200");
+    env.set_intake("chunk_records", 200);
     let recs: Vec<_> = (0..10_000).map(data::case_accept).collect();
     let done = env.spool("case_accept", "done").join("big.jsonl");
     let mut mid_file = 0;

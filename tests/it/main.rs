@@ -1,9 +1,11 @@
 //! Integration tests: the `fepd` binary against real files, a real SQLite
 //! state database and, for push mode, `fepd simulate-library` on loopback.
 
+mod config;
 mod data;
 mod harness;
 mod killtest;
+mod surface;
 
 mod audit;
 mod audit_bytes;

@@ -55,14 +55,11 @@ fn by_of(env: &Env, event: &str) -> Vec<String> {
 }
 
 fn set_mode(env: &Env, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let old = format!("mode = \"{from}\"");
-    assert!(text.contains(&old));
-    std::fs::write(
-        &env.config,
-        text.replacen(&old, &format!("mode = \"{to}\""), 1),
-    )
-    .unwrap();
+    env.edit_config(|t| {
+        let sink = t["sink"].as_table_mut().unwrap();
+        assert_eq!(sink["mode"].as_str(), Some(from));
+        sink.insert("mode".into(), to.into());
+    });
 }
 
 #[test]

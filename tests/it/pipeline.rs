@@ -321,7 +321,7 @@ fn stale_version_is_skipped() {
 #[test]
 fn marker_mode_waits_for_ok_file() {
     let env = Env::new("");
-    env.set_intake("ready = \"marker\"");
+    env.set_intake("ready", "marker");
     let _d = env.start();
     let recs: Vec<_> = (0..2).map(data::case_accept).collect();
     env.drop_file("case_accept", "m.csv", &data::csv(&recs, false, Enc::Utf8));

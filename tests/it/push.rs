@@ -200,12 +200,10 @@ fn unknown_route_parks_without_blocking_and_retry_delivers_after_the_fix() {
 
 /// The simulator address the daemon's config points at.
 fn lib_addr(env: &Env) -> String {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let url = text.lines().find(|l| l.starts_with("base_url")).unwrap();
-    url.split("http://")
-        .nth(1)
+    let url = env.get("sink.http.base_url");
+    url.as_str()
         .unwrap()
-        .trim_end_matches('"')
+        .trim_start_matches("http://")
         .to_string()
 }
 
@@ -383,15 +381,8 @@ fn app_key_hmac_variant_delivers() {
         &lib.base_url,
         "auth = \"app_key_hmac\"\napp_id = \"edu-01\"\napp_key_env = \"FEPD_TEST_APPKEY\"\nsys_code = \"230000\"",
     );
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "client_id = \"fep-001\"\nclient_secret_env = \"FEPD_TEST_SECRET\"\n",
-            "",
-        ),
-    )
-    .unwrap();
+    env.unset("sink.http.client_id");
+    env.unset("sink.http.client_secret_env");
     let _d = env.start_with_env(&[("FEPD_TEST_APPKEY", "k3y")]);
     env.drop_file(
         "case_accept",
@@ -485,12 +476,7 @@ fn exactly_once_in_effect_under_faults() {
         ],
     );
     let env = Env::http(&lib.base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("max_records = 1000", "max_records = 100"),
-    )
-    .unwrap();
+    env.set("batch.max_records", 100);
     let _d = env.start();
     for i in 0..n_files {
         env.drop_file(
@@ -612,7 +598,7 @@ fn batches_wait_for_their_send_window_and_go_once_it_opens() {
     let lib = Library::start(&dir.path().join("lib.db"), &[]);
     let env = Env::http(&lib.base_url, "");
     let closed = window_from_now(2, 3);
-    env.set_dataset("case_accept", &format!("send_window = \"{closed}\""));
+    env.set_dataset("case_accept", "send_window", closed.as_str());
     let d = env.start();
     env.drop_file(
         "case_accept",
@@ -639,12 +625,11 @@ fn batches_wait_for_their_send_window_and_go_once_it_opens() {
     let log = std::fs::read_to_string(env.log_path()).unwrap();
     assert!(log.contains("send window closed"), "{log}");
     // The window now includes the present: the batch goes.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen(&closed, &window_from_now(-1, 1), 1),
-    )
-    .unwrap();
+    assert_eq!(
+        env.get("dataset").as_array().unwrap()[2]["send_window"].as_str(),
+        Some(closed.as_str())
+    );
+    env.set_dataset("case_accept", "send_window", window_from_now(-1, 1));
     unsafe {
         libc::kill(d.pid() as i32, libc::SIGHUP);
     }
@@ -657,7 +642,7 @@ fn batches_wait_for_their_send_window_and_go_once_it_opens() {
 #[test]
 fn a_send_window_in_outbox_mode_is_a_config_problem() {
     let env = Env::new("");
-    env.set_dataset("case_accept", "send_window = \"22:00-06:00\"");
+    env.set_dataset("case_accept", "send_window", "22:00-06:00");
     let out = env.fepd(&["check-config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

@@ -30,12 +30,7 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     assert_eq!(batches_of(&env, "a.jsonl"), 1);
 
     // Smaller batches: the next file is sealed in batches of 10.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen("max_records = 1000", "max_records = 10", 1),
-    )
-    .unwrap();
+    env.set("batch.max_records", 10);
     hup(&d);
     env.wait("the reload", Duration::from_secs(20), || {
         env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'config_reloaded'") == 1
@@ -45,8 +40,7 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     assert_eq!(batches_of(&env, "b.jsonl"), 3);
 
     // A broken config is refused; the daemon keeps the one it has.
-    let good = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(&env.config, format!("{good}\nno_such_key = 1\n")).unwrap();
+    env.set("no_such_key", 1);
     hup(&d);
     env.wait("the refusal", Duration::from_secs(20), || {
         env.log_has("config reload refused")
@@ -79,7 +73,7 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
         75
     );
     assert_eq!(env.sql_count("SELECT COUNT(*) FROM batch_record"), 75);
-    std::fs::write(&env.config, good).unwrap();
+    env.unset("no_such_key");
     let out = env.fepd(&["audit", "verify"]);
     assert!(
         out.status.success(),

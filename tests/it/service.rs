@@ -169,13 +169,8 @@ fn sighup_with_a_missing_secret_variable_keeps_the_daemon_on_the_old_config() {
 
     // The new config names a variable the daemon's environment lacks, and
     // would seal batches of 5.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("FEPD_TEST_SECRET", "FEPD_SECRET_NOT_SET")
-            .replacen("max_records = 1000", "max_records = 5", 1),
-    )
-    .unwrap();
+    env.set("sink.http.client_secret_env", "FEPD_SECRET_NOT_SET");
+    env.set("batch.max_records", 5);
     hup(&d);
     env.wait(
         "the refusal in the exchange log",
@@ -221,15 +216,12 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let env = Env::http(&lib.base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "client_secret_env = \"FEPD_TEST_SECRET\"",
-            &format!("client_secret_file = \"{}\"", secret_file.display()),
-        ) + &format!("\n[admin]\nlisten = \"{admin}\"\n"),
-    )
-    .unwrap();
+    env.unset("sink.http.client_secret_env");
+    env.set(
+        "sink.http.client_secret_file",
+        secret_file.display().to_string(),
+    );
+    env.set("admin.listen", admin.as_str());
     let d = env.start();
     env.wait("the admin listener", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&admin).is_ok()
@@ -302,17 +294,12 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
 #[test]
 fn check_config_lists_every_problem_and_creates_nothing() {
     let env = Env::http("http://127.0.0.1:9", "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text
-        .replace("spool_dir = \"spool\"", "spool_dir = \"typo/spool\"")
-        .replace("state_dir = \"state\"", "state_dir = \"typo/state\"")
-        .replace("timezone = \"+08:00\"", "timezone = \"Beijing\"")
-        .replace("FEPD_TEST_SECRET", "FEPD_SECRET_NOT_SET");
-    std::fs::write(
-        &env.config,
-        text + "\n[admin]\nlisten = \"0.0.0.0:8731\"\n\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n",
-    )
-    .unwrap();
+    env.set("spool_dir", "typo/spool");
+    env.set("state_dir", "typo/state");
+    env.set("timezone", "Beijing");
+    env.set("sink.http.client_secret_env", "FEPD_SECRET_NOT_SET");
+    env.set("admin.listen", "0.0.0.0:8731");
+    env.add_dataset("name = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"");
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -446,12 +433,7 @@ fn a_remote_admin_address_is_refused_and_a_token_guards_the_listener() {
     );
     assert!(err.contains("allow_remote"), "{err}");
     // allow_remote alone is not enough: a token is required.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("[admin]\n", "[admin]\nallow_remote = true\n"),
-    )
-    .unwrap();
+    env.set("admin.allow_remote", true);
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -466,14 +448,9 @@ fn a_remote_admin_address_is_refused_and_a_token_guards_the_listener() {
     std::fs::write(&token, "t0ken-for-tests\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "listen = \"0.0.0.0:8731\"",
-            &format!("listen = \"{addr}\"\ntoken_file = \"{}\"", token.display()),
-        ),
-    )
-    .unwrap();
+    env.unset("admin.allow_remote");
+    env.set("admin.listen", addr.as_str());
+    env.set("admin.token_file", token.display().to_string());
     let d = env.start();
     env.wait("the admin listener", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&addr).is_ok()
