@@ -96,10 +96,7 @@ fn empty_file_and_header_only_csv_are_done_with_zero() {
             "{name}: no warning"
         );
     }
-    assert_eq!(
-        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'file_empty'"),
-        2
-    );
+    assert_eq!(env.events("file_empty"), 2);
 }
 
 #[test]

@@ -602,6 +602,7 @@ fn library_refusals_are_reported_beside_the_file_masked() {
         files_in(&rejected)
     );
     // The raw answer stays in state, and audit trace shows the refusal.
+    // The raw answer row: no command lists refusals across keys.
     assert_eq!(env.sql_count("SELECT COUNT(*) FROM remote_rejection"), 1);
     let key = rec["key"].as_str().unwrap().to_string();
     let out = env.fepd(&["audit", "trace", &key, "--json"]);
