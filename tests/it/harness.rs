@@ -100,6 +100,28 @@ impl Env {
         self.start_with_env(&[])
     }
 
+    /// Starts `fepd run` and waits until it tells its service manager it
+    /// is ready (`READY=1` on `NOTIFY_SOCKET`, as systemd's `Type=notify`
+    /// sees it): from then on its inboxes are watched.
+    pub fn start_ready(&self) -> Daemon {
+        use std::os::unix::net::UnixDatagram;
+        let path = self.root.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let d = self.start_with_env(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+        let mut buf = [0u8; 4096];
+        self.wait("READY=1 from the daemon", Duration::from_secs(30), || {
+            sock.recv(&mut buf).is_ok_and(|n| {
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+            })
+        });
+        d
+    }
+
     pub fn start_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
         self.start_wrapped(&[], vars)
     }
@@ -142,7 +164,8 @@ impl Env {
         self.root.join("daemon.log")
     }
 
-    /// Like [`wait_for`], with the daemon's log in the failure message.
+    /// Like [`wait_for`], with the daemon's log in the failure message;
+    /// polls every 100 ms, as conditions often run a `fepd` command.
     pub fn wait(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !cond() {
@@ -157,7 +180,7 @@ impl Env {
                     String::from_utf8_lossy(&tree.stdout)
                 );
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

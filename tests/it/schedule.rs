@@ -25,10 +25,8 @@ fn a_scheduled_inbox_is_collected_at_its_times_and_watched_files_go_at_once() {
     env.set_intake("rescan_secs", 3600);
     env.set_dataset("case_accept", "schedule", "*/2 * * * * *");
     env.set_dataset("evaluation", "schedule", "0 0 0 1 1 *");
-    let _d = env.start();
-    env.wait("the daemon up", Duration::from_secs(20), || {
-        env.log_has("fepd ready")
-    });
+    // Files go in once the daemon watches its inboxes.
+    let _d = env.start_ready();
     let cases: Vec<_> = (0..10).map(data::case_accept).collect();
     let evals: Vec<_> = (0..10).map(data::evaluation).collect();
     link_in(
