@@ -38,6 +38,8 @@ fn verify(env: &Env, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// The fixture's state database, to forge rows in: these tests are about
+/// rows edited behind fepd's back, which only SQL can do.
 fn sql(env: &Env) -> rusqlite::Connection {
     rusqlite::Connection::open(env.db()).unwrap()
 }

@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 use crate::data::{self, Enc};
 use crate::harness::*;
 
+/// Routes whose credentials the library refuses, as `fepd status` shows.
+fn refused_routes(env: &Env) -> usize {
+    env.status()["credentials_refused"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 #[test]
 fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,10 +62,7 @@ fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
         text.contains("credentials: REFUSED on route zwfw/case_accept"),
         "{text}"
     );
-    assert_eq!(
-        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'credentials_refused'"),
-        1
-    );
+    assert_eq!(env.events("credentials_refused"), 1);
     let alerts = std::fs::read_to_string(env.log_path())
         .unwrap()
         .matches("ALERT: the library refuses fepd's credentials")
@@ -75,7 +80,7 @@ fn a_wrong_secret_backs_off_below_the_lockout_and_a_reload_clears_it() {
         || lib.stats()["records"] == 10,
     );
     env.wait("refusal cleared", Duration::from_secs(10), || {
-        env.sql_count("SELECT COUNT(*) FROM credential_refusal") == 0
+        refused_routes(&env) == 0
     });
     let out = env.fepd(&["status", "--json"]);
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -101,7 +106,7 @@ fn a_granted_token_ends_the_episode() {
     let recs: Vec<_> = (0..5).map(data::case_accept).collect();
     env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
     env.wait("refusal recorded", Duration::from_secs(20), || {
-        env.sql_count("SELECT COUNT(*) FROM credential_refusal") == 1
+        refused_routes(&env) == 1
     });
     lib.stop();
     let lib = Library::start_on(&addr, &dir.path().join("lib.db"), &[]);
@@ -109,8 +114,8 @@ fn a_granted_token_ends_the_episode() {
         lib.stats()["records"] == 5
     });
     env.wait("episode ended", Duration::from_secs(10), || {
-        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'credentials_accepted'") == 1
+        env.events("credentials_accepted") == 1
     });
-    assert_eq!(env.sql_count("SELECT COUNT(*) FROM credential_refusal"), 0);
+    assert_eq!(refused_routes(&env), 0);
     d.stop();
 }

@@ -41,19 +41,10 @@ fn a_full_disk_pauses_intake_and_everything_completes_once_space_returns() {
     let mut env = Env::new(&format!(
         "\n[backpressure]\nmin_free_bytes = 0\n[admin]\nlisten = \"{admin}\"\n"
     ));
-    env.set_intake("ready = \"marker\"");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen("spool_dir = \"spool\"", "spool_dir = \"disk/spool\"", 1)
-            .replacen("state_dir = \"state\"", "state_dir = \"disk/state\"", 1)
-            .replacen(
-                "outbox_dir = \"spool/outbox\"",
-                "outbox_dir = \"disk/spool/outbox\"",
-                1,
-            ),
-    )
-    .unwrap();
+    env.set_intake("ready", "marker");
+    env.set("spool_dir", "disk/spool");
+    env.set("state_dir", "disk/state");
+    env.set("sink.outbox_dir", "disk/spool/outbox");
     let mount = env.root.join("disk");
     std::fs::create_dir(&mount).unwrap();
     let size = DISK_BYTES.to_string();

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::config::{base_config, merge, parse_toml};
+
 pub const FEPD: &str = env!("CARGO_BIN_EXE_fepd");
 
 pub fn repo() -> PathBuf {
@@ -19,6 +21,9 @@ pub struct Env {
     /// Where the test sees the spool and the state DB: `root`, unless the
     /// daemon runs with them on a filesystem of its own.
     pub data: PathBuf,
+    /// The config as written to `config`; edited with [`Env::edit_config`]
+    /// and friends (`tests/it/config.rs`).
+    pub(crate) cfg: std::cell::RefCell<toml::Table>,
 }
 
 pub const DATASETS: &[(&str, &str)] = &[
@@ -33,82 +38,30 @@ pub const DATASETS: &[(&str, &str)] = &[
 ];
 
 impl Env {
-    /// Outbox mode, quick rescans; `extra` is appended to the config.
+    /// Outbox mode, quick rescans, every dataset of [`DATASETS`]; `extra`
+    /// is TOML merged into that config (see [`Env::merge_config`]).
     pub fn new(extra: &str) -> Env {
-        Env::with_top("", extra)
-    }
-
-    /// `top` goes before any table (top-level keys), `extra` after.
-    pub fn with_top(top: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let mut cfg = format!(
-            r#"spool_dir = "spool"
-state_dir = "state"
-schemas_dir = "{schemas}"
-sender = "230000-zwfw"
-timezone = "+08:00"
-{top}
-[intake]
-rescan_secs = 1
-settle_secs = 1
-
-[sink]
-mode = "outbox"
-outbox_dir = "spool/outbox"
-
-[batch]
-max_records = 1000
-max_bytes = 4000000
-max_age_ms = 1000
-"#,
-            schemas = repo().join("schemas").display()
-        );
-        cfg.push_str(extra);
-        for (name, cat) in DATASETS {
-            cfg.push_str(&format!(
-                "\n[[dataset]]\nname = \"{name}\"\ncategory = \"{cat}\"\nresource = \"{name}\"\n"
-            ));
-        }
-        let config = root.join("fepd.toml");
-        std::fs::write(&config, cfg).unwrap();
-        Env {
+        let mut cfg = base_config();
+        merge(&mut cfg, parse_toml(extra));
+        let env = Env {
             _dir: dir,
             data: root.clone(),
+            config: root.join("fepd.toml"),
             root,
-            config,
-        }
-    }
-
-    /// Push mode to the simulator at `base_url`.
-    pub fn http(base_url: &str, extra_http: &str) -> Env {
-        let env = Env::new(&http_sink(base_url, extra_http));
-        let text = std::fs::read_to_string(&env.config).unwrap();
-        std::fs::write(
-            &env.config,
-            text.replacen("mode = \"outbox\"", "mode = \"http\"", 1),
-        )
-        .unwrap();
+            cfg: std::cell::RefCell::new(cfg),
+        };
+        env.write_config();
         env
     }
 
-    /// Count of batches in `state`.
-    pub fn batches_in(&self, state: &str) -> i64 {
-        self.sql_count(&format!(
-            "SELECT COUNT(*) FROM batch WHERE state = '{state}'"
-        ))
-    }
-
-    /// Adds `line` (a `key = value`) to the `[[dataset]]` table of `dataset`.
-    pub fn set_dataset(&self, dataset: &str, line: &str) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let block = format!("name = \"{dataset}\"\n");
-        assert!(text.contains(&block), "no dataset {dataset} in the config");
-        std::fs::write(
-            &self.config,
-            text.replacen(&block, &format!("{block}{line}\n"), 1),
-        )
-        .unwrap();
+    /// Push mode to the simulator at `base_url`; `extra_http` is TOML for
+    /// the `[sink.http]` table.
+    pub fn http(base_url: &str, extra_http: &str) -> Env {
+        let env = Env::new(&http_sink(base_url, extra_http));
+        env.set("sink.mode", "http");
+        env
     }
 
     /// Whether the daemon's log (all runs so far) contains `text`.
@@ -116,16 +69,6 @@ max_age_ms = 1000
         std::fs::read_to_string(self.log_path())
             .unwrap_or_default()
             .contains(text)
-    }
-
-    /// Adds `line` to the `[intake]` table of the config.
-    pub fn set_intake(&self, line: &str) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        std::fs::write(
-            &self.config,
-            text.replacen("[intake]\n", &format!("[intake]\n{line}\n"), 1),
-        )
-        .unwrap();
     }
 
     pub fn spool(&self, dataset: &str, sub: &str) -> PathBuf {
@@ -155,6 +98,28 @@ max_age_ms = 1000
     /// (appended across restarts), shown when a wait times out.
     pub fn start(&self) -> Daemon {
         self.start_with_env(&[])
+    }
+
+    /// Starts `fepd run` and waits until it tells its service manager it
+    /// is ready (`READY=1` on `NOTIFY_SOCKET`, as systemd's `Type=notify`
+    /// sees it): from then on its inboxes are watched.
+    pub fn start_ready(&self) -> Daemon {
+        use std::os::unix::net::UnixDatagram;
+        let path = self.root.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let d = self.start_with_env(&[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+        let mut buf = [0u8; 4096];
+        self.wait("READY=1 from the daemon", Duration::from_secs(30), || {
+            sock.recv(&mut buf).is_ok_and(|n| {
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .any(|l| l == "READY=1")
+            })
+        });
+        d
     }
 
     pub fn start_with_env(&self, vars: &[(&str, &str)]) -> Daemon {
@@ -199,7 +164,8 @@ max_age_ms = 1000
         self.root.join("daemon.log")
     }
 
-    /// Like [`wait_for`], with the daemon's log in the failure message.
+    /// Like [`wait_for`], with the daemon's log in the failure message;
+    /// polls every 100 ms, as conditions often run a `fepd` command.
     pub fn wait(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
         while !cond() {
@@ -214,7 +180,7 @@ max_age_ms = 1000
                     String::from_utf8_lossy(&tree.stdout)
                 );
             }
-            std::thread::sleep(Duration::from_millis(25));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -298,6 +264,7 @@ max_age_ms = 1000
     }
 
     /// A number from the state database; 0 before the daemon created it.
+    /// Only for what no command shows (see `tests/it/surface.rs`).
     pub fn sql_count(&self, sql: &str) -> i64 {
         if !self.db().exists() {
             return 0;

@@ -51,16 +51,6 @@ fn not_taken(env: &Env) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Starts the daemon and waits until it watches its inboxes, so that a
-/// test's writes race the running scanner, not its start.
-fn start_ready(env: &Env) -> Daemon {
-    let d = env.start();
-    env.wait("the daemon ready", Duration::from_secs(30), || {
-        env.log_has("fepd ready")
-    });
-    d
-}
-
 fn csv_of(range: std::ops::Range<u64>) -> Vec<u8> {
     let recs: Vec<_> = range.map(data::case_accept).collect();
     data::csv(&recs, false, Enc::Utf8)
@@ -76,7 +66,7 @@ fn project_no(i: u64) -> String {
 #[test]
 fn swapped_links_and_fifos_are_refused_not_followed() {
     let env = Env::new("");
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     let inbox = env.spool(DS, "inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     let secret = env.root.join("outside.csv");
@@ -143,7 +133,7 @@ fn a_fifo_in_the_inbox_is_listed_and_other_files_go_on() {
     let inbox = env.spool(DS, "inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     mkfifo(&inbox.join("pipe.csv"));
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     env.drop_file(DS, "a.csv", &csv_of(0..3));
     assert_eq!(env.receipt(DS, "a.csv")["counts"]["sealed"], 3);
     assert_eq!(
@@ -169,7 +159,7 @@ fn a_fifo_in_the_inbox_is_listed_and_other_files_go_on() {
 #[test]
 fn fifo_and_dev_zero_acks_are_refused_and_delivery_goes_on() {
     let env = Env::new("");
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     for (i, name) in ["a.csv", "b.csv", "c.csv"].iter().enumerate() {
         let i = i as u64 * 10;
         env.drop_file(DS, name, &csv_of(i..i + 2));
@@ -230,7 +220,7 @@ fn names_fepd_cannot_take_are_reported_once_and_listed() {
     assert_eq!(long.len(), 244);
     std::fs::write(inbox.join(&long), &csv).unwrap();
     std::fs::write(inbox.join("data.ok"), &csv).unwrap();
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     env.drop_file(DS, "fine.csv", &csv_of(5..6));
     env.receipt(DS, "fine.csv");
     // Several rescans (every second) later, still one line each.
@@ -267,10 +257,10 @@ fn names_fepd_cannot_take_are_reported_once_and_listed() {
 #[test]
 fn an_oversized_file_is_refused_by_size_before_reading() {
     let env = Env::new("");
-    env.set_intake("max_file_bytes = 1000000");
+    env.set_intake("max_file_bytes", 1000000);
     let inbox = env.spool(DS, "inbox");
     std::fs::create_dir_all(&inbox).unwrap();
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     let t0 = Instant::now();
     let f = std::fs::File::create(inbox.join(".big.csv.part")).unwrap();
     f.set_len(64 << 30).unwrap();
@@ -302,7 +292,7 @@ fn appending_writers_lose_nothing() {
     let env = Env::new("");
     let inbox = env.spool(DS, "inbox");
     std::fs::create_dir_all(&inbox).unwrap();
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     // Three files of distinct records (the same content twice would be
     // a duplicate file).
     let parts = |from: u64| {
@@ -368,13 +358,8 @@ fn appending_writers_lose_nothing() {
 #[test]
 fn growth_after_claim_is_taken_as_a_new_file() {
     let env = Env::new("[backpressure]\nhigh_water_records = 5\n");
-    let text = std::fs::read_to_string(&env.config).unwrap().replacen(
-        "max_records = 1000",
-        "max_records = 5",
-        1,
-    );
-    std::fs::write(&env.config, text).unwrap();
-    let _d = start_ready(&env);
+    env.set("batch.max_records", 5);
+    let _d = env.start_ready();
     env.drop_file(DS, "g.csv", &csv_of(0..12));
     // The first batch of 5 puts the outbox at its mark: the file waits
     // between chunks, in work/.
@@ -450,11 +435,14 @@ fn a_huge_retry_after_is_clamped_to_an_hour() {
         &["--fail-rate", "1", "--retry-after", "18446744073709551615"],
     );
     let env = Env::http(&lib.base_url, "");
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     env.drop_file(DS, "a.csv", &csv_of(0..2));
     env.receipt(DS, "a.csv");
     let failed = || {
-        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'batch_sent' AND details LIKE '%\"failed\"%'")
+        env.log_entries(&["--event", "batch_sent"])
+            .iter()
+            .filter(|e| e["details"].to_string().contains("\"failed\""))
+            .count()
     };
     env.wait("a failed send", Duration::from_secs(15), || failed() >= 1);
     std::thread::sleep(Duration::from_secs(3));
@@ -462,7 +450,7 @@ fn a_huge_retry_after_is_clamped_to_an_hour() {
     let out = env.fepd(&["audit", "show", "--event", "batch_sent", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\"retryInMs\":3600000"), "{text}");
-    let next = env.sql_count("SELECT next_attempt_ms FROM batch LIMIT 1");
+    let next = env.batches(None)[0]["next_attempt_ms"].as_i64().unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -479,7 +467,7 @@ fn a_huge_retry_after_is_clamped_to_an_hour() {
 #[test]
 fn a_newline_in_a_file_name_forges_no_line() {
     let env = Env::new("");
-    let _d = start_ready(&env);
+    let _d = env.start_ready();
     let name = "x\nFORGED file_done 0 records.csv";
     env.drop_file(DS, name, &csv_of(0..1));
     env.receipt(DS, name);

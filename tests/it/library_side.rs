@@ -228,12 +228,7 @@ fn fepd_with_a_sender_not_bound_to_its_credential_parks_and_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let lib = Library::start(&dir.path().join("lib.db"), &[]);
     let env = Env::http(&lib.base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen("sender = \"230000-zwfw\"", "sender = \"110000-other\"", 1),
-    )
-    .unwrap();
+    env.set("sender", "110000-other");
     let _d = env.start();
     env.drop_file(
         "case_accept",

@@ -1,9 +1,11 @@
 //! Integration tests: the `fepd` binary against real files, a real SQLite
 //! state database and, for push mode, `fepd simulate-library` on loopback.
 
+mod config;
 mod data;
 mod harness;
 mod killtest;
+mod surface;
 
 mod audit;
 mod audit_bytes;
@@ -12,6 +14,7 @@ mod bad_input;
 mod crash;
 mod credentials;
 mod data_staff;
+mod data_staff_reports;
 mod diskfull;
 mod docs;
 mod hostile_intake;
@@ -22,6 +25,7 @@ mod pipeline;
 mod push;
 mod reload;
 mod schedule;
+mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;

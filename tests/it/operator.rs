@@ -24,22 +24,19 @@ fn drop_done(env: &Env, name: &str, from: u64, n: u64) {
     let recs: Vec<_> = (from..from + n).map(data::case_accept).collect();
     env.drop_file("case_accept", name, &data::jsonl(&recs, Enc::Utf8));
     env.wait(&format!("{name} done"), Duration::from_secs(20), || {
-        env.sql_count(&format!(
-            "SELECT COUNT(*) FROM file WHERE name = '{name}' AND state = 'done'"
-        )) == 1
+        env.log_entries(&["--event", "file_done", "--file", name])
+            .len()
+            == 1
     });
 }
 
 /// Batch ids of `dataset` in seal order.
 fn sealed_order(env: &Env, dataset: &str) -> Vec<String> {
-    let c = rusqlite::Connection::open(env.db()).unwrap();
-    let mut stmt = c
-        .prepare("SELECT batch_id FROM batch WHERE dataset = ?1 ORDER BY sort_key")
-        .unwrap();
-    stmt.query_map([dataset], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    env.batches(None)
+        .iter()
+        .filter(|b| b["dataset"] == dataset)
+        .map(|b| b["batch_id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The `by` of every entry of `event`.
@@ -55,14 +52,11 @@ fn by_of(env: &Env, event: &str) -> Vec<String> {
 }
 
 fn set_mode(env: &Env, from: &str, to: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let old = format!("mode = \"{from}\"");
-    assert!(text.contains(&old));
-    std::fs::write(
-        &env.config,
-        text.replacen(&old, &format!("mode = \"{to}\""), 1),
-    )
-    .unwrap();
+    env.edit_config(|t| {
+        let sink = t["sink"].as_table_mut().unwrap();
+        assert_eq!(sink["mode"].as_str(), Some(from));
+        sink.insert("mode".into(), to.into());
+    });
 }
 
 #[test]
@@ -148,7 +142,7 @@ fn pull_to_push_delivers_every_exported_batch_in_seal_order_and_back() {
     set_mode(&env, "outbox", "http");
     let d = env.start();
     env.wait("switch done", Duration::from_secs(20), || {
-        env.sql_count("SELECT COUNT(*) FROM exchange_log WHERE event = 'sink_switched'") == 1
+        env.events("sink_switched") == 1
     });
     drop_done(&env, "d.jsonl", 30, 10);
     env.wait("all delivered", Duration::from_secs(30), || {

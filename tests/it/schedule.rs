@@ -22,18 +22,11 @@ fn link_in(env: &Env, dataset: &str, name: &str, bytes: &[u8]) {
 #[test]
 fn a_scheduled_inbox_is_collected_at_its_times_and_watched_files_go_at_once() {
     let env = Env::new("");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen("rescan_secs = 1", "rescan_secs = 3600", 1),
-    )
-    .unwrap();
-    env.set_dataset("case_accept", "schedule = \"*/2 * * * * *\"");
-    env.set_dataset("evaluation", "schedule = \"0 0 0 1 1 *\"");
-    let _d = env.start();
-    env.wait("the daemon up", Duration::from_secs(20), || {
-        env.log_has("fepd ready")
-    });
+    env.set_intake("rescan_secs", 3600);
+    env.set_dataset("case_accept", "schedule", "*/2 * * * * *");
+    env.set_dataset("evaluation", "schedule", "0 0 0 1 1 *");
+    // Files go in once the daemon watches its inboxes.
+    let _d = env.start_ready();
     let cases: Vec<_> = (0..10).map(data::case_accept).collect();
     let evals: Vec<_> = (0..10).map(data::evaluation).collect();
     link_in(
@@ -65,7 +58,7 @@ fn a_scheduled_inbox_is_collected_at_its_times_and_watched_files_go_at_once() {
 #[test]
 fn check_config_names_a_schedule_that_is_not_cron() {
     let env = Env::new("");
-    env.set_dataset("case_accept", "schedule = \"every night\"");
+    env.set_dataset("case_accept", "schedule", "every night");
     let out = env.fepd(&["check-config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");

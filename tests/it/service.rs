@@ -15,30 +15,6 @@ fn hup(d: &Daemon) {
     }
 }
 
-fn status_json(env: &Env) -> serde_json::Value {
-    let out = env.fepd(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Exchange-log entries of `event`, through `fepd audit show`.
-fn entries(env: &Env, event: &str) -> Vec<serde_json::Value> {
-    let out = env.fepd(&["audit", "show", "--event", event, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Runs `fepd ARGS` and waits at most `limit` for it to end.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
     let mut child = cmd
@@ -85,9 +61,9 @@ fn a_second_daemon_on_the_same_state_is_refused_and_status_names_the_first() {
     let env = Env::new("");
     let d = env.start();
     env.wait("the first heartbeat", Duration::from_secs(20), || {
-        status_json(&env)["daemon"]["last_heartbeat"].is_string()
+        env.status()["daemon"]["last_heartbeat"].is_string()
     });
-    let s = status_json(&env);
+    let s = env.status();
     let daemon = &s["daemon"];
     assert_eq!(daemon["running"], true, "{s}");
     assert_eq!(daemon["pid"], d.pid(), "{s}");
@@ -119,7 +95,7 @@ fn a_second_daemon_on_the_same_state_is_refused_and_status_names_the_first() {
     assert_eq!(env.receipt("case_accept", "a.jsonl")["counts"]["sealed"], 5);
     assert!(env.fepd(&["batches", "list"]).status.success());
     assert!(env.fepd(&["audit", "verify"]).status.success());
-    assert_eq!(entries(&env, "daemon_started").len(), 1);
+    assert_eq!(env.log_entries(&["--event", "daemon_started"]).len(), 1);
     let (status, _) = d.stop();
     assert!(status.success(), "exit status {status:?}");
 }
@@ -127,7 +103,7 @@ fn a_second_daemon_on_the_same_state_is_refused_and_status_names_the_first() {
 #[test]
 fn status_says_plainly_when_no_daemon_runs() {
     let env = Env::new("");
-    let s = status_json(&env);
+    let s = env.status();
     assert_eq!(s["daemon"]["running"], false, "{s}");
     assert!(s["daemon"]["pid"].is_null(), "{s}");
     assert!(s["daemon"]["uptime_secs"].is_null(), "{s}");
@@ -141,7 +117,7 @@ fn status_says_plainly_when_no_daemon_runs() {
     // was last seen.
     let d = env.start();
     env.wait("the first heartbeat", Duration::from_secs(20), || {
-        status_json(&env)["daemon"]["last_heartbeat"].is_string()
+        env.status()["daemon"]["last_heartbeat"].is_string()
     });
     let text = String::from_utf8_lossy(&env.fepd(&["status"]).stdout).into_owned();
     assert!(
@@ -149,7 +125,7 @@ fn status_says_plainly_when_no_daemon_runs() {
         "{text}"
     );
     d.stop();
-    let s = status_json(&env);
+    let s = env.status();
     assert_eq!(s["daemon"]["running"], false, "{s}");
     assert!(s["daemon"]["pid"].is_null(), "{s}");
     assert!(s["daemon"]["last_heartbeat"].is_string(), "{s}");
@@ -169,20 +145,15 @@ fn sighup_with_a_missing_secret_variable_keeps_the_daemon_on_the_old_config() {
 
     // The new config names a variable the daemon's environment lacks, and
     // would seal batches of 5.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("FEPD_TEST_SECRET", "FEPD_SECRET_NOT_SET")
-            .replacen("max_records = 1000", "max_records = 5", 1),
-    )
-    .unwrap();
+    env.set("sink.http.client_secret_env", "FEPD_SECRET_NOT_SET");
+    env.set("batch.max_records", 5);
     hup(&d);
     env.wait(
         "the refusal in the exchange log",
         Duration::from_secs(20),
-        || !entries(&env, "config_refused").is_empty(),
+        || !env.log_entries(&["--event", "config_refused"]).is_empty(),
     );
-    let refused = &entries(&env, "config_refused")[0];
+    let refused = &env.log_entries(&["--event", "config_refused"])[0];
     assert!(
         refused["details"]["problems"]
             .to_string()
@@ -190,23 +161,18 @@ fn sighup_with_a_missing_secret_variable_keeps_the_daemon_on_the_old_config() {
         "{refused}"
     );
     assert!(env.log_has("config reload refused"));
-    assert!(entries(&env, "config_reloaded").is_empty());
+    assert!(env.log_entries(&["--event", "config_reloaded"]).is_empty());
 
     // Still running, on the old config: b.jsonl goes out in one batch.
     env.drop_file("case_accept", "b.jsonl", &data::jsonl(&recs(20), Enc::Utf8));
     env.wait("b.jsonl delivered", Duration::from_secs(30), || {
         lib.stats()["records"] == 40
     });
-    assert_eq!(status_json(&env)["daemon"]["pid"], d.pid());
-    assert_eq!(
-        env.sql_count(
-            "SELECT COUNT(*) FROM batch b JOIN file f ON f.id = b.file_id WHERE f.name = 'b.jsonl'"
-        ),
-        1
-    );
+    assert_eq!(env.status()["daemon"]["pid"], d.pid());
+    assert_eq!(env.batches_of("b.jsonl"), 1);
     let (status, _) = d.stop();
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(entries(&env, "daemon_started").len(), 1);
+    assert_eq!(env.log_entries(&["--event", "daemon_started"]).len(), 1);
 }
 
 #[test]
@@ -221,15 +187,12 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let env = Env::http(&lib.base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "client_secret_env = \"FEPD_TEST_SECRET\"",
-            &format!("client_secret_file = \"{}\"", secret_file.display()),
-        ) + &format!("\n[admin]\nlisten = \"{admin}\"\n"),
-    )
-    .unwrap();
+    env.unset("sink.http.client_secret_env");
+    env.set(
+        "sink.http.client_secret_file",
+        secret_file.display().to_string(),
+    );
+    env.set("admin.listen", admin.as_str());
     let d = env.start();
     env.wait("the admin listener", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&admin).is_ok()
@@ -267,7 +230,7 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
         "status to show the refusal",
         Duration::from_secs(20),
         || {
-            let s = status_json(&env);
+            let s = env.status();
             s["healthy"] == false && s["problems"].to_string().contains("credentials refused")
         },
     );
@@ -290,7 +253,7 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
     // `/status` is `fepd status --json`.
     let (_, body) = http_get(&admin, "/status");
     let live: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let cli = status_json(&env);
+    let cli = env.status();
     assert_eq!(live["daemon"]["pid"], cli["daemon"]["pid"]);
     assert_eq!(live["healthy"], true, "{live}");
     assert_eq!(live["datasets"], cli["datasets"]);
@@ -302,17 +265,12 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
 #[test]
 fn check_config_lists_every_problem_and_creates_nothing() {
     let env = Env::http("http://127.0.0.1:9", "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text
-        .replace("spool_dir = \"spool\"", "spool_dir = \"typo/spool\"")
-        .replace("state_dir = \"state\"", "state_dir = \"typo/state\"")
-        .replace("timezone = \"+08:00\"", "timezone = \"Beijing\"")
-        .replace("FEPD_TEST_SECRET", "FEPD_SECRET_NOT_SET");
-    std::fs::write(
-        &env.config,
-        text + "\n[admin]\nlisten = \"0.0.0.0:8731\"\n\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n",
-    )
-    .unwrap();
+    env.set("spool_dir", "typo/spool");
+    env.set("state_dir", "typo/state");
+    env.set("timezone", "Beijing");
+    env.set("sink.http.client_secret_env", "FEPD_SECRET_NOT_SET");
+    env.set("admin.listen", "0.0.0.0:8731");
+    env.add_dataset("name = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"");
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -446,12 +404,7 @@ fn a_remote_admin_address_is_refused_and_a_token_guards_the_listener() {
     );
     assert!(err.contains("allow_remote"), "{err}");
     // allow_remote alone is not enough: a token is required.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("[admin]\n", "[admin]\nallow_remote = true\n"),
-    )
-    .unwrap();
+    env.set("admin.allow_remote", true);
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -466,14 +419,9 @@ fn a_remote_admin_address_is_refused_and_a_token_guards_the_listener() {
     std::fs::write(&token, "t0ken-for-tests\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "listen = \"0.0.0.0:8731\"",
-            &format!("listen = \"{addr}\"\ntoken_file = \"{}\"", token.display()),
-        ),
-    )
-    .unwrap();
+    env.unset("admin.allow_remote");
+    env.set("admin.listen", addr.as_str());
+    env.set("admin.token_file", token.display().to_string());
     let d = env.start();
     env.wait("the admin listener", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&addr).is_ok()

@@ -92,16 +92,8 @@ fn a_damaged_database_is_named_with_the_recovery_steps() {
 fn check_config_refuses_a_directory_or_an_empty_secret_file_and_states_the_rule() {
     let env = Env::http("http://127.0.0.1:9", "");
     let secret = env.root.join("client_secret");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replacen(
-            "client_secret_env = \"FEPD_TEST_SECRET\"",
-            &format!("client_secret_file = \"{}\"", secret.display()),
-            1,
-        ),
-    )
-    .unwrap();
+    env.unset("sink.http.client_secret_env");
+    env.set("sink.http.client_secret_file", secret.display().to_string());
     let rule = "owned by the user fepd runs as or by root";
 
     std::fs::create_dir(&secret).unwrap();

@@ -12,15 +12,8 @@ use crate::harness::*;
 
 fn env_with_credential(base_url: &str) -> Env {
     let env = Env::http(base_url, "");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace(
-            "client_secret_env = \"FEPD_TEST_SECRET\"",
-            "client_secret_credential = \"fepd.client_secret\"",
-        ),
-    )
-    .unwrap();
+    env.unset("sink.http.client_secret_env");
+    env.set("sink.http.client_secret_credential", "fepd.client_secret");
     env
 }
 

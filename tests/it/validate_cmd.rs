@@ -83,15 +83,9 @@ fn shipped_config_and_samples_check_clean() {
 #[test]
 fn check_config_lists_every_problem() {
     let env = Env::new("");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text
-        .replace("sender = \"230000-zwfw\"", "sender = \"\"")
-        .replace("timezone = \"+08:00\"", "timezone = \"CST\"");
-    std::fs::write(
-        &env.config,
-        text + "\n[[dataset]]\nname = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"\n",
-    )
-    .unwrap();
+    env.set("sender", "");
+    env.set("timezone", "CST");
+    env.add_dataset("name = \"no_schema\"\ncategory = \"x\"\nresource = \"y\"");
     let out = env.fepd(&["check-config"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -103,12 +97,7 @@ fn check_config_lists_every_problem() {
 #[test]
 fn unknown_config_key_is_refused() {
     let env = Env::new("");
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        text.replace("sender =", "sendr = \"x\"\nsender ="),
-    )
-    .unwrap();
+    env.set("sendr", "x");
     let out = env.fepd(&["check-config"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sendr"));
@@ -150,7 +139,7 @@ fn a_declared_reversed_satisfaction_scale_is_converted_before_validation() {
     assert!(text.contains("writing_evaluation"), "{text}");
 
     // Declared reversed: the 5 is a 1 and needs the comment; the 1 is a 5.
-    env.set_dataset("evaluation", "satisfaction_scale = \"reversed\"");
+    env.set_dataset("evaluation", "satisfaction_scale", "reversed");
     let (code, text) = validate();
     assert_eq!(code, Some(1), "{text}");
     assert!(
