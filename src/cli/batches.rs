@@ -63,7 +63,16 @@ pub enum Command {
 
 pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
     let tz = cfg.tz();
-    let mut conn = crate::state::open(&cfg.state_db())?;
+    let db = cfg.state_db();
+    // `list` and `show` only read: a read-only open, which neither creates
+    // the state database nor migrates one an older release wrote (that is
+    // the daemon's to do). Before the daemon first ran there is no batch.
+    let reader = || -> anyhow::Result<Option<rusqlite::Connection>> {
+        Ok(match db.exists() {
+            true => Some(crate::state::open_read_only(&db)?),
+            false => None,
+        })
+    };
     match cmd {
         Command::List {
             state,
@@ -71,10 +80,12 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             limit,
             json,
         } => {
-            let rows = match state.as_deref().map(BatchState::parse) {
+            let conn = reader()?;
+            let rows = match (state.as_deref().map(BatchState::parse), &conn) {
+                (_, None) => Vec::new(),
                 // A word that names no state matches no batch.
-                Some(None) => Vec::new(),
-                st => batches::list(&conn, st.flatten(), dataset.as_deref(), *limit)?,
+                (Some(None), _) => Vec::new(),
+                (st, Some(conn)) => batches::list(conn, st.flatten(), dataset.as_deref(), *limit)?,
             };
             if *json {
                 for r in rows {
@@ -101,6 +112,10 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Show { id, body } => {
+            let Some(conn) = reader()? else {
+                eprintln!("no batch {id} (no state database yet: {})", db.display());
+                return Ok(Exit::Findings);
+            };
             let Some(b) = batches::get(&conn, id)? else {
                 eprintln!("no batch {id}");
                 return Ok(Exit::Findings);
@@ -126,6 +141,7 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             all: _,
         } => {
             let by = crate::cli::operator::name();
+            let mut conn = crate::state::open(&db)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let targets = match targets(
                 cfg,
@@ -168,6 +184,7 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
                 Some("exported") => &[BatchState::Exported],
                 _ => &[BatchState::Sealed, BatchState::Exported],
             };
+            let mut conn = crate::state::open(&db)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let targets = match targets(cfg, &tx, id.as_deref(), dataset.as_deref(), states)? {
                 Ok(t) => t,

@@ -264,3 +264,45 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
     );
     d.stop();
 }
+
+#[test]
+fn listing_and_showing_batches_never_create_or_migrate_the_state() {
+    let env = Env::new("");
+    // Before the daemon ever ran: no batch, and no database made for it.
+    let out = env.fepd(&["batches", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = env.fepd(&["batches", "show", "01M8R45P8XRAGHV3V37AGVE8P1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !env.db().exists(),
+        "a read command created the state database"
+    );
+
+    // A database an older release wrote is read as it is, not upgraded:
+    // that is the daemon's to do, under its lock.
+    std::fs::create_dir_all(env.db().parent().unwrap()).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/exchange-log-v0.1.0/fepd.db"),
+        env.db(),
+    )
+    .unwrap();
+    let before = std::fs::read(env.db()).unwrap();
+    let out = env.fepd(&["batches", "list", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert_eq!(
+        std::fs::read(env.db()).unwrap(),
+        before,
+        "the listing changed the database"
+    );
+}
