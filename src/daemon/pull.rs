@@ -3,10 +3,11 @@
 //! arrival of acknowledgements, with a poll as the fallback.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
 use super::health::Health;
@@ -21,7 +22,7 @@ pub(super) fn start(
     gate: &Arc<Gate>,
     wake: std_mpsc::Receiver<()>,
     wake_tx: std_mpsc::SyncSender<()>,
-    stopping: &Arc<AtomicBool>,
+    stopping: &CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let cfg = &loaded.cfg;
     let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz)
@@ -46,7 +47,7 @@ fn outbox_loop(
     watch_dir: PathBuf,
     wake: std_mpsc::Receiver<()>,
     wake_tx: std_mpsc::SyncSender<()>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     gate: &Gate,
 ) {
     let mut conn = match crate::state::open(&db) {
@@ -95,7 +96,7 @@ fn outbox_loop(
             }
             Err(e) => tracing::error!(error = %format!("{e:#}"), "outbox pass failed; retrying"),
         }
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         match wake.recv_timeout(wait) {

@@ -6,7 +6,6 @@
 //! forwarder and intake, serve until asked to stop, and drain.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -130,7 +129,7 @@ pub async fn run(
         crate::retention::start(
             db_path.clone(),
             crate::retention::Plan::of(cfg, tz),
-            running.stopping.clone(),
+            running.cancel.clone(),
         )
         .context("spawning retention")?,
     );
@@ -143,7 +142,7 @@ pub async fn run(
                 &gate,
                 fwd_rx,
                 fwd_tx,
-                &running.stopping,
+                &running.cancel,
             )?)
         }
         Some(fwd) => {
@@ -341,7 +340,8 @@ fn recover(
 
 /// What runs, for the drain to stop.
 struct Running {
-    stopping: Arc<AtomicBool>,
+    /// The one stop: tasks await it, threads (workers, retention, the pull
+    /// forwarder) ask `is_cancelled`.
     cancel: CancellationToken,
     abandon: CancellationToken,
     /// Workers and retention.
@@ -354,7 +354,6 @@ struct Running {
 impl Running {
     fn new() -> Running {
         Running {
-            stopping: Arc::new(AtomicBool::new(false)),
             cancel: CancellationToken::new(),
             abandon: CancellationToken::new(),
             threads: Vec::new(),
@@ -411,8 +410,8 @@ fn start_workers(
     for ((d, paths), Recovered { leftovers, died_on }) in spools.into_iter().zip(recovered) {
         files += leftovers.len();
         let stopping = {
-            let s = running.stopping.clone();
-            Arc::new(move || s.load(Ordering::SeqCst)) as Arc<dyn Fn() -> bool + Send + Sync>
+            let c = running.cancel.clone();
+            Arc::new(move || c.is_cancelled()) as Arc<dyn Fn() -> bool + Send + Sync>
         };
         let ctx = dataset_ctx(
             loaded,
@@ -475,7 +474,6 @@ async fn drain(
         Stop::Reload(_) => sd_notify::NotifyState::Reloading,
     }]);
     health.set_stopping();
-    running.stopping.store(true, Ordering::SeqCst);
     running.cancel.cancel();
     if let Some(s) = scheduler.as_mut() {
         let _ = s.shutdown().await;

@@ -13,8 +13,6 @@
 pub mod sweep;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -167,12 +165,13 @@ fn chunk<T>(
 }
 
 /// Starts the retention thread of the daemon: a pass soon after start,
-/// then every `interval`, until `stopping` is set. A failed pass (a busy
+/// then every `interval`, until `stopping` is cancelled (the daemon's one
+/// stop token; a thread only asks it). A failed pass (a busy
 /// or full disk) is logged and tried again at the next interval.
 pub fn start(
     db_path: PathBuf,
     plan: Plan,
-    stopping: Arc<AtomicBool>,
+    stopping: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("retention".into())
@@ -182,7 +181,7 @@ pub fn start(
             let mut conn: Option<Connection> = None;
             loop {
                 while std::time::Instant::now() < next {
-                    if stopping.load(Ordering::SeqCst) {
+                    if stopping.is_cancelled() {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(200).min(interval));
