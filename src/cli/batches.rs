@@ -192,7 +192,7 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
             };
             let mut done = 0;
             for b in &targets {
-                if !outbox::park(&tx, tz, b, reason, Parking::Operator { reason, by })? {
+                if !outbox::park(&tx, tz, b, Parking::Operator { reason, by })? {
                     eprintln!(
                         "batch {} is {}, not pending: cannot park it",
                         b.batch_id, b.state

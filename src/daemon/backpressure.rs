@@ -279,7 +279,7 @@ mod tests {
             None,
         );
         assert!(is_disk_full(&full));
-        let job = crate::daemon::job::JobError::State(full);
+        let job = crate::state::StoreError::State(full);
         assert!(is_disk_full(&job), "through a transparent wrapper");
         let denied = std::io::Error::from_raw_os_error(libc::EACCES);
         assert!(!is_disk_full(&denied));

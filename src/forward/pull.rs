@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::fsio;
 use crate::outbox::{self, BatchState, RemoteRejected};
-use crate::state::batches;
 use crate::state::log::Parking;
+use crate::state::{StoreError, batches};
 
 /// The body of a `.ack` file: the `data` of a 200 response.
 #[derive(Debug, Clone, Deserialize)]
@@ -85,7 +85,7 @@ impl Outbox {
     }
 
     /// Exports sealed batches and handles acknowledgements, once.
-    pub fn pass(&mut self, conn: &mut Connection) -> Result<Pass, PassError> {
+    pub fn pass(&mut self, conn: &mut Connection) -> Result<Pass, StoreError> {
         let exported = self.export(conn)?;
         let (delivered, parked) = self.acknowledge(conn)?;
         Ok(Pass {
@@ -96,7 +96,7 @@ impl Outbox {
     }
 
     /// Writes every `sealed` batch to the outbox, in seal order.
-    pub fn export(&mut self, conn: &mut Connection) -> Result<usize, PassError> {
+    pub fn export(&mut self, conn: &mut Connection) -> Result<usize, StoreError> {
         let mut n = 0;
         loop {
             let pending = batches::list(conn, Some(BatchState::Sealed), None, 200)?;
@@ -107,7 +107,7 @@ impl Outbox {
                 let body = batches::body(conn, &b.batch_id)?.unwrap_or_default();
                 let dir = self.dir.join(&b.dataset);
                 fsio::write_atomic(&dir, &format!("{}.json", b.batch_id), &body)
-                    .map_err(|e| PassError::io(&dir, e))?;
+                    .map_err(|e| StoreError::io(&dir, e))?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 outbox::export(&tx, self.tz, &b)?;
                 tx.commit()?;
@@ -117,7 +117,7 @@ impl Outbox {
     }
 
     /// Handles every `.ack` and `.nack` in the outbox folders.
-    pub fn acknowledge(&mut self, conn: &mut Connection) -> Result<(usize, usize), PassError> {
+    pub fn acknowledge(&mut self, conn: &mut Connection) -> Result<(usize, usize), StoreError> {
         let (mut delivered, mut parked) = (0, 0);
         let Ok(datasets) = fs::read_dir(&self.dir) else {
             return Ok((0, 0));
@@ -128,7 +128,7 @@ impl Outbox {
         {
             let dir = ds.path();
             let mut names: Vec<String> = fs::read_dir(&dir)
-                .map_err(|e| PassError::io(&dir, e))?
+                .map_err(|e| StoreError::io(&dir, e))?
                 .filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| !n.starts_with('.') && (n.ends_with(".ack") || n.ends_with(".nack")))
@@ -168,7 +168,7 @@ impl Outbox {
         id: &str,
         path: &Path,
         what: &str,
-    ) -> Result<Option<(batches::BatchRow, T)>, PassError> {
+    ) -> Result<Option<(batches::BatchRow, T)>, StoreError> {
         let Some(b) = batches::get(conn, id)? else {
             self.warn_once(
                 path,
@@ -207,7 +207,7 @@ impl Outbox {
         dir: &Path,
         id: &str,
         path: &Path,
-    ) -> Result<Option<bool>, PassError> {
+    ) -> Result<Option<bool>, StoreError> {
         let Some((b, ack)) = self.read_marker::<Ack>(conn, id, path, "acknowledgement")? else {
             return Ok(None);
         };
@@ -241,17 +241,15 @@ impl Outbox {
         dir: &Path,
         id: &str,
         path: &Path,
-    ) -> Result<Option<bool>, PassError> {
+    ) -> Result<Option<bool>, StoreError> {
         let Some((b, nack)) = self.read_marker::<Nack>(conn, id, path, "refusal")? else {
             return Ok(None);
         };
-        let reason = format!("{} {}", nack.code, nack.message);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let fresh = outbox::park(
             &tx,
             self.tz,
             &b,
-            &reason,
             Parking::Refused {
                 code: &nack.code,
                 message: &nack.message,
@@ -266,14 +264,14 @@ impl Outbox {
         Ok(Some(fresh))
     }
 
-    fn move_pair(&self, dir: &Path, id: &str, marker: &str, to: &str) -> Result<(), PassError> {
+    fn move_pair(&self, dir: &Path, id: &str, marker: &str, to: &str) -> Result<(), StoreError> {
         let dest = dir.join(to);
-        fs::create_dir_all(&dest).map_err(|e| PassError::io(&dest, e))?;
+        fs::create_dir_all(&dest).map_err(|e| StoreError::io(&dest, e))?;
         for name in [format!("{id}.json"), format!("{id}.{marker}")] {
             let from = dir.join(&name);
             if from.exists() {
                 fsio::move_durable(&from, &dest.join(&name))
-                    .map_err(|e| PassError::io(&from, e))?;
+                    .map_err(|e| StoreError::io(&from, e))?;
             }
         }
         Ok(())
@@ -318,24 +316,4 @@ fn read_marker_file(path: &Path) -> std::io::Result<Vec<u8>> {
         ));
     }
     Ok(buf)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PassError {
-    #[error(transparent)]
-    State(#[from] rusqlite::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-impl PassError {
-    fn io(path: &Path, source: std::io::Error) -> PassError {
-        PassError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
 }

@@ -14,9 +14,10 @@ use std::path::Path;
 use chrono::FixedOffset;
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::pull::{Outbox, PassError};
+use super::pull::Outbox;
 use crate::config::{Config, SinkMode};
 use crate::outbox::{self, BatchState};
+use crate::state::StoreError;
 use crate::state::batches;
 
 /// What the switch did.
@@ -58,7 +59,7 @@ pub fn to_push(
     outbox_dir: &Path,
     spool: &Path,
     tz: FixedOffset,
-) -> Result<Switched, PassError> {
+) -> Result<Switched, StoreError> {
     let mut out = Switched::default();
     // Without the outbox folder (a state restored onto another host, a
     // folder removed or moved in the config) there are no acks to record,
@@ -81,7 +82,7 @@ pub fn to_push(
     // outbox would only tempt the collector. A crash before this point
     // leaves files that the next start removes here.
     for ds in std::fs::read_dir(outbox_dir)
-        .map_err(|e| PassError::Io {
+        .map_err(|e| StoreError::Io {
             path: outbox_dir.display().to_string(),
             source: e,
         })?

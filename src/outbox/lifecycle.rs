@@ -102,18 +102,17 @@ pub fn export(tx: &Connection, tz: FixedOffset, b: &BatchRow) -> rusqlite::Resul
     Ok(true)
 }
 
-/// Pending (`sealed` or `exported`) → `parked` (dead letter) with its
-/// reason; `why` goes in the exchange-log entry (the library's answer or
-/// code, or the operator). False, writing nothing, when the batch was no
+/// Pending (`sealed` or `exported`) → `parked` (dead letter); `why` (the
+/// library's answer or code, or the operator) is the stored reason and goes
+/// in the exchange-log entry. False, writing nothing, when the batch was no
 /// longer pending.
 pub fn park(
     tx: &Connection,
     tz: FixedOffset,
     b: &BatchRow,
-    reason: &str,
     why: Parking<'_>,
 ) -> rusqlite::Result<bool> {
-    if !batches::park(tx, &b.batch_id, reason)? {
+    if !batches::park(tx, &b.batch_id, &why.reason())? {
         return Ok(false);
     }
     log::append(

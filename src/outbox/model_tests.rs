@@ -407,7 +407,7 @@ impl Harness {
             reason: why,
             by: "operator",
         };
-        let done = self.tx(|tx, tz| super::park(tx, tz, &row, why, by));
+        let done = self.tx(|tx, tz| super::park(tx, tz, &row, by));
         assert!(done, "{id} was pending");
     }
 

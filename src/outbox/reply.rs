@@ -82,7 +82,6 @@ pub fn apply(
                 &tx,
                 tz,
                 b,
-                &reason,
                 Parking::Library {
                     reason: &reason,
                     via: VIA,
@@ -102,7 +101,6 @@ pub fn apply(
                         &tx,
                         tz,
                         b,
-                        &reason,
                         Parking::Library {
                             reason: &reason,
                             via: VIA,

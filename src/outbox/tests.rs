@@ -112,7 +112,6 @@ impl Db {
                     tx,
                     tz,
                     &b,
-                    "why",
                     Parking::Operator {
                         reason: "why",
                         by: "x",
@@ -161,7 +160,6 @@ fn park_only_a_pending_batch() {
                 tx,
                 tz,
                 b,
-                "operator",
                 Parking::Operator {
                     reason: "operator",
                     by: "x",

@@ -28,6 +28,30 @@ use rusqlite::Connection;
 
 pub use rusqlite::{Transaction, params};
 
+/// A failed step of the work that changes the store: a statement on the
+/// state database, or a file beside it (spool, outbox) at a named path.
+/// The one error of a file's job and of the pull-mode pass; the cause stays
+/// the source, so a full disk is recognised through it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    State(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// Errors from the state database, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

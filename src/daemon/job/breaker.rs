@@ -34,10 +34,11 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::lifecycle::{self, Why};
-use super::{DatasetCtx, JobError, Outcome};
+use super::{DatasetCtx, Outcome};
 use crate::parse::Format;
 use crate::report::{self, BatchRef, FileSummary};
 use crate::spool::original_name;
+use crate::state::StoreError;
 use crate::state::files::{self, FileRow, FileState};
 use crate::state::{self};
 
@@ -68,7 +69,7 @@ pub fn begin(
     ctx: &DatasetCtx,
     work_name: &str,
     existing: Option<&FileRow>,
-) -> Result<Attempt, JobError> {
+) -> Result<Attempt, StoreError> {
     let ds = ctx.dataset.name.as_str();
     let checkpoint = existing.map_or(0, |r| r.records_done);
     let now = state::now_text(ctx.tz);
@@ -149,7 +150,7 @@ pub fn set_aside(
     work_name: &str,
     existing: Option<FileRow>,
     dead: i64,
-) -> Result<Outcome, JobError> {
+) -> Result<Outcome, StoreError> {
     let ds = ctx.dataset.name.as_str();
     let name = original_name(work_name).to_string();
     let path = ctx.paths.claimed(work_name);
@@ -210,7 +211,7 @@ pub fn set_aside(
         blank_rows: 0,
         key_title: report::key_title(&ctx.schema),
     };
-    report::write_report(dir, &final_name, &summary, &errors).map_err(|source| JobError::Io {
+    report::write_report(dir, &final_name, &summary, &errors).map_err(|source| StoreError::Io {
         path: dir.display().to_string(),
         source,
     })?;

@@ -6,11 +6,12 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::DatasetCtx;
 use super::lifecycle;
 use super::reader::{Checked, Read};
-use super::{DatasetCtx, JobError};
 use crate::parse::{FileFault, Position};
 use crate::seal::{self, Decision, OpenBatch};
+use crate::state::StoreError;
 use crate::state::batches;
 use crate::state::files::{self, Counts, FileRow, Rejection};
 use crate::validate::FieldError;
@@ -34,7 +35,7 @@ pub(super) fn run_chunks(
     row: &FileRow,
     items: std::sync::mpsc::Receiver<Read>,
     skipped: u64,
-) -> Result<Chunks, JobError> {
+) -> Result<Chunks, StoreError> {
     let ds = ctx.dataset.name.as_str();
     let route = ctx.dataset.route();
     // Records before `skipped` were committed by earlier runs.
@@ -175,7 +176,7 @@ fn seal_open(
     route: &str,
     file_id: Option<i64>,
     open: &mut OpenBatch,
-) -> Result<(), JobError> {
+) -> Result<(), StoreError> {
     let recs = open.take();
     crate::outbox::seal(
         tx,

@@ -30,7 +30,7 @@ use crate::parse::FileFault;
 use crate::report::ReadNotes;
 use crate::spool::{Spool, original_name};
 use crate::state::{
-    self,
+    self, StoreError,
     files::{self, Counts},
 };
 use crate::validate::DatasetSchema;
@@ -86,22 +86,8 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    State(#[from] rusqlite::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
-    move |source| JobError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::io(path, source)
 }
 
 /// Processes (or resumes) the file `work/<work_name>`.
@@ -109,7 +95,7 @@ pub fn process(
     conn: &mut Connection,
     ctx: &DatasetCtx,
     work_name: &str,
-) -> Result<Outcome, JobError> {
+) -> Result<Outcome, StoreError> {
     let path = ctx.paths.claimed(work_name);
     let name = original_name(work_name).to_string();
     let ds = ctx.dataset.name.as_str();

@@ -10,10 +10,11 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::lifecycle::{self, Why};
-use super::{DatasetCtx, JobError, Outcome, io_err};
+use super::{DatasetCtx, Outcome, io_err};
 use crate::daemon::changed::{self, Change};
 use crate::daemon::read::Identity;
 use crate::report::{self, BatchRef, DuplicateOf, FileSummary, ReadNotes};
+use crate::state::StoreError;
 use crate::state::files::{self, Counts, FileRow, FileState};
 use crate::state::{self};
 
@@ -53,7 +54,7 @@ pub(super) fn finish(
     path: &Path,
     id: &Identity,
     ending: Ending<'_>,
-) -> Result<Outcome, JobError> {
+) -> Result<Outcome, StoreError> {
     let ds = ctx.dataset.name.as_str();
     let row = files::by_id(conn, file_id)?.expect("file row exists while processing");
     let now = state::now_text(ctx.tz);
@@ -220,7 +221,7 @@ fn log_outcome(ctx: &DatasetCtx, row: &FileRow, fault: Option<&str>) {
 
 /// Moves a file with a committed verdict from `work/` to its folder
 /// under its final name (nothing to do if a restart finds it moved).
-pub(super) fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), JobError> {
+pub(super) fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Result<(), StoreError> {
     let dir = ctx.paths.verdict_dir(row.state);
     let final_name = row.final_name.as_deref().unwrap_or(&row.name);
     if path.exists() {

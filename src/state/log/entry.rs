@@ -249,6 +249,17 @@ pub enum Parking<'a> {
     },
 }
 
+impl Parking<'_> {
+    /// The reason stored on the parked batch (its `last_error`): the
+    /// operator's or the library's words, or the refusal's code and message.
+    pub fn reason(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Parking::Operator { reason, .. } | Parking::Library { reason, .. } => (*reason).into(),
+            Parking::Refused { code, message, .. } => format!("{code} {message}").into(),
+        }
+    }
+}
+
 /// What a retention pass deleted, and the keep times it applied (as
 /// written in the config, `never` for kept forever).
 #[derive(Debug, Clone)]
