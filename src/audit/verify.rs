@@ -352,8 +352,7 @@ mod tests {
     #[test]
     fn deleting_the_first_entry_is_a_gap_at_1() {
         let (_d, conn) = db_with(4);
-        conn.execute("DELETE FROM exchange_log WHERE seq = 1", [])
-            .unwrap();
+        crate::state::log::tamper::delete(&conn, 1);
         let v = verify(&conn, &[], None).unwrap();
         assert_eq!(v.log.broken.unwrap().seq, 1);
     }

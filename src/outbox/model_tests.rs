@@ -21,6 +21,7 @@ use super::{BatchState, RemoteRejected, Reply, Sealing};
 use crate::canon;
 use crate::seal::Staged;
 use crate::state::batches::{self, BatchRow};
+use crate::state::entries;
 use crate::state::log::{self, Parking};
 use crate::validate::Op as RecordOp;
 
@@ -436,16 +437,12 @@ impl Harness {
 
         // Every outcome, and nothing else, is an exchange-log entry, in
         // the order the steps happened.
-        let mut stmt = self
-            .conn
-            .prepare("SELECT event, batch FROM exchange_log ORDER BY seq")
-            .expect("prepare");
-        let logged: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        drop(stmt);
+        let mut logged: Vec<(String, String)> = Vec::new();
+        entries::each_matching(&self.conn, &Default::default(), |e| {
+            logged.push((e.event, e.batch.unwrap_or_default()));
+            Ok::<_, rusqlite::Error>(std::ops::ControlFlow::Continue(()))
+        })
+        .expect("log");
         let want: Vec<(String, String)> = self
             .model
             .log
@@ -472,19 +469,14 @@ impl Harness {
         // No record lost or duplicated: every sealed key is in exactly one
         // live batch (split parents do not count, their halves do), and in
         // the batch the model says.
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT r.key, r.batch_id FROM batch_record r JOIN batch b ON b.batch_id = r.batch_id
-                 WHERE b.state != 'split' ORDER BY r.key",
-            )
-            .expect("prepare");
-        let live: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        drop(stmt);
+        let mut live: Vec<(String, String)> = Vec::new();
+        for b in real.values().filter(|b| b.state != BatchState::Split) {
+            for idx in 0..b.count {
+                let key = batches::record_key(&self.conn, &b.batch_id, idx).expect("key");
+                live.push((key.expect("a key per record"), b.batch_id.clone()));
+            }
+        }
+        live.sort();
         let mut want: Vec<(String, String)> = self
             .model
             .batches

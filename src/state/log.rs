@@ -284,3 +284,71 @@ pub fn prune_through(
     )?;
     Ok(Some(head))
 }
+
+/// Tampering with stored entries, for the tests that prove verification
+/// and pruning catch it. fepd itself never rewrites the log (the test
+/// below searches the sources for any statement that would).
+#[cfg(test)]
+pub(crate) mod tamper {
+    use rusqlite::{Connection, params};
+
+    /// Deletes entry `seq`.
+    pub fn delete(conn: &Connection, seq: i64) {
+        conn.execute("DELETE FROM exchange_log WHERE seq = ?1", [seq])
+            .expect("delete an entry");
+    }
+
+    /// Rewrites entry `seq`'s event name, leaving its hash as it was.
+    pub fn set_event(conn: &Connection, seq: i64, event: &str) {
+        conn.execute(
+            "UPDATE exchange_log SET event = ?2 WHERE seq = ?1",
+            params![seq, event],
+        )
+        .expect("rewrite an entry");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_prune_deletes_exchange_log_entries() {
+        // The log is append-only from fepd's side: search the sources for
+        // any other statement that deletes or rewrites entries.
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut stack = vec![src];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .to_uppercase();
+                // Tests tamper on purpose; only the code before them counts.
+                let code = text.split("#[CFG(TEST)]").next().unwrap_or_default();
+                let n: usize = [
+                    "DELETE FROM EXCHANGE_LOG",
+                    "UPDATE EXCHANGE_LOG",
+                    "REPLACE INTO EXCHANGE_LOG",
+                    "DROP TABLE EXCHANGE_LOG",
+                    "DROP TABLE IF EXISTS EXCHANGE_LOG",
+                ]
+                .iter()
+                .map(|b| code.matches(b).count())
+                .sum();
+                // `state::log::prune_through` holds the one DELETE.
+                let allowed = usize::from(p.ends_with("state/log.rs"));
+                if n != allowed && (n > 0 || allowed > 0) {
+                    offenders.push(format!("{}: {n}", p.display()));
+                }
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "exchange_log changed outside prune: {offenders:?}"
+        );
+    }
+}
