@@ -36,7 +36,7 @@ pub use sections::{
     Sink, SinkMode, Validate,
 };
 pub use spool::SpoolAccess;
-pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone, parse_offset};
+pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone};
 pub use window::SendWindow;
 
 /// The whole config file, with paths already resolved.

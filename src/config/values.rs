@@ -79,14 +79,8 @@ impl TryFrom<String> for Timezone {
     }
 }
 
-impl fmt::Display for Timezone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
 /// Parses `+08:00`, `-05:30`, `Z` into an offset.
-pub fn parse_offset(s: &str) -> Option<FixedOffset> {
+fn parse_offset(s: &str) -> Option<FixedOffset> {
     let s = s.trim();
     if s == "Z" || s == "+00:00" {
         return FixedOffset::east_opt(0);
