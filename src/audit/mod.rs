@@ -45,29 +45,28 @@ pub mod show;
 pub mod trace;
 pub mod verify;
 
+use crate::state::StoreError;
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, TimeZone};
 
 /// Errors of the audit commands that are not findings.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
 }
 
 pub type Result<T> = std::result::Result<T, AuditError>;
 
-pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
-    move |source| AuditError::Io {
-        path: path.display().to_string(),
-        source,
+impl From<rusqlite::Error> for AuditError {
+    fn from(e: rusqlite::Error) -> AuditError {
+        AuditError::Store(StoreError::Sql(e))
     }
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Store(StoreError::io(path, source))
 }
 
 /// The instant an entry's time text names; `None` when it is not a

@@ -56,10 +56,8 @@ pub fn export(
         let mut line = serde_json::to_vec(&e).expect("entries serialise");
         line.push(b'\n');
         sha.update(&line);
-        out.write_all(&line).map_err(|source| AuditError::Io {
-            path: "archive".into(),
-            source,
-        })?;
+        out.write_all(&line)
+            .map_err(io_err(std::path::Path::new("archive")))?;
         ex.entries += 1;
         ex.first_seq.get_or_insert(e.seq);
         ex.head = Some(Head {
@@ -99,10 +97,7 @@ pub fn export_to_file(
         let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = std::io::BufWriter::new(f);
         let ex = export(conn, end, &mut w)?;
-        let f = w.into_inner().map_err(|e| AuditError::Io {
-            path: tmp.display().to_string(),
-            source: e.into_error(),
-        })?;
+        let f = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
         f.sync_all().map_err(io_err(&tmp))?;
         ex
     };

@@ -55,10 +55,7 @@ pub fn entries(
         if !f.admits_time(&e.time) {
             return Ok(ControlFlow::Continue(()));
         }
-        each(&e).map_err(|source| super::AuditError::Io {
-            path: "stdout".into(),
-            source,
-        })?;
+        each(&e).map_err(super::io_err(std::path::Path::new("stdout")))?;
         n += 1;
         Ok(ControlFlow::Continue(()))
     })?;

@@ -192,13 +192,14 @@ fn run(cli: &Cli) -> anyhow::Result<Exit> {
         Err(e) => return Err(e.into()),
     };
     let mut problems = crate::daemon::preflight::check(&cfg, Default::default()).problems;
-    let loaded = match crate::daemon::load(cfg) {
+    let loaded = match crate::config::load(cfg) {
         Ok(l) if problems.is_empty() => l,
         Ok(_) => {
             eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
             return Ok(Exit::Failed);
         }
-        Err(crate::daemon::Problems(mut found)) => {
+        Err(found) => {
+            let mut found = found.lines();
             found.append(&mut problems);
             let problems = found;
             eprintln!("fepd: config has problems:\n{}", problems.join("\n"));
@@ -261,8 +262,8 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
         },
     );
     let mut problems = Vec::new();
-    if let Err(crate::daemon::Problems(found)) = crate::daemon::load(cfg) {
-        problems.extend(found);
+    if let Err(found) = crate::config::load(cfg) {
+        problems.extend(found.lines());
     }
     problems.extend(pre.problems);
     for n in &pre.notes {

@@ -26,10 +26,10 @@ fn line(ok: bool, what: &str, detail: &str) {
 }
 
 pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
-    let loaded = match crate::daemon::load(cfg) {
+    let loaded = match crate::config::load(cfg) {
         Ok(l) => l,
         Err(e) => {
-            line(false, "config", &e.0.join("; "));
+            line(false, "config", &e.lines().join("; "));
             return Ok(Exit::Findings);
         }
     };

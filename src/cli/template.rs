@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
-    let loaded = crate::daemon::load(cfg)?;
+    let loaded = crate::config::load(cfg)?;
     let Some(schema) = loaded.schema(&a.dataset) else {
         anyhow::bail!("unknown dataset {:?} (no schema loaded for it)", a.dataset);
     };

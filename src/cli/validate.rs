@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::daemon::read;
+use crate::daemon::read::{self, ReadOptions};
 use crate::parse::Item;
 use crate::validate::Verdict;
 
@@ -22,11 +22,11 @@ pub struct Args {
 }
 
 pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
-    let loaded = crate::daemon::load(cfg)?;
+    let loaded = crate::config::load(cfg)?;
     let Some(schema) = loaded.schema(&a.dataset) else {
         anyhow::bail!("unknown dataset {:?} (no schema loaded for it)", a.dataset);
     };
-    let opts = loaded.read_options(Some(&a.dataset));
+    let opts = ReadOptions::of(&loaded.cfg, Some(&a.dataset));
     let mut any_rejected = false;
     for path in &a.files {
         let name = path

@@ -19,6 +19,7 @@ use chrono::FixedOffset;
 use serde::Deserialize;
 
 mod dataset;
+mod load;
 mod lookup;
 mod problems;
 mod retention;
@@ -28,6 +29,7 @@ mod spool;
 mod values;
 mod window;
 pub use dataset::{DatasetConfig, Scale};
+pub use load::{Loaded, Problem, Problems, load};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use retention::{Keep, Retention, parse_keep};
 use sections::defaults;
@@ -35,7 +37,7 @@ pub use sections::{
     Admin, AuthMode, Backpressure, BatchLimits, HttpSink, Intake, Log, LogFormat, Ready, Shutdown,
     Sink, SinkMode, Validate,
 };
-pub use spool::SpoolAccess;
+pub use spool::{SpoolAccess, gid_of};
 pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone};
 pub use window::SendWindow;
 

@@ -105,3 +105,55 @@ fn a_remote_admin_address_needs_allow_remote_and_a_token() {
     .unwrap_err();
     assert!(err.contains("nowhere") || err.contains("listen"), "{err}");
 }
+
+#[test]
+fn loading_names_each_problem_by_kind_with_the_line_an_operator_reads() {
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let text = format!(
+        r#"
+        sender = "230000-zwfw"
+        schemas_dir = "{}"
+        [spool]
+        group = "no-such-group-fepd-test"
+        [[dataset]]
+        name = "case_accept"
+        category = "zwfw"
+        resource = "case_accept"
+        aliases = {{ "受理编号" = "no_such_field" }}
+        [[dataset]]
+        name = "not_a_dataset"
+        category = "zwfw"
+        resource = "not_a_dataset"
+    "#,
+        schemas.display()
+    );
+    let cfg = Config::parse(&text, Path::new("/etc/fepd")).unwrap();
+    let Err(found) = load(cfg) else {
+        panic!("a config with problems loaded")
+    };
+    assert!(
+        found
+            .0
+            .iter()
+            .any(|p| matches!(p, Problem::NoGroup { group } if group == "no-such-group-fepd-test")),
+        "{found}"
+    );
+    assert!(
+        found.0.iter().any(|p| matches!(p,
+            Problem::Option { dataset, key: "aliases", .. } if dataset == "case_accept")),
+        "{found}"
+    );
+    let missing = found
+        .0
+        .iter()
+        .find(|p| matches!(p, Problem::NoSchema { dataset, .. } if dataset == "not_a_dataset"))
+        .expect("the dataset without a schema is named");
+    assert_eq!(
+        missing.to_string(),
+        format!(
+            "dataset not_a_dataset: no schema {}",
+            schemas.join("not_a_dataset.schema.json").display()
+        )
+    );
+    assert_eq!(found.lines().len(), found.0.len());
+}

@@ -24,52 +24,11 @@ const READ_MODE: u32 = 0o2750;
 /// data in clear; they are for the library's collector, not data staff).
 const ROOT_MODE: u32 = 0o750;
 
-/// Problems with `[spool] group` that stop a start (or a reload).
-pub fn config_problems(cfg: &Config) -> Vec<String> {
-    let Some(name) = cfg.spool.group.as_deref() else {
-        return Vec::new();
-    };
-    match gid_of(name) {
-        Ok(Some(_)) => Vec::new(),
-        Ok(None) => vec![format!(
-            "spool.group: no group {name:?} on this host (groupadd --system {name}; the packages create fepd-data)"
-        )],
-        Err(e) => vec![format!(
-            "spool.group: looking up group {name:?} failed: {e}"
-        )],
-    }
-}
-
 /// The group id of `[spool] group`, if set and known.
 pub fn group_id(cfg: &Config) -> Option<u32> {
-    gid_of(cfg.spool.group.as_deref()?).ok().flatten()
-}
-
-/// The id of the group `name`, through NSS (as `getent group` sees it, so
-/// LDAP or SSSD groups count too).
-fn gid_of(name: &str) -> std::io::Result<Option<u32>> {
-    let c_name = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length
-        // it is given) and sets `found` to null or to `&grp`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(
-                c_name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 => return Ok((!found.is_null()).then_some(grp.gr_gid)),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            e => return Err(std::io::Error::from_raw_os_error(e)),
-        }
-    }
+    crate::config::gid_of(cfg.spool.group.as_deref()?)
+        .ok()
+        .flatten()
 }
 
 /// Gives the spool root and one dataset's folders to the data-staff group
@@ -129,20 +88,5 @@ mod tests {
         // A folder created later inside a setgid folder inherits it.
         std::fs::create_dir(paths.done.join("sub")).unwrap();
         assert_eq!(mode(&paths.done.join("sub")) & 0o2000, 0o2000);
-    }
-
-    #[test]
-    fn groups_are_found_by_name() {
-        assert_eq!(gid_of("root").unwrap(), Some(0));
-        assert_eq!(gid_of("no-such-group-fepd").unwrap(), None);
-    }
-
-    #[test]
-    fn an_unknown_group_is_a_config_problem() {
-        let text = "sender = \"x\"\n[spool]\ngroup = \"no-such-group-fepd\"\n";
-        let cfg = Config::parse(text, Path::new("/tmp")).unwrap();
-        let p = config_problems(&cfg);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("no-such-group-fepd"), "{}", p[0]);
     }
 }

@@ -26,6 +26,7 @@ use super::health::{Health, RouteLabel};
 use super::lock::{Beat, Holder, Presence};
 use super::status::{self, Live, Report};
 use crate::config::Config;
+use crate::state::StoreError;
 
 /// What the admin handlers and the heartbeat read.
 #[derive(Clone)]
@@ -85,7 +86,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl Admin {
     /// Why the daemon is not healthy right now; empty when it is.
-    pub fn live(&self) -> anyhow::Result<Live> {
+    pub fn live(&self) -> Result<Live, StoreError> {
         let mut problems = self.health.problems();
         if self.gate.is_disk_full() {
             problems.push("intake paused: disk full or below min_free_bytes".into());
@@ -103,7 +104,7 @@ impl Admin {
     /// Routes with backlog that have not delivered for `stall_secs`
     /// (counting from this loop's start when they have not delivered in
     /// it), unless all their datasets wait for a closed send window.
-    fn stalled_routes(&self) -> anyhow::Result<Vec<String>> {
+    fn stalled_routes(&self) -> Result<Vec<String>, StoreError> {
         let stall = self.cfg.admin.stall_secs;
         if stall == 0 {
             return Ok(Vec::new());
@@ -168,7 +169,7 @@ impl Admin {
     }
 
     /// The status report as the daemon sees it (what `/status` answers).
-    pub fn report(&self) -> anyhow::Result<Report> {
+    pub fn report(&self) -> Result<Report, StoreError> {
         let beat = self.beat();
         let live = Live {
             intake_paused: beat.intake_paused,
@@ -185,7 +186,7 @@ impl Admin {
 
 async fn blocking<T: Send + 'static>(
     a: &Admin,
-    f: impl FnOnce(&Admin) -> anyhow::Result<T> + Send + 'static,
+    f: impl FnOnce(&Admin) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
     let a = a.clone();
     match tokio::task::spawn_blocking(move || f(&a)).await {

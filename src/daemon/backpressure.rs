@@ -49,34 +49,6 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How long a part that hit a full disk waits before trying again.
 pub const DISK_RETRY: Duration = Duration::from_secs(2);
 
-/// Whether an error (anywhere in its chain) means "no space left": ENOSPC
-/// or EDQUOT from a write, or SQLite's SQLITE_FULL.
-pub fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && (io.kind() == std::io::ErrorKind::StorageFull
-                || io.kind() == std::io::ErrorKind::QuotaExceeded
-                || matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
-        {
-            return true;
-        }
-        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>()
-            && f.code == rusqlite::ErrorCode::DiskFull
-        {
-            return true;
-        }
-        // Reached as the source of a transparent wrapper.
-        if let Some(f) = e.downcast_ref::<rusqlite::ffi::Error>()
-            && f.code == rusqlite::ErrorCode::DiskFull
-        {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
-}
-
 /// Bytes available to fepd on the filesystem holding `path`.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -266,28 +238,6 @@ mod tests {
         assert!(Gate::decide(&cfg, false, 1000, 0));
         assert!(Gate::decide(&cfg, true, 900, 0), "still above low water");
         assert!(!Gate::decide(&cfg, true, 799, 0));
-    }
-
-    #[test]
-    fn no_space_is_recognised_through_error_chains() {
-        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        assert!(is_disk_full(&enospc));
-        let wrapped = anyhow::Error::new(enospc).context("writing batch");
-        assert!(is_disk_full(wrapped.as_ref()));
-        let full = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-            None,
-        );
-        assert!(is_disk_full(&full));
-        let job = crate::state::StoreError::State(full);
-        assert!(is_disk_full(&job), "through a transparent wrapper");
-        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
-        assert!(!is_disk_full(&denied));
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            None,
-        );
-        assert!(!is_disk_full(&busy));
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::future::Future;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::mpsc;
 
 use super::admin::Admin;
 use super::backpressure::Gate;
+use super::error::DaemonError;
 use super::health::Health;
 use super::lock::{HEARTBEAT_EVERY, InstanceLock};
 use super::run::Stop;
@@ -117,7 +117,7 @@ pub(super) async fn schedule_collections(
     tz: chrono::FixedOffset,
     scanner: &mut Scanner,
     tx: mpsc::Sender<Wake>,
-) -> anyhow::Result<Option<tokio_cron_scheduler::JobScheduler>> {
+) -> Result<Option<tokio_cron_scheduler::JobScheduler>, DaemonError> {
     let scheduled: Vec<_> = cfg
         .datasets
         .iter()
@@ -131,7 +131,7 @@ pub(super) async fn schedule_collections(
     }
     let sched = tokio_cron_scheduler::JobScheduler::new()
         .await
-        .context("starting the collection scheduler")?;
+        .map_err(DaemonError::schedule("starting the collection scheduler"))?;
     for (dataset, expr) in scheduled {
         scanner.set_scheduled(&dataset);
         let tx = tx.clone();
@@ -143,14 +143,19 @@ pub(super) async fn schedule_collections(
                 let _ = tx.send(Wake::Collect(ds)).await;
             })
         })
-        .with_context(|| format!("dataset {dataset}: schedule {expr:?}"))?;
-        sched.add(job).await.context("adding a collection job")?;
+        .map_err(DaemonError::schedule(format!(
+            "dataset {dataset}: schedule {expr:?}"
+        )))?;
+        sched
+            .add(job)
+            .await
+            .map_err(DaemonError::schedule("adding a collection job"))?;
         tracing::info!(dataset = %dataset, schedule = %expr.as_str(), "inbox collected on a schedule");
     }
     sched
         .start()
         .await
-        .context("starting the collection scheduler")?;
+        .map_err(DaemonError::schedule("starting the collection scheduler"))?;
     Ok(Some(sched))
 }
 

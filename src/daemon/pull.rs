@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::backpressure::{DISK_RETRY, Gate, is_disk_full};
+use super::backpressure::{DISK_RETRY, Gate};
+use super::error::DaemonError;
 use super::health::Health;
-use super::load::Loaded;
+use crate::config::Loaded;
 use crate::forward::pull::Outbox;
 
 /// Pull mode's forwarder: a thread of its own.
@@ -23,7 +24,7 @@ pub(super) fn start(
     wake: std_mpsc::Receiver<()>,
     wake_tx: std_mpsc::SyncSender<()>,
     stopping: &CancellationToken,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> Result<JoinHandle<()>, DaemonError> {
     let cfg = &loaded.cfg;
     let mut outbox = Outbox::new(cfg.sink.outbox_dir.clone(), cfg.spool_dir.clone(), tz)
         .with_catalog(loaded.catalog.clone());
@@ -33,12 +34,13 @@ pub(super) fn start(
     let gate = gate.clone();
     let watch_dir = cfg.sink.outbox_dir.clone();
     let alive = health.part("outbox forwarder");
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("outbox".into())
         .spawn(move || {
             let _alive = alive;
             outbox_loop(db, &mut outbox, watch_dir, wake, wake_tx, stop, &gate)
-        })?)
+        })
+        .map_err(DaemonError::os("spawning the outbox forwarder"))
 }
 
 fn outbox_loop(
@@ -90,7 +92,7 @@ fn outbox_loop(
         let mut wait = Duration::from_millis(1000);
         match outbox.pass(&mut conn) {
             Ok(_) => gate.disk_ok("outbox"),
-            Err(e) if is_disk_full(&e) => {
+            Err(e) if e.is_disk_full() => {
                 gate.disk_failed("outbox", &format_args!("{e:#}"));
                 wait = DISK_RETRY;
             }

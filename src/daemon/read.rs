@@ -8,6 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::decode::{self, Detected};
 use crate::parse::{self, FileFault, Format, Item, Limits, RecordStream, SheetRef};
 use crate::validate::{DatasetSchema, IgnoredColumn};
@@ -33,6 +34,26 @@ pub struct ReadOptions {
     pub default_encoding: Option<&'static encoding_rs::Encoding>,
     /// XLSX: the sheet to read (`[[dataset]] sheet`); default the first.
     pub sheet: Option<SheetRef>,
+}
+
+impl ReadOptions {
+    /// The options for `dataset`'s files (the dataset's own encoding,
+    /// header row and sheet over `[intake]`'s), or for any file.
+    pub fn of(cfg: &Config, dataset: Option<&str>) -> ReadOptions {
+        let ds = dataset.and_then(|d| cfg.dataset(d));
+        let label = ds
+            .and_then(|d| d.default_encoding.as_ref())
+            .or(cfg.intake.default_encoding.as_ref())
+            .and_then(|e| e.ok().copied());
+        let mut limits = cfg.parse_limits();
+        limits.header_row = ds.and_then(|d| d.header_row).unwrap_or(0);
+        ReadOptions {
+            sheet: ds.and_then(|d| d.sheet.clone()),
+            limits,
+            max_file_bytes: cfg.intake.max_file_bytes,
+            default_encoding: label.map(|l| l.encoding()),
+        }
+    }
 }
 
 fn format_name(f: Format) -> &'static str {

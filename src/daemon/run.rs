@@ -10,22 +10,22 @@ use std::sync::{Arc, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::admin::Admin;
 use super::backpressure::Gate;
+use super::error::DaemonError;
 use super::health::Health;
 use super::intake_loop::{self, Intake, Workers};
 use super::job::{DatasetCtx, Deferred};
-use super::load::Loaded;
 use super::lock::InstanceLock;
 use super::worker::worker;
-use crate::config::{Config, DatasetConfig, SinkMode};
+use crate::config::{Config, DatasetConfig, Loaded, SinkMode};
 use crate::forward::push::Forwarder;
 use crate::intake::{self, Inbox, Scanner, Wake};
 use crate::spool::Spool;
+use crate::state::StoreError;
 use crate::state::log::{self, ConfigSummary, LogEntry};
 
 /// Why the service loop ended.
@@ -63,7 +63,7 @@ pub async fn run(
     instance: &InstanceLock,
     shutdown: impl std::future::Future<Output = Stop>,
     start: Start,
-) -> anyhow::Result<Stop> {
+) -> Result<Stop, DaemonError> {
     let cfg = &loaded.cfg;
     let tz = cfg.tz();
     let db_path = cfg.state_db();
@@ -77,7 +77,7 @@ pub async fn run(
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("admin listener on {addr}"))?,
+                .map_err(DaemonError::os(format!("admin listener on {addr}")))?,
         ),
         None => None,
     };
@@ -95,7 +95,10 @@ pub async fn run(
     let gate_conn = crate::state::open(&db_path)?;
     record_start(conn, cfg, tz, start)?;
     // A changed sink mode: exported batches are taken back for pushing.
-    crate::forward::switch::on_start(&db_path, cfg, tz).context("preparing the outbox")?;
+    crate::forward::switch::on_start(&db_path, cfg, tz).map_err(|e| DaemonError::Forward {
+        what: "preparing the outbox",
+        source: e.into(),
+    })?;
     let recovered = recover(&db_path, &spools)?;
 
     // From here on, threads and tasks run.
@@ -131,7 +134,7 @@ pub async fn run(
             crate::retention::Plan::of(cfg, tz),
             running.cancel.clone(),
         )
-        .context("spawning retention")?,
+        .map_err(DaemonError::os("spawning retention"))?,
     );
     match forwarder {
         None => {
@@ -173,7 +176,10 @@ pub async fn run(
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
     // The admin listener: health, metrics, status.
     if let Some(listener) = admin_listener {
-        tracing::info!(addr = %listener.local_addr()?, "admin listener: /healthz /metrics /status");
+        let addr = listener
+            .local_addr()
+            .map_err(DaemonError::os("admin listener"))?;
+        tracing::info!(addr = %addr, "admin listener: /healthz /metrics /status");
         let c = running.cancel.clone();
         running.admin_task = Some(tokio::spawn(super::admin::serve(
             listener,
@@ -198,14 +204,15 @@ pub async fn run(
 
 /// Each dataset's spool folders, created (and given to the staff group)
 /// if need be.
-fn prepare_spools(cfg: &Config) -> anyhow::Result<Vec<(DatasetConfig, Spool)>> {
+fn prepare_spools(cfg: &Config) -> Result<Vec<(DatasetConfig, Spool)>, DaemonError> {
     let staff_gid = super::access::group_id(cfg);
     let mut spools = Vec::new();
     for d in &cfg.datasets {
         let paths = Spool::new(&cfg.spool_dir, &d.name);
-        paths
-            .create()
-            .with_context(|| format!("creating spool folders for {}", d.name))?;
+        paths.create().map_err(DaemonError::os(format!(
+            "creating spool folders for {}",
+            d.name
+        )))?;
         if let Some(gid) = staff_gid {
             super::access::apply(&cfg.spool_dir, &paths, gid);
         }
@@ -231,20 +238,21 @@ fn prepare_forwarder(
     loaded: &Loaded,
     tz: chrono::FixedOffset,
     health: &Arc<Health>,
-) -> anyhow::Result<Option<Arc<Forwarder>>> {
+) -> Result<Option<Arc<Forwarder>>, DaemonError> {
     let cfg = &loaded.cfg;
     Ok(match cfg.sink.mode {
         SinkMode::Outbox => {
-            std::fs::create_dir_all(&cfg.sink.outbox_dir).context("creating the outbox folder")?;
+            std::fs::create_dir_all(&cfg.sink.outbox_dir)
+                .map_err(DaemonError::os("creating the outbox folder"))?;
             None
         }
         SinkMode::Http => {
-            let http = cfg
-                .sink
-                .http
-                .clone()
-                .context("sink.mode = \"http\" needs [sink.http]")?;
-            let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)?
+            let http = cfg.sink.http.clone().ok_or(DaemonError::NoHttpSink)?;
+            let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)
+                .map_err(|e| DaemonError::Forward {
+                    what: "preparing the push forwarder",
+                    source: e.into(),
+                })?
                 .with_catalog(loaded.catalog.clone());
             fwd.windows = cfg
                 .datasets
@@ -262,7 +270,7 @@ fn prepare_admin(
     gate: &Arc<Gate>,
     health: &Arc<Health>,
     instance: &InstanceLock,
-) -> anyhow::Result<Admin> {
+) -> Result<Admin, DaemonError> {
     Ok(Admin {
         cfg: Arc::new(cfg.clone()),
         gate: gate.clone(),
@@ -271,7 +279,7 @@ fn prepare_admin(
         token: match &cfg.admin.token_file {
             Some(f) => Some(
                 super::preflight::admin_token(f)
-                    .map_err(|e| anyhow::anyhow!("admin.token_file: {e}"))?
+                    .map_err(DaemonError::AdminToken)?
                     .into(),
             ),
             None => None,
@@ -286,7 +294,7 @@ fn record_start(
     cfg: &Config,
     tz: chrono::FixedOffset,
     start: Start,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let config = ConfigSummary {
         datasets: cfg.datasets.iter().map(|d| d.name.as_str()).collect(),
@@ -327,7 +335,7 @@ struct Recovered {
 fn recover(
     db_path: &std::path::Path,
     spools: &[(DatasetConfig, Spool)],
-) -> anyhow::Result<Vec<Recovered>> {
+) -> Result<Vec<Recovered>, StoreError> {
     let conn = crate::state::open(db_path)?;
     let mut out = Vec::new();
     for (_, paths) in spools {
@@ -382,7 +390,7 @@ pub(super) fn dataset_ctx(
         tz,
         batch: cfg.batch,
         chunk_records: cfg.intake.chunk_records.max(1),
-        read: loaded.read_options(Some(&d.name)),
+        read: super::read::ReadOptions::of(cfg, Some(&d.name)),
         paths,
         on_sealed,
         stopping,
@@ -403,7 +411,7 @@ fn start_workers(
     gate: &Arc<Gate>,
     health: &Arc<Health>,
     running: &mut Running,
-) -> anyhow::Result<Workers> {
+) -> Result<Workers, DaemonError> {
     let cfg = &loaded.cfg;
     let mut workers = Workers::new();
     let mut files = 0usize;
@@ -441,7 +449,7 @@ fn start_workers(
                     let _alive = alive;
                     worker(db, ctx, rx, deferred)
                 })
-                .context("spawning worker")?,
+                .map_err(DaemonError::os("spawning worker"))?,
         );
     }
     if files > 0 {
@@ -462,7 +470,7 @@ async fn drain(
     workers: Workers,
     mut scheduler: Option<tokio_cron_scheduler::JobScheduler>,
     running: Running,
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     let grace = Duration::from_secs(cfg.shutdown.grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(

@@ -11,25 +11,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::load::{Loaded, load};
+use super::error::DaemonError;
 use super::lock::InstanceLock;
 use super::preflight::{self, Running};
 use super::run::{Start, Stop, run};
-use crate::config::Config;
+use crate::config::{Config, Loaded, load};
 use crate::state::log::{self, LogEntry};
 
 /// Runs the daemon on `loaded` (read from `path`) until SIGTERM/SIGINT,
 /// reloading on SIGHUP. Holds `instance` throughout.
-pub fn serve(path: &Path, instance: &InstanceLock, loaded: Loaded) -> anyhow::Result<()> {
+pub fn serve(path: &Path, instance: &InstanceLock, loaded: Loaded) -> Result<(), DaemonError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(DaemonError::os("starting the runtime"))?;
     // SIGHUP's default action ends the process: take it over before
     // anything else, so that a reload asked for during start-up or a drain
     // waits instead of killing the daemon.
-    let _hup = rt.block_on(async {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    })?;
+    let _hup = rt
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) })
+        .map_err(DaemonError::os("installing the SIGHUP handler"))?;
     let mut current = Arc::new(loaded);
     // The config that ran before a reload, until the new one has started.
     let mut previous: Option<Arc<Loaded>> = None;
@@ -93,7 +94,8 @@ fn reread(path: &Path, running: &Config) -> Result<Loaded, Vec<String>> {
     match load(cfg) {
         Ok(l) if problems.is_empty() => Ok(l),
         Ok(_) => Err(problems),
-        Err(super::Problems(mut all)) => {
+        Err(found) => {
+            let mut all = found.lines();
             all.append(&mut problems);
             Err(all)
         }
@@ -110,7 +112,7 @@ fn refuse(running: &Config, stage: &str, problems: &[String]) {
         "config reload refused; still running with the previous config"
     );
     let tz = running.tz();
-    let logged = || -> anyhow::Result<()> {
+    let logged = || -> Result<(), crate::state::StoreError> {
         let mut conn = crate::state::open(&running.state_db())?;
         log::append_alone(&mut conn, tz, LogEntry::ConfigRefused { stage, problems })?;
         Ok(())

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::lock::{Beat, Presence};
 use crate::config::Config;
+use crate::state::StoreError;
 
 /// A heartbeat older than this says the daemon holds the lock but its
 /// intake loop does not go round.
@@ -96,7 +97,7 @@ pub struct Live {
 
 /// Builds the report from the state database (read-only), the spool and
 /// what is known of the daemon.
-pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> anyhow::Result<Report> {
+pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> Result<Report, StoreError> {
     let db = cfg.state_db();
     // A database the daemon has only just created has no tables yet.
     let conn = match db.exists() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use super::backpressure::{DISK_RETRY, is_disk_full};
+use super::backpressure::DISK_RETRY;
 use super::job::{self, DatasetCtx, Deferred, Outcome};
 
 pub fn worker(
@@ -67,7 +67,7 @@ pub fn worker(
                     // chunk in progress was rolled back and the checkpoint
                     // is intact, so the file is simply tried again later,
                     // from that checkpoint, until the cause goes away.
-                    let wait = if is_disk_full(&e) {
+                    let wait = if e.is_disk_full() {
                         // Intake pauses; this file is retried often so
                         // that work resumes soon after space returns.
                         ctx.gate.disk_failed(

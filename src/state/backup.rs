@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite::backup::{Backup, StepResult};
 
-use super::StateError;
+use super::StoreError;
 use super::log::{self, Head};
 
 /// What a finished backup holds.
@@ -31,13 +31,8 @@ pub struct Snapshot {
 pub enum BackupError {
     #[error("no state database at {0} (has fepd run with this config?)")]
     Missing(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    State(#[from] StateError),
+    Store(#[from] StoreError),
     #[error("the copy in {path} failed SQLite's integrity check: {detail}")]
     Corrupt { path: PathBuf, detail: String },
 }
@@ -59,7 +54,7 @@ pub fn backup(db: &Path, to: &Path) -> std::result::Result<Snapshot, BackupError
     let tmp = dir.join(format!(".{name}.tmp"));
     let io = |path: &Path| {
         let path = path.to_owned();
-        move |source| BackupError::Io { path, source }
+        move |source| BackupError::Store(StoreError::io(&path, source))
     };
     let _ = std::fs::remove_file(&tmp);
     let copied = copy(db, &tmp).and_then(|()| check(&tmp));
@@ -90,13 +85,13 @@ pub fn backup(db: &Path, to: &Path) -> std::result::Result<Snapshot, BackupError
 /// checkpoint may be).
 fn copy(db: &Path, tmp: &Path) -> std::result::Result<(), BackupError> {
     let src = super::open_read_only(db)?;
-    let mut dst = Connection::open(tmp).map_err(|source| StateError::Open {
+    let mut dst = Connection::open(tmp).map_err(|source| StoreError::Open {
         path: tmp.display().to_string(),
         source,
     })?;
-    let b = Backup::new(&src, &mut dst).map_err(StateError::Sql)?;
+    let b = Backup::new(&src, &mut dst).map_err(StoreError::Sql)?;
     for _ in 0..2000 {
-        match b.step(-1).map_err(StateError::Sql)? {
+        match b.step(-1).map_err(StoreError::Sql)? {
             StepResult::Done => return Ok(()),
             StepResult::More | StepResult::Busy | StepResult::Locked => {
                 std::thread::sleep(Duration::from_millis(5))
@@ -104,7 +99,7 @@ fn copy(db: &Path, tmp: &Path) -> std::result::Result<(), BackupError> {
             _ => std::thread::sleep(Duration::from_millis(5)),
         }
     }
-    Err(StateError::Sql(rusqlite::Error::SqliteFailure(
+    Err(StoreError::Sql(rusqlite::Error::SqliteFailure(
         rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
         Some("the state database stayed locked for 10 s".into()),
     ))
@@ -115,11 +110,11 @@ fn copy(db: &Path, tmp: &Path) -> std::result::Result<(), BackupError> {
 /// in rollback-journal mode with nothing pending, so it is one
 /// self-contained file; `state::open` turns WAL back on at restore.
 fn check(tmp: &Path) -> std::result::Result<(Head, i64), BackupError> {
-    let c = Connection::open(tmp).map_err(|source| StateError::Open {
+    let c = Connection::open(tmp).map_err(|source| StoreError::Open {
         path: tmp.display().to_string(),
         source,
     })?;
-    let sql = |e| BackupError::State(StateError::Sql(e));
+    let sql = |e| BackupError::Store(StoreError::Sql(e));
     c.pragma_update(None, "journal_mode", "DELETE")
         .map_err(sql)?;
     let verdict: String = c

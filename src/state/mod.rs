@@ -28,33 +28,13 @@ use rusqlite::Connection;
 
 pub use rusqlite::{Transaction, params};
 
-/// A failed step of the work that changes the store: a statement on the
-/// state database, or a file beside it (spool, outbox) at a named path.
-/// The one error of a file's job and of the pull-mode pass; the cause stays
-/// the source, so a full disk is recognised through it.
+/// The one error of the store: the state database (opening it, or a
+/// statement on it) or a file beside it (spool, outbox) at a named path.
+/// A file's job, the pull-mode pass, backups and the audit commands all
+/// fail with it; the cause stays the source, so a full disk is recognised
+/// by [`StoreError::is_disk_full`] without walking an untyped chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(transparent)]
-    State(#[from] rusqlite::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-impl StoreError {
-    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
-        StoreError::Io {
-            path: path.display().to_string(),
-            source,
-        }
-    }
-}
-
-/// Errors from the state database, with what was being done.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
     #[error("state database {path}: {source}")]
     Open {
         path: String,
@@ -62,6 +42,11 @@ pub enum StateError {
     },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "state database was written by a newer fepd (schema {found}, this build knows {known})"
     )]
@@ -75,6 +60,40 @@ pub enum StateError {
     /// open the older state without a word.
     #[error("{}", wal_missing(path))]
     WalMissing { path: String },
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// The error-maker for a failed operation on `path`, for `map_err`.
+    pub fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::io(path, source)
+    }
+
+    /// Whether this means "no space left": ENOSPC or EDQUOT from a write,
+    /// or SQLite's SQLITE_FULL. Intake pauses on it rather than counting a
+    /// failure (README `[backpressure]`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => io_is_disk_full(source),
+            StoreError::Open { source, .. } | StoreError::Sql(source) => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a write failed for want of space (ENOSPC) or quota (EDQUOT).
+pub fn io_is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// What an operator can do about a damaged state database, today and once
@@ -101,7 +120,7 @@ fn wal_missing(path: &str) -> String {
     )
 }
 
-pub type Result<T> = std::result::Result<T, StateError>;
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 const SCHEMA_VERSION: i64 = 3;
 
@@ -259,14 +278,14 @@ pub fn open(path: &Path) -> Result<Connection> {
     }
     check_wal(path)?;
     let opened = (|| {
-        let mut conn = Connection::open(path).map_err(|source| StateError::Open {
+        let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source,
         })?;
         configure(&mut conn)?;
         let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if found > SCHEMA_VERSION {
-            return Err(StateError::TooNew {
+            return Err(StoreError::TooNew {
                 found,
                 known: SCHEMA_VERSION,
             });
@@ -291,7 +310,7 @@ fn check_wal(path: &Path) -> Result<()> {
         std::path::PathBuf::from(p)
     };
     if path.exists() && side("-shm").exists() && !side("-wal").exists() {
-        return Err(StateError::WalMissing {
+        return Err(StoreError::WalMissing {
             path: path.display().to_string(),
         });
     }
@@ -300,20 +319,20 @@ fn check_wal(path: &Path) -> Result<()> {
 
 /// An error met while opening `path`, as the operator should read it: a
 /// damaged or foreign file is named with the recovery steps.
-fn damaged(path: &Path, e: StateError) -> StateError {
+fn damaged(path: &Path, e: StoreError) -> StoreError {
     use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     let code = match &e {
-        StateError::Open { source, .. } | StateError::Sql(source) => source.sqlite_error_code(),
+        StoreError::Open { source, .. } | StoreError::Sql(source) => source.sqlite_error_code(),
         _ => None,
     };
     match (code, &e) {
-        (Some(DatabaseCorrupt), StateError::Open { source, .. } | StateError::Sql(source)) => {
-            StateError::Unusable {
+        (Some(DatabaseCorrupt), StoreError::Open { source, .. } | StoreError::Sql(source)) => {
+            StoreError::Unusable {
                 path: path.display().to_string(),
                 problem: format!("it is damaged ({source})"),
             }
         }
-        (Some(NotADatabase), _) => StateError::Unusable {
+        (Some(NotADatabase), _) => StoreError::Unusable {
             path: path.display().to_string(),
             problem: "it is not an SQLite database (file is not a database)".into(),
         },
@@ -386,7 +405,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| StateError::Open {
+        .map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source,
         })?;
@@ -449,6 +468,26 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_space_is_recognised_from_a_write_or_from_sqlite() {
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(StoreError::io(Path::new("outbox/b.json"), enospc).is_disk_full());
+        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(StoreError::io(Path::new("work/f"), quota).is_disk_full());
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(StoreError::from(full).is_disk_full());
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert!(!StoreError::io(Path::new("work/f"), denied).is_disk_full());
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!StoreError::from(busy).is_disk_full());
+    }
 
     /// A state DB written by schema v1 (body inside the batch row) opens as
     /// v2 with every body kept.

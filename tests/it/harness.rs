@@ -64,7 +64,11 @@ impl Env {
         env
     }
 
-    /// Whether the daemon's log (all runs so far) contains `text`.
+    /// Whether the daemon's log (all runs so far) contains `text`. The
+    /// journal is the operator's surface: tests read it for what only the
+    /// journal says (why intake paused, which file failed, that a secret
+    /// was *not* written), and use `fepd … --json`, `/status` and the
+    /// exchange log for everything those show.
     pub fn log_has(&self, text: &str) -> bool {
         std::fs::read_to_string(self.log_path())
             .unwrap_or_default()

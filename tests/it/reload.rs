@@ -36,6 +36,9 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     // A broken config is refused; the daemon keeps the one it has.
     env.set("no_such_key", 1);
     hup(&d);
+    // With the config file broken, fepd's commands cannot run: the journal
+    // is the one surface until it is mended (the exchange-log entry is
+    // checked below, once it is).
     env.wait("the refusal", Duration::from_secs(20), || {
         env.log_has("config reload refused")
     });
@@ -50,6 +53,15 @@ fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     // valid one back.
     env.unset("no_such_key");
     assert_eq!(env.batches_of("c.jsonl"), 3);
+    let refused = env.log_entries(&["--event", "config_refused"]);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["details"]["problems"]
+            .to_string()
+            .contains("no_such_key"),
+        "{}",
+        refused[0]
+    );
     // Every record sealed once, none twice, across the reloads.
     let sealed = env.wait_outbox_records("case_accept", 75);
     let keys: std::collections::HashSet<&str> =

@@ -211,10 +211,7 @@ pub fn set_aside(
         blank_rows: 0,
         key_title: report::key_title(&ctx.schema),
     };
-    report::write_report(dir, &final_name, &summary, &errors).map_err(|source| StoreError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    report::write_report(dir, &final_name, &summary, &errors).map_err(StoreError::at(dir))?;
     let why = Why::SetAside {
         sha256: &sha256,
         fault: &fault,

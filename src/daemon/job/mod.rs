@@ -18,7 +18,6 @@
 //! `lifecycle` (the file state machine: every change of a file's state)
 //! and `breaker` (attempts that killed the process).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::FixedOffset;
@@ -86,10 +85,6 @@ pub enum Outcome {
     Unreadable(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::io(path, source)
-}
-
 /// Processes (or resumes) the file `work/<work_name>`.
 pub fn process(
     conn: &mut Connection,
@@ -111,7 +106,7 @@ pub fn process(
             &row.name,
             row.sha256.as_deref(),
         )
-        .map_err(io_err(&path))?
+        .map_err(StoreError::at(&path))?
         {
             finish_move(ctx, row, &path)?;
         }
@@ -197,7 +192,7 @@ pub fn process(
             .spawn_scoped(scope, move || {
                 read_ahead(path, id, opts, schema, skip, tx, notes)
             })
-            .map_err(io_err(path))?;
+            .map_err(StoreError::at(path))?;
         // The file could not be opened, or ended while skipping: either way
         // it finishes with that fault, as before anything was committed.
         let skipped = match rx.recv() {

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{DatasetCtx, Outcome, process};
 use crate::config::Config;
+use crate::config::{Loaded, load};
 use crate::daemon::backpressure::Gate;
-use crate::daemon::load::{Loaded, load};
 use crate::spool::{ClaimName, Spool};
 use crate::state::batches;
 use crate::state::files::{self, FileState};

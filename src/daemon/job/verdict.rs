@@ -10,7 +10,7 @@ use std::path::Path;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::lifecycle::{self, Why};
-use super::{DatasetCtx, Outcome, io_err};
+use super::{DatasetCtx, Outcome};
 use crate::daemon::changed::{self, Change};
 use crate::daemon::read::Identity;
 use crate::report::{self, BatchRef, DuplicateOf, FileSummary, ReadNotes};
@@ -103,7 +103,8 @@ pub(super) fn finish(
             warnings.extend(notes.map(ReadNotes::warnings).unwrap_or_default());
             // A file that changed since its identity pass goes back to the
             // inbox as a new file; this verdict covers what was identified.
-            change = changed::detect(path, row.sha256.as_deref(), id).map_err(io_err(path))?;
+            change =
+                changed::detect(path, row.sha256.as_deref(), id).map_err(StoreError::at(path))?;
             returned_as = change
                 .as_ref()
                 .map(|_| changed::return_name(&ctx.paths.inbox, &row.name));
@@ -143,9 +144,9 @@ pub(super) fn finish(
         },
     };
     if why_state == FileState::Rejected {
-        report::write_report(dir, &final_name, &summary, &errors).map_err(io_err(dir))?;
+        report::write_report(dir, &final_name, &summary, &errors).map_err(StoreError::at(dir))?;
     } else {
-        report::write_receipt(dir, &final_name, &summary).map_err(io_err(dir))?;
+        report::write_receipt(dir, &final_name, &summary).map_err(StoreError::at(dir))?;
     }
     let why = match &first {
         Some((first, _)) => Why::Duplicate {
@@ -192,9 +193,10 @@ pub(super) fn finish(
             // in done/ (or rejected/) beside its receipt.
             if matches!(change, Some(Change::Grew { .. })) {
                 let kept = moved.final_name.as_deref().unwrap_or(&moved.name);
-                changed::keep_claimed(path, id, &dir.join(kept)).map_err(io_err(path))?;
+                changed::keep_claimed(path, id, &dir.join(kept)).map_err(StoreError::at(path))?;
             }
-            let used = changed::put_back(path, &ctx.paths.inbox, n).map_err(io_err(path))?;
+            let used =
+                changed::put_back(path, &ctx.paths.inbox, n).map_err(StoreError::at(path))?;
             tracing::warn!(dataset = ds, file = %moved.name, returned_as = %used, "file changed after it was claimed: the verdict covers the content claimed; the changed file is back in the inbox as a new file");
         }
         None => finish_move(ctx, &moved, path)?,
@@ -225,7 +227,7 @@ pub(super) fn finish_move(ctx: &DatasetCtx, row: &FileRow, path: &Path) -> Resul
     let dir = ctx.paths.verdict_dir(row.state);
     let final_name = row.final_name.as_deref().unwrap_or(&row.name);
     if path.exists() {
-        crate::fsio::move_durable(path, &dir.join(final_name)).map_err(io_err(path))?;
+        crate::fsio::move_durable(path, &dir.join(final_name)).map_err(StoreError::at(path))?;
     }
     Ok(())
 }

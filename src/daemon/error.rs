@@ -1,0 +1,62 @@
+//! Why the service could not start, or stopped with an error: the daemon's
+//! one error type. Each variant says which step failed in words an
+//! operator reads in the journal and in a refused reload's
+//! `config_refused` entry; the binary's edge (`cli/`) only reports it.
+
+use crate::state::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state database or a file beside it.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A step asked of the operating system: a folder, a listener, a
+    /// thread, a signal handler, the runtime.
+    #[error("{what}: {source}")]
+    Os {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A dataset's `schedule` could not be set up.
+    #[error("{what}: {source}")]
+    Schedule {
+        what: String,
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    /// `[admin] token_file` cannot be used.
+    #[error("admin.token_file: {0}")]
+    AdminToken(String),
+    /// `sink.mode = "http"` without its section (the config check refuses
+    /// this first; kept for a config built in code).
+    #[error("sink.mode = \"http\" needs [sink.http]")]
+    NoHttpSink,
+    /// The push forwarder could not be prepared or the outbox taken back
+    /// from pull mode.
+    #[error("{what}: {source}")]
+    Forward {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl DaemonError {
+    /// The error-maker for a failed operating-system step, for `map_err`.
+    pub fn os(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+        let what = what.into();
+        move |source| DaemonError::Os { what, source }
+    }
+
+    /// The error-maker for a failed scheduler step, for `map_err`.
+    pub fn schedule(
+        what: impl Into<String>,
+    ) -> impl FnOnce(tokio_cron_scheduler::JobSchedulerError) -> DaemonError {
+        let what = what.into();
+        move |source| DaemonError::Schedule { what, source }
+    }
+}
+
+impl From<rusqlite::Error> for DaemonError {
+    fn from(e: rusqlite::Error) -> DaemonError {
+        DaemonError::Store(e.into())
+    }
+}
