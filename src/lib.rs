@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod doctor;
 pub mod forward;
 pub mod fsio;
 pub mod intake;

@@ -10,6 +10,7 @@
 
 mod audit;
 mod batches;
+mod doctor;
 mod logfile;
 mod logging;
 pub mod operator;
@@ -74,6 +75,10 @@ enum Command {
     /// The state database: `backup --to FILE` while the daemon runs.
     #[command(subcommand)]
     State(state::Command),
+    /// Check the state database, the exchange log and their agreement with
+    /// the spool and outbox folders; `--fix` repairs what is safe. Exit 1
+    /// on findings.
+    Doctor(doctor::Args),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -137,6 +142,7 @@ pub fn main() -> ExitCode {
         Command::Selftest(a) => load_config(&cli).and_then(|c| selftest::run(c, a)),
         Command::Template(a) => load_config(&cli).and_then(|c| template::run(c, a)),
         Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
+        Command::Doctor(a) => load_config(&cli).and_then(|c| doctor::run(&c, a)),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man_page(),
     };

@@ -148,6 +148,34 @@ pub fn retry(tx: &Connection, tz: FixedOffset, b: &BatchRow, by: &str) -> rusqli
     Ok(true)
 }
 
+/// `exported` → `sealed` for one batch whose file is gone from the outbox
+/// folder with no acknowledgement beside it (`fepd doctor --fix`): the
+/// pull forwarder writes it again. Logged as a retry `by` the doctor with
+/// `why` as the previous error. False, writing nothing, when the batch is
+/// not exported.
+pub fn export_again(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    why: &str,
+    by: &str,
+) -> rusqlite::Result<bool> {
+    if !batches::move_state(tx, &b.batch_id, BatchState::Exported, BatchState::Sealed)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        LogEntry::BatchRetried {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            previous_error: Some(why),
+            by,
+        },
+    )?;
+    Ok(true)
+}
+
 /// A failed attempt (no state change): the attempt count, the error and
 /// when to try again (`wait` from now), with its exchange-log entry. A
 /// batch delivered or split is past failing: false, writing nothing.

@@ -8,7 +8,8 @@
 //! ```text
 //!            export            deliver
 //!  sealed ──────────► exported ────────► delivered
-//!    │ ▲  ◄──────────  │  (requeue_exported: pull → push)
+//!    │ ▲  ◄──────────  │  (requeue_exported: pull → push;
+//!    │ │               │   export_again: its file was lost)
 //!    │ │               │ park
 //!    │ │ retry         ▼
 //!    │ └────────── parked ──(deliver, a collector's .ack only)──► delivered
@@ -36,7 +37,7 @@ mod model_tests;
 mod tests;
 
 pub use deliver::{Delivery, RemoteRejected, deliver, record_delivery};
-pub use lifecycle::{Sealing, export, fail, park, requeue_exported, retry, seal};
+pub use lifecycle::{Sealing, export, export_again, fail, park, requeue_exported, retry, seal};
 pub use reply::{Reply, apply, split};
 pub use split::{Half, halves};
 

@@ -178,6 +178,22 @@ fn retry_only_a_parked_batch() {
 }
 
 #[test]
+fn export_again_only_an_exported_batch_and_it_is_logged_as_a_retry() {
+    use BatchState::*;
+    refused(&[Sealed, Delivered, Parked, Split], |db, b| {
+        db.tx(|tx, tz| export_again(tx, tz, b, "file lost", "doctor"))
+    });
+    let mut db = Db::new();
+    let b = db.batch_in(Exported);
+    let seq = log::head(&db.conn).unwrap().seq;
+    assert!(db.tx(|tx, tz| export_again(tx, tz, &b, "file lost", "doctor")));
+    assert_eq!(db.row(&b.batch_id).state, Sealed);
+    assert_eq!(log::head(&db.conn).unwrap().seq, seq + 1);
+    // Sealed again, it is exported again by the legal path.
+    assert!(db.tx(|tx, tz| export(tx, tz, &b)));
+}
+
+#[test]
 fn deliver_only_a_pending_batch_or_a_parked_one_a_collector_took() {
     use BatchState::*;
     refused(&[Delivered, Parked, Split], |db, b| {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod backup;
 pub mod batches;
 pub mod daily;
+pub mod doctor;
 pub mod entries;
 pub mod figures;
 pub mod files;
@@ -96,18 +97,18 @@ pub fn io_is_disk_full(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// What an operator can do about a damaged state database, today and once
-/// `fepd doctor` exists.
-fn recovery(path: &str) -> String {
+/// What an operator can do about a damaged state database (also what
+/// `fepd doctor` prints for one).
+pub fn recovery_steps(path: &str) -> String {
     format!(
-        "What to do:\n         \x20 1. Keep fepd stopped. Copy {path}, {path}-wal and {path}-shm (those that exist) somewhere safe before anything else.\n         \x20 2. Restore the state folder from your latest backup and start fepd. Source files finished after that backup are in done/: drop them into the inbox again if their records must still be sent (the library de-duplicates what it already has).\n         \x20 3. Without a backup: move the file aside (mv {path} {path}.damaged, with its -wal and -shm) and start fepd, which creates an empty state database; then drop the source files from done/ again as above. `sqlite3 {path}.damaged .recover` salvages what rows it can, for investigation.\n         \x20 4. `fepd doctor` (planned) will check the database and its agreement with the spool, and name the fix."
+        "What to do:\n         \x20 1. Keep fepd stopped. Copy {path}, {path}-wal and {path}-shm (those that exist) somewhere safe before anything else.\n         \x20 2. Restore the state folder from your latest backup and start fepd. Source files finished after that backup are in done/: drop them into the inbox again if their records must still be sent (the library de-duplicates what it already has).\n         \x20 3. Without a backup: move the file aside (mv {path} {path}.damaged, with its -wal and -shm) and start fepd, which creates an empty state database; then drop the source files from done/ again as above. `sqlite3 {path}.damaged .recover` salvages what rows it can, for investigation.\n         \x20 4. `fepd doctor` checks the database, the exchange log and their agreement with the spool, and names each fix (`fepd doctor --db FILE` checks a backup copy before you restore it)."
     )
 }
 
 fn unusable(path: &str, problem: &str) -> String {
     format!(
         "state database {path} cannot be used: {problem}\n{}",
-        recovery(path)
+        recovery_steps(path)
     )
 }
 
@@ -116,7 +117,7 @@ fn wal_missing(path: &str) -> String {
         "state database {path}: its write-ahead log {path}-wal is missing while its index {path}-shm is there. \
          fepd did not stop cleanly and the -wal, which holds the last committed changes, was deleted or moved; \
          opening the database now would silently lose them.\n         \x20 0. If you have the -wal file (moved, or in a backup taken with the database), put it back as {path}-wal and start fepd again.\n{}\n         \x20 To accept the loss and go on from the state last written to {path} itself, delete {path}-shm and start fepd.",
-        recovery(path)
+        recovery_steps(path)
     )
 }
 

@@ -17,6 +17,7 @@ mod data_staff;
 mod data_staff_reports;
 mod diskfull;
 mod docs;
+mod doctor;
 mod hostile_intake;
 mod hostile_parse;
 mod library_side;
