@@ -112,11 +112,17 @@ pub fn parse_bound(text: &str, end: End, tz: FixedOffset) -> Result<DateTime<Fix
         let (start, next) = day_bounds(d, tz);
         return Ok(if end == End::Start { start } else { next });
     }
-    match instant(text) {
+    let local = || {
+        ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+            .and_then(|t| tz.from_local_datetime(&t).single())
+    };
+    match instant(text).or_else(local) {
         Some(t) if end == End::End => Ok(t + chrono::Duration::seconds(1)),
         Some(t) => Ok(t),
         None => Err(AuditError::Usage(format!(
-            "{text:?} is neither a date like 2026-11-20 nor a date-time like 2026-11-20T08:00:00+08:00"
+            "{text:?} is neither a date like 2026-11-20 nor a date-time like 2026-11-20T08:00:00+08:00 (without an offset, in the configured timezone)"
         ))),
     }
 }
@@ -146,5 +152,13 @@ mod tests {
         let e = parse_bound("2026-11-20T10:00:00+08:00", End::End, tz8()).unwrap();
         assert_eq!(e.to_rfc3339(), "2026-11-20T10:00:01+08:00");
         assert!(parse_bound("yesterday", End::Start, tz8()).is_err());
+    }
+
+    #[test]
+    fn a_date_time_without_offset_is_in_the_configured_timezone() {
+        let s = parse_bound("2026-11-20T08:30:00", End::Start, tz8()).unwrap();
+        assert_eq!(s.to_rfc3339(), "2026-11-20T08:30:00+08:00");
+        let s = parse_bound("2026-11-20 08:30:00", End::Start, tz8()).unwrap();
+        assert_eq!(s.to_rfc3339(), "2026-11-20T08:30:00+08:00");
     }
 }

@@ -14,6 +14,7 @@ mod doctor;
 mod logfile;
 mod logging;
 pub mod operator;
+mod replay;
 mod selftest;
 mod state;
 mod status;
@@ -79,6 +80,10 @@ enum Command {
     /// the spool and outbox folders; `--fix` repairs what is safe. Exit 1
     /// on findings.
     Doctor(doctor::Args),
+    /// Re-send (补传) records already delivered, as new batches marked
+    /// `replayOf`: a dataset's deliveries from --since to --until, batches
+    /// by id, or a source file's; `--reason` is required and logged.
+    Replay(replay::Args),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -143,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Template(a) => load_config(&cli).and_then(|c| template::run(c, a)),
         Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
         Command::Doctor(a) => load_config(&cli).and_then(|c| doctor::run(&c, a)),
+        Command::Replay(a) => load_config(&cli).and_then(|c| replay::run(&c, a)),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man_page(),
     };

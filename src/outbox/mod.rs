@@ -28,6 +28,7 @@
 mod backoff;
 mod deliver;
 mod lifecycle;
+mod replay;
 mod reply;
 mod split;
 
@@ -38,6 +39,7 @@ mod tests;
 
 pub use deliver::{Delivery, RemoteRejected, deliver, record_delivery};
 pub use lifecycle::{Sealing, export, export_again, fail, park, requeue_exported, retry, seal};
+pub use replay::replay;
 pub use reply::{Reply, apply, split};
 pub use split::{Half, halves};
 

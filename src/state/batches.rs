@@ -35,10 +35,10 @@ pub struct BatchRow {
     pub delivered_at: Option<String>,
 }
 
-const COLS: &str = "seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, \
+pub(super) const COLS: &str = "seq, sort_key, batch_id, dataset, route, file_id, parent_id, count, bytes, digest, state, \
                     attempts, next_attempt_ms, last_error, receipt_id, lib_rejected, sealed_at, delivered_at";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
     Ok(BatchRow {
         seq: r.get(0)?,
         sort_key: r.get(1)?,

@@ -75,6 +75,8 @@ pub enum Event {
     /// The sink mode changed: batches exported for the collector were
     /// taken back to be pushed (or the reverse is under way).
     SinkSwitched,
+    /// `fepd replay` sealed a batch that re-sends delivered records.
+    BatchReplayed,
 }
 
 impl Event {
@@ -107,6 +109,7 @@ impl Event {
             Event::CredentialsAccepted => "credentials_accepted",
             Event::AckDiscrepancy => "ack_discrepancy",
             Event::SinkSwitched => "sink_switched",
+            Event::BatchReplayed => "batch_replayed",
         }
     }
 }

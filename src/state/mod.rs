@@ -19,6 +19,7 @@ pub mod figures;
 pub mod files;
 pub mod log;
 pub mod records;
+pub mod replay;
 pub mod retention;
 pub mod trace;
 

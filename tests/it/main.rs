@@ -25,6 +25,7 @@ mod packaging;
 mod pipeline;
 mod push;
 mod reload;
+mod replay;
 mod schedule;
 mod selftest;
 mod service;

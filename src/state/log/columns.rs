@@ -362,6 +362,20 @@ impl<'a> LogEntry<'a> {
                 })),
                 Some(json!({"receiptId": receipt_id, "via": via})),
             ),
+            E::BatchReplayed {
+                dataset,
+                batch,
+                replay_of,
+                records,
+                by,
+                reason,
+            } => Columns::of(
+                Some(dataset),
+                None,
+                Some(batch),
+                Some(json!({"records": records})),
+                Some(json!({"replayOf": [replay_of], "by": by, "reason": reason})),
+            ),
             E::SinkSwitched { requeued } => Columns::of(
                 None,
                 None,

@@ -187,6 +187,16 @@ pub enum LogEntry<'a> {
     },
     /// Exported batches were taken back to be pushed: how many per dataset.
     SinkSwitched { requeued: &'a [(String, usize)] },
+    /// `fepd replay` (补传): `batch` re-sends the records of `replay_of`,
+    /// asked for by `by` because of `reason`.
+    BatchReplayed {
+        dataset: &'a str,
+        batch: &'a str,
+        replay_of: &'a str,
+        records: i64,
+        by: &'a str,
+        reason: &'a str,
+    },
 }
 
 /// What `config_loaded` and `config_reloaded` record of the config.
@@ -316,6 +326,7 @@ impl<'a> LogEntry<'a> {
             E::CredentialsAccepted { .. } => Event::CredentialsAccepted,
             E::AckDiscrepancy { .. } => Event::AckDiscrepancy,
             E::SinkSwitched { .. } => Event::SinkSwitched,
+            E::BatchReplayed { .. } => Event::BatchReplayed,
         }
     }
 }

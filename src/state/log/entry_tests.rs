@@ -388,6 +388,17 @@ fn every_variant_writes_the_text_it_always_wrote() {
             },
             r#"{"counts":{"batches":3},"details":{"requeued":{"a":2,"b":1},"to":"http"},"event":"sink_switched","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::BatchReplayed {
+                dataset: "ds",
+                batch: "B2",
+                replay_of: "B1",
+                records: 4,
+                by: "ops",
+                reason: "library lost it",
+            },
+            r#"{"batch":"B2","counts":{"records":4},"dataset":"ds","details":{"by":"ops","reason":"library lost it","replayOf":["B1"]},"event":"batch_replayed","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -395,5 +406,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 27, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 28, "every event has a case: {events:?}");
 }
