@@ -52,12 +52,10 @@ fn outbox_loop(
     stop: CancellationToken,
     gate: &Gate,
 ) {
-    let mut conn = match crate::state::open(&db) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "outbox cannot open the state database");
-            return;
-        }
+    let Some(mut conn) =
+        super::worker::open_state(&db, "outbox forwarder", &|| stop.is_cancelled())
+    else {
+        return;
     };
     // Acknowledgements arrive as files: watch for them so delivery is
     // recorded promptly; the poll below is the fallback. Only the arrival

@@ -9,18 +9,49 @@ use std::time::Duration;
 use super::backpressure::DISK_RETRY;
 use super::job::{self, DatasetCtx, Deferred, Outcome};
 
+/// The state database for a thread of the daemon, retried every second
+/// until it opens or the daemon stops (`None`): a thread that gave up
+/// here would stop its dataset's or the forwarder's work for good while
+/// the daemon looks alive.
+pub(super) fn open_state(
+    db: &std::path::Path,
+    who: &str,
+    stopping: &dyn Fn() -> bool,
+) -> Option<rusqlite::Connection> {
+    let mut failures = 0u32;
+    loop {
+        match crate::state::open(db) {
+            Ok(c) => {
+                if failures > 0 {
+                    tracing::info!(part = who, "state database open after all");
+                }
+                return Some(c);
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::error!(part = who, error = %e, "cannot open the state database; retrying every second");
+                }
+                failures += 1;
+            }
+        }
+        for _ in 0..5 {
+            if stopping() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 pub fn worker(
     db: PathBuf,
     ctx: DatasetCtx,
     rx: std_mpsc::Receiver<String>,
     mut deferred: Deferred,
 ) {
-    let mut conn = match crate::state::open(&db) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(dataset = %ctx.dataset.name, error = %e, "worker cannot open the state database");
-            return;
-        }
+    let Some(mut conn) = open_state(&db, &format!("worker-{}", ctx.dataset.name), &*ctx.stopping)
+    else {
+        return;
     };
     let who = format!("worker-{}", ctx.dataset.name);
     'files: while let Some(work_name) = deferred.next(&rx) {

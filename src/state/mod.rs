@@ -423,6 +423,14 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
 }
 
 fn configure(conn: &mut Connection) -> Result<()> {
+    // Several connections write (a worker per dataset, the forwarder): a
+    // writer that finds the lock taken retries every half millisecond, for
+    // up to ~30 s. SQLite's own busy_timeout backs off to 100 ms sleeps,
+    // which left a delivery waiting ~50–130 ms behind each chunk commit.
+    // Installed first: the pragmas below wait for a lock too (the first
+    // connection after a restart recovers the WAL holding an exclusive one
+    // while the other threads open theirs).
+    conn.busy_handler(Some(wait_for_lock))?;
     // WAL lets readers (status, audit) run beside the writer. FULL makes
     // every commit durable: a commit is the point where a checkpoint or a
     // delivery is promised, and there are few of them (one per chunk).
@@ -436,11 +444,6 @@ fn configure(conn: &mut Connection) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -8192)?;
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
-    // Several connections write (a worker per dataset, the forwarder): a
-    // writer that finds the lock taken retries every half millisecond, for
-    // up to ~30 s. SQLite's own busy_timeout backs off to 100 ms sleeps,
-    // which left a delivery waiting ~50–130 ms behind each chunk commit.
-    conn.busy_handler(Some(wait_for_lock))?;
     Ok(())
 }
 
