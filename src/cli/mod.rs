@@ -261,6 +261,7 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
         },
     );
     let mut problems = Vec::new();
+    let cfg_for_alerts = cfg.clone();
     if let Err(crate::daemon::Problems(found)) = crate::daemon::load(cfg) {
         problems.extend(found);
     }
@@ -268,6 +269,11 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
     for n in &pre.notes {
         println!("· {n}");
     }
+    let (warnings, alert_problems) = crate::alerts::check_config(&cfg_for_alerts);
+    for w in &warnings {
+        println!("⚠ {w}");
+    }
+    problems.extend(alert_problems);
     if problems.is_empty() {
         println!("✓ {} is valid", path.display());
         Ok(Exit::Ok)

@@ -9,7 +9,7 @@
 //! (`problems`) lists every problem at once, for `fepd check-config`.
 //!
 //! Codemap: `sections` (the `[…]` tables and their defaults), `dataset`
-//! (`[[dataset]]`), `values`, `window`, `retention`, `spool`, `lookup`
+//! (`[[dataset]]`), `alerts` (`[alerts]`, `credential_expires`), `values`, `window`, `retention`, `spool`, `lookup`
 //! (where the config file is found), `secret` (the one reader of secret
 //! files and their rule).
 
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+mod alerts;
 mod dataset;
 mod lookup;
 mod problems;
@@ -27,6 +28,7 @@ mod sections;
 mod spool;
 mod values;
 mod window;
+pub use alerts::{Alerts, Expiry, Period, Smtp, SmtpTls, Syslog, Webhook, WebhookFormat};
 pub use dataset::{DatasetConfig, Scale};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use retention::{Keep, Retention, parse_keep};
@@ -73,6 +75,9 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub shutdown: Shutdown,
+    /// Where alerts go and when they fire (`[alerts]`).
+    #[serde(default)]
+    pub alerts: Alerts,
     #[serde(default)]
     pub retention: Retention,
     /// Data staff's access to the spool (`[spool] group`).
@@ -163,6 +168,7 @@ impl Config {
                 resolve(p);
             }
         }
+        cfg.alerts.resolve(resolve);
         cfg.base_dir = base;
         Ok(cfg)
     }

@@ -26,7 +26,9 @@ mod columns;
 mod entry;
 mod verify;
 pub use columns::Columns;
-pub use entry::{Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict};
+pub use entry::{
+    AlertEpisode, Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict,
+};
 pub use verify::{Break, Chain, ENTRY_COLS, StoredEntry, checkpoints, verify};
 
 /// What happened. The names are the `event` column, stable for auditors.
@@ -75,6 +77,10 @@ pub enum Event {
     /// The sink mode changed: batches exported for the collector were
     /// taken back to be pushed (or the reverse is under way).
     SinkSwitched,
+    /// An alert episode began (README.md, "Alerts"): its kind and subject.
+    AlertRaised,
+    /// An alert episode ended: the condition cleared.
+    AlertResolved,
 }
 
 impl Event {
@@ -107,6 +113,8 @@ impl Event {
             Event::CredentialsAccepted => "credentials_accepted",
             Event::AckDiscrepancy => "ack_discrepancy",
             Event::SinkSwitched => "sink_switched",
+            Event::AlertRaised => "alert_raised",
+            Event::AlertResolved => "alert_resolved",
         }
     }
 }

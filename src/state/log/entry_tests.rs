@@ -388,6 +388,22 @@ fn every_variant_writes_the_text_it_always_wrote() {
             },
             r#"{"counts":{"batches":3},"details":{"requeued":{"a":2,"b":1},"to":"http"},"event":"sink_switched","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::AlertRaised(super::AlertEpisode {
+                kind: "batch_parked",
+                subject: "case_accept",
+                since: "T0",
+            }),
+            r#"{"details":{"kind":"batch_parked","since":"T0","subject":"case_accept"},"event":"alert_raised","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::AlertResolved(super::AlertEpisode {
+                kind: "batch_parked",
+                subject: "case_accept",
+                since: "T0",
+            }),
+            r#"{"details":{"kind":"batch_parked","since":"T0","subject":"case_accept"},"event":"alert_resolved","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -395,5 +411,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 27, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 29, "every event has a case: {events:?}");
 }
