@@ -194,3 +194,114 @@ pub fn credential_days_left(cfg: &Config, now: DateTime<FixedOffset>) -> Option<
     let e = cfg.sink.http.as_ref()?.credential_expires.as_ref()?.ok()?;
     Some(e.days_left(now.with_timezone(&cfg.tz())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::status::{DaemonInfo, RouteStatus};
+
+    fn report(uptime: u64, routes: Vec<RouteStatus>) -> Report {
+        Report {
+            daemon: DaemonInfo {
+                running: true,
+                pid: Some(1),
+                version: "t".into(),
+                uptime_secs: Some(uptime),
+                last_heartbeat: None,
+            },
+            healthy: true,
+            problems: Vec::new(),
+            intake_paused: false,
+            disk_full: false,
+            backlog_records: 0,
+            backlog_bytes: 0,
+            disk_free_bytes: None,
+            disk_low: false,
+            routes,
+            credentials_refused: Vec::new(),
+            credential_days_left: None,
+            datasets: Vec::new(),
+            work_files: Default::default(),
+        }
+    }
+
+    fn route(oldest: i64, last_delivery: Option<&str>) -> RouteStatus {
+        RouteStatus {
+            route: "zwfw/case_accept".into(),
+            pending_batches: 2,
+            oldest_pending_secs: oldest,
+            last_delivery: last_delivery.map(str::to_string),
+        }
+    }
+
+    fn kinds(c: &[Condition]) -> Vec<(Kind, &str)> {
+        c.iter().map(|c| (c.kind, c.subject.as_str())).collect()
+    }
+
+    #[test]
+    fn stalls_and_old_batches_by_their_thresholds() {
+        let cfg = Config::parse("sender = \"s\"\n", std::path::Path::new(".")).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00+08:00").unwrap();
+        // Backlog 11 min old, last delivery 20 min ago: stalled (10m), not
+        // yet old (1h).
+        let r = report(3600, vec![route(660, Some("2026-12-01T09:40:00+08:00"))]);
+        let c = evaluate(&cfg, &r, now);
+        assert_eq!(kinds(&c), [(Kind::RouteStalled, "zwfw/case_accept")]);
+        assert_eq!(
+            c[0].since,
+            Some(DateTime::parse_from_rfc3339("2026-12-01T09:49:00+08:00").unwrap())
+        );
+        // Delivered 5 minutes ago: not stalled.
+        let r = report(3600, vec![route(660, Some("2026-12-01T09:55:00+08:00"))]);
+        assert!(evaluate(&cfg, &r, now).is_empty());
+        // Just started: not stalled yet.
+        let r = report(60, vec![route(660, None)]);
+        assert!(evaluate(&cfg, &r, now).is_empty());
+        // Two hours old, never delivered: stalled and old.
+        let r = report(9000, vec![route(7200, None)]);
+        let c = evaluate(&cfg, &r, now);
+        assert_eq!(
+            kinds(&c),
+            [
+                (Kind::RouteStalled, "zwfw/case_accept"),
+                (Kind::OldestPending, "zwfw/case_accept")
+            ]
+        );
+        // Switched off.
+        let off = Config::parse(
+            "sender = \"s\"\n[alerts]\nstall = \"off\"\noldest_pending = \"off\"\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        assert!(evaluate(&off, &r, now).is_empty());
+    }
+
+    #[test]
+    fn paused_intake_refused_and_expiring_credentials() {
+        let cfg = Config::parse("sender = \"s\"\n", std::path::Path::new(".")).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00+08:00").unwrap();
+        let mut r = report(60, Vec::new());
+        r.intake_paused = true;
+        r.disk_low = true;
+        r.credentials_refused.push(crate::state::auth::Refusal {
+            route: "zwfw/case_accept".into(),
+            since: "2026-12-01T09:00:00+08:00".into(),
+            reason: "HTTP 401 invalid_client".into(),
+            next_attempt: None,
+        });
+        r.credential_days_left = Some(8);
+        let c = evaluate(&cfg, &r, now);
+        assert_eq!(
+            kinds(&c),
+            [
+                (Kind::IntakePaused, "intake"),
+                (Kind::CredentialsRefused, "zwfw/case_accept")
+            ]
+        );
+        assert!(c[0].what.contains("磁盘"));
+        r.credential_days_left = Some(7);
+        let c = evaluate(&cfg, &r, now);
+        assert_eq!(c[2].kind, Kind::CredentialExpiry);
+        assert!(c[2].what.contains("7 天后过期"));
+    }
+}

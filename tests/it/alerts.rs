@@ -297,3 +297,44 @@ address = "udp://{sys}"
         "{text}"
     );
 }
+
+#[test]
+fn the_heartbeat_reports_the_days_counts_to_a_json_webhook_and_a_dead_mans_switch() {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[alerts]
+interval = "1s"
+heartbeat = "2s"
+heartbeat_url = "http://{a}/alive"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let _d = env.start();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
+    env.receipt("case_accept", "a.csv");
+    let counted = |r: &crate::receivers::Request| {
+        r.body["state"] == "heartbeat"
+            && r.body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("case_accept：3 / 3 / 0"))
+    };
+    env.wait(
+        "a heartbeat with the day's counts",
+        Duration::from_secs(15),
+        || hook.at("/json").iter().any(counted),
+    );
+    let beat = hook.at("/json").into_iter().find(counted).unwrap();
+    assert_eq!(beat.body["kind"], "heartbeat");
+    assert!(
+        beat.body["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("【fepd 运行正常】")
+    );
+    assert!(!hook.at("/alive").is_empty());
+}
