@@ -248,6 +248,11 @@ impl Alerts {
                     out.push(format!("alerts.smtp[{i}]: {a:?} is not a mail address"));
                 }
             }
+            if s.username.is_some() && s.tls == SmtpTls::None {
+                out.push(format!(
+                    "alerts.smtp[{i}]: a login needs tls = \"starttls\" or \"tls\" (with \"none\" the password would cross the network in clear)"
+                ));
+            }
             if s.username.is_some() != s.password_file.is_some() {
                 out.push(format!(
                     "alerts.smtp[{i}]: username and password_file go together"
@@ -298,6 +303,43 @@ mod tests {
         assert_eq!(Period::try_from("off".to_string()), Ok(Period(None)));
         assert_eq!(Period::try_from("0".to_string()), Ok(Period(None)));
         assert!(Period::try_from("soon".to_string()).is_err());
+    }
+
+    #[test]
+    fn channel_problems_are_listed_one_line_each() {
+        let a: Alerts = toml::from_str(
+            r#"
+stall = "soon"
+[[webhook]]
+url = "ftp://x"
+format = "wecom"
+secret_file = "/s"
+[[smtp]]
+server = "mail"
+tls = "none"
+from = "not an address"
+to = []
+username = "fepd"
+password_file = "/p"
+[[syslog]]
+address = "udp:/x"
+"#,
+        )
+        .unwrap();
+        let p = a.problems();
+        for want in [
+            "alerts.stall:",
+            "alerts.webhook[0].url:",
+            "alerts.webhook[0].secret_file:",
+            "alerts.smtp[0].to:",
+            "\"not an address\" is not a mail address",
+            "alerts.smtp[0]: a login needs tls",
+            "alerts.syslog[0].address:",
+        ] {
+            assert!(p.iter().any(|l| l.contains(want)), "{want} in {p:#?}");
+        }
+        assert_eq!(p.len(), 7, "{p:#?}");
+        assert!(Alerts::default().problems().is_empty());
     }
 
     #[test]

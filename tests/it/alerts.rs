@@ -45,6 +45,9 @@ fn a_parked_batch_alerts_dingtalk_and_wecom_repeats_and_resolves_while_dead_chan
  {
     let hook = Recorder::start();
     let dead_http = free_addr();
+    // A black hole: connections are accepted by the kernel, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
     let dead_smtp = free_addr();
     let dead_port = dead_smtp.rsplit_once(':').unwrap().1;
     let admin = free_addr();
@@ -70,6 +73,9 @@ format = "wecom"
 [[alerts.webhook]]
 url = "http://{dead_http}/dead"
 
+[[alerts.webhook]]
+url = "http://{silent_addr}/silent"
+
 [[alerts.smtp]]
 server = "127.0.0.1"
 port = {dead_port}
@@ -90,8 +96,8 @@ to = ["ops@example.cn"]
     );
 
     let _d = env.start();
-    // Dead channels (a closed webhook port, a closed SMTP port) do not slow
-    // delivery: the file is sealed and exported in the usual time.
+    // Dead channels (a closed webhook port, a silent one, a closed SMTP
+    // port) do not slow delivery: the file is sealed and exported in the usual time.
     let t0 = Instant::now();
     let recs: Vec<_> = (0..3).map(data::case_accept).collect();
     env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
@@ -183,7 +189,7 @@ to = ["ops@example.cn"]
     assert_eq!(env.events("alert_resolved"), 1);
     // The dead channels failed and were counted, by name only.
     let (_, metrics) = http_get(&admin, "/metrics");
-    for ch in ["webhook[2]", "smtp[0]"] {
+    for ch in ["webhook[2]", "webhook[3]", "smtp[0]"] {
         assert!(
             metrics.contains(&format!(
                 "fepd_alert_send_failures_total{{channel=\"{ch}\"}}"
@@ -192,6 +198,7 @@ to = ["ops@example.cn"]
         );
     }
     assert!(!env.log_has("T0KEN") && !env.log_has("K3Y"));
+    drop(silent);
 }
 
 #[test]
