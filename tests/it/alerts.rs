@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use crate::data::{self, Enc};
 use crate::harness::*;
-use crate::receivers::{Recorder, SmtpServer, SyslogUdp};
+use crate::receivers::{Recorder, SmtpServer, SyslogTcp, SyslogUdp};
 
 /// Titles of the markdown messages a 钉钉 robot got.
 fn ding_titles(r: &Recorder) -> Vec<String> {
@@ -206,6 +206,7 @@ fn credential_expiry_reaches_smtp_and_syslog_and_shows_in_status_metrics_and_che
     let dir = tempfile::tempdir().unwrap();
     let smtp = SmtpServer::start(dir.path());
     let mut syslog = SyslogUdp::start();
+    let syslog_tcp = SyslogTcp::start();
     let admin = free_addr();
     let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
     let in_three = (chrono::Utc::now().with_timezone(&tz).date_naive() + chrono::Days::new(3))
@@ -228,7 +229,11 @@ to = ["ops@example.cn", "duty@example.cn"]
 
 [[alerts.syslog]]
 address = "udp://{sys}"
+
+[[alerts.syslog]]
+address = "tcp://{tcp}"
 {http}"#,
+        tcp = syslog_tcp.addr,
         port = smtp.port,
         sys = syslog.addr,
         http = http_sink(
@@ -280,6 +285,19 @@ address = "udp://{sys}"
         .clone();
     // Facility daemon (3), severity warning (4): <28>, RFC 5424 version 1.
     assert!(line.starts_with("<28>1 "), "{line}");
+    // Over TCP the same line, framed by its length in octets (RFC 6587).
+    env.wait(
+        "the expiry warning by syslog over TCP",
+        Duration::from_secs(10),
+        || !syslog_tcp.streams().is_empty(),
+    );
+    let stream = String::from_utf8(syslog_tcp.streams().remove(0)).unwrap();
+    let (len, rest) = stream.split_once(' ').unwrap();
+    assert_eq!(len.parse::<usize>().unwrap(), rest.len(), "{stream}");
+    // The same line but for its timestamp (each channel stamps its send).
+    let after_time = |l: &str| l.splitn(4, ' ').nth(3).unwrap().to_string();
+    assert!(rest.starts_with("<28>1 "), "{rest}");
+    assert_eq!(after_time(rest), after_time(&line));
     // Once a day, not every evaluation.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

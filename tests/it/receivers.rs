@@ -159,6 +159,35 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A syslog receiver over TCP: everything each connection sent, in order.
+pub struct SyslogTcp {
+    pub addr: String,
+    got: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl SyslogTcp {
+    pub fn start() -> SyslogTcp {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+                g.lock().unwrap().push(buf);
+            }
+        });
+        SyslogTcp { addr, got }
+    }
+
+    /// The bytes of each connection so far.
+    pub fn streams(&self) -> Vec<Vec<u8>> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
 /// A syslog receiver: a UDP socket on loopback.
 pub struct SyslogUdp {
     pub addr: String,
