@@ -10,6 +10,7 @@
 //! they fill). `daemon` wires the stages
 //! together; `cli` is the command-line glue. See ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod audit;
 pub mod canon;
 pub mod cli;

@@ -274,6 +274,7 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
         },
     );
     let mut problems = Vec::new();
+    let cfg_for_alerts = cfg.clone();
     if let Err(found) = crate::config::load(cfg) {
         problems.extend(found.lines());
     }
@@ -281,6 +282,11 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
     for n in &pre.notes {
         println!("· {n}");
     }
+    let (warnings, alert_problems) = crate::alerts::check_config(&cfg_for_alerts);
+    for w in &warnings {
+        println!("⚠ {w}");
+    }
+    problems.extend(alert_problems);
     if problems.is_empty() {
         println!("✓ {} is valid", path.display());
         Ok(Exit::Ok)

@@ -96,6 +96,9 @@ fn print_text(cfg: &Config, r: &Report) {
             );
         }
     }
+    if let Some(d) = r.credential_days_left {
+        println!("credentials: expire in {d} day(s) (sink.http.credential_expires)");
+    }
     for c in &r.credentials_refused {
         println!(
             "credentials: REFUSED on route {} since {} ({}); next token request at {}",

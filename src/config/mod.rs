@@ -9,7 +9,7 @@
 //! (`problems`) lists every problem at once, for `fepd check-config`.
 //!
 //! Codemap: `sections` (the `[…]` tables and their defaults), `dataset`
-//! (`[[dataset]]`), `values`, `window`, `retention`, `spool`, `lookup`
+//! (`[[dataset]]`), `alerts` (`[alerts]`, `credential_expires`), `values`, `window`, `retention`, `spool`, `lookup`
 //! (where the config file is found), `secret` (the one reader of secret
 //! files and their rule).
 
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use serde::Deserialize;
 
+mod alerts;
 mod dataset;
 mod load;
 mod lookup;
@@ -28,6 +29,7 @@ mod sections;
 mod spool;
 mod values;
 mod window;
+pub use alerts::{Alerts, Expiry, Period, Smtp, SmtpTls, Syslog, Webhook, WebhookFormat};
 pub use dataset::{DatasetConfig, Scale};
 pub use load::{Loaded, Problem, Problems, load};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
@@ -75,6 +77,9 @@ pub struct Config {
     pub admin: Admin,
     #[serde(default)]
     pub shutdown: Shutdown,
+    /// Where alerts go and when they fire (`[alerts]`).
+    #[serde(default)]
+    pub alerts: Alerts,
     #[serde(default)]
     pub retention: Retention,
     /// Data staff's access to the spool (`[spool] group`).
@@ -165,6 +170,7 @@ impl Config {
                 resolve(p);
             }
         }
+        cfg.alerts.resolve(resolve);
         cfg.base_dir = base;
         Ok(cfg)
     }

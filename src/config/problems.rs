@@ -95,6 +95,7 @@ impl Config {
             }
         }
         out.extend(self.admin.problems());
+        out.extend(self.alerts.problems());
         match (self.sink.mode, &self.sink.http) {
             (SinkMode::Http, None) => {
                 out.push("sink.mode = \"http\" needs a [sink.http] section".to_string())
@@ -179,6 +180,9 @@ impl HttpSink {
         }
         if self.concurrency == 0 || self.request_timeout_secs == 0 {
             out.push("sink.http: concurrency and request_timeout_secs must be ≥ 1".into());
+        }
+        if let Some(why) = self.credential_expires.as_ref().and_then(|e| e.problem()) {
+            out.push(format!("sink.http.credential_expires: {why}"));
         }
         if self.credential_backoff_secs == 0 {
             out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());

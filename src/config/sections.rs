@@ -163,6 +163,11 @@ pub struct HttpSink {
     /// this, so the lock-out threshold is never reached.
     #[serde(default = "defaults::credential_backoff_secs")]
     pub credential_backoff_secs: u64,
+    /// When the library credentials stop being valid (a date, or an RFC
+    /// 3339 time with offset): alerts warn `[alerts] credential_warn_days`
+    /// before, `fepd check-config` warns too and reports a past date.
+    #[serde(default)]
+    pub credential_expires: Option<Checked<super::Expiry>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

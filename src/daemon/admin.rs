@@ -357,6 +357,20 @@ fn registry(a: &Admin, r: &Report) -> Registry {
         "Token requests the library refused or answered with a lock-out, since start",
         a.health.auth_failures.clone(),
     );
+    reg.register(
+        "fepd_alert_send_failures",
+        "Alert messages a channel failed to send, per channel, since start",
+        a.health.alert_failures.clone(),
+    );
+    if let Some(days) = r.credential_days_left {
+        let g = Gauge::<i64>::default();
+        g.set(days);
+        reg.register(
+            "fepd_credential_days_left",
+            "Days until [sink.http] credential_expires (negative once past)",
+            g,
+        );
+    }
     let uptime = Gauge::<i64>::default();
     uptime.set(r.daemon.uptime_secs.unwrap_or(0) as i64);
     reg.register(

@@ -30,6 +30,9 @@ pub enum DaemonError {
     /// this first; kept for a config built in code).
     #[error("sink.mode = \"http\" needs [sink.http]")]
     NoHttpSink,
+    /// The alert channels could not be prepared (their HTTP client).
+    #[error("preparing the alert channels: {0}")]
+    Alerts(#[from] reqwest::Error),
     /// The push forwarder could not be prepared or the outbox taken back
     /// from pull mode.
     #[error("{what}: {source}")]

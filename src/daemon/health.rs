@@ -48,6 +48,8 @@ pub struct Health {
     pub delivery_latency: Family<RouteLabel, Histogram>,
     /// Token requests the library refused or locked out.
     pub auth_failures: Counter,
+    /// Alert sends that failed, per channel (`crate::alerts`).
+    pub alert_failures: crate::alerts::Failures,
 }
 
 impl Default for Health {
@@ -69,6 +71,7 @@ impl Health {
                 Histogram::new(LATENCY_BUCKETS.iter().copied())
             }),
             auth_failures: Counter::default(),
+            alert_failures: Default::default(),
         }
     }
 

@@ -73,6 +73,7 @@ pub async fn run(
     let spools = prepare_spools(cfg)?;
     let forwarder = prepare_forwarder(&loaded, tz, &health)?;
     let admin = prepare_admin(cfg, &gate, &health, instance)?;
+    let alerts = crate::alerts::Alerts::prepare(&admin.cfg, health.alert_failures.clone())?;
     let admin_listener = match cfg.admin.listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -175,6 +176,8 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
     // The admin listener: health, metrics, status.
+    let report = admin.clone();
+    alerts.start(Arc::new(move || report.report()), running.cancel.clone());
     if let Some(listener) = admin_listener {
         let addr = listener
             .local_addr()

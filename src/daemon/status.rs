@@ -81,6 +81,8 @@ pub struct Report {
     pub routes: Vec<RouteStatus>,
     /// Routes whose credentials the library refuses (push mode).
     pub credentials_refused: Vec<crate::state::auth::Refusal>,
+    /// Days until `[sink.http] credential_expires` (negative once past).
+    pub credential_days_left: Option<i64>,
     pub datasets: Vec<DatasetStatus>,
     /// Files being read, per dataset with any (the same entries as each
     /// dataset's `work_progress`, for datasets no longer configured too).
@@ -197,7 +199,10 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> Result<R
     let disk_low =
         super::backpressure::Gate::low_space(cfg.backpressure.min_free_bytes, &folders).is_some();
     let intake_paused = live.intake_paused || (daemon.running && (backlog_paused || disk_low));
+    let credential_days_left =
+        crate::alerts::credential_days_left(cfg, chrono::Utc::now().with_timezone(&cfg.tz()));
     Ok(Report {
+        credential_days_left,
         healthy: daemon.running && live.problems.is_empty(),
         problems: live.problems,
         daemon,

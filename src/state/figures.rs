@@ -77,6 +77,45 @@ pub fn pending_routes(conn: &Connection) -> rusqlite::Result<Vec<PendingRoute>> 
     rows.collect()
 }
 
+/// One dataset's counts over a time range, for the alerts' heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayCounts {
+    pub dataset: String,
+    /// Records in files finished in the range.
+    pub received: i64,
+    /// Records in batches sealed in the range.
+    pub sealed: i64,
+    /// Records in batches delivered in the range.
+    pub delivered: i64,
+}
+
+/// Counts per dataset between `lo` (inclusive) and `hi` (exclusive),
+/// RFC 3339 times in the offset the daemon writes; datasets with none
+/// are left out.
+pub fn day_counts(conn: &Connection, lo: &str, hi: &str) -> rusqlite::Result<Vec<DayCounts>> {
+    let mut stmt = conn.prepare(
+        "SELECT dataset, SUM(received), SUM(sealed), SUM(delivered) FROM (
+           SELECT dataset, received, 0 AS sealed, 0 AS delivered FROM file
+            WHERE finished_at >= ?1 AND finished_at < ?2
+           UNION ALL
+           SELECT dataset, 0, count, 0 FROM batch
+            WHERE parent_id IS NULL AND sealed_at >= ?1 AND sealed_at < ?2
+           UNION ALL
+           SELECT dataset, 0, 0, count FROM batch
+            WHERE state = 'delivered' AND delivered_at >= ?1 AND delivered_at < ?2)
+         GROUP BY dataset ORDER BY dataset",
+    )?;
+    let rows = stmt.query_map([lo, hi], |r| {
+        Ok(DayCounts {
+            dataset: r.get(0)?,
+            received: r.get(1)?,
+            sealed: r.get(2)?,
+            delivered: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// The state database's schema version (0 for one just created).
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -26,7 +26,9 @@ mod columns;
 mod entry;
 mod verify;
 pub use columns::Columns;
-pub use entry::{Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict};
+pub use entry::{
+    AlertEpisode, Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict,
+};
 pub use verify::{Break, Chain, ENTRY_COLS, StoredEntry, checkpoints, verify};
 
 /// What happened. The names are the `event` column, stable for auditors.
@@ -77,6 +79,10 @@ pub enum Event {
     SinkSwitched,
     /// `fepd replay` sealed a batch that re-sends delivered records.
     BatchReplayed,
+    /// An alert episode began (README.md, "Alerts"): its kind and subject.
+    AlertRaised,
+    /// An alert episode ended: the condition cleared.
+    AlertResolved,
 }
 
 impl Event {
@@ -110,6 +116,8 @@ impl Event {
             Event::AckDiscrepancy => "ack_discrepancy",
             Event::SinkSwitched => "sink_switched",
             Event::BatchReplayed => "batch_replayed",
+            Event::AlertRaised => "alert_raised",
+            Event::AlertResolved => "alert_resolved",
         }
     }
 }

@@ -5,8 +5,10 @@ mod config;
 mod data;
 mod harness;
 mod killtest;
+mod receivers;
 mod surface;
 
+mod alerts;
 mod audit;
 mod audit_bytes;
 mod backup;

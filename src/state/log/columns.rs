@@ -389,6 +389,13 @@ impl<'a> LogEntry<'a> {
                         .collect::<Map<_, _>>(),
                 })),
             ),
+            E::AlertRaised(a) | E::AlertResolved(a) => Columns::of(
+                None,
+                None,
+                None,
+                None,
+                Some(json!({"kind": a.kind, "subject": a.subject, "since": a.since})),
+            ),
         }
     }
 }

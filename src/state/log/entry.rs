@@ -197,6 +197,20 @@ pub enum LogEntry<'a> {
         by: &'a str,
         reason: &'a str,
     },
+    /// An alert episode began (`alert_raised`).
+    AlertRaised(AlertEpisode<'a>),
+    /// An alert episode ended (`alert_resolved`).
+    AlertResolved(AlertEpisode<'a>),
+}
+
+/// One alert episode (README.md, "Alerts"): its kind (`batch_parked`,
+/// `route_stalled`…), its subject (a dataset, a route, `intake`,
+/// `sink.http`) and since when its condition holds. No values of records.
+#[derive(Debug, Clone)]
+pub struct AlertEpisode<'a> {
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub since: &'a str,
 }
 
 /// What `config_loaded` and `config_reloaded` record of the config.
@@ -327,6 +341,8 @@ impl<'a> LogEntry<'a> {
             E::AckDiscrepancy { .. } => Event::AckDiscrepancy,
             E::SinkSwitched { .. } => Event::SinkSwitched,
             E::BatchReplayed { .. } => Event::BatchReplayed,
+            E::AlertRaised(_) => Event::AlertRaised,
+            E::AlertResolved(_) => Event::AlertResolved,
         }
     }
 }

@@ -399,6 +399,22 @@ fn every_variant_writes_the_text_it_always_wrote() {
             },
             r#"{"batch":"B2","counts":{"records":4},"dataset":"ds","details":{"by":"ops","reason":"library lost it","replayOf":["B1"]},"event":"batch_replayed","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::AlertRaised(super::AlertEpisode {
+                kind: "batch_parked",
+                subject: "case_accept",
+                since: "T0",
+            }),
+            r#"{"details":{"kind":"batch_parked","since":"T0","subject":"case_accept"},"event":"alert_raised","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::AlertResolved(super::AlertEpisode {
+                kind: "batch_parked",
+                subject: "case_accept",
+                since: "T0",
+            }),
+            r#"{"details":{"kind":"batch_parked","since":"T0","subject":"case_accept"},"event":"alert_resolved","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -406,5 +422,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 28, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 30, "every event has a case: {events:?}");
 }

@@ -1,0 +1,365 @@
+//! Alerts (README.md, "Alerts"): the real daemon sending to real receivers
+//! on loopback — 钉钉 and 企业微信 webhooks (shapes, signature), SMTP
+//! (aiosmtpd) and syslog over UDP; an episode raised once, repeated,
+//! resolved with 恢复; dead channels not slowing delivery; credential
+//! expiry in the channels, `fepd status`, `/metrics` and `check-config`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::data::{self, Enc};
+use crate::harness::*;
+use crate::receivers::{Recorder, SmtpServer, SyslogTcp, SyslogUdp};
+
+/// Titles of the markdown messages a 钉钉 robot got.
+fn ding_titles(r: &Recorder) -> Vec<String> {
+    r.at("/ding")
+        .iter()
+        .map(|q| {
+            q.body["markdown"]["title"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+fn query(uri: &str, key: &str) -> String {
+    let q = uri.split_once('?').unwrap().1;
+    let v = q
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} in {uri}"));
+    // The sign is base64, URL-encoded: only + / = are escaped.
+    v.replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+}
+
+#[test]
+fn a_parked_batch_alerts_dingtalk_and_wecom_repeats_and_resolves_while_dead_channels_never_slow_delivery()
+ {
+    let hook = Recorder::start();
+    let dead_http = free_addr();
+    // A black hole: connections are accepted by the kernel, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let dead_smtp = free_addr();
+    let dead_port = dead_smtp.rsplit_once(':').unwrap().1;
+    let admin = free_addr();
+    let env = Env::new(&format!(
+        r#"
+[admin]
+listen = "{admin}"
+
+[alerts]
+interval = "1s"
+repeat = "3s"
+send_timeout_secs = 3
+
+[[alerts.webhook]]
+url = "http://{a}/ding?access_token=T0KEN"
+format = "dingtalk"
+secret_file = "ding.secret"
+
+[[alerts.webhook]]
+url = "http://{a}/wecom?key=K3Y"
+format = "wecom"
+
+[[alerts.webhook]]
+url = "http://{dead_http}/dead"
+
+[[alerts.webhook]]
+url = "http://{silent_addr}/silent"
+
+[[alerts.smtp]]
+server = "127.0.0.1"
+port = {dead_port}
+tls = "none"
+from = "fepd@example.cn"
+to = ["ops@example.cn"]
+"#,
+        a = hook.addr
+    ));
+    let secret = env.root.join("ding.secret");
+    std::fs::write(&secret, "SECtest-robot-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = env.fepd(&["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let _d = env.start();
+    // Dead channels (a closed webhook port, a silent one, a closed SMTP
+    // port) do not slow delivery: the file is sealed and exported in the usual time.
+    let t0 = Instant::now();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
+    let r = env.receipt("case_accept", "a.csv");
+    let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
+    let exported = env.outbox("case_accept").join(format!("{id}.json"));
+    env.wait("exported", Duration::from_secs(10), || exported.exists());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+
+    std::fs::write(
+        env.outbox("case_accept").join(format!("{id}.nack")),
+        r#"{"code":"400002","message":"digest mismatch"}"#,
+    )
+    .unwrap();
+    env.wait("parked", Duration::from_secs(10), || {
+        env.batches_in("parked") == 1
+    });
+    let raised = "【fepd 告警】批次被搁置：case_accept";
+    env.wait(
+        "the alert at the 钉钉 robot",
+        Duration::from_secs(15),
+        || ding_titles(&hook).iter().any(|t| t == raised),
+    );
+    // 钉钉: a markdown message, signed with the robot's secret.
+    let ding = hook.at("/ding");
+    let first = &ding[0];
+    assert_eq!(first.body["msgtype"], "markdown");
+    let text = first.body["markdown"]["text"].as_str().unwrap();
+    for part in [
+        "发生了什么：",
+        "开始时间：",
+        "影响：",
+        "处理：",
+        "安装与运维手册.md#10-告警",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    assert!(first.uri.contains("access_token=T0KEN"));
+    let ts = query(&first.uri, "timestamp");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"SECtest-robot-secret").unwrap();
+    mac.update(format!("{ts}\nSECtest-robot-secret").as_bytes());
+    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(query(&first.uri, "sign"), want);
+    // 企业微信: markdown content, no signature.
+    env.wait(
+        "the alert at the 企业微信 robot",
+        Duration::from_secs(10),
+        || !hook.at("/wecom").is_empty(),
+    );
+    let wecom = &hook.at("/wecom")[0];
+    assert_eq!(wecom.body["msgtype"], "markdown");
+    assert!(
+        wecom.body["markdown"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with(raised)
+    );
+    assert_eq!(wecom.uri, "/wecom?key=K3Y");
+
+    // Repeated while it lasts (repeat = 3s), raised only once.
+    env.wait("a repeat", Duration::from_secs(15), || {
+        ding_titles(&hook)
+            .iter()
+            .any(|t| t.ends_with("（仍未恢复）"))
+    });
+    assert_eq!(
+        ding_titles(&hook).iter().filter(|t| *t == raised).count(),
+        1
+    );
+
+    // Retried, the batch is no longer parked: 恢复.
+    let out = env.fepd(&["batches", "retry", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resolved = "【fepd 恢复】批次被搁置：case_accept";
+    env.wait(
+        "恢复 at the 钉钉 robot",
+        Duration::from_secs(15),
+        || ding_titles(&hook).iter().any(|t| t == resolved),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let titles = ding_titles(&hook);
+    assert_eq!(titles.iter().filter(|t| *t == resolved).count(), 1);
+    assert_eq!(titles.last().unwrap(), resolved, "{titles:?}");
+    assert_eq!(env.events("alert_raised"), 1);
+    assert_eq!(env.events("alert_resolved"), 1);
+    // The dead channels failed and were counted, by name only.
+    let (_, metrics) = http_get(&admin, "/metrics");
+    for ch in ["webhook[2]", "webhook[3]", "smtp[0]"] {
+        assert!(
+            metrics.contains(&format!(
+                "fepd_alert_send_failures_total{{channel=\"{ch}\"}}"
+            )),
+            "{ch} in {metrics}"
+        );
+    }
+    assert!(!env.log_has("T0KEN") && !env.log_has("K3Y"));
+    drop(silent);
+}
+
+#[test]
+fn credential_expiry_reaches_smtp_and_syslog_and_shows_in_status_metrics_and_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path());
+    let mut syslog = SyslogUdp::start();
+    let syslog_tcp = SyslogTcp::start();
+    let admin = free_addr();
+    let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let in_three = (chrono::Utc::now().with_timezone(&tz).date_naive() + chrono::Days::new(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    let env = Env::new(&format!(
+        r#"
+[admin]
+listen = "{admin}"
+
+[alerts]
+interval = "1s"
+
+[[alerts.smtp]]
+server = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "fepd@example.cn"
+to = ["ops@example.cn", "duty@example.cn"]
+
+[[alerts.syslog]]
+address = "udp://{sys}"
+
+[[alerts.syslog]]
+address = "tcp://{tcp}"
+{http}"#,
+        tcp = syslog_tcp.addr,
+        port = smtp.port,
+        sys = syslog.addr,
+        http = http_sink(
+            "http://127.0.0.1:9",
+            &format!("credential_expires = \"{in_three}\"")
+        ),
+    ));
+    let out = env.fepd(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("⚠ sink.http.credential_expires: the library credentials expire in 3 day(s)"),
+        "{text}"
+    );
+
+    let _d = env.start();
+    let subject = "【fepd 告警】资源库凭据即将过期：sink.http";
+    env.wait(
+        "the expiry warning by mail",
+        Duration::from_secs(20),
+        || smtp.mails().iter().any(|m| m.contains(subject)),
+    );
+    let mail = smtp
+        .mails()
+        .into_iter()
+        .find(|m| m.contains(subject))
+        .unwrap();
+    assert!(
+        mail.contains("To: ops@example.cn,duty@example.cn"),
+        "{mail}"
+    );
+    assert!(mail.contains("资源库凭据将在 3 天后过期"), "{mail}");
+    assert!(mail.contains("处理："), "{mail}");
+    env.wait(
+        "the expiry warning by syslog",
+        Duration::from_secs(10),
+        || {
+            syslog
+                .lines()
+                .iter()
+                .any(|l| l.contains(" credential_expiry - ") && l.contains(subject))
+        },
+    );
+    let line = syslog
+        .lines()
+        .iter()
+        .find(|l| l.contains(" credential_expiry - "))
+        .unwrap()
+        .clone();
+    // Facility daemon (3), severity warning (4): <28>, RFC 5424 version 1.
+    assert!(line.starts_with("<28>1 "), "{line}");
+    // Over TCP the same line, framed by its length in octets (RFC 6587).
+    env.wait(
+        "the expiry warning by syslog over TCP",
+        Duration::from_secs(10),
+        || !syslog_tcp.streams().is_empty(),
+    );
+    let stream = String::from_utf8(syslog_tcp.streams().remove(0)).unwrap();
+    let (len, rest) = stream.split_once(' ').unwrap();
+    assert_eq!(len.parse::<usize>().unwrap(), rest.len(), "{stream}");
+    // The same line but for its timestamp (each channel stamps its send).
+    let after_time = |l: &str| l.splitn(4, ' ').nth(3).unwrap().to_string();
+    assert!(rest.starts_with("<28>1 "), "{rest}");
+    assert_eq!(after_time(rest), after_time(&line));
+    // Once a day, not every evaluation.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        smtp.mails().iter().filter(|m| m.contains(subject)).count(),
+        1
+    );
+
+    assert_eq!(env.status()["credential_days_left"], 3);
+    let out = env.fepd(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("credentials: expire in 3 day(s)"), "{text}");
+    let (_, metrics) = http_get(&admin, "/metrics");
+    assert!(metrics.contains("fepd_credential_days_left 3"), "{metrics}");
+
+    // A date in the past is a problem for check-config.
+    env.set("sink.http.credential_expires", "2020-01-01");
+    let out = env.fepd(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✗ sink.http.credential_expires: the library credentials have expired"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_heartbeat_reports_the_days_counts_to_a_json_webhook_and_a_dead_mans_switch() {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[alerts]
+interval = "1s"
+heartbeat = "2s"
+heartbeat_url = "http://{a}/alive"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let _d = env.start();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.csv", &data::csv(&recs, false, Enc::Utf8));
+    env.receipt("case_accept", "a.csv");
+    let counted = |r: &crate::receivers::Request| {
+        r.body["state"] == "heartbeat"
+            && r.body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("case_accept：3 / 3 / 0"))
+    };
+    env.wait(
+        "a heartbeat with the day's counts",
+        Duration::from_secs(15),
+        || hook.at("/json").iter().any(counted),
+    );
+    let beat = hook.at("/json").into_iter().find(counted).unwrap();
+    assert_eq!(beat.body["kind"], "heartbeat");
+    assert!(
+        beat.body["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("【fepd 运行正常】")
+    );
+    assert!(!hook.at("/alive").is_empty());
+}
