@@ -93,6 +93,12 @@ impl Config {
                     d.name
                 ));
             }
+            if d.inflight == Some(0) {
+                out.push(format!(
+                    "dataset {}: inflight must be ≥ 1 (1 sends the route's batches strictly in seal order)",
+                    d.name
+                ));
+            }
         }
         out.extend(self.admin.problems());
         match (self.sink.mode, &self.sink.http) {
@@ -179,6 +185,12 @@ impl HttpSink {
         }
         if self.concurrency == 0 || self.request_timeout_secs == 0 {
             out.push("sink.http: concurrency and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.inflight == 0 {
+            out.push(
+                "sink.http.inflight: must be ≥ 1 (1 sends each route's batches strictly in seal order)"
+                    .into(),
+            );
         }
         if self.credential_backoff_secs == 0 {
             out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());

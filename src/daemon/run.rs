@@ -154,7 +154,7 @@ pub async fn run(
             );
             running.push_task = Some(tokio::spawn(async move {
                 let _alive = alive;
-                run.await
+                Ok(run.await?)
             }));
             drop(fwd_rx);
         }
@@ -245,7 +245,8 @@ fn prepare_forwarder(
                 .clone()
                 .context("sink.mode = \"http\" needs [sink.http]")?;
             let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)?
-                .with_catalog(loaded.catalog.clone());
+                .with_catalog(loaded.catalog.clone())
+                .with_inflight(&cfg.datasets);
             fwd.windows = cfg
                 .datasets
                 .iter()

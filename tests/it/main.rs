@@ -23,6 +23,7 @@ mod library_side;
 mod packaging;
 mod pipeline;
 mod push;
+mod push_order;
 mod reload;
 mod schedule;
 mod selftest;

@@ -398,7 +398,9 @@ fn transient_failures_and_an_absent_library_are_retried_in_order_per_route() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap().to_string();
     drop(probe);
-    let env = Env::http(&format!("http://{addr}"), "");
+    // `inflight = 1`: strict seal order, which the end checks (with more
+    // in flight only the order per key is kept: push_order.rs).
+    let env = Env::http(&format!("http://{addr}"), "inflight = 1");
     let _d = env.start();
     for i in 0..8 {
         env.drop_file(
