@@ -93,9 +93,9 @@ impl Forwarder {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        // Let in-flight requests finish: each route task stops after its
-        // current batch once it sees the cancellation (or abandons it at
-        // the end of the grace period).
+        // Let in-flight requests finish: each route task sends nothing new
+        // once it sees the cancellation, records the answers of the batches
+        // in flight (or abandons them at the end of the grace period).
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
@@ -198,13 +198,14 @@ impl Forwarder {
                 return Ok(());
             }
             // Wait for an answer, the end of a back-off, or (with room for
-            // more) a look at newly sealed batches.
+            // more, and more than one allowed) a look at newly sealed
+            // batches, which may pass one waiting for a retry.
             let wait = match next_due {
                 Some(ms) => Duration::from_millis(ms as u64),
                 None if sends.is_empty() => return Ok(()),
                 None => POLL,
             };
-            let wait = if flying.len() < limit {
+            let wait = if limit > 1 && flying.len() < limit {
                 wait.min(POLL)
             } else {
                 wait
