@@ -338,6 +338,9 @@ high_water_bytes = 0
             cfg.push_str(&format!(
                 "\n[sink.http]\nbase_url = \"{url}\"\nclient_id = \"fep-001\"\nclient_secret_env = \"FEPD_BENCH_SECRET\"\n"
             ));
+            if let Some(n) = push_knobs().inflight {
+                cfg.push_str(&format!("inflight = {n}\n"));
+            }
         }
         for name in [
             "item_catalog",
@@ -478,6 +481,23 @@ impl Drop for Daemon {
     }
 }
 
+/// Push-case settings from the command line: `--latency-ms N` (the
+/// simulator delays each push answer by N ms, a simulated round trip) and
+/// `--inflight N` (`[sink.http] inflight`; unset: fepd's default).
+struct PushKnobs {
+    latency_ms: u64,
+    inflight: Option<usize>,
+}
+
+static PUSH: std::sync::OnceLock<PushKnobs> = std::sync::OnceLock::new();
+
+fn push_knobs() -> &'static PushKnobs {
+    PUSH.get_or_init(|| PushKnobs {
+        latency_ms: 0,
+        inflight: None,
+    })
+}
+
 /// `fepd simulate-library` on a loopback port.
 struct Library {
     child: Child,
@@ -490,6 +510,7 @@ impl Library {
             .args(["simulate-library", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(["--inspect-token", "bench"])
+            .args(["--latency-ms", &push_knobs().latency_ms.to_string()])
             .env("FEPD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -788,6 +809,16 @@ fn main() {
         Mode::Full
     };
     let sz = mode.sizes();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let _ = PUSH.set(PushKnobs {
+        latency_ms: value("--latency-ms").unwrap_or(0),
+        inflight: value("--inflight").map(|n| n as usize),
+    });
     let started = Instant::now();
     let load0 = loadavg();
     let cores = std::thread::available_parallelism()
@@ -829,8 +860,11 @@ fn main() {
                     continue;
                 }
                 let t = throughput(tmp, fmt, sink, sz.throughput, key0);
+                let k = push_knobs();
                 println!(
-                    "{o}: {} records in {:.2} s = {:.0} rec/s; fepd CPU {:.2} s, simulator CPU {:.2} s",
+                    "{o} (latency {} ms, inflight {}): {} records in {:.2} s = {:.0} rec/s; fepd CPU {:.2} s, simulator CPU {:.2} s",
+                    k.latency_ms,
+                    k.inflight.map_or("default".to_string(), |n| n.to_string()),
                     t.records,
                     t.secs,
                     t.records as f64 / t.secs,

@@ -5,11 +5,28 @@
 #   scripts/bench.sh            full run (≤ 10 min on 2 cores)
 #   scripts/bench.sh --quick    reduced sizes (~1-2 min)
 #   scripts/bench.sh --smoke    tiny, debug build, no release build (CI)
+# Options after the mode, for the push (http) cases:
+#   --latency-ms N   the simulator delays each push answer by N ms (a round trip)
+#   --inflight N     [sink.http] inflight (default: fepd's)
+#   --only CASE      one throughput case alone, e.g. jsonl-http
+# e.g. scripts/bench.sh --quick --latency-ms 20 --inflight 1 --only jsonl-http
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in
-  --smoke) exec cargo test --locked --bench bench -- --smoke ;;
-  --quick) exec cargo bench --locked --bench bench -- --quick ;;
-  "")      exec cargo bench --locked --bench bench -- --full ;;
-  *) echo "usage: scripts/bench.sh [--quick|--smoke]" >&2; exit 2 ;;
+usage="usage: scripts/bench.sh [--quick|--smoke] [--latency-ms N] [--inflight N] [--only CASE]"
+mode="${1:-}"
+case "$mode" in
+  --smoke|--quick) shift ;;
+  --latency-ms|--inflight|--only|"") mode="" ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+for a in "$@"; do
+  case "$a" in
+    --latency-ms|--inflight|--only|[0-9]*|*-outbox|*-http) ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+case "$mode" in
+  --smoke) exec cargo test --locked --bench bench -- --smoke "$@" ;;
+  --quick) exec cargo bench --locked --bench bench -- --quick "$@" ;;
+  "")      exec cargo bench --locked --bench bench -- --full "$@" ;;
 esac

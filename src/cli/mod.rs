@@ -237,7 +237,8 @@ fn simulate_library(opts: crate::simulate::SimOptions) -> anyhow::Result<Exit> {
         println!("listening on {}", sim.addr());
         use std::io::Write;
         std::io::stdout().flush()?;
-        sim.run_until(crate::daemon::shutdown_signal()).await
+        sim.run_until(crate::daemon::shutdown_signal()).await?;
+        anyhow::Ok(())
     })?;
     Ok(Exit::Ok)
 }

@@ -31,6 +31,10 @@ pub struct DatasetConfig {
     /// this dataset's batches may be sent; they wait in the outbox outside.
     #[serde(default)]
     pub send_window: Option<SendWindow>,
+    /// Push mode: batches of this dataset's route in flight at once,
+    /// instead of `[sink.http] inflight` (`1`: strict seal order).
+    #[serde(default)]
+    pub inflight: Option<usize>,
     /// `"reversed"`: this source rates `satisfaction` on the reversed
     /// GB/T 39046 A.8 scale (1 = 非常满意); values are converted to the
     /// standard scale before validation (docs/datasets.md). Never guessed.

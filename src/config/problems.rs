@@ -93,6 +93,12 @@ impl Config {
                     d.name
                 ));
             }
+            if d.inflight == Some(0) {
+                out.push(format!(
+                    "dataset {}: inflight must be ≥ 1 (1 sends the route's batches strictly in seal order)",
+                    d.name
+                ));
+            }
         }
         out.extend(self.admin.problems());
         out.extend(self.alerts.problems());
@@ -183,6 +189,12 @@ impl HttpSink {
         }
         if let Some(why) = self.credential_expires.as_ref().and_then(|e| e.problem()) {
             out.push(format!("sink.http.credential_expires: {why}"));
+        }
+        if self.inflight == 0 {
+            out.push(
+                "sink.http.inflight: must be ≥ 1 (1 sends each route's batches strictly in seal order)"
+                    .into(),
+            );
         }
         if self.credential_backoff_secs == 0 {
             out.push("sink.http.credential_backoff_secs: must be ≥ 1".into());

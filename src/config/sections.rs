@@ -155,6 +155,12 @@ pub struct HttpSink {
     /// Routes sending at once (each route still sends in order).
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
+    /// Batches of one route in flight at once (docs/protocol.md §4 rule 3:
+    /// order is kept per record key; batches with disjoint keys may be in
+    /// flight together). `1` sends strictly in seal order. A dataset may
+    /// lower or raise it for its route (`[[dataset]] inflight`).
+    #[serde(default = "defaults::inflight")]
+    pub inflight: usize,
     /// Extra CA certificate (PEM) for a library behind a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -307,6 +313,9 @@ pub(super) mod defaults {
         30
     }
     pub fn concurrency() -> usize {
+        4
+    }
+    pub fn inflight() -> usize {
         4
     }
     pub fn credential_backoff_secs() -> u64 {

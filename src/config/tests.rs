@@ -157,3 +157,49 @@ fn loading_names_each_problem_by_kind_with_the_line_an_operator_reads() {
     );
     assert_eq!(found.lines().len(), found.0.len());
 }
+
+#[test]
+fn inflight_defaults_to_four_per_route_and_zero_is_a_problem_in_both_places() {
+    let http = r#"
+        sender = "230000-zwfw"
+        [sink]
+        mode = "http"
+        [sink.http]
+        base_url = "http://127.0.0.1:8730"
+        client_id = "fep-001"
+        client_secret_env = "FEPD_CLIENT_SECRET"
+    "#;
+    let dataset = |extra: &str| {
+        format!(
+            "[[dataset]]\nname = \"case_accept\"\ncategory = \"zwfw\"\nresource = \"case_accept\"\n{extra}\n"
+        )
+    };
+    let cfg = Config::parse(&format!("{http}\n{}", dataset("")), Path::new(".")).unwrap();
+    assert_eq!(cfg.sink.http.as_ref().map(|h| h.inflight), Some(4));
+    assert_eq!(cfg.datasets[0].inflight, None);
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+
+    let zero = http.replace("client_id", "inflight = 0\n        client_id");
+    let p = Config::parse(
+        &format!("{zero}\n{}", dataset("inflight = 0")),
+        Path::new("."),
+    )
+    .unwrap()
+    .problems();
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("sink.http.inflight: must be ≥ 1")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("dataset case_accept: inflight must be ≥ 1")),
+        "{p:#?}"
+    );
+    let one = Config::parse(
+        &format!("{http}\n{}", dataset("inflight = 1")),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(one.datasets[0].inflight, Some(1));
+}

@@ -33,13 +33,13 @@ pub enum DaemonError {
     /// The alert channels could not be prepared (their HTTP client).
     #[error("preparing the alert channels: {0}")]
     Alerts(#[from] reqwest::Error),
-    /// The push forwarder could not be prepared or the outbox taken back
-    /// from pull mode.
-    #[error("{what}: {source}")]
-    Forward {
-        what: &'static str,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// The push forwarder could not be prepared (credentials, client).
+    #[error("preparing the push forwarder: {0}")]
+    Push(#[from] crate::forward::push::PushError),
+    /// Exported batches could not be taken back after a switch of the sink
+    /// mode.
+    #[error("preparing the outbox: {0}")]
+    Switch(#[from] crate::forward::switch::SwitchError),
 }
 
 impl DaemonError {

@@ -62,7 +62,7 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
         if let Err(e) = crate::forward::push::credentials(h) {
             // Only systemd sets the credentials folder, for the unit's
             // processes: an operator's shell cannot check a credential.
-            match e.downcast_ref::<crate::secrets::SecretError>() {
+            match e.secret() {
                 Some(crate::secrets::SecretError::NoCredentialsDir { name }) => out.notes.push(format!(
                     "credential {name:?} not checked here: only the unit's processes get $CREDENTIALS_DIRECTORY"
                 )),

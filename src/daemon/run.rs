@@ -96,10 +96,7 @@ pub async fn run(
     let gate_conn = crate::state::open(&db_path)?;
     record_start(conn, cfg, tz, start)?;
     // A changed sink mode: exported batches are taken back for pushing.
-    crate::forward::switch::on_start(&db_path, cfg, tz).map_err(|e| DaemonError::Forward {
-        what: "preparing the outbox",
-        source: e.into(),
-    })?;
+    crate::forward::switch::on_start(&db_path, cfg, tz)?;
     let recovered = recover(&db_path, &spools)?;
 
     // From here on, threads and tasks run.
@@ -251,12 +248,9 @@ fn prepare_forwarder(
         }
         SinkMode::Http => {
             let http = cfg.sink.http.clone().ok_or(DaemonError::NoHttpSink)?;
-            let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)
-                .map_err(|e| DaemonError::Forward {
-                    what: "preparing the push forwarder",
-                    source: e.into(),
-                })?
-                .with_catalog(loaded.catalog.clone());
+            let mut fwd = Forwarder::new(cfg.state_db(), cfg.spool_dir.clone(), tz, http)?
+                .with_catalog(loaded.catalog.clone())
+                .with_inflight(&cfg.datasets);
             fwd.windows = cfg
                 .datasets
                 .iter()
@@ -358,7 +352,7 @@ struct Running {
     /// Workers and retention.
     threads: Vec<JoinHandle<()>>,
     outbox: Option<JoinHandle<()>>,
-    push_task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    push_task: Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
     admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 

@@ -20,6 +20,18 @@ use crate::outbox::{self, BatchState};
 use crate::state::StoreError;
 use crate::state::batches;
 
+/// Why the outbox could not be prepared: the state database (opening
+/// it, or a transaction), whatever the store's own error type.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SwitchError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl SwitchError {
+    fn state(e: impl std::error::Error + Send + Sync + 'static) -> SwitchError {
+        SwitchError(Box::new(e))
+    }
+}
+
 /// What the switch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Switched {
@@ -33,9 +45,9 @@ pub struct Switched {
 
 /// Prepares the outbox for the configured sink mode; run by the daemon
 /// before its forwarder starts.
-pub fn on_start(db: &Path, cfg: &Config, tz: FixedOffset) -> anyhow::Result<Switched> {
-    let mut conn = crate::state::open(db)?;
-    let cleared = crate::state::auth::clear(&conn)?;
+pub fn on_start(db: &Path, cfg: &Config, tz: FixedOffset) -> Result<Switched, SwitchError> {
+    let mut conn = crate::state::open(db).map_err(SwitchError::state)?;
+    let cleared = crate::state::auth::clear(&conn).map_err(SwitchError::state)?;
     if cleared > 0 {
         tracing::info!(
             routes = cleared,
@@ -45,12 +57,7 @@ pub fn on_start(db: &Path, cfg: &Config, tz: FixedOffset) -> anyhow::Result<Swit
     if cfg.sink.mode != SinkMode::Http {
         return Ok(Switched::default());
     }
-    Ok(to_push(
-        &mut conn,
-        &cfg.sink.outbox_dir,
-        &cfg.spool_dir,
-        tz,
-    )?)
+    to_push(&mut conn, &cfg.sink.outbox_dir, &cfg.spool_dir, tz).map_err(SwitchError::state)
 }
 
 /// Pull → push: see the module comment.

@@ -284,7 +284,30 @@ pub struct SimStats {
     pub token_lockouts: u64,
     /// 500 answers (the simulator's own failures).
     pub internal_errors: u64,
+    /// Keys (per sender and dataset) whose records arrived out of seal
+    /// order: a stored batch carried the key after a batch sealed later
+    /// that carried it too (docs/protocol.md §4 rule 3). Seal order is
+    /// `batchId` order: a ULID, increasing as the sender seals, and the
+    /// halves of a split (`PARENT.1`, `PARENT.2`) sort right after their
+    /// parent. Zero proves the sender kept order per key.
+    #[serde(default)]
+    pub keys_out_of_order: u64,
 }
+
+/// Keys of which some batch arrived (stored or refused one by one) after a
+/// batch with a greater `batchId` (sealed later) that carried the same key.
+/// Computed when asked, so a push pays nothing for it.
+const KEYS_OUT_OF_ORDER: &str = "
+    SELECT COUNT(*) FROM (
+        SELECT DISTINCT sender, dataset, key FROM (
+            SELECT b.sender, b.dataset, x.key, b.batch_id,
+                   MAX(b.batch_id) OVER (
+                       PARTITION BY b.sender, b.dataset, x.key ORDER BY b.id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sealed_later
+            FROM (SELECT batch, key FROM records
+                  UNION ALL SELECT batch, key FROM rejections) x
+            JOIN batches b ON b.id = x.batch)
+        WHERE sealed_later > batch_id)";
 
 pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<SimStats> {
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0).map(|n| n as u64));
@@ -300,6 +323,7 @@ pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<SimStats> {
                  GROUP BY sender, dataset, key, hash HAVING n > 1)",
         )?,
         rejected: count("SELECT COUNT(*) FROM rejections")?,
+        keys_out_of_order: count(KEYS_OUT_OF_ORDER)?,
         ..SimStats::default()
     };
     let mut stmt = conn.prepare("SELECT name, value FROM counters")?;

@@ -34,7 +34,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
@@ -45,6 +44,25 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use ledger::SimStats;
 pub use options::{Route, Secret, SimOptions};
+pub use store::StoreError;
+
+/// Why the simulator could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("opening the simulator database: {0}")]
+    Open(#[source] StoreError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("closing the simulator database: {0}")]
+    Close(#[source] StoreError),
+    #[error("the simulator task panicked: {0}")]
+    Panicked(#[source] tokio::task::JoinError),
+}
 
 use auth::TokenBook;
 use faults::Faults;
@@ -56,7 +74,7 @@ use store::Store;
 pub async fn run(
     opts: SimOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), SimError> {
     let sim = start(opts).await?;
     tracing::info!(addr = %sim.addr(), "simulated resource library listening");
     sim.run_until(shutdown).await
@@ -65,14 +83,16 @@ pub async fn run(
 /// Opens the database, binds the listener and starts serving in the
 /// background. Binding happens before this returns, so with port 0 the
 /// caller learns the address from `addr()` and can connect at once.
-pub async fn start(opts: SimOptions) -> anyhow::Result<RunningSimulator> {
+pub async fn start(opts: SimOptions) -> Result<RunningSimulator, SimError> {
     let store = Store::open(opts.db.as_deref())
         .await
-        .context("opening the simulator database")?;
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("binding {}", opts.listen))?;
-    let addr = listener.local_addr()?;
+        .map_err(SimError::Open)?;
+    let bind = |source| SimError::Bind {
+        addr: opts.listen,
+        source,
+    };
+    let listener = TcpListener::bind(opts.listen).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
     tracing::debug!(options = ?opts, "simulator options");
 
     let lib = Arc::new(Library::new(opts, store));
@@ -89,9 +109,8 @@ pub async fn start(opts: SimOptions) -> anyhow::Result<RunningSimulator> {
         // Close the store whatever happened to the server, so that what was
         // stored is on disk and the WAL checkpointed.
         let closed = lib.store.close().await;
-        served.context("serving")?;
-        closed.context("closing the simulator database")?;
-        Ok(())
+        served.map_err(SimError::Serve)?;
+        closed.map_err(SimError::Close)
     });
     Ok(RunningSimulator {
         addr,
@@ -108,7 +127,7 @@ pub struct RunningSimulator {
     // A simulator dropped without `shutdown` (a failing test, typically)
     // still stops serving instead of lingering on its port.
     _stop_on_drop: DropGuard,
-    served: JoinHandle<anyhow::Result<()>>,
+    served: JoinHandle<Result<(), SimError>>,
 }
 
 impl RunningSimulator {
@@ -123,14 +142,14 @@ impl RunningSimulator {
     }
 
     /// Stops accepting, lets requests in flight finish, closes the database.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), SimError> {
         self.stop.cancel();
-        self.served.await.context("the simulator task panicked")?
+        self.served.await.map_err(SimError::Panicked)?
     }
 
     /// Serves until `shutdown` completes (then shuts down as `shutdown()`
     /// does) or until serving fails.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), SimError> {
         let RunningSimulator {
             stop,
             _stop_on_drop,
@@ -139,10 +158,10 @@ impl RunningSimulator {
         } = self;
         tokio::select! {
             // The server task only ends by itself when it failed.
-            result = &mut served => result.context("the simulator task panicked")?,
+            result = &mut served => result.map_err(SimError::Panicked)?,
             () = shutdown => {
                 stop.cancel();
-                served.await.context("the simulator task panicked")?
+                served.await.map_err(SimError::Panicked)?
             }
         }
     }

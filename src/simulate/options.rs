@@ -84,7 +84,9 @@ pub struct SimOptions {
     #[arg(long, value_name = "SECS", default_value_t = 1)]
     pub retry_after: u64,
 
-    /// Delay added to every push request, in milliseconds.
+    /// Delay added to every push request, in milliseconds: a simulated
+    /// round trip. Each request waits on its own; others are served
+    /// meanwhile.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub latency_ms: u64,
 

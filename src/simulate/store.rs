@@ -12,8 +12,9 @@ use tokio::sync::oneshot;
 
 use super::ledger;
 
+/// Why the simulator's own database failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
+pub enum StoreError {
     #[error("opening {}: {source}", path.display())]
     Open {
         path: PathBuf,

@@ -425,3 +425,35 @@ async fn idempotency_key_must_be_present_and_equal_to_batch_id() {
 }
 
 mod refusals;
+
+/// `--latency-ms`: each push is answered that late, and requests wait side
+/// by side, not one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_delays_each_answer_without_holding_the_others() {
+    let sim = sim_with(|o| o.latency_ms = 400).await;
+    let c = client();
+    let t = token(&c, &sim).await;
+    let started = std::time::Instant::now();
+    let bodies: Vec<Value> = (0..4)
+        .map(|i| batch(&format!("L-{i}"), &[record(i)]))
+        .collect();
+    let (a, b, c2, d) = tokio::join!(
+        push(&c, &sim, &t, &bodies[0]),
+        push(&c, &sim, &t, &bodies[1]),
+        push(&c, &sim, &t, &bodies[2]),
+        push(&c, &sim, &t, &bodies[3]),
+    );
+    let answers = [a, b, c2, d];
+    let took = started.elapsed();
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::OK),
+        "{answers:?}"
+    );
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert!(
+        took < Duration::from_millis(1200),
+        "answered one after another: {took:?}"
+    );
+    assert_eq!(stats(&c, &sim).await.batches, 4);
+    sim.shutdown().await.unwrap();
+}

@@ -2,6 +2,9 @@
 //! rule of docs/protocol.md §3 they break. Verification never touches the store
 //! or the clock: the same body always gets the same verdict.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -238,20 +241,83 @@ impl<'de> serde::de::Visitor<'de> for Unique {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut names = std::collections::HashSet::new();
-        while let Some(name) = map.next_key::<String>()? {
-            if names.contains(&name) {
+        // Names borrowed from the body where they have no escapes; compared
+        // one by one while the object is small (a record's data, the
+        // envelope: no hashing, no allocation), in a set beyond that, so
+        // a hostile object with many members stays linear.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(name) = map.next_key_seed(Name)? {
+            let seen = if many.is_empty() {
+                few.contains(&name)
+            } else {
+                many.contains(&name)
+            };
+            if seen {
                 return Err(serde::de::Error::custom(format!(
                     "member {name:?} appears twice in one object"
                 )));
             }
             map.next_value_seed(Unique)?;
-            names.insert(name);
+            if many.is_empty() && few.len() < FEW_MEMBERS {
+                few.push(name);
+            } else {
+                many.extend(few.drain(..));
+                many.insert(name);
+            }
         }
         Ok(())
     }
 }
 
+/// Up to this many member names are compared one by one.
+const FEW_MEMBERS: usize = 32;
+
+/// A member name, borrowed from the body unless it had escapes.
+struct Name;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Name {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(Name)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Name {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
 fn is_lower_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_members;
+
+    #[test]
+    fn a_repeated_member_is_found_in_small_and_large_objects_and_behind_escapes() {
+        assert!(unique_members(br#"{"a":1,"b":{"a":2},"c":[{"a":3}]}"#).is_ok());
+        assert!(unique_members(br#"{"a":1,"b":2,"a":3}"#).is_err());
+        // The same name written with an escape is the same name.
+        assert!(unique_members(br#"{"a":1,"\u0061":2}"#).is_err());
+        // Past the names compared one by one, the set takes over.
+        let names: Vec<String> = (0..100).map(|i| format!("\"m{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", names.join(","));
+        assert!(unique_members(ok.as_bytes()).is_ok());
+        for repeat in ["m0", "m31", "m32", "m99"] {
+            let bad = format!("{{{},\"{repeat}\":0}}", names.join(","));
+            assert!(unique_members(bad.as_bytes()).is_err(), "{repeat}");
+        }
+    }
 }

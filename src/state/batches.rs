@@ -329,6 +329,28 @@ pub fn next_for_route(conn: &Connection, route: &str) -> rusqlite::Result<Option
     .optional()
 }
 
+/// A route's oldest `limit` pending batches, in delivery order (the push
+/// scheduler's window, `forward::push::order`).
+pub fn pending_window(
+    conn: &Connection,
+    route: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM batch WHERE state = 'sealed' AND route = ?1 ORDER BY sort_key LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![route, limit as i64], row)?;
+    rows.collect()
+}
+
+/// The record keys a batch carries (its `batch_record` rows), distinct.
+pub fn keys(conn: &Connection, batch_id: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT key FROM batch_record WHERE batch_id = ?1")?;
+    let rows = stmt.query_map([batch_id], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Routes with pending batches.
 pub fn routes_with_pending(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT DISTINCT route FROM batch WHERE state = 'sealed'")?;

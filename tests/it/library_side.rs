@@ -1,7 +1,8 @@
 //! `fepd simulate-library` as strict as a real library (docs/protocol.md
 //! §2, §2a, §6): lock-out for both token variants, no replayed signature,
 //! `sender` bound to the credential, one dataset per route, no duplicate
-//! JSON members, and `/sim/*` only with the inspection token.
+//! JSON members, `/sim/*` only with the inspection token, and the order
+//! check per key (`keys_out_of_order`).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -189,6 +190,45 @@ fn a_signature_cannot_be_replayed() {
     let ts = now_ms();
     let (_, _, body) = app_token(&lib, &ts, &key_info(&ts, "appkey"));
     assert_eq!(body["retCode"], "000000");
+}
+
+/// The simulator's order check can fail: two batches carrying the same
+/// key, the later-sealed one (greater `batchId`) pushed first, make one
+/// key out of order (docs/protocol.md §4 rule 3); a third batch with the
+/// key, sealed after both, changes nothing.
+#[test]
+fn a_key_arriving_out_of_seal_order_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::start(&dir.path().join("lib.db"), &[]);
+    let t = token(&lib);
+    for id in ["01JD2V6T2M8Q3XK7B1Y4N5P6R8", "01JD2V6T2M8Q3XK7B1Y4N5P6R7"] {
+        let (status, body) = push(
+            &lib,
+            &t,
+            "zwfw/case_accept",
+            id,
+            &batch(id, "case_accept", "230000-zwfw"),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(lib.stats()["keys_out_of_order"], 1);
+    let id = "01JD2V6T2M8Q3XK7B1Y4N5P6R9";
+    let (status, _) = push(
+        &lib,
+        &t,
+        "zwfw/case_accept",
+        id,
+        &batch(id, "case_accept", "230000-zwfw"),
+    );
+    assert_eq!(status, 200);
+    let stats = lib.stats();
+    assert_eq!(
+        (
+            stats["batches"].as_u64(),
+            stats["keys_out_of_order"].as_u64()
+        ),
+        (Some(3), Some(1))
+    );
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod library_side;
 mod packaging;
 mod pipeline;
 mod push;
+mod push_order;
 mod reload;
 mod replay;
 mod schedule;

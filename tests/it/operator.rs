@@ -121,7 +121,9 @@ fn bulk_park_and_retry_are_logged_with_who_did_it() {
 fn pull_to_push_delivers_every_exported_batch_in_seal_order_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let lib = Library::start(&dir.path().join("lib.db"), &[]);
-    let env = Env::new(&http_sink(&lib.base_url, ""));
+    // `inflight = 1`: strict seal order, which the end checks (with more in
+    // flight, batches with disjoint keys may pass each other: push_order.rs).
+    let env = Env::new(&http_sink(&lib.base_url, "inflight = 1"));
     let d = env.start();
     drop_done(&env, "a.jsonl", 0, 10);
     drop_done(&env, "b.jsonl", 10, 10);

@@ -4,12 +4,17 @@
 //! answer does to the batch is `crate::outbox::apply`'s.
 //!
 //! One task per route with pending batches, at most `concurrency` at once.
-//! A route sends its batches strictly in seal order: the oldest pending
-//! batch is retried (backoff, forever) before anything behind it is sent.
-//! Parked batches are no longer pending, so they never block their route.
-//! Every outcome is one transaction with its exchange-log entry.
+//! A route keeps order per record key (docs/protocol.md §4 rule 3, the
+//! rule in `order`): a batch is sent only once every earlier batch of the
+//! route sharing one of its keys was answered; batches with disjoint keys
+//! are in flight together, up to the route's `inflight` (`1`: strict seal
+//! order, the oldest pending batch retried before anything behind it).
+//! A batch waiting for a retry holds back only the batches sharing a key
+//! with it. Parked batches are no longer pending, so they never block their
+//! route. Every outcome is one transaction with its exchange-log entry.
 
 mod auth;
+pub mod order;
 pub mod refusal;
 mod scheduler;
 mod send;
@@ -21,27 +26,71 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::FixedOffset;
 
 use crate::config::{AuthMode, HttpSink};
 use crate::outbox::Reply;
+use crate::secrets::SecretError;
+
+/// Why push mode cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// A secret could not be read (`what`: "client secret", "app key").
+    #[error("{what}: {source}")]
+    Secret {
+        what: &'static str,
+        source: SecretError,
+    },
+    /// A `[sink.http]` key the auth mode needs is absent.
+    #[error("sink.http.{0} is required")]
+    Missing(&'static str),
+    #[error("reading ca_file {}: {source}", path.display())]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ca_file is not a PEM certificate: {0}")]
+    CaPem(#[source] reqwest::Error),
+    #[error("{0}")]
+    Client(#[source] reqwest::Error),
+    /// The state database (opening it, or a transaction), whatever the
+    /// store's own error type.
+    #[error("{0}")]
+    State(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a state task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl PushError {
+    /// The state database's error, boxed.
+    pub fn state(e: impl std::error::Error + Send + Sync + 'static) -> PushError {
+        PushError::State(Box::new(e))
+    }
+
+    /// The secret error behind this one, if a secret could not be read.
+    pub fn secret(&self) -> Option<&SecretError> {
+        match self {
+            PushError::Secret { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Reads a secret from its configured source (`crate::secrets`: a
 /// systemd credential, a file refused if group/world-readable, or an
 /// environment variable), naming `what` in the error.
-pub fn read_secret(src: Option<crate::secrets::Source<'_>>, what: &str) -> anyhow::Result<String> {
-    crate::secrets::read(src).with_context(|| what.to_string())
+pub fn read_secret(
+    src: Option<crate::secrets::Source<'_>>,
+    what: &'static str,
+) -> Result<String, PushError> {
+    crate::secrets::read(src).map_err(|source| PushError::Secret { what, source })
 }
 
 /// Credentials for the configured auth mode.
-pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
+pub fn credentials(h: &HttpSink) -> Result<Credentials, PushError> {
     Ok(match h.auth {
         AuthMode::ClientCredentials => Credentials::ClientCredentials {
-            client_id: h
-                .client_id
-                .clone()
-                .context("sink.http.client_id is required")?,
+            client_id: h.client_id.clone().ok_or(PushError::Missing("client_id"))?,
             client_secret: read_secret(
                 crate::secrets::source(
                     h.client_secret_credential.as_ref(),
@@ -52,7 +101,7 @@ pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
             )?,
         },
         AuthMode::AppKeyHmac => Credentials::AppKeyHmac {
-            app_id: h.app_id.clone().context("sink.http.app_id is required")?,
+            app_id: h.app_id.clone().ok_or(PushError::Missing("app_id"))?,
             app_key: read_secret(
                 crate::secrets::source(
                     h.app_key_credential.as_ref(),
@@ -61,27 +110,25 @@ pub fn credentials(h: &HttpSink) -> anyhow::Result<Credentials> {
                 ),
                 "app key",
             )?,
-            sys_code: h
-                .sys_code
-                .clone()
-                .context("sink.http.sys_code is required")?,
+            sys_code: h.sys_code.clone().ok_or(PushError::Missing("sys_code"))?,
         },
     })
 }
 
 /// The HTTP client: rustls, optional extra CA, request timeout.
-pub fn client(h: &HttpSink) -> anyhow::Result<reqwest::Client> {
+pub fn client(h: &HttpSink) -> Result<reqwest::Client, PushError> {
     let mut b = reqwest::Client::builder()
         .timeout(Duration::from_secs(h.request_timeout_secs))
         .connect_timeout(Duration::from_secs(h.request_timeout_secs.min(10)))
         .user_agent(concat!("fepd/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &h.ca_file {
-        let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
-        b = b.add_root_certificate(
-            reqwest::Certificate::from_pem(&pem).context("ca_file is not a PEM certificate")?,
-        );
+        let pem = std::fs::read(ca).map_err(|source| PushError::CaFile {
+            path: ca.clone(),
+            source,
+        })?;
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(PushError::CaPem)?);
     }
-    Ok(b.build()?)
+    b.build().map_err(PushError::Client)
 }
 
 /// Everything the push forwarder needs.
@@ -96,6 +143,8 @@ pub struct Forwarder {
     pub catalog: crate::validate::Catalog,
     /// Per dataset: when its batches may be sent (`send_window`).
     pub windows: std::collections::HashMap<String, crate::config::SendWindow>,
+    /// Per route: its dataset's `inflight`, where set (else `http.inflight`).
+    pub inflight: std::collections::HashMap<String, usize>,
     /// Routes waiting for a send window to open, and until when.
     closed: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Where `/healthz` learns of refused credentials and deliveries.
@@ -108,7 +157,7 @@ impl Forwarder {
         spool: PathBuf,
         tz: FixedOffset,
         http: HttpSink,
-    ) -> anyhow::Result<Forwarder> {
+    ) -> Result<Forwarder, PushError> {
         let client = client(&http)?;
         let creds = credentials(&http)?;
         let base = http.base_url.trim_end_matches('/').to_string();
@@ -132,6 +181,7 @@ impl Forwarder {
             tz,
             http,
             windows: Default::default(),
+            inflight: Default::default(),
             closed: Default::default(),
             catalog: Default::default(),
             health: Default::default(),
@@ -141,6 +191,19 @@ impl Forwarder {
     /// The schemas that mask records the library refused, in their reports.
     pub fn with_catalog(mut self, catalog: crate::validate::Catalog) -> Forwarder {
         self.catalog = catalog;
+        self
+    }
+
+    /// The in-flight limits the datasets set for their routes
+    /// (`[[dataset]] inflight`); where two datasets share a route, the
+    /// lower one.
+    pub fn with_inflight(mut self, datasets: &[crate::config::DatasetConfig]) -> Forwarder {
+        for d in datasets {
+            if let Some(n) = d.inflight {
+                let slot = self.inflight.entry(d.route()).or_insert(n);
+                *slot = (*slot).min(n);
+            }
+        }
         self
     }
 
