@@ -132,7 +132,8 @@ fn choose(
         return Ok(Err(format!("unknown dataset {d:?}")));
     }
     if let Some(name) = &a.file {
-        return Ok(Ok(q::delivered_of_file(conn, name, a.dataset.as_deref())?));
+        let found = q::delivered_of_file(conn, name, a.dataset.as_deref())?;
+        return Ok(Ok(originals(conn, found)?));
     }
     if !a.batch.is_empty() {
         let mut out = Vec::new();
@@ -179,10 +180,19 @@ fn choose(
     if until <= since {
         return Ok(Err("--until is before --since".into()));
     }
-    Ok(Ok(q::delivered_between(
-        conn,
-        d,
-        since.timestamp(),
-        until.timestamp(),
-    )?))
+    let found = q::delivered_between(conn, d, since.timestamp(), until.timestamp())?;
+    Ok(Ok(originals(conn, found)?))
+}
+
+/// `found` without the batches that are replays themselves: asking again
+/// for a window or a file re-sends its records once, not once more per
+/// earlier replay. (A replay named by `--batch` is replayed as asked.)
+fn originals(conn: &rusqlite::Connection, found: Vec<BatchRow>) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut out = Vec::with_capacity(found.len());
+    for b in found {
+        if !q::is_replay(conn, &b.batch_id)? {
+            out.push(b);
+        }
+    }
+    Ok(out)
 }

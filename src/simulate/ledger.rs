@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS batches (
     receipt_id     TEXT NOT NULL,
     accepted       INTEGER NOT NULL,
     received_at    TEXT NOT NULL,
+    replay_of      TEXT,                -- JSON array of batchIds, for a replay (补传)
     UNIQUE (sender, batch_id)
 );
 CREATE TABLE IF NOT EXISTS records (
@@ -73,6 +74,15 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, StoreError> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // A ledger written before replays were counted.
+        let has_replay_of: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('batches') WHERE name = 'replay_of'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_replay_of {
+            conn.execute_batch("ALTER TABLE batches ADD COLUMN replay_of TEXT")?;
+        }
         Ok(conn)
     };
     open().map_err(|source| StoreError::Open {
@@ -155,8 +165,8 @@ pub(crate) fn accept(
     tx.execute(
         "INSERT INTO batches (sender, batch_id, dataset, route, schema_version,
              created_at, record_count, digest, audit_seq, audit_hash,
-             receipt_id, accepted, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             receipt_id, accepted, received_at, replay_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             batch.sender,
             batch.batch_id,
@@ -171,6 +181,8 @@ pub(crate) fn accept(
             receipt_id,
             accepted as i64,
             chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            (!batch.replay_of.is_empty())
+                .then(|| serde_json::to_string(&batch.replay_of).expect("ids serialise")),
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -250,7 +262,14 @@ pub struct SimStats {
     /// Surplus copies of a record (same sender, dataset, key and hash) that
     /// arrived in more than one stored batch: each such record counts once
     /// per batch beyond the first. Zero proves exactly-once in effect.
+    /// Replays (`replayOf`) are asked for, and counted apart.
     pub records_delivered_more_than_once: u64,
+    /// Stored batches marked `replayOf` (补传, docs/protocol.md §3).
+    #[serde(default)]
+    pub replay_batches: u64,
+    /// Records those replays carried.
+    #[serde(default)]
+    pub records_replayed: u64,
     /// Pushes answered `duplicate: true`.
     pub duplicates_answered: u64,
     /// Records refused one by one (`data.rejected[]`).
@@ -319,8 +338,15 @@ pub(crate) fn stats(conn: &Connection) -> rusqlite::Result<SimStats> {
         )?,
         records_delivered_more_than_once: count(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (
-                 SELECT COUNT(DISTINCT batch) AS n FROM records
-                 GROUP BY sender, dataset, key, hash HAVING n > 1)",
+                 SELECT COUNT(DISTINCT r.batch) AS n
+                 FROM records r JOIN batches b ON b.id = r.batch
+                 WHERE b.replay_of IS NULL
+                 GROUP BY r.sender, r.dataset, r.key, r.hash HAVING n > 1)",
+        )?,
+        replay_batches: count("SELECT COUNT(*) FROM batches WHERE replay_of IS NOT NULL")?,
+        records_replayed: count(
+            "SELECT COUNT(*) FROM records r JOIN batches b ON b.id = r.batch
+             WHERE b.replay_of IS NOT NULL",
         )?,
         rejected: count("SELECT COUNT(*) FROM rejections")?,
         keys_out_of_order: count(KEYS_OUT_OF_ORDER)?,
@@ -423,6 +449,9 @@ pub(crate) struct StoredBatch {
     pub digest: String,
     pub audit_head: AuditHead,
     pub received_at: String,
+    /// The batches a replay re-sends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replay_of: Vec<String>,
 }
 
 /// A sender's exchange-log head as carried by one batch.
@@ -436,7 +465,7 @@ pub(crate) struct AuditHead {
 pub(crate) fn batches(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<StoredBatch>> {
     let mut stmt = conn.prepare(
         "SELECT batch_id, receipt_id, sender, dataset, route, record_count, accepted,
-                digest, audit_seq, audit_hash, received_at
+                digest, audit_seq, audit_hash, received_at, replay_of
          FROM batches
          WHERE (?1 IS NULL OR sender = ?1) AND (?2 IS NULL OR dataset = ?2)
          ORDER BY id",
@@ -456,6 +485,10 @@ pub(crate) fn batches(conn: &Connection, f: &Filter) -> rusqlite::Result<Vec<Sto
                 hash: r.get(9)?,
             },
             received_at: r.get(10)?,
+            replay_of: r
+                .get::<_, Option<String>>(11)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         })
     })?
     .collect()

@@ -23,6 +23,9 @@ pub(crate) struct VerifiedBatch {
     pub audit_seq: i64,
     pub audit_hash: String,
     pub records: Vec<VerifiedRecord>,
+    /// `replayOf` (docs/protocol.md §3 *Replays*): the batches whose
+    /// records this one re-sends; empty for new data.
+    pub replay_of: Vec<String>,
 }
 
 /// One record of a verified batch; `data` is its canonical JSON text, the
@@ -66,6 +69,8 @@ struct WireBatch {
     digest: String,
     audit_head: WireAuditHead,
     records: Vec<WireRecord>,
+    #[serde(default)]
+    replay_of: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +195,7 @@ pub(crate) fn verify(
         audit_seq,
         audit_hash: wire.audit_head.hash,
         records,
+        replay_of: wire.replay_of.unwrap_or_default(),
     })
 }
 

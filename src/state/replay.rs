@@ -91,3 +91,30 @@ pub fn first_kept_delivery(conn: &Connection, dataset: &str) -> rusqlite::Result
         e => Err(e),
     })
 }
+
+/// Whether batch `batch_id` is itself a replay: its `batch_replayed`
+/// exchange-log entry, or (once the log before it was pruned) the
+/// `replayOf` member of its body.
+pub fn is_replay(conn: &Connection, batch_id: &str) -> rusqlite::Result<bool> {
+    let logged: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM exchange_log WHERE event = 'batch_replayed' AND batch = ?1)",
+        [batch_id],
+        |r| r.get(0),
+    )?;
+    if logged {
+        return Ok(true);
+    }
+    let body: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT bb.body FROM batch b JOIN batch_body bb ON bb.seq = b.seq WHERE b.batch_id = ?1",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(body.is_some_and(|b| {
+        serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v.get("replayOf").is_some())
+    }))
+}

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::data::{self, Enc};
 use crate::harness::*;
 
@@ -17,6 +19,100 @@ fn today() -> String {
     (chrono::Utc::now() + chrono::Duration::hours(8))
         .format("%Y-%m-%d")
         .to_string()
+}
+
+#[test]
+fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::start(&dir.path().join("lib.db"), &[]);
+    let env = Env::http(&lib.base_url, "");
+    env.set("batch.max_records", 10);
+    let d = env.start();
+    env.drop_file(
+        "case_accept",
+        "a.jsonl",
+        &data::jsonl(&recs(0, 25), Enc::Utf8),
+    );
+    env.drop_file(
+        "case_accept",
+        "b.jsonl",
+        &data::jsonl(&recs(100, 5), Enc::Utf8),
+    );
+    env.receipt("case_accept", "a.jsonl");
+    env.receipt("case_accept", "b.jsonl");
+    env.wait("30 records delivered", Duration::from_secs(30), || {
+        lib.stats()["records"] == 30 && env.batches_in("delivered") == 4
+    });
+
+    // The day's deliveries of case_accept, asked for by a named operator.
+    let day = today();
+    let out = env.fepd(&[
+        "replay",
+        "--dataset",
+        "case_accept",
+        "--since",
+        &day,
+        "--until",
+        &day,
+        "--reason",
+        "资源库恢复数据后要求补传",
+        "--by",
+        "张三",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4 batch(es), 30 record(s)"), "{text}");
+    env.wait("the replays delivered", Duration::from_secs(30), || {
+        lib.stats()["replay_batches"] == 4
+    });
+    let stats = lib.stats();
+    assert_eq!(stats["records_replayed"], 30, "{stats}");
+    assert_eq!(stats["records_delivered_more_than_once"], 0, "{stats}");
+    assert_eq!(stats["distinct_keys"], 30, "{stats}");
+    // Each replay names the batch it carries again, and is logged with
+    // who asked and why.
+    let replayed = env.log_entries(&["--event", "batch_replayed"]);
+    assert_eq!(replayed.len(), 4);
+    let originals: Vec<Value> = env
+        .log_entries(&["--event", "batch_delivered"])
+        .iter()
+        .take(4)
+        .map(|e| e["batch"].clone())
+        .collect();
+    for (r, orig) in replayed.iter().zip(&originals) {
+        assert_eq!(r["details"]["by"], "张三");
+        assert_eq!(r["details"]["reason"], "资源库恢复数据后要求补传");
+        assert_eq!(&r["details"]["replayOf"][0], orig, "in delivery order");
+        let sent = env.batch(r["batch"].as_str().unwrap());
+        assert_eq!(sent["state"], "delivered", "{sent}");
+    }
+
+    // By source file, and by batch id.
+    let out = env.fepd(&["replay", "--file", "b.jsonl", "--reason", "再补一次"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let one = originals[0].as_str().unwrap();
+    let out = env.fepd(&["replay", "--batch", one, "--reason", "再补一次"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    env.wait(
+        "the later replays delivered",
+        Duration::from_secs(30),
+        || lib.stats()["replay_batches"] == 6,
+    );
+    assert_eq!(lib.stats()["records_delivered_more_than_once"], 0);
+
+    // A batch that is not delivered is not replayed.
+    let out = env.fepd(&["replay", "--batch", "NO-SUCH", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no batch NO-SUCH"));
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let out = env.fepd(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
 }
 
 #[test]
