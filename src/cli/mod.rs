@@ -302,3 +302,32 @@ fn check_config(cli: &Cli) -> anyhow::Result<Exit> {
 
 /// A secret file's problem, by the rule in `config::secret`.
 pub use crate::config::secret::secret_file_problem;
+
+#[cfg(test)]
+mod tests {
+    /// ARCHITECTURE.md, "No `anyhow` outside `src/cli/` and `src/main.rs`".
+    #[test]
+    fn anyhow_is_used_only_at_the_binary_edge() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        let offenders: Vec<String> = files
+            .iter()
+            .filter(|p| !p.starts_with(src.join("cli")) && **p != src.join("main.rs"))
+            .filter(|p| std::fs::read_to_string(p).unwrap().contains("anyhow"))
+            .map(|p| p.strip_prefix(&src).unwrap().display().to_string())
+            .collect();
+        assert!(files.len() > 50, "the sources were not found");
+        assert!(offenders.is_empty(), "anyhow used in {offenders:?}");
+    }
+}
