@@ -87,6 +87,11 @@ fn meaning(kind: Kind) -> (&'static str, &'static str, &'static str) {
             "过期后资源库会拒绝前置机的凭据，推送停止",
             "向资源库管理方申请新凭据，更新密钥与 credential_expires 后执行 systemctl reload fepd",
         ),
+        Kind::LogBroken => (
+            "交换日志校验失败",
+            "交换日志有条目在 fepd 之外被改动、删除或插入，审计无法证明这段交换记录；数据照常收发",
+            "立即保全现场（fepd state backup 备份状态库，勿修改），执行 fepd audit verify 查看断点并与资源库确认的链头比对（--witness），通知审计人员（见审计员指南）",
+        ),
     }
 }
 

@@ -68,6 +68,7 @@ impl Alerts {
             channels: self.channels,
             host: self.host,
             episodes: Episodes::default(),
+            log_break: None,
         };
         tokio::spawn(engine.run(cancel));
     }
@@ -79,6 +80,8 @@ struct Engine {
     channels: channels::Channels,
     host: String,
     episodes: Episodes,
+    /// What the last verification of the exchange log found broken.
+    log_break: Option<triggers::LogBreak>,
 }
 
 impl Engine {
@@ -86,6 +89,9 @@ impl Engine {
         let period = |p: &crate::config::Checked<crate::config::Period>| p.ok().and_then(|p| p.0);
         let interval = period(&self.cfg.alerts.interval).unwrap_or(Duration::from_secs(15));
         let heartbeat = period(&self.cfg.alerts.heartbeat);
+        let verify = period(&self.cfg.alerts.verify_log);
+        let mut check = tokio::time::interval(verify.unwrap_or(Duration::from_secs(86_400)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beat = tokio::time::interval(heartbeat.unwrap_or(Duration::from_secs(86_400)));
@@ -97,6 +103,7 @@ impl Engine {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => self.evaluate().await,
                 _ = beat.tick(), if heartbeat.is_some() => self.heartbeat().await,
+                _ = check.tick(), if verify.is_some() => self.verify_log().await,
             }
         }
     }
@@ -116,7 +123,8 @@ impl Engine {
             Err(_) => return,
         };
         let now = self.now();
-        let conditions = triggers::evaluate(&self.cfg, &r, now);
+        let mut conditions = triggers::evaluate(&self.cfg, &r, now);
+        conditions.extend(self.log_break.as_ref().map(triggers::log_broken));
         let repeat = self.cfg.alerts.repeat.ok().and_then(|p| p.0);
         let steps = self.episodes.step(Instant::now(), now, conditions, repeat);
         for step in steps {
@@ -165,6 +173,37 @@ impl Engine {
         .await;
         if let Ok(Err(e)) = done {
             tracing::warn!(error = %format!("{e:#}"), "alerts: exchange-log entry not written");
+        }
+    }
+
+    /// Verifies the exchange log's chain (as `fepd audit verify`, on a
+    /// read-only connection); a break holds as a condition until a later
+    /// verification passes. A verification that cannot run changes nothing.
+    async fn verify_log(&mut self) {
+        let db = self.cfg.state_db();
+        let found = tokio::task::spawn_blocking(move || {
+            let conn = crate::state::open_read_only(&db)?;
+            crate::audit::verify::verify(&conn, &[], None)
+        })
+        .await;
+        match found {
+            Ok(Ok(v)) => {
+                self.log_break = v.log.broken.map(|b| {
+                    let found = match &self.log_break {
+                        Some(old) if old.seq == b.seq => old.found,
+                        _ => self.now(),
+                    };
+                    triggers::LogBreak {
+                        seq: b.seq,
+                        message: b.message,
+                        found,
+                    }
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "alerts: the exchange log could not be verified");
+            }
+            Err(_) => {}
         }
     }
 

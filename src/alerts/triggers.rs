@@ -20,6 +20,7 @@ pub enum Kind {
     IntakePaused,
     CredentialsRefused,
     CredentialExpiry,
+    LogBroken,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::IntakePaused => "intake_paused",
             Kind::CredentialsRefused => "credentials_refused",
             Kind::CredentialExpiry => "credential_expiry",
+            Kind::LogBroken => "log_broken",
         }
     }
 
@@ -39,7 +41,7 @@ impl Kind {
     pub fn critical(self) -> bool {
         matches!(
             self,
-            Kind::RouteStalled | Kind::IntakePaused | Kind::CredentialsRefused
+            Kind::RouteStalled | Kind::IntakePaused | Kind::CredentialsRefused | Kind::LogBroken
         )
     }
 }
@@ -54,6 +56,25 @@ pub struct Condition {
     pub since: Option<DateTime<FixedOffset>>,
     /// What holds, in Chinese, counts and names only.
     pub what: String,
+}
+
+/// The last periodic verification of the exchange log's chain that found
+/// it broken: the first bad entry and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogBreak {
+    pub seq: i64,
+    pub message: String,
+    pub found: DateTime<FixedOffset>,
+}
+
+/// The condition a broken chain holds as, until a verification passes.
+pub fn log_broken(b: &LogBreak) -> Condition {
+    Condition {
+        kind: Kind::LogBroken,
+        subject: "exchange_log".into(),
+        since: Some(b.found),
+        what: format!("交换日志哈希链自第 {} 条起校验失败：{}", b.seq, b.message),
+    }
 }
 
 /// Every condition holding now, by the `[alerts]` thresholds.

@@ -57,6 +57,9 @@ pub struct Alerts {
     pub credentials_refused: bool,
     /// Warn this many days before `[sink.http] credential_expires` (0 = off).
     pub credential_warn_days: u32,
+    /// The exchange log's hash chain is verified this often (as `fepd audit
+    /// verify`); a break raises an alert.
+    pub verify_log: Checked<Period>,
     /// An "alive" message with the day's counts this often (a duration, or "off").
     pub heartbeat: Checked<Period>,
     /// Also GET this URL at each heartbeat (a dead-man's-switch service).
@@ -79,6 +82,7 @@ impl Default for Alerts {
             intake_paused: true,
             credentials_refused: true,
             credential_warn_days: 7,
+            verify_log: every(3600),
             heartbeat: every(86400),
             heartbeat_url: None,
             send_timeout_secs: 10,
@@ -205,6 +209,7 @@ impl Alerts {
             ("stall", &self.stall),
             ("oldest_pending", &self.oldest_pending),
             ("heartbeat", &self.heartbeat),
+            ("verify_log", &self.verify_log),
         ] {
             if let Some(why) = v.problem() {
                 out.push(format!("alerts.{key}: {why}"));

@@ -363,3 +363,77 @@ url = "http://{a}/json"
     );
     assert!(!hook.at("/alive").is_empty());
 }
+
+#[test]
+fn an_exchange_log_edited_behind_fepd_s_back_raises_an_alert_until_it_verifies_again() {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[alerts]
+interval = "1s"
+verify_log = "1s"
+repeat = "off"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let d = env.start();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.receipt("case_accept", "a.jsonl");
+    let of = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "log_broken" && r.body["state"] == state)
+            .count()
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(of("raised"), 0, "an intact log raised an alert");
+
+    // The attack no command offers: a sealed batch's counts rewritten in
+    // place, its hash left as it was.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let (seq, counts): (i64, String) = conn
+        .query_row(
+            "SELECT seq, counts FROM exchange_log WHERE event = 'batch_sealed' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE exchange_log SET counts = '{\"records\":999}' WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    env.wait("the log_broken alert", Duration::from_secs(15), || {
+        of("raised") == 1
+    });
+    let raised = hook
+        .at("/json")
+        .into_iter()
+        .find(|r| r.body["kind"] == "log_broken")
+        .unwrap();
+    let text = raised.body["text"].as_str().unwrap();
+    assert!(text.contains(&format!("第 {seq} 条")), "{text}");
+    assert!(text.contains("fepd audit verify"), "{text}");
+
+    // Put back as it was: the next verification passes, and 恢复 follows.
+    conn.execute(
+        "UPDATE exchange_log SET counts = ?2 WHERE seq = ?1",
+        rusqlite::params![seq, counts],
+    )
+    .unwrap();
+    env.wait("the 恢复 message", Duration::from_secs(15), || {
+        of("resolved") == 1
+    });
+    assert_eq!(of("raised"), 1, "raised once per episode");
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let out = env.fepd(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(env.events("alert_raised"), 1);
+    assert_eq!(env.events("alert_resolved"), 1);
+}
