@@ -87,6 +87,11 @@ fn meaning(kind: Kind) -> (&'static str, &'static str, &'static str) {
             "过期后资源库会拒绝前置机的凭据，推送停止",
             "向资源库管理方申请新凭据，更新密钥与 credential_expires 后执行 systemctl reload fepd",
         ),
+        Kind::Unbalanced => (
+            "对账不平",
+            "当天的记录去向无法全部说清（收到、拒收、跳过、封装、送达之间不相等），可能有记录丢失或状态库被改动",
+            "执行 fepd audit report --day 日期 查看明细，fepd doctor 检查状态库与磁盘是否一致，保全现场后联系维护方",
+        ),
         Kind::LogBroken => (
             "交换日志校验失败",
             "交换日志有条目在 fepd 之外被改动、删除或插入，审计无法证明这段交换记录；数据照常收发",

@@ -69,6 +69,7 @@ impl Alerts {
             host: self.host,
             episodes: Episodes::default(),
             log_break: None,
+            unbalanced: Vec::new(),
         };
         tokio::spawn(engine.run(cancel));
     }
@@ -82,6 +83,8 @@ struct Engine {
     episodes: Episodes,
     /// What the last verification of the exchange log found broken.
     log_break: Option<triggers::LogBreak>,
+    /// The reconciliation identities the last check found failing.
+    unbalanced: Vec<triggers::Condition>,
 }
 
 impl Engine {
@@ -125,6 +128,7 @@ impl Engine {
         let now = self.now();
         let mut conditions = triggers::evaluate(&self.cfg, &r, now);
         conditions.extend(self.log_break.as_ref().map(triggers::log_broken));
+        conditions.extend(self.unbalanced.iter().cloned());
         let repeat = self.cfg.alerts.repeat.ok().and_then(|p| p.0);
         let steps = self.episodes.step(Instant::now(), now, conditions, repeat);
         for step in steps {
@@ -181,13 +185,26 @@ impl Engine {
     /// verification passes. A verification that cannot run changes nothing.
     async fn verify_log(&mut self) {
         let db = self.cfg.state_db();
+        let tz = self.cfg.tz();
+        let today = self.now().date_naive();
+        let datasets: Vec<String> = self.cfg.datasets.iter().map(|d| d.name.clone()).collect();
+        let reconcile = self.cfg.alerts.reconcile;
         let found = tokio::task::spawn_blocking(move || {
             let conn = crate::state::open_read_only(&db)?;
-            crate::audit::verify::verify(&conn, &[], None)
+            let v = crate::audit::verify::verify(&conn, &[], None)?;
+            let mut unbalanced = Vec::new();
+            if reconcile {
+                for day in [today - chrono::Days::new(1), today] {
+                    let r = crate::audit::report::report(&conn, day, tz, &datasets)?;
+                    unbalanced.extend(triggers::unbalanced(&r));
+                }
+            }
+            Ok::<_, crate::audit::AuditError>((v, unbalanced))
         })
         .await;
         match found {
-            Ok(Ok(v)) => {
+            Ok(Ok((v, unbalanced))) => {
+                self.unbalanced = unbalanced;
                 self.log_break = v.log.broken.map(|b| {
                     let found = match &self.log_break {
                         Some(old) if old.seq == b.seq => old.found,

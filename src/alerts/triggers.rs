@@ -21,6 +21,7 @@ pub enum Kind {
     CredentialsRefused,
     CredentialExpiry,
     LogBroken,
+    Unbalanced,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             Kind::CredentialsRefused => "credentials_refused",
             Kind::CredentialExpiry => "credential_expiry",
             Kind::LogBroken => "log_broken",
+            Kind::Unbalanced => "reconciliation",
         }
     }
 
@@ -75,6 +77,36 @@ pub fn log_broken(b: &LogBreak) -> Condition {
         since: Some(b.found),
         what: format!("交换日志哈希链自第 {} 条起校验失败：{}", b.seq, b.message),
     }
+}
+
+/// The conditions of a day's reconciliation (`fepd audit report --day`)
+/// whose identities fail, one per dataset.
+pub fn unbalanced(r: &crate::audit::report::DayReport) -> Vec<Condition> {
+    r.datasets
+        .iter()
+        .filter(|d| !(d.received_balances && d.sealed_balances))
+        .map(|d| {
+            let mut why = Vec::new();
+            if !d.received_balances {
+                why.push(format!(
+                    "收到 {} ≠ 拒收 {} + 跳过 {} + 封装 {}",
+                    d.received, d.rejected, d.skipped, d.sealed
+                ));
+            }
+            if !d.sealed_balances {
+                why.push(format!(
+                    "封装 {} ≠ 送达 {} + 资源库拒收 {} + 搁置 {} + 待投递 {}",
+                    d.sealed, d.delivered, d.library_rejected, d.parked, d.pending
+                ));
+            }
+            Condition {
+                kind: Kind::Unbalanced,
+                subject: format!("{} {}", d.dataset, r.day),
+                since: None,
+                what: format!("{} 的对账不平：{}", r.day, why.join("；")),
+            }
+        })
+        .collect()
 }
 
 /// Every condition holding now, by the `[alerts]` thresholds.

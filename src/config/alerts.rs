@@ -60,6 +60,9 @@ pub struct Alerts {
     /// The exchange log's hash chain is verified this often (as `fepd audit
     /// verify`); a break raises an alert.
     pub verify_log: Checked<Period>,
+    /// At each `verify_log`, today's and yesterday's reconciliation (`fepd
+    /// audit report`) must balance; an identity that fails raises an alert.
+    pub reconcile: bool,
     /// An "alive" message with the day's counts this often (a duration, or "off").
     pub heartbeat: Checked<Period>,
     /// Also GET this URL at each heartbeat (a dead-man's-switch service).
@@ -83,6 +86,7 @@ impl Default for Alerts {
             credentials_refused: true,
             credential_warn_days: 7,
             verify_log: every(3600),
+            reconcile: true,
             heartbeat: every(86400),
             heartbeat_url: None,
             send_timeout_secs: 10,

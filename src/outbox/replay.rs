@@ -3,7 +3,8 @@
 //! the same keys and hashes, marked `"replayOf": ["<batchId>"]`. The new
 //! batch is born `sealed` at the end of its route's order and is delivered
 //! like any other; the dedupe state (`record_state`) is left as it was,
-//! since nothing new was sealed.
+//! since nothing new was sealed, and it belongs to no file (the file's
+//! records were counted once, in the batches sealed from it).
 
 use chrono::FixedOffset;
 use rusqlite::Connection;
@@ -54,7 +55,9 @@ pub fn replay(
             batch_id: &batch_id,
             dataset: &original.dataset,
             route: &original.route,
-            file_id: original.file_id,
+            // Not the file's: the daily reconciliation counts a file's
+            // records once, in the batches sealed from it.
+            file_id: None,
             parent_id: None,
             count: recs.len(),
             digest: &original.digest,

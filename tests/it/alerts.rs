@@ -437,3 +437,62 @@ url = "http://{a}/json"
     assert_eq!(env.events("alert_raised"), 1);
     assert_eq!(env.events("alert_resolved"), 1);
 }
+
+#[test]
+fn a_reconciliation_that_no_longer_balances_raises_an_alert_until_it_does() {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[alerts]
+interval = "1s"
+verify_log = "1s"
+repeat = "off"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let d = env.start();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.receipt("case_accept", "a.jsonl");
+    let of = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "reconciliation" && r.body["state"] == state)
+            .count()
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(of("raised"), 0, "a balanced day raised an alert");
+
+    // No command can unbalance a day: a file's received count is raised
+    // by hand, as a damaged or edited state database would show it.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute("UPDATE file SET received = received + 1", [])
+        .unwrap();
+    env.wait("the reconciliation alert", Duration::from_secs(15), || {
+        of("raised") == 1
+    });
+    let raised = hook
+        .at("/json")
+        .into_iter()
+        .find(|r| r.body["kind"] == "reconciliation")
+        .unwrap();
+    let text = raised.body["text"].as_str().unwrap();
+    assert!(text.contains("收到 4 ≠ 拒收 0 + 跳过 0 + 封装 3"), "{text}");
+    assert!(
+        raised.body["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("case_accept ")
+    );
+    conn.execute("UPDATE file SET received = received - 1", [])
+        .unwrap();
+    env.wait("the 恢复 message", Duration::from_secs(15), || {
+        of("resolved") == 1
+    });
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

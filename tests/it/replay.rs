@@ -113,6 +113,13 @@ fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays()
     assert!(status.success());
     let out = env.fepd(&["audit", "verify"]);
     assert!(out.status.success(), "{out:?}");
+    // The day's reconciliation still balances: a replay is no file's.
+    let out = env.fepd(&["audit", "report", "--day", &day]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
