@@ -87,6 +87,11 @@ fn meaning(kind: Kind) -> (&'static str, &'static str, &'static str) {
             "过期后资源库会拒绝前置机的凭据，推送停止",
             "向资源库管理方申请新凭据，更新密钥与 credential_expires 后执行 systemctl reload fepd",
         ),
+        Kind::CanaryFailed => (
+            "探测批次失败",
+            "定时向该路由发送的零记录探测批次没有被资源库接受：真实批次很可能也送不进去",
+            "执行 fepd selftest 逐项检查（凭据、令牌、路由、探测批次），对照资源库的答复排查网络、凭据或路由配置",
+        ),
         Kind::Unbalanced => (
             "对账不平",
             "当天的记录去向无法全部说清（收到、拒收、跳过、封装、送达之间不相等），可能有记录丢失或状态库被改动",

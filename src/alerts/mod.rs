@@ -13,6 +13,11 @@
 //! The rule this module owns: alerts only read state and report; they
 //! never change a batch, a file or the intake.
 //!
+//! Two self-checks run beside them: every `verify_log` the exchange log's
+//! chain is verified and today's and yesterday's reconciliation must
+//! balance; on the `canary` schedule (push mode) a zero-record probe goes
+//! to every route, as `fepd selftest` sends it.
+//!
 //! Episodes live in the running loop: a restart (or reload) raises an
 //! alert again if its condition still holds.
 
@@ -40,6 +45,13 @@ use crate::state::log::{self, AlertEpisode, LogEntry};
 /// How the engine reads the status report (the daemon's admin view).
 pub type ReportFn = Arc<dyn Fn() -> Result<Report, StoreError> + Send + Sync>;
 
+/// Push mode's scheduled probe: the forwarder that sends it, and each
+/// route with the dataset (and its schema version) it is probed for.
+pub struct Canary {
+    pub forwarder: Arc<crate::forward::push::Forwarder>,
+    pub routes: Vec<(String, String, String)>,
+}
+
 /// The alert task of one service loop, prepared (every fallible step)
 /// before any thread or task starts.
 pub struct Alerts {
@@ -61,7 +73,7 @@ impl Alerts {
     }
 
     /// Starts the task; it ends with `cancel`.
-    pub fn start(self, report: ReportFn, cancel: CancellationToken) {
+    pub fn start(self, report: ReportFn, canary: Option<Canary>, cancel: CancellationToken) {
         let engine = Engine {
             cfg: self.cfg,
             report,
@@ -70,6 +82,8 @@ impl Alerts {
             episodes: Episodes::default(),
             log_break: None,
             unbalanced: Vec::new(),
+            canary,
+            canary_failed: std::collections::BTreeMap::new(),
         };
         tokio::spawn(engine.run(cancel));
     }
@@ -85,6 +99,9 @@ struct Engine {
     log_break: Option<triggers::LogBreak>,
     /// The reconciliation identities the last check found failing.
     unbalanced: Vec<triggers::Condition>,
+    canary: Option<Canary>,
+    /// Routes whose last probe failed: since when, and the answer.
+    canary_failed: std::collections::BTreeMap<String, (DateTime<FixedOffset>, String)>,
 }
 
 impl Engine {
@@ -101,12 +118,18 @@ impl Engine {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first heartbeat is one period after the start, not at it.
         beat.tick().await;
+        let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let _probes = match &self.canary {
+            Some(_) => self.schedule_canary(probe_tx).await,
+            None => None,
+        };
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => self.evaluate().await,
                 _ = beat.tick(), if heartbeat.is_some() => self.heartbeat().await,
                 _ = check.tick(), if verify.is_some() => self.verify_log().await,
+                Some(()) = probe_rx.recv() => self.probe().await,
             }
         }
     }
@@ -129,6 +152,14 @@ impl Engine {
         let mut conditions = triggers::evaluate(&self.cfg, &r, now);
         conditions.extend(self.log_break.as_ref().map(triggers::log_broken));
         conditions.extend(self.unbalanced.iter().cloned());
+        for (route, (since, answer)) in &self.canary_failed {
+            conditions.push(triggers::Condition {
+                kind: triggers::Kind::CanaryFailed,
+                subject: route.clone(),
+                since: Some(*since),
+                what: format!("路由 {route} 的探测批次未被接受：{answer}"),
+            });
+        }
         let repeat = self.cfg.alerts.repeat.ok().and_then(|p| p.0);
         let steps = self.episodes.step(Instant::now(), now, conditions, repeat);
         for step in steps {
@@ -221,6 +252,102 @@ impl Engine {
                 tracing::warn!(error = %e, "alerts: the exchange log could not be verified");
             }
             Err(_) => {}
+        }
+    }
+
+    /// The cron job that asks for a probe on the `canary` schedule (in the
+    /// configured timezone); `None`, with a warning, if it cannot start.
+    async fn schedule_canary(
+        &self,
+        tx: tokio::sync::mpsc::Sender<()>,
+    ) -> Option<tokio_cron_scheduler::JobScheduler> {
+        let expr = self.cfg.alerts.canary.clone();
+        let started = async {
+            let sched = tokio_cron_scheduler::JobScheduler::new().await?;
+            let job = tokio_cron_scheduler::Job::new_async_tz(
+                expr.as_str(),
+                self.cfg.tz(),
+                move |_, _| {
+                    let tx = tx.clone();
+                    Box::pin(async move {
+                        let _ = tx.try_send(());
+                    })
+                },
+            )?;
+            sched.add(job).await?;
+            sched.start().await?;
+            Ok::<_, tokio_cron_scheduler::JobSchedulerError>(sched)
+        };
+        match started.await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, schedule = %expr, "alerts: the canary could not be scheduled");
+                None
+            }
+        }
+    }
+
+    /// One round of the canary: a `selftest` entry (by `fepd canary`) whose
+    /// head the probes carry, then a zero-record probe on every route. A
+    /// route's failure holds until a later probe of it passes.
+    async fn probe(&mut self) {
+        let Some(canary) = &self.canary else { return };
+        let db = self.cfg.state_db();
+        let tz = self.cfg.tz();
+        let library = self.cfg.sink.http.as_ref().map(|h| h.base_url.clone());
+        let routes: Vec<String> = canary.routes.iter().map(|r| r.0.clone()).collect();
+        let head = tokio::task::spawn_blocking(move || {
+            let mut conn = crate::state::open(&db)?;
+            log::append_alone(
+                &mut conn,
+                tz,
+                LogEntry::Selftest {
+                    library: library.as_deref(),
+                    routes: routes.iter().map(String::as_str).collect(),
+                    by: "fepd canary",
+                },
+            )
+            .map_err(StoreError::from)
+        })
+        .await;
+        let head = match head {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "alerts: canary not sent, the exchange log is unwritable");
+                return;
+            }
+            Err(_) => return,
+        };
+        for (route, dataset, version) in &canary.routes {
+            use crate::outbox::Reply;
+            let reply = canary
+                .forwarder
+                .probe(route, dataset, &self.cfg.sender, version, &head)
+                .await;
+            let failed = match reply {
+                Reply::Delivered {
+                    accepted: Some(0) | None,
+                    ..
+                } => None,
+                Reply::Delivered { accepted, .. } => Some(format!(
+                    "a zero-record probe was answered accepted = {accepted:?}"
+                )),
+                Reply::Park { reason } | Reply::Retry { reason, .. } => Some(reason),
+                Reply::TooLarge => Some("HTTP 413 for an empty batch".into()),
+            };
+            match failed {
+                None => {
+                    self.canary_failed.remove(route);
+                }
+                Some(answer) => {
+                    tracing::warn!(route = %route, answer = %answer, "canary probe failed");
+                    let since = self
+                        .canary_failed
+                        .get(route)
+                        .map_or_else(|| self.now(), |(s, _)| *s);
+                    self.canary_failed.insert(route.clone(), (since, answer));
+                }
+            }
         }
     }
 

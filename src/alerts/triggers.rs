@@ -22,6 +22,7 @@ pub enum Kind {
     CredentialExpiry,
     LogBroken,
     Unbalanced,
+    CanaryFailed,
 }
 
 impl Kind {
@@ -35,6 +36,7 @@ impl Kind {
             Kind::CredentialExpiry => "credential_expiry",
             Kind::LogBroken => "log_broken",
             Kind::Unbalanced => "reconciliation",
+            Kind::CanaryFailed => "canary",
         }
     }
 

@@ -63,6 +63,10 @@ pub struct Alerts {
     /// At each `verify_log`, today's and yesterday's reconciliation (`fepd
     /// audit report`) must balance; an identity that fails raises an alert.
     pub reconcile: bool,
+    /// Push mode: a zero-record probe batch on every route on this cron
+    /// schedule (six fields, as a dataset's `schedule`; "off" = none); a
+    /// route whose probe fails raises an alert until one passes.
+    pub canary: String,
     /// An "alive" message with the day's counts this often (a duration, or "off").
     pub heartbeat: Checked<Period>,
     /// Also GET this URL at each heartbeat (a dead-man's-switch service).
@@ -87,6 +91,7 @@ impl Default for Alerts {
             credential_warn_days: 7,
             verify_log: every(3600),
             reconcile: true,
+            canary: "0 0 * * * *".into(),
             heartbeat: every(86400),
             heartbeat_url: None,
             send_timeout_secs: 10,
@@ -218,6 +223,11 @@ impl Alerts {
             if let Some(why) = v.problem() {
                 out.push(format!("alerts.{key}: {why}"));
             }
+        }
+        if self.canary != "off"
+            && let Err(why) = super::Schedule::try_from(self.canary.clone())
+        {
+            out.push(format!("alerts.canary: {why} (or \"off\")"));
         }
         if self.interval.ok().is_some_and(|p| p.0.is_none()) {
             out.push(

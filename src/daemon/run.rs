@@ -134,6 +134,13 @@ pub async fn run(
         )
         .map_err(DaemonError::os("spawning retention"))?,
     );
+    let canary = forwarder
+        .as_ref()
+        .filter(|_| cfg.alerts.canary != "off")
+        .map(|fwd| crate::alerts::Canary {
+            forwarder: fwd.clone(),
+            routes: canary_routes(&loaded),
+        });
     match forwarder {
         None => {
             running.outbox = Some(super::pull::start(
@@ -174,7 +181,11 @@ pub async fn run(
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
     // The admin listener: health, metrics, status.
     let report = admin.clone();
-    alerts.start(Arc::new(move || report.report()), running.cancel.clone());
+    alerts.start(
+        Arc::new(move || report.report()),
+        canary,
+        running.cancel.clone(),
+    );
     if let Some(listener) = admin_listener {
         let addr = listener
             .local_addr()
@@ -200,6 +211,22 @@ pub async fn run(
     let stop = intake_loop::serve(intake, &workers, shutdown).await;
     drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
     Ok(stop)
+}
+
+/// The routes the canary probes, each with the first dataset (in config
+/// order) that uses it and that dataset's schema version.
+fn canary_routes(loaded: &Loaded) -> Vec<(String, String, String)> {
+    let mut seen = std::collections::BTreeMap::new();
+    for d in &loaded.cfg.datasets {
+        let version = loaded
+            .schema(&d.name)
+            .map(|s| s.schema_version.clone())
+            .unwrap_or_default();
+        seen.entry(d.route()).or_insert((d.name.clone(), version));
+    }
+    seen.into_iter()
+        .map(|(route, (dataset, version))| (route, dataset, version))
+        .collect()
 }
 
 /// Each dataset's spool folders, created (and given to the staff group)

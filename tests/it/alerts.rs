@@ -496,3 +496,69 @@ url = "http://{a}/json"
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn the_canary_probes_every_route_and_alerts_while_the_library_does_not_answer() {
+    let hook = Recorder::start();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_addr();
+    let lib = Library::start_on(&listen, &dir.path().join("lib.db"), &[]);
+    let env = Env::http(&lib.base_url, "");
+    let alerts = crate::config::parse_toml(&format!(
+        r#"
+[alerts]
+interval = "1s"
+canary = "*/2 * * * * *"
+repeat = "off"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    env.edit_config(|t| crate::config::merge(t, alerts));
+    let d = env.start();
+    let routes = DATASETS.len() as u64;
+    env.wait("a round of probes", Duration::from_secs(15), || {
+        lib.stats()["probes"].as_u64().unwrap_or(0) >= routes
+    });
+    let of = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "canary" && r.body["state"] == state)
+            .count()
+    };
+    assert_eq!(
+        of("raised"),
+        0,
+        "an answering library raised a canary alert"
+    );
+    assert!(
+        env.events("selftest") >= 1,
+        "the probes are in the exchange log"
+    );
+
+    // The library goes away: every route's probe fails.
+    lib.stop();
+    env.wait("a canary alert per route", Duration::from_secs(20), || {
+        of("raised") as u64 == routes
+    });
+    let one = hook
+        .at("/json")
+        .into_iter()
+        .find(|r| r.body["kind"] == "canary")
+        .unwrap();
+    assert!(
+        one.body["text"].as_str().unwrap().contains("fepd selftest"),
+        "{}",
+        one.body
+    );
+
+    // Back on the same address: the next probes pass, each route resolves.
+    let _lib = Library::start_on(&listen, &dir.path().join("lib.db"), &[]);
+    env.wait("恢复 per route", Duration::from_secs(20), || {
+        of("resolved") as u64 == routes
+    });
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

@@ -30,6 +30,12 @@ outbox_dir = "spool/outbox"
 max_records = 1000
 max_bytes = 4000000
 max_age_ms = 1000
+
+# The hourly canary probe (on by default) would add a probe and a
+# `selftest` entry to any test that runs across the hour; the canary test
+# sets its own schedule.
+[alerts]
+canary = "off"
 "#,
         schemas = repo().join("schemas").display()
     ));
