@@ -562,3 +562,72 @@ url = "http://{a}/json"
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn a_collector_that_stops_taking_batches_raises_stall_oldest_pending_and_paused_intake_until_it_acks()
+ {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[backpressure]
+high_water_records = 5
+min_free_bytes = 0
+
+[alerts]
+interval = "1s"
+stall = "3s"
+oldest_pending = "2s"
+repeat = "off"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let d = env.start();
+    let of = |kind: &str, state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == kind && r.body["state"] == state)
+            .count()
+    };
+    // Ten records sealed and exported; nobody collects them.
+    let recs: Vec<_> = (0..10).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.receipt("case_accept", "a.jsonl");
+    env.wait("the three alerts", Duration::from_secs(30), || {
+        of("oldest_pending", "raised") == 1
+            && of("route_stalled", "raised") == 1
+            && of("intake_paused", "raised") == 1
+    });
+    let paused = hook
+        .at("/json")
+        .into_iter()
+        .find(|r| r.body["kind"] == "intake_paused")
+        .unwrap();
+    assert!(
+        paused.body["text"].as_str().unwrap().contains("高水位"),
+        "{}",
+        paused.body
+    );
+    // The collector acknowledges everything: each alert resolves once.
+    for b in env.batches(Some("exported")) {
+        let id = b["batch_id"].as_str().unwrap();
+        let n = b["count"].as_i64().unwrap();
+        std::fs::write(
+            env.outbox("case_accept").join(format!("{id}.ack")),
+            format!(r#"{{"receiptId":"R-{id}","accepted":{n},"rejected":[]}}"#),
+        )
+        .unwrap();
+    }
+    env.wait("恢复 of all three", Duration::from_secs(30), || {
+        of("oldest_pending", "resolved") == 1
+            && of("route_stalled", "resolved") == 1
+            && of("intake_paused", "resolved") == 1
+    });
+    for kind in ["oldest_pending", "route_stalled", "intake_paused"] {
+        assert_eq!(of(kind, "raised"), 1, "{kind} raised once");
+    }
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
