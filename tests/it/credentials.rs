@@ -102,11 +102,27 @@ fn a_granted_token_ends_the_episode() {
         &["--client-secret", "other"],
     );
     let env = Env::http(&lib.base_url, "credential_backoff_secs = 1");
+    // The people on call hear of it (docs/zh/安装与运维手册.md §10).
+    let hook = crate::receivers::Recorder::start();
+    let alerts = crate::config::parse_toml(&format!(
+        "[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        hook.addr
+    ));
+    env.edit_config(|t| crate::config::merge(t, alerts));
+    let of = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "credentials_refused" && r.body["state"] == state)
+            .count()
+    };
     let d = env.start();
     let recs: Vec<_> = (0..5).map(data::case_accept).collect();
     env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
     env.wait("refusal recorded", Duration::from_secs(20), || {
         refused_routes(&env) == 1
+    });
+    env.wait("the refusal alerted", Duration::from_secs(15), || {
+        of("raised") == 1
     });
     lib.stop();
     let lib = Library::start_on(&addr, &dir.path().join("lib.db"), &[]);
@@ -117,5 +133,7 @@ fn a_granted_token_ends_the_episode() {
         env.events("credentials_accepted") == 1
     });
     assert_eq!(refused_routes(&env), 0);
+    env.wait("恢复", Duration::from_secs(15), || of("resolved") == 1);
+    assert_eq!(of("raised"), 1, "raised once per episode");
     d.stop();
 }
