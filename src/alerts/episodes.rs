@@ -35,6 +35,21 @@ pub struct Episodes {
 }
 
 impl Episodes {
+    /// Goes on with episodes an earlier run raised and did not resolve: no
+    /// second `alert_raised`; repeats count from `now`; a condition that no
+    /// longer holds at the first evaluation is resolved.
+    pub fn resume(&mut self, now: Instant, open: Vec<Condition>) {
+        for c in open {
+            self.open.insert(
+                (c.kind, c.subject.clone()),
+                Open {
+                    condition: c,
+                    last_sent: now,
+                },
+            );
+        }
+    }
+
     /// Compares this evaluation's conditions with the open episodes.
     /// `repeat` is the period of repeats (`None`: never); credential
     /// expiry repeats once a day whatever it is.

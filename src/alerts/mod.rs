@@ -18,8 +18,10 @@
 //! balance; on the `canary` schedule (push mode) a zero-record probe goes
 //! to every route, as `fepd selftest` sends it.
 //!
-//! Episodes live in the running loop: a restart (or reload) raises an
-//! alert again if its condition still holds.
+//! Episodes open at a restart or reload are read back from the exchange
+//! log (`state::episodes`) and go on: not raised twice, resolved when they
+//! clear. Credential expiry is the exception: its warning goes out at every
+//! start, as promised.
 
 pub mod channels;
 mod episodes;
@@ -118,6 +120,7 @@ impl Engine {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first heartbeat is one period after the start, not at it.
         beat.tick().await;
+        self.resume().await;
         let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<()>(1);
         let _probes = match &self.canary {
             Some(_) => self.schedule_canary(probe_tx).await,
@@ -253,6 +256,43 @@ impl Engine {
             }
             Err(_) => {}
         }
+    }
+
+    /// Seeds the episodes an earlier run left open (see the module doc).
+    async fn resume(&mut self) {
+        let db = self.cfg.state_db();
+        let found = tokio::task::spawn_blocking(move || {
+            let conn = crate::state::open_read_only(&db)?;
+            crate::state::episodes::open(&conn).map_err(StoreError::from)
+        })
+        .await;
+        let open = match found {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "alerts: open episodes unreadable; conditions still holding are raised again");
+                return;
+            }
+            Err(_) => return,
+        };
+        let resumed: Vec<triggers::Condition> = open
+            .into_iter()
+            .filter_map(|o| {
+                let kind = triggers::Kind::parse(&o.kind)?;
+                (kind != triggers::Kind::CredentialExpiry).then(|| triggers::Condition {
+                    kind,
+                    subject: o.subject,
+                    since: DateTime::parse_from_rfc3339(&o.since).ok(),
+                    what: "fepd 重启前已告警的情况".into(),
+                })
+            })
+            .collect();
+        if !resumed.is_empty() {
+            tracing::info!(
+                episodes = resumed.len(),
+                "alerts: going on with the episodes open before the restart"
+            );
+        }
+        self.episodes.resume(Instant::now(), resumed);
     }
 
     /// The cron job that asks for a probe on the `canary` schedule (in the

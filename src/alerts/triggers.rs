@@ -40,6 +40,23 @@ impl Kind {
         }
     }
 
+    /// The kind named `s` in the exchange log.
+    pub fn parse(s: &str) -> Option<Kind> {
+        [
+            Kind::BatchParked,
+            Kind::RouteStalled,
+            Kind::OldestPending,
+            Kind::IntakePaused,
+            Kind::CredentialsRefused,
+            Kind::CredentialExpiry,
+            Kind::LogBroken,
+            Kind::Unbalanced,
+            Kind::CanaryFailed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
     /// Whether delivery or intake stops while it holds (syslog `crit`,
     /// else `warning`).
     pub fn critical(self) -> bool {

@@ -15,6 +15,7 @@ pub mod batches;
 pub mod daily;
 pub mod doctor;
 pub mod entries;
+pub mod episodes;
 pub mod figures;
 pub mod files;
 pub mod log;

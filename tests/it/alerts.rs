@@ -631,3 +631,52 @@ url = "http://{a}/json"
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn an_episode_open_at_a_restart_goes_on_and_is_resolved_once() {
+    let hook = Recorder::start();
+    let env = Env::new(&format!(
+        r#"
+[alerts]
+interval = "1s"
+repeat = "off"
+
+[[alerts.webhook]]
+url = "http://{a}/json"
+"#,
+        a = hook.addr
+    ));
+    let of = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "batch_parked" && r.body["state"] == state)
+            .count()
+    };
+    let d = env.start();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    let r = env.receipt("case_accept", "a.jsonl");
+    let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
+    let exported = env.outbox("case_accept").join(format!("{id}.json"));
+    env.wait("exported", Duration::from_secs(10), || exported.exists());
+    std::fs::write(
+        env.outbox("case_accept").join(format!("{id}.nack")),
+        r#"{"code":"400002","message":"digest mismatch"}"#,
+    )
+    .unwrap();
+    env.wait("the alert", Duration::from_secs(15), || of("raised") == 1);
+    let (status, _) = d.stop();
+    assert!(status.success());
+
+    // Restarted with the batch still parked: the episode goes on.
+    let d = env.start();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(of("raised"), 1, "raised again after the restart");
+    let out = env.fepd(&["batches", "retry", &id]);
+    assert!(out.status.success(), "{out:?}");
+    env.wait("恢复", Duration::from_secs(15), || of("resolved") == 1);
+    let (status, _) = d.stop();
+    assert!(status.success());
+    assert_eq!(env.events("alert_raised"), 1);
+    assert_eq!(env.events("alert_resolved"), 1);
+}
