@@ -324,8 +324,15 @@ address = "tcp://{tcp}"
 }
 
 #[test]
-fn the_heartbeat_reports_the_days_counts_to_a_json_webhook_and_a_dead_mans_switch() {
+fn the_heartbeat_reports_the_days_counts_to_a_json_webhook_a_local_syslog_socket_and_a_dead_mans_switch()
+ {
     let hook = Recorder::start();
+    // A local syslog socket, as /dev/log is: a Unix datagram socket.
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("log");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let env = Env::new(&format!(
         r#"
 [alerts]
@@ -335,8 +342,12 @@ heartbeat_url = "http://{a}/alive"
 
 [[alerts.webhook]]
 url = "http://{a}/json"
+
+[[alerts.syslog]]
+address = "unix:{s}"
 "#,
-        a = hook.addr
+        a = hook.addr,
+        s = sock_path.display()
     ));
     let _d = env.start();
     let recs: Vec<_> = (0..3).map(data::case_accept).collect();
@@ -362,6 +373,14 @@ url = "http://{a}/json"
             .starts_with("【fepd 运行正常】")
     );
     assert!(!hook.at("/alive").is_empty());
+    let mut buf = vec![0u8; 65536];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a datagram on the local syslog socket");
+    let line = String::from_utf8_lossy(&buf[..n]);
+    // RFC 5424: <PRI>1 TIMESTAMP HOST fepd …; facility daemon (3).
+    assert!(line.starts_with('<') && line.contains(">1 "), "{line}");
+    assert!(line.contains(" fepd "), "{line}");
 }
 
 #[test]
