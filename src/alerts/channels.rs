@@ -210,13 +210,29 @@ async fn smtp(s: &Smtp, m: &Message, timeout: Duration) -> Result<(), String> {
         b = b.to(to.parse().map_err(|x| e(&x))?);
     }
     let mail = b.body(m.text()).map_err(|x| e(&x))?;
-    let builder = match s.tls {
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.server),
-        SmtpTls::Starttls => {
+    let builder = match (s.tls, &s.ca_file) {
+        (SmtpTls::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.server),
+        (SmtpTls::Starttls, None) => {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.server).map_err(|x| e(&x))?
         }
-        SmtpTls::Tls => {
+        (SmtpTls::Tls, None) => {
             AsyncSmtpTransport::<Tokio1Executor>::relay(&s.server).map_err(|x| e(&x))?
+        }
+        // A site CA: the same checks, with its certificate trusted too.
+        (tls, Some(ca)) => {
+            use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+            let pem = std::fs::read(ca).map_err(|x| format!("ca_file {}: {x}", ca.display()))?;
+            let params = TlsParameters::builder(s.server.clone())
+                .add_root_certificate(
+                    Certificate::from_pem(&pem)
+                        .map_err(|x| format!("ca_file {}: {x}", ca.display()))?,
+                )
+                .build_rustls()
+                .map_err(|x| e(&x))?;
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.server).tls(match tls {
+                SmtpTls::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            })
         }
     };
     let mut builder = builder.port(s.port()).timeout(Some(timeout));

@@ -150,6 +150,10 @@ pub struct Smtp {
     pub username: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// A PEM certificate of the CA that signed the mail server's
+    /// certificate (a site's own CA), trusted beside the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Smtp {
@@ -272,6 +276,11 @@ impl Alerts {
                     "alerts.smtp[{i}]: a login needs tls = \"starttls\" or \"tls\" (with \"none\" the password would cross the network in clear)"
                 ));
             }
+            if s.ca_file.is_some() && s.tls == SmtpTls::None {
+                out.push(format!(
+                    "alerts.smtp[{i}]: ca_file needs tls = \"starttls\" or \"tls\""
+                ));
+            }
             if s.username.is_some() != s.password_file.is_some() {
                 out.push(format!(
                     "alerts.smtp[{i}]: username and password_file go together"
@@ -303,6 +312,9 @@ impl Alerts {
         }
         for s in &mut self.smtp {
             if let Some(p) = s.password_file.as_mut() {
+                resolve(p);
+            }
+            if let Some(p) = s.ca_file.as_mut() {
                 resolve(p);
             }
         }

@@ -699,3 +699,122 @@ url = "http://{a}/json"
     assert_eq!(env.events("alert_raised"), 1);
     assert_eq!(env.events("alert_resolved"), 1);
 }
+
+/// A test CA and a certificate it signed for `localhost` / 127.0.0.1, made
+/// with the openssl command: (ca.pem, server.pem, server.key).
+fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command (Debian package openssl) must run");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=fepd test CA",
+        "-days",
+        "2",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn mail_goes_over_starttls_and_implicit_tls_to_a_server_signed_by_the_site_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(certs.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let starttls = SmtpServer::start_with(d1.path(), &["--tlscert", cert, "--tlskey", key]);
+    let implicit = SmtpServer::start_with(d2.path(), &["--smtpscert", cert, "--smtpskey", key]);
+    let expires = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    let env = Env::http(
+        "http://127.0.0.1:9",
+        &format!("credential_expires = \"{expires}\""),
+    );
+    let alerts = crate::config::parse_toml(&format!(
+        r#"
+[alerts]
+interval = "1s"
+
+[[alerts.smtp]]
+server = "localhost"
+port = {p1}
+tls = "starttls"
+ca_file = "{ca}"
+from = "fepd@example.gov.cn"
+to = ["ops@example.gov.cn"]
+
+[[alerts.smtp]]
+server = "localhost"
+port = {p2}
+tls = "tls"
+ca_file = "{ca}"
+from = "fepd@example.gov.cn"
+to = ["ops@example.gov.cn"]
+"#,
+        p1 = starttls.port,
+        p2 = implicit.port,
+        ca = ca.display()
+    ));
+    env.edit_config(|t| crate::config::merge(t, alerts));
+    let d = env.start();
+    env.wait("the warning over both", Duration::from_secs(20), || {
+        !starttls.mails().is_empty() && !implicit.mails().is_empty()
+    });
+    for m in starttls.mails().iter().chain(&implicit.mails()) {
+        assert!(m.contains("资源库凭据即将过期"), "{m}");
+    }
+    let (status, _) = d.stop();
+    assert!(status.success());
+}

@@ -105,6 +105,13 @@ impl SmtpServer {
     /// Starts the server and waits until it accepts connections; a test
     /// that cannot start it fails (the package is a CI dependency).
     pub fn start(dir: &Path) -> SmtpServer {
+        SmtpServer::start_with(dir, &[])
+    }
+
+    /// As [`SmtpServer::start`], with more aiosmtpd options (e.g.
+    /// `--tlscert`/`--tlskey` for STARTTLS, `--smtpscert`/`--smtpskey` for
+    /// implicit TLS).
+    pub fn start_with(dir: &Path, options: &[&str]) -> SmtpServer {
         let mailbox = dir.join("mailbox");
         std::fs::create_dir_all(&mailbox).unwrap();
         std::fs::write(dir.join("fepd_test_smtp.py"), SMTP_HANDLER).unwrap();
@@ -113,7 +120,9 @@ impl SmtpServer {
         let child = // Debian's interpreter: the package installs the module for it, not
         // for another python3 that may come first on PATH.
         Command::new("/usr/bin/python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &addr, "-c"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &addr])
+            .args(options)
+            .arg("-c")
             .arg("fepd_test_smtp.Handler")
             .arg(&mailbox)
             .env("PYTHONPATH", dir)
