@@ -119,7 +119,7 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The delivered batches the request names, in delivery order; `Err`
+/// The delivered batches the request names, in the route's order (seal order); `Err`
 /// with the reason for a request that cannot be met as asked.
 fn choose(
     conn: &rusqlite::Connection,

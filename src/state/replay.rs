@@ -8,7 +8,7 @@ use crate::outbox::BatchState;
 
 /// The batches of `dataset` delivered from `since` up to (not including)
 /// `until` (Unix seconds; delivery times are compared as instants), in
-/// delivery order.
+/// the route's order (seal order).
 pub fn delivered_between(
     conn: &Connection,
     dataset: &str,
@@ -27,7 +27,7 @@ pub fn delivered_between(
 }
 
 /// The delivered batches sealed from the files dropped as `name` (of
-/// `dataset` when given), in delivery order.
+/// `dataset` when given), in the route's order (seal order).
 pub fn delivered_of_file(
     conn: &Connection,
     name: &str,

@@ -40,6 +40,31 @@ fn query(uri: &str, key: &str) -> String {
         .replace("%3D", "=")
 }
 
+/// A deployment whose alerts go every second, without repeats, to `hook`'s
+/// JSON webhook at `/json`; `extra` is more of `[alerts]`.
+fn alerting_to(hook: &Recorder, extra: &str) -> Env {
+    Env::new(&format!(
+        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n{extra}\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        hook.addr
+    ))
+}
+
+/// How many messages of `kind` in `state` (raised, resolved, …) the JSON
+/// webhook got.
+fn sent(hook: &Recorder, kind: &str, state: &str) -> usize {
+    hook.at("/json")
+        .into_iter()
+        .filter(|r| r.body["kind"] == kind && r.body["state"] == state)
+        .count()
+}
+
+/// Three case_accept records, dropped and finished.
+fn three_records(env: &Env, name: &str) -> serde_json::Value {
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", name, &data::jsonl(&recs, Enc::Utf8));
+    env.receipt("case_accept", name)
+}
+
 #[test]
 fn a_parked_batch_alerts_dingtalk_and_wecom_repeats_and_resolves_while_dead_channels_never_slow_delivery()
  {
@@ -386,28 +411,10 @@ address = "unix:{s}"
 #[test]
 fn an_exchange_log_edited_behind_fepd_s_back_raises_an_alert_until_it_verifies_again() {
     let hook = Recorder::start();
-    let env = Env::new(&format!(
-        r#"
-[alerts]
-interval = "1s"
-verify_log = "1s"
-repeat = "off"
-
-[[alerts.webhook]]
-url = "http://{a}/json"
-"#,
-        a = hook.addr
-    ));
+    let env = alerting_to(&hook, "verify_log = \"1s\"");
     let d = env.start();
-    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
-    env.receipt("case_accept", "a.jsonl");
-    let of = |state: &str| {
-        hook.at("/json")
-            .into_iter()
-            .filter(|r| r.body["kind"] == "log_broken" && r.body["state"] == state)
-            .count()
-    };
+    three_records(&env, "a.jsonl");
+    let of = |state: &str| sent(&hook, "log_broken", state);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(of("raised"), 0, "an intact log raised an alert");
 
@@ -460,28 +467,10 @@ url = "http://{a}/json"
 #[test]
 fn a_reconciliation_that_no_longer_balances_raises_an_alert_until_it_does() {
     let hook = Recorder::start();
-    let env = Env::new(&format!(
-        r#"
-[alerts]
-interval = "1s"
-verify_log = "1s"
-repeat = "off"
-
-[[alerts.webhook]]
-url = "http://{a}/json"
-"#,
-        a = hook.addr
-    ));
+    let env = alerting_to(&hook, "verify_log = \"1s\"");
     let d = env.start();
-    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
-    env.receipt("case_accept", "a.jsonl");
-    let of = |state: &str| {
-        hook.at("/json")
-            .into_iter()
-            .filter(|r| r.body["kind"] == "reconciliation" && r.body["state"] == state)
-            .count()
-    };
+    three_records(&env, "a.jsonl");
+    let of = |state: &str| sent(&hook, "reconciliation", state);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(of("raised"), 0, "a balanced day raised an alert");
 
@@ -541,12 +530,7 @@ url = "http://{a}/json"
     env.wait("a round of probes", Duration::from_secs(15), || {
         lib.stats()["probes"].as_u64().unwrap_or(0) >= routes
     });
-    let of = |state: &str| {
-        hook.at("/json")
-            .into_iter()
-            .filter(|r| r.body["kind"] == "canary" && r.body["state"] == state)
-            .count()
-    };
+    let of = |state: &str| sent(&hook, "canary", state);
     assert_eq!(
         of("raised"),
         0,
@@ -604,12 +588,7 @@ url = "http://{a}/json"
         a = hook.addr
     ));
     let d = env.start();
-    let of = |kind: &str, state: &str| {
-        hook.at("/json")
-            .into_iter()
-            .filter(|r| r.body["kind"] == kind && r.body["state"] == state)
-            .count()
-    };
+    let of = |kind: &str, state: &str| sent(&hook, kind, state);
     // Ten records sealed and exported; nobody collects them.
     let recs: Vec<_> = (0..10).map(data::case_accept).collect();
     env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
@@ -654,27 +633,10 @@ url = "http://{a}/json"
 #[test]
 fn an_episode_open_at_a_restart_goes_on_and_is_resolved_once() {
     let hook = Recorder::start();
-    let env = Env::new(&format!(
-        r#"
-[alerts]
-interval = "1s"
-repeat = "off"
-
-[[alerts.webhook]]
-url = "http://{a}/json"
-"#,
-        a = hook.addr
-    ));
-    let of = |state: &str| {
-        hook.at("/json")
-            .into_iter()
-            .filter(|r| r.body["kind"] == "batch_parked" && r.body["state"] == state)
-            .count()
-    };
+    let env = alerting_to(&hook, "");
+    let of = |state: &str| sent(&hook, "batch_parked", state);
     let d = env.start();
-    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
-    let r = env.receipt("case_accept", "a.jsonl");
+    let r = three_records(&env, "a.jsonl");
     let id = r["batches"][0]["batchId"].as_str().unwrap().to_string();
     let exported = env.outbox("case_accept").join(format!("{id}.json"));
     env.wait("exported", Duration::from_secs(10), || exported.exists());

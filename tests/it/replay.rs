@@ -14,6 +14,21 @@ fn recs(from: u64, n: u64) -> Vec<data::Record> {
     (from..from + n).map(data::case_accept).collect()
 }
 
+/// `fepd replay` of the day's deliveries of case_accept, with `more`.
+fn replay_day(env: &Env, day: &str, more: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "replay",
+        "--dataset",
+        "case_accept",
+        "--since",
+        day,
+        "--until",
+        day,
+    ];
+    args.extend_from_slice(more);
+    env.fepd(&args)
+}
+
 /// Today in the test config's timezone (+08:00).
 fn today() -> String {
     (chrono::Utc::now() + chrono::Duration::hours(8))
@@ -46,19 +61,11 @@ fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays()
 
     // The day's deliveries of case_accept, asked for by a named operator.
     let day = today();
-    let out = env.fepd(&[
-        "replay",
-        "--dataset",
-        "case_accept",
-        "--since",
+    let out = replay_day(
+        &env,
         &day,
-        "--until",
-        &day,
-        "--reason",
-        "资源库恢复数据后要求补传",
-        "--by",
-        "张三",
-    ]);
+        &["--reason", "资源库恢复数据后要求补传", "--by", "张三"],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -78,8 +85,10 @@ fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays()
     // who asked and why.
     let replayed = env.log_entries(&["--event", "batch_replayed"]);
     assert_eq!(replayed.len(), 4);
+    // In the route's order: seal order (deliveries overlap, several
+    // batches being in flight).
     let originals: Vec<Value> = env
-        .log_entries(&["--event", "batch_delivered"])
+        .log_entries(&["--event", "batch_sealed"])
         .iter()
         .take(4)
         .map(|e| e["batch"].clone())
@@ -87,7 +96,7 @@ fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays()
     for (r, orig) in replayed.iter().zip(&originals) {
         assert_eq!(r["details"]["by"], "张三");
         assert_eq!(r["details"]["reason"], "资源库恢复数据后要求补传");
-        assert_eq!(&r["details"]["replayOf"][0], orig, "in delivery order");
+        assert_eq!(&r["details"]["replayOf"][0], orig, "in the route's order");
         let sent = env.batch(r["batch"].as_str().unwrap());
         assert_eq!(sent["state"], "delivered", "{sent}");
     }
@@ -157,17 +166,7 @@ fn a_replay_needing_pruned_bodies_is_refused_with_the_range_and_sends_nothing() 
         },
     );
     let day = today();
-    let out = env.fepd(&[
-        "replay",
-        "--dataset",
-        "case_accept",
-        "--since",
-        &day,
-        "--until",
-        &day,
-        "--reason",
-        "x",
-    ]);
+    let out = replay_day(&env, &day, &["--reason", "x"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let delivered: Vec<String> = env
