@@ -28,7 +28,7 @@ mod sections;
 mod spool;
 mod values;
 mod window;
-pub use dataset::{DatasetConfig, Scale};
+pub use dataset::{DatasetConfig, Scale, SqlEngine, SqlSource};
 pub use load::{Loaded, Problem, Problems, load};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use retention::{Keep, Retention, parse_keep};

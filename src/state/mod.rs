@@ -22,6 +22,7 @@ pub mod records;
 pub mod replay;
 pub mod retention;
 pub mod trace;
+pub mod watermark;
 
 use std::path::Path;
 use std::time::Duration;
@@ -124,7 +125,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -359,7 +360,9 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         )?;
     }
     if found < SCHEMA_VERSION {
+        // v3 → v4 adds the SQL sources' tables (`watermark`).
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(watermark::SCHEMA)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
