@@ -138,7 +138,15 @@ pub async fn run(
             let c = running.cancel.clone();
             Arc::new(move || c.is_cancelled()) as Arc<dyn Fn() -> bool + Send + Sync>
         };
-        let ctx = dataset_ctx(&loaded, tz, &d, paths, fwd_wake.clone(), stopping, gate.clone());
+        let ctx = dataset_ctx(
+            &loaded,
+            tz,
+            &d,
+            paths,
+            fwd_wake.clone(),
+            stopping,
+            gate.clone(),
+        );
         let alive = health.part(format!("source-{}", d.name));
         let db = db_path.clone();
         running.threads.push(
@@ -391,7 +399,7 @@ impl Running {
 }
 
 /// Everything a dataset's worker needs, from the loaded config.
-pub(super) fn dataset_ctx(
+pub(crate) fn dataset_ctx(
     loaded: &Loaded,
     tz: chrono::FixedOffset,
     d: &DatasetConfig,

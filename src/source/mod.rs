@@ -119,7 +119,10 @@ fn next_poll(ctx: &DatasetCtx) -> Duration {
         .build()
         .parse(s.as_str());
     let now = chrono::Utc::now().with_timezone(&ctx.tz);
-    match parsed.ok().and_then(|c| c.find_next_occurrence(&now, false).ok()) {
+    match parsed
+        .ok()
+        .and_then(|c| c.find_next_occurrence(&now, false).ok())
+    {
         Some(next) => (next - now).to_std().unwrap_or(Duration::ZERO),
         None => every,
     }

@@ -62,7 +62,12 @@ pub fn poll(
         if !fed.is_empty() {
             done.pages += 1;
             done.taken += fed.len() as u64;
-            take(conn, ctx, &format!("{ds}-{poll_name}-{:03}", done.pages), fed)?;
+            take(
+                conn,
+                ctx,
+                &format!("{ds}-{poll_name}-{:03}", done.pages),
+                fed,
+            )?;
         }
         after = Some(last);
         if !full || (ctx.stopping)() {

@@ -76,10 +76,7 @@ impl SourceRow {
             })
             .collect();
         RawRecord {
-            pos: Position::Line {
-                line: n,
-                record: n,
-            },
+            pos: Position::Line { line: n, record: n },
             fields,
         }
     }

@@ -157,7 +157,9 @@ pub fn sources(conn: &Connection) -> rusqlite::Result<Vec<SourceState>> {
         let guid: Option<String> = r.get(2)?;
         Ok(SourceState {
             dataset: r.get(0)?,
-            watermark: time.zip(guid).map(|(cd_time, row_guid)| Mark { cd_time, row_guid }),
+            watermark: time
+                .zip(guid)
+                .map(|(cd_time, row_guid)| Mark { cd_time, row_guid }),
             last_poll: Poll {
                 polled_at: r.get(3)?,
                 source_now: r.get(4)?,
