@@ -31,6 +31,7 @@ mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;
+mod sql_source;
 mod startup_refusals;
 mod upgrade;
 mod validate_cmd;
