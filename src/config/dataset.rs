@@ -163,9 +163,9 @@ impl SqlSource {
         if self.password_file.is_some() && self.password_env.is_some() {
             out.push("sql: give password_file or password_env, not both".to_string());
         }
-        if self.engine != SqlEngine::Sqlite {
+        if self.engine == SqlEngine::Mysql {
             out.push(format!(
-                "sql.engine: {:?} is not available in this build (sqlite is)",
+                "sql.engine: {:?} is not available in this build (sqlite and postgres are)",
                 self.engine.as_str()
             ));
         }

@@ -28,8 +28,8 @@
 //!   then 2×, 4×… at most 30×) and shown by `fepd status`.
 //!
 //! Here: the poller thread of a dataset (`start`); `poll` (one poll);
-//! `row` (a source row as a dataset record); `sqlite` (the built-in
-//! engine).
+//! `row` (a source row as a dataset record); the engines: `sqlite` (built
+//! in), `postgres` (PostgreSQL and Kingbase).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use crate::daemon::job::DatasetCtx;
 use crate::state::{self, StoreError, watermark};
 
 pub mod poll;
+pub mod postgres;
 pub mod row;
 pub mod sqlite;
 #[cfg(test)]
@@ -100,11 +101,34 @@ pub trait Engine {
 pub fn connect(src: &SqlSource) -> Result<Box<dyn Engine>, SourceError> {
     match src.engine {
         crate::config::SqlEngine::Sqlite => Ok(Box::new(sqlite::Sqlite::open(src)?)),
+        crate::config::SqlEngine::Postgres => {
+            let password = password(src)?;
+            Ok(Box::new(postgres::Postgres::open(
+                src,
+                password.as_deref(),
+            )?))
+        }
         other => Err(SourceError::Database(format!(
             "engine {:?} is not available in this build",
             other.as_str()
         ))),
     }
+}
+
+/// The source's password, from its secret file (`config::secret`'s
+/// rule) or environment variable; `None` when neither is configured.
+fn password(src: &SqlSource) -> Result<Option<String>, SourceError> {
+    if let Some(f) = &src.password_file {
+        return crate::config::secret::read_secret_file(f)
+            .map(Some)
+            .map_err(|e| SourceError::Password(e.to_string()));
+    }
+    if let Some(v) = &src.password_env {
+        return std::env::var(v)
+            .map(Some)
+            .map_err(|_| SourceError::Password(format!("environment variable {v} is not set")));
+    }
+    Ok(None)
 }
 
 /// When the next poll is due after `now`: the dataset's `schedule`, or

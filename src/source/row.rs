@@ -81,3 +81,15 @@ impl SourceRow {
         }
     }
 }
+
+/// Text as a field value: a JSON array or object (a JSON column kept as
+/// text) as JSON, anything else as the text it is.
+pub(super) fn text_value(s: &str) -> Value {
+    let t = s.trim_start();
+    if (t.starts_with('[') || t.starts_with('{'))
+        && let Ok(v @ (Value::Array(_) | Value::Object(_))) = serde_json::from_str::<Value>(s)
+    {
+        return v;
+    }
+    Value::String(s.to_string())
+}

@@ -113,7 +113,7 @@ impl Engine for Sqlite {
                     ValueRef::Null => Value::Null,
                     ValueRef::Integer(n) => Value::from(n),
                     ValueRef::Real(f) => Value::String(f.to_string()),
-                    ValueRef::Text(b) => text_value(&String::from_utf8_lossy(b)),
+                    ValueRef::Text(b) => super::row::text_value(&String::from_utf8_lossy(b)),
                     ValueRef::Blob(_) => {
                         return Err(SourceError::Row(format!(
                             "column {name:?} holds binary data (a BLOB), which fepd cannot convert to a field"
@@ -126,16 +126,4 @@ impl Engine for Sqlite {
         }
         Ok(out)
     }
-}
-
-/// Text as a field value: a JSON array or object (a JSON column) as JSON,
-/// anything else as the text it is.
-fn text_value(s: &str) -> Value {
-    let t = s.trim_start();
-    if (t.starts_with('[') || t.starts_with('{'))
-        && let Ok(v @ (Value::Array(_) | Value::Object(_))) = serde_json::from_str::<Value>(s)
-    {
-        return v;
-    }
-    Value::String(s.to_string())
 }

@@ -5,6 +5,7 @@ mod config;
 mod data;
 mod harness;
 mod killtest;
+mod pg;
 mod surface;
 
 mod audit;
@@ -31,6 +32,7 @@ mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;
+mod sql_postgres;
 mod sql_source;
 mod startup_refusals;
 mod upgrade;
