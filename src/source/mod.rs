@@ -117,7 +117,7 @@ pub fn connect(src: &SqlSource) -> Result<Box<dyn Engine>, SourceError> {
 
 /// The source's password, from its secret file (`config::secret`'s
 /// rule) or environment variable; `None` when neither is configured.
-fn password(src: &SqlSource) -> Result<Option<String>, SourceError> {
+pub fn password(src: &SqlSource) -> Result<Option<String>, SourceError> {
     if let Some(f) = &src.password_file {
         return crate::config::secret::read_secret_file(f)
             .map(Some)
