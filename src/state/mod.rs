@@ -545,7 +545,7 @@ mod tests {
         assert!(open(&path).is_ok());
     }
 
-    /// A v2 database (no file_attempt table) opens as v3 with it.
+    /// A v2 database (no file_attempt table) opens as current with it.
     #[test]
     fn a_v2_database_gains_the_attempt_table() {
         let d = tempfile::tempdir().unwrap();
@@ -559,7 +559,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
     }
 

@@ -217,4 +217,26 @@ mod tests {
         assert_eq!(forget_before(&c, "ds", "2026-01-01 10:00:02").unwrap(), 1);
         assert_eq!(taken(&c, "ds", "a").unwrap(), None);
     }
+
+    /// A v3 database (no SQL source tables) opens as v4 with them.
+    #[test]
+    fn a_v3_database_gains_the_sql_source_tables() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch(
+                "DROP TABLE sql_watermark; DROP TABLE sql_taken; DROP TABLE sql_poll;
+                 PRAGMA user_version = 3;",
+            )
+            .unwrap();
+        }
+        let c = crate::state::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
+        assert_eq!(get(&c, "ds").unwrap(), None);
+        assert!(sources(&c).unwrap().is_empty());
+    }
 }
