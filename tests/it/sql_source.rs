@@ -83,6 +83,8 @@ fn key(r: &serde_json::Value) -> String {
 #[test]
 fn rows_inserted_updated_and_deleted_between_polls_reach_the_outbox_once_each() {
     let env = Env::new("");
+    let admin = free_addr();
+    env.set("admin.listen", admin.as_str());
     let db = Connection::open(source(&env)).unwrap();
     for i in 0..5 {
         insert(&db, i, &format!("g{i}"), "i", "张三", 60 - i as i64);
@@ -119,6 +121,12 @@ fn rows_inserted_updated_and_deleted_between_polls_reach_the_outbox_once_each() 
     assert_eq!(src["engine"], "sqlite");
     assert_eq!(src["watermark"]["row_guid"], "g6");
     assert!(src["last_poll"]["error"].is_null(), "{src}");
+    let (_, metrics) = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains("fepd_sql_source_failing{dataset=\"case_accept\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fepd_sql_source_lag_seconds{dataset=\"case_accept\"}"));
     // Each page is in the exchange log like a file.
     let claimed = env.log_entries(&["--event", "file_claimed", "--dataset", "case_accept"]);
     assert!(!claimed.is_empty());
