@@ -163,12 +163,6 @@ impl SqlSource {
         if self.password_file.is_some() && self.password_env.is_some() {
             out.push("sql: give password_file or password_env, not both".to_string());
         }
-        if self.engine == SqlEngine::Mysql {
-            out.push(format!(
-                "sql.engine: {:?} is not available in this build (sqlite and postgres are)",
-                self.engine.as_str()
-            ));
-        }
         if self.mark_column.is_some() {
             out.push("sql.mark_column: mark mode is not available in this build".to_string());
         }

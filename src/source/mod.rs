@@ -29,7 +29,7 @@
 //!
 //! Here: the poller thread of a dataset (`start`); `poll` (one poll);
 //! `row` (a source row as a dataset record); the engines: `sqlite` (built
-//! in), `postgres` (PostgreSQL and Kingbase).
+//! in), `postgres` (PostgreSQL and Kingbase), `mysql` (MySQL, MariaDB).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use crate::config::SqlSource;
 use crate::daemon::job::DatasetCtx;
 use crate::state::{self, StoreError, watermark};
 
+pub mod mysql;
 pub mod poll;
 pub mod postgres;
 pub mod row;
@@ -108,10 +109,10 @@ pub fn connect(src: &SqlSource) -> Result<Box<dyn Engine>, SourceError> {
                 password.as_deref(),
             )?))
         }
-        other => Err(SourceError::Database(format!(
-            "engine {:?} is not available in this build",
-            other.as_str()
-        ))),
+        crate::config::SqlEngine::Mysql => {
+            let password = password(src)?;
+            Ok(Box::new(mysql::Mysql::open(src, password.as_deref())?))
+        }
     }
 }
 

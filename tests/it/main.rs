@@ -5,6 +5,7 @@ mod config;
 mod data;
 mod harness;
 mod killtest;
+mod mariadb;
 mod pg;
 mod surface;
 
@@ -32,6 +33,7 @@ mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;
+mod sql_mysql;
 mod sql_postgres;
 mod sql_source;
 mod startup_refusals;
