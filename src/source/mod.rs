@@ -192,6 +192,9 @@ fn run(db: PathBuf, ctx: DatasetCtx) {
             }
             std::thread::sleep((due - Instant::now()).min(Duration::from_millis(200)));
         }
+        // No poll while the outbox is over its high-water mark or the disk
+        // is low: the rows wait in the source, the watermark where it is.
+        ctx.gate.wait_while_paused(&conn, &*ctx.stopping);
         if (ctx.stopping)() {
             return;
         }

@@ -40,7 +40,12 @@ impl Maria {
     pub fn start() -> Maria {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // Servers of tests running at once must not share /tmp (the
+        // bootstrap's temporary tables clash).
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
+            .env("TMPDIR", &tmp)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
@@ -87,6 +92,10 @@ impl Maria {
             .arg(format!(
                 "--pid-file={}",
                 self.dir.path().join("pid").display()
+            ))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
             ))
             .arg("--innodb-flush-log-at-trx-commit=2")
             .args(as_root())
