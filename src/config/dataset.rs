@@ -98,7 +98,7 @@ pub struct SqlSource {
     /// The table read (`table` or `query`, exactly one).
     #[serde(default)]
     pub table: Option<String>,
-    /// A `SELECT` read as if it were a table.
+    /// A query read as if it were a table.
     #[serde(default)]
     pub query: Option<String>,
     /// Rows per page (one page is read, checked and sealed at a time).
