@@ -29,6 +29,7 @@ pub mod retention;
 pub mod seal;
 pub mod secrets;
 pub mod simulate;
+pub mod source;
 pub mod spool;
 pub mod state;
 pub mod template;

@@ -87,6 +87,11 @@ fn meaning(kind: Kind) -> (&'static str, &'static str, &'static str) {
             "过期后资源库会拒绝前置机的凭据，推送停止",
             "向资源库管理方申请新凭据，更新密钥与 credential_expires 后执行 systemctl reload fepd",
         ),
+        Kind::SqlSource => (
+            "前置库采集异常",
+            "该数据集的前置库数据没有采进来，水位停在原处；恢复后从水位接着采，不丢不重",
+            "查看 fepd status 中该数据源的 last error：连接、密码（password_file / password_env）、表或列是否变化，数据库是否可用",
+        ),
         Kind::CanaryFailed => (
             "探测批次失败",
             "定时向该路由发送的零记录探测批次没有被资源库接受：真实批次很可能也送不进去",

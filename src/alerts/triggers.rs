@@ -23,6 +23,7 @@ pub enum Kind {
     LogBroken,
     Unbalanced,
     CanaryFailed,
+    SqlSource,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::LogBroken => "log_broken",
             Kind::Unbalanced => "reconciliation",
             Kind::CanaryFailed => "canary",
+            Kind::SqlSource => "sql_source",
         }
     }
 
@@ -52,6 +54,7 @@ impl Kind {
             Kind::LogBroken,
             Kind::Unbalanced,
             Kind::CanaryFailed,
+            Kind::SqlSource,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -62,7 +65,11 @@ impl Kind {
     pub fn critical(self) -> bool {
         matches!(
             self,
-            Kind::RouteStalled | Kind::IntakePaused | Kind::CredentialsRefused | Kind::LogBroken
+            Kind::RouteStalled
+                | Kind::IntakePaused
+                | Kind::CredentialsRefused
+                | Kind::LogBroken
+                | Kind::SqlSource
         )
     }
 }
@@ -232,6 +239,44 @@ pub fn evaluate(cfg: &Config, r: &Report, now: DateTime<FixedOffset>) -> Vec<Con
             );
         }
     }
+    // SQL sources: a poll that fails (its error stays until one succeeds),
+    // or no poll for `sql_lag`. The error's words are left to `fepd
+    // status`: a source's message may quote a row's value.
+    let sql_lag = secs(&a.sql_lag);
+    for q in &r.sql_sources {
+        let Some(p) = &q.last_poll else { continue };
+        if p.error.is_some() {
+            add(
+                Kind::SqlSource,
+                &q.dataset,
+                None,
+                format!(
+                    "数据集 {} 的前置库（{}）轮询失败，水位未前移（原因见 fepd status）",
+                    q.dataset, q.engine
+                ),
+            );
+            continue;
+        }
+        let quiet = DateTime::parse_from_rfc3339(&p.polled_at)
+            .ok()
+            .map(|t| (now - t).num_seconds());
+        if let (Some(limit), Some(quiet)) = (sql_lag, quiet)
+            && quiet >= limit
+            && uptime >= limit
+        {
+            add(
+                Kind::SqlSource,
+                &q.dataset,
+                ago(quiet),
+                format!(
+                    "数据集 {} 的前置库（{}）已 {} 分钟没有完成轮询",
+                    q.dataset,
+                    q.engine,
+                    quiet / 60
+                ),
+            );
+        }
+    }
     if let Some(days) = r.credential_days_left
         && days <= i64::from(a.credential_warn_days)
         && a.credential_warn_days > 0
@@ -292,6 +337,7 @@ mod tests {
             routes,
             credentials_refused: Vec::new(),
             credential_days_left: None,
+            sql_sources: Vec::new(),
             datasets: Vec::new(),
             work_files: Default::default(),
         }

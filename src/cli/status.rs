@@ -99,6 +99,26 @@ fn print_text(cfg: &Config, r: &Report) {
     if let Some(d) = r.credential_days_left {
         println!("credentials: expire in {d} day(s) (sink.http.credential_expires)");
     }
+    for q in &r.sql_sources {
+        let wm = q
+            .watermark
+            .as_ref()
+            .map(|w| format!("{} / {}", w.cd_time, w.row_guid))
+            .unwrap_or_else(|| "-".into());
+        let poll = q.last_poll.as_ref();
+        println!(
+            "{}: SQL source ({}) watermark {wm}, lag {}, last poll {} (read {}, taken {}){}",
+            q.dataset,
+            q.engine,
+            q.lag_secs.map_or("-".into(), |s| format!("{s} s")),
+            poll.map_or("-", |p| p.polled_at.as_str()),
+            poll.map_or(0, |p| p.rows_read),
+            poll.map_or(0, |p| p.rows_taken),
+            poll.and_then(|p| p.error.as_deref())
+                .map(|e| format!(" — ERROR: {e}"))
+                .unwrap_or_default()
+        );
+    }
     for c in &r.credentials_refused {
         println!(
             "credentials: REFUSED on route {} since {} ({}); next token request at {}",

@@ -60,6 +60,9 @@ pub struct Alerts {
     /// The exchange log's hash chain is verified this often (as `fepd audit
     /// verify`); a break raises an alert.
     pub verify_log: Checked<Period>,
+    /// A SQL source (前置库) whose polls fail, or that has not polled for
+    /// this long ("off" = never for the second).
+    pub sql_lag: Checked<Period>,
     /// At each `verify_log`, today's and yesterday's reconciliation (`fepd
     /// audit report`) must balance; an identity that fails raises an alert.
     pub reconcile: bool,
@@ -90,6 +93,7 @@ impl Default for Alerts {
             credentials_refused: true,
             credential_warn_days: 7,
             verify_log: every(3600),
+            sql_lag: every(1800),
             reconcile: true,
             canary: "0 0 * * * *".into(),
             heartbeat: every(86400),
@@ -223,6 +227,7 @@ impl Alerts {
             ("oldest_pending", &self.oldest_pending),
             ("heartbeat", &self.heartbeat),
             ("verify_log", &self.verify_log),
+            ("sql_lag", &self.sql_lag),
         ] {
             if let Some(why) = v.problem() {
                 out.push(format!("alerts.{key}: {why}"));

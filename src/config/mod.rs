@@ -30,7 +30,7 @@ mod spool;
 mod values;
 mod window;
 pub use alerts::{Alerts, Expiry, Period, Smtp, SmtpTls, Syslog, Webhook, WebhookFormat};
-pub use dataset::{DatasetConfig, Scale};
+pub use dataset::{DatasetConfig, Scale, SqlEngine, SqlSource};
 pub use load::{Loaded, Problem, Problems, load};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use retention::{Keep, Retention, parse_keep};

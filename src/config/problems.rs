@@ -69,6 +69,16 @@ impl Config {
                     d.name
                 ));
             }
+            if let Some(sql) = &d.sql {
+                out.extend(
+                    sql.problems()
+                        .into_iter()
+                        .map(|why| format!("dataset {}: {why}", d.name)),
+                );
+            }
+            if d.poll_secs == Some(0) {
+                out.push(format!("dataset {}: poll_secs must be ≥ 1", d.name));
+            }
             if d.header_row == Some(0) {
                 out.push(format!(
                     "dataset {}: header_row counts from 1 (the first line or sheet row)",

@@ -314,6 +314,43 @@ fn registry(a: &Admin, r: &Report) -> Registry {
         }
         reg.register(name, help, fam);
     }
+    // SQL sources (docs/sql-sources.md): per source, rows of the last poll,
+    // the lag behind the source's clock and whether the last poll failed.
+    type SourceFigure = fn(&status::SqlSourceStatus) -> Option<i64>;
+    let sources: [(&str, &str, SourceFigure); 4] = [
+        (
+            "fepd_sql_source_rows_read",
+            "Rows the last poll of a SQL source read (re-reads included)",
+            |s| s.last_poll.as_ref().map(|p| p.rows_read),
+        ),
+        (
+            "fepd_sql_source_rows_taken",
+            "Rows the last poll of a SQL source took for validation and dedupe",
+            |s| s.last_poll.as_ref().map(|p| p.rows_taken),
+        ),
+        (
+            "fepd_sql_source_lag_seconds",
+            "The SQL source's clock at the last poll less the watermark's cd_time",
+            |s| s.lag_secs,
+        ),
+        (
+            "fepd_sql_source_failing",
+            "1 while the SQL source's last poll failed",
+            |s| Some(s.last_poll.as_ref().is_some_and(|p| p.error.is_some()) as i64),
+        ),
+    ];
+    for (name, help, f) in sources {
+        let fam = Family::<DatasetLabel, Gauge>::default();
+        for s in &r.sql_sources {
+            if let Some(v) = f(s) {
+                fam.get_or_create(&DatasetLabel {
+                    dataset: s.dataset.clone(),
+                })
+                .set(v);
+            }
+        }
+        reg.register(name, help, fam);
+    }
     let oldest = Family::<RouteLabel, Gauge>::default();
     for route in &r.routes {
         oldest

@@ -18,7 +18,7 @@ pub mod preflight;
 pub mod progress;
 mod pull;
 pub mod read;
-mod run;
+pub(crate) mod run;
 mod service;
 pub mod status;
 mod worker;

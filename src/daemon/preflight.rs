@@ -73,6 +73,14 @@ pub fn check(cfg: &Config, running: Running<'_>) -> Preflight {
             out.problems.push(format!("sink.http: {e:#}"));
         }
     }
+    // SQL sources: the password exactly as the poller reads it.
+    for d in &cfg.datasets {
+        if let Some(sql) = &d.sql
+            && let Err(e) = crate::source::password(sql)
+        {
+            out.problems.push(format!("dataset {}: sql: {e}", d.name));
+        }
+    }
     if let Some(f) = &cfg.admin.token_file {
         match admin_token(f) {
             Ok(_) => {}

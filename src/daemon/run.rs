@@ -115,6 +115,11 @@ pub async fn run(
             n.notify_one();
         }) as Arc<dyn Fn() + Send + Sync>
     };
+    let sources: Vec<_> = spools
+        .iter()
+        .filter(|(d, _)| d.sql.is_some())
+        .cloned()
+        .collect();
     let workers = start_workers(
         &loaded,
         tz,
@@ -125,6 +130,27 @@ pub async fn run(
         &health,
         &mut running,
     )?;
+    // SQL sources (前置库): one poller thread per dataset with `[dataset.sql]`.
+    for (d, paths) in sources {
+        let stopping = {
+            let c = running.cancel.clone();
+            Arc::new(move || c.is_cancelled()) as Arc<dyn Fn() -> bool + Send + Sync>
+        };
+        let ctx = dataset_ctx(
+            &loaded,
+            tz,
+            &d,
+            paths,
+            fwd_wake.clone(),
+            stopping,
+            gate.clone(),
+        );
+        let alive = health.part(format!("source-{}", d.name));
+        let db = db_path.clone();
+        running.threads.push(
+            crate::source::start(db, ctx, alive).map_err(DaemonError::os("spawning SQL source"))?,
+        );
+    }
     // Retention: old bodies, files and rows deleted on a schedule.
     running.threads.push(
         crate::retention::start(
@@ -397,7 +423,7 @@ impl Running {
 }
 
 /// Everything a dataset's worker needs, from the loaded config.
-pub(super) fn dataset_ctx(
+pub(crate) fn dataset_ctx(
     loaded: &Loaded,
     tz: chrono::FixedOffset,
     d: &DatasetConfig,

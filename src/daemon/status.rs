@@ -87,6 +87,61 @@ pub struct Report {
     /// Files being read, per dataset with any (the same entries as each
     /// dataset's `work_progress`, for datasets no longer configured too).
     pub work_files: std::collections::BTreeMap<String, Vec<super::progress::WorkFile>>,
+    /// SQL sources (前置库), by dataset: watermark, last poll, lag, error.
+    pub sql_sources: Vec<SqlSourceStatus>,
+}
+
+/// A SQL source's state (docs/sql-sources.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlSourceStatus {
+    pub dataset: String,
+    pub engine: &'static str,
+    /// Where the source was read up to, `None` before the first row.
+    pub watermark: Option<crate::state::watermark::Mark>,
+    /// `None` before the first poll.
+    pub last_poll: Option<crate::state::watermark::Poll>,
+    /// The source's clock at the last poll less the watermark's `cd_time`.
+    pub lag_secs: Option<i64>,
+}
+
+/// Each configured SQL source's state, from the state database.
+fn sql_sources(cfg: &Config, conn: Option<&Connection>) -> Vec<SqlSourceStatus> {
+    // A database from before schema v4 has no SQL source tables yet.
+    let known = conn
+        .and_then(|c| crate::state::watermark::sources(c).ok())
+        .unwrap_or_default();
+    cfg.datasets
+        .iter()
+        .filter_map(|d| Some((d, d.sql.as_ref()?)))
+        .map(|(d, sql)| {
+            let found = known.iter().find(|s| s.dataset == d.name);
+            let watermark = found.and_then(|s| s.watermark.clone());
+            let last_poll = found.map(|s| s.last_poll.clone());
+            let parse = |t: &str| {
+                chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%d %H:%M:%S%.f")
+                    .or_else(|_| {
+                        chrono::NaiveDateTime::parse_from_str(t.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+                    })
+                    .ok()
+            };
+            let lag_secs = match (
+                &watermark,
+                last_poll.as_ref().and_then(|p| p.source_now.as_deref()),
+            ) {
+                (Some(w), Some(now)) => parse(now)
+                    .zip(parse(&w.cd_time))
+                    .map(|(n, w)| (n - w).num_seconds()),
+                _ => None,
+            };
+            SqlSourceStatus {
+                dataset: d.name.clone(),
+                engine: sql.engine.as_str(),
+                watermark,
+                last_poll,
+                lag_secs,
+            }
+        })
+        .collect()
 }
 
 /// What only the running daemon knows; from its heartbeat for the command.
@@ -219,6 +274,7 @@ pub fn report(cfg: &Config, presence: &Presence, live: Option<Live>) -> Result<R
             .unwrap_or_default(),
         datasets,
         work_files,
+        sql_sources: sql_sources(cfg, conn.as_ref()),
     })
 }
 

@@ -75,14 +75,16 @@ pub struct FilePlace {
 
 /// Files still being processed, and finished files whose verdict came
 /// after `since` (Unix seconds): each must be in `work/` or, finished, in
-/// its verdict folder under its final name.
+/// its verdict folder under its final name. Pages of a SQL source
+/// (`format = 'sql'`) have no file of their own and are left out.
 pub fn file_places(conn: &Connection, since: i64) -> rusqlite::Result<Vec<FilePlace>> {
     let mut stmt = conn.prepare(
         "SELECT id, dataset, name, work_name, state, final_name, records_done,
                 CAST(strftime('%s', finished_at) AS INTEGER)
          FROM file
-         WHERE state IN (?1, ?2)
-            OR CAST(strftime('%s', finished_at) AS INTEGER) >= ?3
+         WHERE (state IN (?1, ?2)
+            OR CAST(strftime('%s', finished_at) AS INTEGER) >= ?3)
+           AND format IS NOT 'sql'
          ORDER BY id",
     )?;
     let rows = stmt.query_map(

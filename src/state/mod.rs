@@ -23,6 +23,7 @@ pub mod records;
 pub mod replay;
 pub mod retention;
 pub mod trace;
+pub mod watermark;
 
 use std::path::Path;
 use std::time::Duration;
@@ -125,7 +126,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -360,7 +361,9 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         )?;
     }
     if found < SCHEMA_VERSION {
+        // v3 → v4 adds the SQL sources' tables (`watermark`).
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(watermark::SCHEMA)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
@@ -546,7 +549,7 @@ mod tests {
         assert!(open(&path).is_ok());
     }
 
-    /// A v2 database (no file_attempt table) opens as v3 with it.
+    /// A v2 database (no file_attempt table) opens as current with it.
     #[test]
     fn a_v2_database_gains_the_attempt_table() {
         let d = tempfile::tempdir().unwrap();
@@ -560,7 +563,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
     }
 

@@ -5,6 +5,8 @@ mod config;
 mod data;
 mod harness;
 mod killtest;
+mod mariadb;
+mod pg;
 mod receivers;
 mod surface;
 
@@ -34,6 +36,9 @@ mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;
+mod sql_mysql;
+mod sql_postgres;
+mod sql_source;
 mod startup_refusals;
 mod upgrade;
 mod validate_cmd;

@@ -2,7 +2,9 @@
 //! the dedupe decisions of a chunk's records, the rejections found, the
 //! batch sealed from its valid records with its exchange-log entry, and the
 //! file's checkpoint commit together. Records come from the reader thread
-//! (`reader`); only what commits here counts as consumed.
+//! (`reader`), or from a SQL source's page (`rows`); only what commits
+//! here counts as consumed. A page also moves its source's watermark in
+//! the same transaction (`Committing`).
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -29,12 +31,19 @@ enum ChunkEnd {
     Fault(FileFault),
 }
 
+/// Called inside each chunk's transaction, before its commit, with the
+/// ordinals the chunk consumed (`start..end`, counted from 0): a SQL
+/// source's page stores its watermark there.
+pub(super) type Committing<'a> =
+    &'a mut dyn FnMut(&Connection, std::ops::Range<u64>) -> rusqlite::Result<()>;
+
 pub(super) fn run_chunks(
     conn: &mut Connection,
     ctx: &DatasetCtx,
     row: &FileRow,
     items: std::sync::mpsc::Receiver<Read>,
     skipped: u64,
+    mut committing: Option<Committing<'_>>,
 ) -> Result<Chunks, StoreError> {
     let ds = ctx.dataset.name.as_str();
     let route = ctx.dataset.route();
@@ -52,6 +61,7 @@ pub(super) fn run_chunks(
         }
         let mut delta = Counts::default();
         let mut consumed: u64 = 0;
+        let first = ordinal;
         let end = loop {
             let item = match carry.take() {
                 Some(i) => i,
@@ -145,6 +155,9 @@ pub(super) fn run_chunks(
             seal_open(&tx, ctx, &route, Some(row.id), &mut open)?;
         }
         lifecycle::checkpoint(&tx, ctx.tz, row, ordinal as i64, &delta)?;
+        if let Some(f) = committing.as_mut() {
+            f(&tx, first..ordinal)?;
+        }
         tx.commit()?;
         if sealed_any {
             (ctx.on_sealed)();

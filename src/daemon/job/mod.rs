@@ -15,8 +15,9 @@
 //! Here: the orchestration of one file (`process`). Beside it: `reader`
 //! (the reader thread), `chunk` (the chunk transaction), `verdict` (the
 //! receipt or report, the verdict and the move out of `work/`),
-//! `lifecycle` (the file state machine: every change of a file's state)
-//! and `breaker` (attempts that killed the process).
+//! `lifecycle` (the file state machine: every change of a file's state),
+//! `breaker` (attempts that killed the process) and `rows` (a SQL
+//! source's page of rows, through the same chunks as a file's records).
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ mod breaker;
 mod chunk;
 pub mod lifecycle;
 mod reader;
+pub mod rows;
 #[cfg(test)]
 mod tests;
 mod verdict;
@@ -205,7 +207,7 @@ pub fn process(
         }
         // `rx` moves in and is dropped when run_chunks returns, which
         // unblocks the reader (its next send fails) before the scope joins it.
-        run_chunks(conn, ctx, &row, rx, skipped)
+        run_chunks(conn, ctx, &row, rx, skipped, None)
     })?;
     match chunks {
         Chunks::Finished(fault) => {

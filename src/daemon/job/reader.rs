@@ -81,14 +81,7 @@ pub(super) fn read_ahead(
                 None
             }
             Ok(Some(Item::Record(raw))) => {
-                group.push(match schema.check(&raw) {
-                    Verdict::Invalid(errors) => Checked::Invalid {
-                        pos: raw.pos,
-                        key: raw_key(schema, &raw),
-                        errors,
-                    },
-                    Verdict::Valid(rec) => Checked::Valid { pos: raw.pos, rec },
-                });
+                group.push(check(schema, raw));
                 None
             }
             Ok(None) => {
@@ -117,6 +110,19 @@ pub(super) fn read_ahead(
             let _ = tx.send(last);
             return;
         }
+    }
+}
+
+/// A record's verdict, as the committing thread needs it (also for a SQL
+/// source's rows, `rows`).
+pub(super) fn check(schema: &DatasetSchema, raw: RawRecord) -> Checked {
+    match schema.check(&raw) {
+        Verdict::Invalid(errors) => Checked::Invalid {
+            pos: raw.pos,
+            key: raw_key(schema, &raw),
+            errors,
+        },
+        Verdict::Valid(rec) => Checked::Valid { pos: raw.pos, rec },
     }
 }
 
