@@ -236,9 +236,13 @@ async fn smtp(s: &Smtp, m: &Message, timeout: Duration) -> Result<(), String> {
         }
     };
     let mut builder = builder.port(s.port()).timeout(Some(timeout));
-    if let (Some(user), Some(f)) = (&s.username, &s.password_file) {
-        let password = crate::config::secret::read_secret_file(f)
-            .map_err(|x| format!("password_file: {x}"))?;
+    if let Some(user) = &s.username {
+        let source = crate::secrets::source(
+            s.password_credential.as_ref(),
+            s.password_file.as_ref(),
+            s.password_env.as_ref(),
+        );
+        let password = crate::secrets::read(source).map_err(|x| format!("password: {x}"))?;
         builder = builder.credentials(Credentials::new(user.clone(), password));
     }
     builder

@@ -461,6 +461,15 @@ pub fn check_config(cfg: &Config) -> (Vec<String>, Vec<String>) {
             problems.push(format!("{key}: {why}"));
         }
     }
+    for (i, s) in cfg.alerts.smtp.iter().enumerate() {
+        if let (None, None, Some(var)) = (&s.password_credential, &s.password_file, &s.password_env)
+            && std::env::var_os(var).is_none_or(|v| v.is_empty())
+        {
+            problems.push(format!(
+                "alerts.smtp[{i}].password_env: environment variable {var} is not set"
+            ));
+        }
+    }
     (warnings, problems)
 }
 

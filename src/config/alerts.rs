@@ -154,6 +154,13 @@ pub struct Smtp {
     pub username: Option<String>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The password from this environment variable instead.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The password from this systemd credential (`LoadCredential=`)
+    /// instead; preferred over a file, a file over a variable.
+    #[serde(default)]
+    pub password_credential: Option<String>,
     /// A PEM certificate of the CA that signed the mail server's
     /// certificate (a site's own CA), trusted beside the system's.
     #[serde(default)]
@@ -286,9 +293,19 @@ impl Alerts {
                     "alerts.smtp[{i}]: ca_file needs tls = \"starttls\" or \"tls\""
                 ));
             }
-            if s.username.is_some() != s.password_file.is_some() {
+            let password = s.password_file.is_some()
+                || s.password_env.is_some()
+                || s.password_credential.is_some();
+            if s.username.is_some() != password {
                 out.push(format!(
-                    "alerts.smtp[{i}]: username and password_file go together"
+                    "alerts.smtp[{i}]: username and a password (password_credential, password_file or password_env) go together"
+                ));
+            }
+            if let Some(c) = &s.password_credential
+                && !crate::secrets::credential_name_ok(c)
+            {
+                out.push(format!(
+                    "alerts.smtp[{i}].password_credential: {c:?} is not a credential name (a plain file name)"
                 ));
             }
         }
@@ -376,6 +393,34 @@ address = "udp:/x"
         }
         assert_eq!(p.len(), 7, "{p:#?}");
         assert!(Alerts::default().problems().is_empty());
+    }
+
+    #[test]
+    fn an_smtp_login_takes_its_password_from_a_credential_a_file_or_a_variable() {
+        let smtp = |extra: &str| -> Vec<String> {
+            let a: Alerts = toml::from_str(&format!(
+                "[[smtp]]\nserver = \"mail\"\ntls = \"starttls\"\nfrom = \"f@x.cn\"\nto = [\"o@x.cn\"]\n{extra}"
+            ))
+            .unwrap();
+            a.problems()
+        };
+        assert!(smtp("username = \"u\"\npassword_env = \"P\"").is_empty());
+        assert!(smtp("username = \"u\"\npassword_credential = \"fepd.smtp\"").is_empty());
+        assert!(
+            smtp("username = \"u\"")
+                .iter()
+                .any(|l| l.contains("go together"))
+        );
+        assert!(
+            smtp("password_env = \"P\"")
+                .iter()
+                .any(|l| l.contains("go together"))
+        );
+        assert!(
+            smtp("username = \"u\"\npassword_credential = \"../x\"")
+                .iter()
+                .any(|l| l.contains("is not a credential name"))
+        );
     }
 
     #[test]
