@@ -8,6 +8,7 @@ mod killtest;
 mod mariadb;
 mod pg;
 mod receivers;
+mod sql_checks;
 mod surface;
 
 mod alerts;

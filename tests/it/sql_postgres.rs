@@ -5,13 +5,13 @@
 //! cd_time, a SIGKILL mid-poll, the server restarted mid-poll, a wrong
 //! password.
 
-use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::data;
 use crate::harness::*;
 use crate::pg::{PASSWORD, Pg};
+use crate::sql_checks;
 
 /// The 前置库 table of `case_accept` in `qzk`, and the dataset's
 /// `[dataset.sql]` reading it with `password` from a secret file.
@@ -82,14 +82,6 @@ fn insert(c: &mut impl postgres::GenericClient, i: u64, guid: &str, op: &str, ag
     .unwrap();
 }
 
-fn key(r: &serde_json::Value) -> String {
-    r["key"].as_str().unwrap().to_string()
-}
-
-fn case_key(i: u64) -> String {
-    data::case_accept(i)[0].1.clone()
-}
-
 #[test]
 fn postgres_rows_arrive_once_each_across_a_page_boundary_tie_and_a_late_commit() {
     let pg = Pg::start();
@@ -115,30 +107,19 @@ fn postgres_rows_arrive_once_each_across_a_page_boundary_tie_and_a_late_commit()
     env.wait_outbox_records("case_accept", 5);
     std::thread::sleep(Duration::from_secs(2));
     open.commit().unwrap();
-    let recs = env.wait_outbox_records("case_accept", 6);
-    let got: Vec<(String, String)> = recs
-        .iter()
-        .map(|r| (r["op"].as_str().unwrap().to_string(), key(r)))
-        .collect();
-    let want: Vec<(String, String)> = [
-        ("upsert", 0),
-        ("upsert", 1),
-        ("upsert", 2),
-        ("upsert", 1),
-        ("delete", 2),
-        ("upsert", 9),
-    ]
-    .into_iter()
-    .map(|(op, i)| (op.to_string(), case_key(i)))
-    .collect();
-    assert_eq!(got, want);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(env.outbox_records("case_accept").len(), 6, "nothing twice");
-    let status = env.status();
-    let src = &status["sql_sources"][0];
-    assert_eq!(src["engine"], "postgres");
-    assert_eq!(src["watermark"]["row_guid"], "g4");
-    assert!(src["last_poll"]["error"].is_null(), "{src}");
+    sql_checks::arrived_once_in_order(
+        &env,
+        &[
+            ("upsert", 0),
+            ("upsert", 1),
+            ("upsert", 2),
+            ("upsert", 1),
+            ("delete", 2),
+            ("upsert", 9),
+        ],
+        "postgres",
+        "g4",
+    );
 }
 
 #[test]
@@ -163,28 +144,11 @@ fn postgres_sigkill_and_a_server_restart_mid_poll_lose_or_repeat_nothing() {
         }
         tx.commit().unwrap();
     }
-    let d = env.start_ready();
-    env.wait("a poll under way", Duration::from_secs(30), || {
-        env.outbox_records("case_accept").len() >= 100
+    sql_checks::kill_and_server_restart_lose_or_repeat_nothing(&env, N, || {
+        pg.stop();
+        std::thread::sleep(Duration::from_secs(2));
+        pg.run();
     });
-    d.kill();
-    let killed_at = env.outbox_records("case_accept").len();
-    assert!((killed_at as u64) < N, "the kill came mid-poll");
-    let _d = env.start_ready();
-    env.wait("the poll resumed", Duration::from_secs(30), || {
-        env.outbox_records("case_accept").len() >= killed_at + 100
-    });
-    // The server restarts under the poll.
-    pg.stop();
-    let stopped_at = env.outbox_records("case_accept").len();
-    std::thread::sleep(Duration::from_secs(2));
-    pg.run();
-    assert!((stopped_at as u64) < N, "the restart came mid-poll");
-    let recs = env.wait_outbox_records("case_accept", N as usize);
-    let keys: BTreeSet<String> = recs.iter().map(key).collect();
-    assert_eq!(keys.len() as u64, N, "every row once");
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(env.outbox_records("case_accept").len() as u64, N);
 }
 
 #[test]
@@ -194,16 +158,9 @@ fn a_wrong_password_is_a_clear_error_in_status_and_never_logged() {
     let wrong = "wrong-口令-42";
     source(&env, &pg, 100, wrong);
     insert(&mut pg.connect("qzk").unwrap(), 0, "g0", "i", 10.0);
-    let _d = env.start_ready();
-    env.wait("the refusal in status", Duration::from_secs(20), || {
-        env.status()["sql_sources"][0]["last_poll"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("password authentication failed"))
-    });
-    assert!(env.status()["sql_sources"][0]["watermark"].is_null());
-    assert!(env.outbox_records("case_accept").is_empty());
-    assert!(!env.log_has(wrong), "the password is never logged");
-    let text = String::from_utf8(env.fepd(&["status"]).stdout).unwrap();
-    assert!(text.contains("password authentication failed"), "{text}");
-    assert!(!text.contains(wrong));
+    sql_checks::wrong_password_is_named_and_never_logged(
+        &env,
+        wrong,
+        "password authentication failed",
+    );
 }

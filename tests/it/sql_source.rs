@@ -11,6 +11,7 @@ use rusqlite::Connection;
 
 use crate::data;
 use crate::harness::*;
+use crate::sql_checks::key;
 
 /// The 前置库 of `case_accept`: its fields plus the control columns, the
 /// row id under the source's own name `GUID`.
@@ -74,10 +75,6 @@ fn insert(c: &Connection, i: u64, guid: &str, op: &str, name: &str, ago: i64) {
         ])),
     )
     .unwrap();
-}
-
-fn key(r: &serde_json::Value) -> String {
-    r["key"].as_str().unwrap().to_string()
 }
 
 #[test]
