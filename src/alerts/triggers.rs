@@ -42,22 +42,23 @@ impl Kind {
         }
     }
 
+    /// Every kind, in the order of the ops manual's table.
+    pub const ALL: [Kind; 10] = [
+        Kind::BatchParked,
+        Kind::RouteStalled,
+        Kind::OldestPending,
+        Kind::IntakePaused,
+        Kind::CredentialsRefused,
+        Kind::CredentialExpiry,
+        Kind::LogBroken,
+        Kind::Unbalanced,
+        Kind::CanaryFailed,
+        Kind::SqlSource,
+    ];
+
     /// The kind named `s` in the exchange log.
     pub fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::BatchParked,
-            Kind::RouteStalled,
-            Kind::OldestPending,
-            Kind::IntakePaused,
-            Kind::CredentialsRefused,
-            Kind::CredentialExpiry,
-            Kind::LogBroken,
-            Kind::Unbalanced,
-            Kind::CanaryFailed,
-            Kind::SqlSource,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether delivery or intake stops while it holds (syslog `crit`,
@@ -315,6 +316,22 @@ pub fn credential_days_left(cfg: &Config, now: DateTime<FixedOffset>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_reads_back_and_has_its_row_in_the_operations_manual() {
+        let manual = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/zh/安装与运维手册.md"),
+        )
+        .unwrap();
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+            assert!(
+                manual.contains(&format!("`{}`", k.as_str())),
+                "§10 does not explain {}",
+                k.as_str()
+            );
+        }
+    }
     use crate::daemon::status::{DaemonInfo, RouteStatus};
 
     fn report(uptime: u64, routes: Vec<RouteStatus>) -> Report {

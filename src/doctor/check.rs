@@ -19,8 +19,9 @@ const INTEGRITY_MESSAGES: usize = 20;
 /// leaves out what a running daemon may be in the middle of writing.
 pub fn examine(cfg: &Config, daemon_running: bool) -> Result<Vec<Finding>, DoctorError> {
     let db = cfg.state_db();
-    let Some(conn) = open(&db)? else {
-        return Ok(vec![damaged_at_open(&db)]);
+    let conn = match open(&db)? {
+        Ok(c) => c,
+        Err(damaged) => return Ok(vec![damaged]),
     };
     let mut out = database(&conn, &db)?;
     if !out.is_empty() {
@@ -42,8 +43,9 @@ pub fn examine(cfg: &Config, daemon_running: bool) -> Result<Vec<Finding>, Docto
 /// Examines a copy of a state database (a backup, before it is restored):
 /// the database and its exchange log only, since no spool goes with it.
 pub fn examine_copy(db: &Path) -> Result<Vec<Finding>, DoctorError> {
-    let Some(conn) = open(db)? else {
-        return Ok(vec![damaged_at_open(db)]);
+    let conn = match open(db)? {
+        Ok(c) => c,
+        Err(damaged) => return Ok(vec![damaged]),
     };
     let mut out = database(&conn, db)?;
     if out.is_empty() {
@@ -52,30 +54,24 @@ pub fn examine_copy(db: &Path) -> Result<Vec<Finding>, DoctorError> {
     Ok(out)
 }
 
-/// The database opened for reading; `None` when SQLite cannot use it.
-fn open(db: &Path) -> Result<Option<Connection>, DoctorError> {
+/// The database opened for reading, or the `database` finding when SQLite
+/// cannot use it (the error names the recovery steps itself).
+fn open(db: &Path) -> Result<Result<Connection, Finding>, DoctorError> {
     if !db.exists() {
         return Err(DoctorError::NoDatabase(db.to_owned()));
     }
     match state::open_read_only(db) {
-        Ok(c) => Ok(Some(c)),
-        Err(StoreError::Unusable { .. } | StoreError::WalMissing { .. }) => Ok(None),
+        Ok(c) => Ok(Ok(c)),
+        Err(e @ (StoreError::Unusable { .. } | StoreError::WalMissing { .. })) => {
+            Ok(Err(Finding::manual(
+                Rule::Database,
+                shown(db),
+                e.to_string(),
+                "see the steps above".into(),
+            )))
+        }
         Err(e) => Err(e.into()),
     }
-}
-
-fn damaged_at_open(db: &Path) -> Finding {
-    let problem = match state::open_read_only(db) {
-        Err(e) => e.to_string(),
-        Ok(_) => "the state database could not be opened".into(),
-    };
-    // The error names the recovery steps itself.
-    Finding::manual(
-        Rule::Database,
-        shown(db),
-        problem,
-        "see the steps above".into(),
-    )
 }
 
 fn database(conn: &Connection, db: &Path) -> Result<Vec<Finding>, DoctorError> {
