@@ -359,22 +359,11 @@ impl Engine {
             Err(_) => return,
         };
         for (route, dataset, version) in &canary.routes {
-            use crate::outbox::Reply;
-            let reply = canary
+            let failed = canary
                 .forwarder
-                .probe(route, dataset, &self.cfg.sender, version, &head)
-                .await;
-            let failed = match reply {
-                Reply::Delivered {
-                    accepted: Some(0) | None,
-                    ..
-                } => None,
-                Reply::Delivered { accepted, .. } => Some(format!(
-                    "a zero-record probe was answered accepted = {accepted:?}"
-                )),
-                Reply::Park { reason } | Reply::Retry { reason, .. } => Some(reason),
-                Reply::TooLarge => Some("HTTP 413 for an empty batch".into()),
-            };
+                .probe_verdict(route, dataset, &self.cfg.sender, version, &head)
+                .await
+                .err();
             match failed {
                 None => {
                     self.canary_failed.remove(route);

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::forward::push::Forwarder;
-use crate::outbox::Reply;
 use crate::state::log::{self, Head, LogEntry};
 
 use super::Exit;
@@ -106,20 +105,10 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
                 .schema(dataset)
                 .map(|s| s.schema_version.clone())
                 .unwrap_or_default();
-            let verdict = match fwd
-                .probe(route, dataset, &cfg.sender, &version, &head)
+            let verdict = fwd
+                .probe_verdict(route, dataset, &cfg.sender, &version, &head)
                 .await
-            {
-                Reply::Delivered {
-                    accepted: Some(0) | None,
-                    ..
-                } => Ok("accepted (auth, route and digest checked)".to_string()),
-                Reply::Delivered { accepted, .. } => Err(format!(
-                    "answered accepted = {accepted:?} for a zero-record probe"
-                )),
-                Reply::Park { reason } | Reply::Retry { reason, .. } => Err(reason),
-                Reply::TooLarge => Err("HTTP 413 for an empty batch".into()),
-            };
+                .map(|()| "accepted (auth, route and digest checked)".to_string());
             failures += usize::from(verdict.is_err());
             let (Ok(detail) | Err(detail)) = &verdict;
             line(verdict.is_ok(), &format!("probe {route}"), detail);

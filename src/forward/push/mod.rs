@@ -222,7 +222,7 @@ impl Forwarder {
     /// Pushes a zero-record probe batch (docs/protocol.md §3) on `route` for
     /// `dataset`: the library checks auth, route and digest, answers 200
     /// with `accepted: 0` and stores nothing. Used by `fepd selftest`.
-    pub async fn probe(
+    async fn probe(
         &self,
         route: &str,
         dataset: &str,
@@ -246,6 +246,33 @@ impl Forwarder {
         let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
         self.send_with_token(&self.push_url(route), in_query, &batch_id, &body)
             .await
+    }
+
+    /// [`Forwarder::probe`] and what its answer says: `Ok` when the library
+    /// accepted the zero-record probe (auth, route and digest checked),
+    /// else why not. `fepd selftest` and the alerts' canary read it alike.
+    pub async fn probe_verdict(
+        &self,
+        route: &str,
+        dataset: &str,
+        sender: &str,
+        schema_version: &str,
+        audit_head: &crate::state::log::Head,
+    ) -> Result<(), String> {
+        match self
+            .probe(route, dataset, sender, schema_version, audit_head)
+            .await
+        {
+            Reply::Delivered {
+                accepted: Some(0) | None,
+                ..
+            } => Ok(()),
+            Reply::Delivered { accepted, .. } => Err(format!(
+                "answered accepted = {accepted:?} for a zero-record probe"
+            )),
+            Reply::Park { reason } | Reply::Retry { reason, .. } => Err(reason),
+            Reply::TooLarge => Err("HTTP 413 for an empty batch".into()),
+        }
     }
 
     /// Asks for a token (the first step of `fepd selftest`).
