@@ -40,11 +40,11 @@ fn query(uri: &str, key: &str) -> String {
         .replace("%3D", "=")
 }
 
-/// A deployment whose alerts go every second, without repeats, to `hook`'s
-/// JSON webhook at `/json`; `extra` is more of `[alerts]`.
+/// A deployment whose alerts are evaluated every second and repeated every
+/// two, to `hook`'s JSON webhook at `/json`; `extra` is more of `[alerts]`.
 fn alerting_to(hook: &Recorder, extra: &str) -> Env {
     Env::new(&format!(
-        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n{extra}\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"2s\"\n{extra}\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
         hook.addr
     ))
 }
@@ -445,6 +445,9 @@ fn an_exchange_log_edited_behind_fepd_s_back_raises_an_alert_until_it_verifies_a
     let text = raised.body["text"].as_str().unwrap();
     assert!(text.contains(&format!("第 {seq} 条")), "{text}");
     assert!(text.contains("fepd audit verify"), "{text}");
+    // Repeated while it lasts (repeat = 2s), raised only once.
+    env.wait("a repeat", Duration::from_secs(15), || of("repeated") >= 1);
+    assert_eq!(of("raised"), 1);
 
     // Put back as it was: the next verification passes, and 恢复 follows.
     conn.execute(
@@ -496,6 +499,8 @@ fn a_reconciliation_that_no_longer_balances_raises_an_alert_until_it_does() {
             .unwrap()
             .starts_with("case_accept ")
     );
+    env.wait("a repeat", Duration::from_secs(15), || of("repeated") >= 1);
+    assert_eq!(of("raised"), 1, "raised once per episode");
     conn.execute("UPDATE file SET received = received - 1", [])
         .unwrap();
     env.wait("the 恢复 message", Duration::from_secs(15), || {
@@ -517,7 +522,7 @@ fn the_canary_probes_every_route_and_alerts_while_the_library_does_not_answer() 
 [alerts]
 interval = "1s"
 canary = "*/2 * * * * *"
-repeat = "off"
+repeat = "2s"
 
 [[alerts.webhook]]
 url = "http://{a}/json"
@@ -556,6 +561,17 @@ url = "http://{a}/json"
         "{}",
         one.body
     );
+    // Repeated for every route while it lasts, each raised once.
+    env.wait("a repeat per route", Duration::from_secs(20), || {
+        let subjects: std::collections::BTreeSet<String> = hook
+            .at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "canary" && r.body["state"] == "repeated")
+            .map(|r| r.body["subject"].to_string())
+            .collect();
+        subjects.len() as u64 == routes
+    });
+    assert_eq!(of("raised") as u64, routes, "raised once per route");
 
     // Back on the same address: the next probes pass, each route resolves.
     let _lib = Library::start_on(&listen, &dir.path().join("lib.db"), &[]);
@@ -580,7 +596,7 @@ min_free_bytes = 0
 interval = "1s"
 stall = "3s"
 oldest_pending = "2s"
-repeat = "off"
+repeat = "2s"
 
 [[alerts.webhook]]
 url = "http://{a}/json"
@@ -608,6 +624,12 @@ url = "http://{a}/json"
         "{}",
         paused.body
     );
+    // Each is repeated while it lasts (repeat = 2s), and raised only once.
+    env.wait("a repeat of each", Duration::from_secs(20), || {
+        ["oldest_pending", "route_stalled", "intake_paused"]
+            .iter()
+            .all(|k| of(k, "repeated") >= 1)
+    });
     // The collector acknowledges everything: each alert resolves once.
     for b in env.batches(Some("exported")) {
         let id = b["batch_id"].as_str().unwrap();
@@ -656,6 +678,7 @@ fn an_episode_open_at_a_restart_goes_on_and_is_resolved_once() {
     let out = env.fepd(&["batches", "retry", &id]);
     assert!(out.status.success(), "{out:?}");
     env.wait("恢复", Duration::from_secs(15), || of("resolved") == 1);
+    assert!(of("repeated") >= 1, "repeated while it lasted");
     let (status, _) = d.stop();
     assert!(status.success());
     assert_eq!(env.events("alert_raised"), 1);

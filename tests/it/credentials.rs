@@ -105,7 +105,7 @@ fn a_granted_token_ends_the_episode() {
     // The people on call hear of it (docs/zh/安装与运维手册.md §10).
     let hook = crate::receivers::Recorder::start();
     let alerts = crate::config::parse_toml(&format!(
-        "[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        "[alerts]\ninterval = \"1s\"\nrepeat = \"2s\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
         hook.addr
     ));
     env.edit_config(|t| crate::config::merge(t, alerts));
@@ -124,6 +124,8 @@ fn a_granted_token_ends_the_episode() {
     env.wait("the refusal alerted", Duration::from_secs(15), || {
         of("raised") == 1
     });
+    // Repeated while the library keeps refusing (repeat = 2s).
+    env.wait("a repeat", Duration::from_secs(15), || of("repeated") >= 1);
     lib.stop();
     let lib = Library::start_on(&addr, &dir.path().join("lib.db"), &[]);
     env.wait("delivered", Duration::from_secs(30), || {

@@ -174,7 +174,7 @@ fn a_sigkill_mid_poll_resumes_from_the_watermark_with_nothing_lost_or_repeated()
 fn a_source_whose_polls_fail_raises_an_alert_until_a_poll_succeeds() {
     let hook = crate::receivers::Recorder::start();
     let env = Env::new(&format!(
-        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"2s\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
         hook.addr
     ));
     let path = source(&env);
@@ -206,6 +206,9 @@ fn a_source_whose_polls_fail_raises_an_alert_until_a_poll_succeeds() {
         "{text}"
     );
     assert!(!text.contains("张三"), "a row's value in an alert: {text}");
+    // Repeated while the polls fail (repeat = 2s), raised only once.
+    env.wait("a repeat", Duration::from_secs(20), || of("repeated") >= 1);
+    assert_eq!(of("raised"), 1);
     c.execute_batch("ALTER TABLE up_pro_accept_old RENAME TO up_pro_accept")
         .unwrap();
     insert(&c, 2, "g2", "i", "李四", 1);
