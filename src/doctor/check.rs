@@ -34,6 +34,7 @@ pub fn examine(cfg: &Config, daemon_running: bool) -> Result<Vec<Finding>, Docto
     out.extend(work_folders(cfg, &conn)?);
     out.extend(files_in_place(cfg, &conn)?);
     out.extend(batch_bodies(&conn)?);
+    out.extend(half_deleted(cfg, &conn)?);
     if !daemon_running {
         out.extend(temp_leftovers(cfg));
     }
@@ -201,21 +202,24 @@ fn work_folders(cfg: &Config, conn: &Connection) -> Result<Vec<Finding>, DoctorE
     Ok(out)
 }
 
-fn files_in_place(cfg: &Config, conn: &Connection) -> Result<Vec<Finding>, DoctorError> {
-    let now = Utc::now().timestamp();
-    let keep = |state: FileState| {
-        let r = &cfg.retention;
-        if state == FileState::Rejected {
-            r.rejected_files.0
-        } else {
-            r.done_files.0
-        }
+/// Unix seconds before which retention may have deleted a file with a
+/// verdict `state` (`i64::MIN`: it keeps them for ever).
+fn horizon(cfg: &Config, state: FileState, now: i64) -> i64 {
+    let r = &cfg.retention;
+    let keep = if state == FileState::Rejected {
+        r.rejected_files.0
+    } else {
+        r.done_files.0
     };
-    let horizon = |k: Option<std::time::Duration>| match k {
+    match keep {
         Some(d) => now - d.as_secs() as i64,
         None => i64::MIN,
-    };
-    let since = horizon(keep(FileState::Done)).min(horizon(keep(FileState::Rejected)));
+    }
+}
+
+fn files_in_place(cfg: &Config, conn: &Connection) -> Result<Vec<Finding>, DoctorError> {
+    let now = Utc::now().timestamp();
+    let since = horizon(cfg, FileState::Done, now).min(horizon(cfg, FileState::Rejected, now));
     let mut out = Vec::new();
     for f in q::file_places(conn, since).map_err(StoreError::from)? {
         let spool = Spool::new(&cfg.spool_dir, &f.dataset);
@@ -230,7 +234,7 @@ fn files_in_place(cfg: &Config, conn: &Connection) -> Result<Vec<Finding>, Docto
         let Some(final_name) = &f.final_name else {
             continue;
         };
-        if f.finished.unwrap_or(now) < horizon(keep(f.state)) {
+        if f.finished.unwrap_or(now) < horizon(cfg, f.state, now) {
             continue;
         }
         let at = spool.verdict_dir(f.state).join(final_name);
@@ -297,6 +301,89 @@ fn batch_bodies(conn: &Connection) -> Result<Vec<Finding>, DoctorError> {
             )
         })
         .collect())
+}
+
+/// Names in `dir` (regular files, not temporary ones), sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Retention deletes a file with its receipts and reports, and a batch
+/// body with its `.ack` (`retention::sweep`); a pass interrupted between
+/// two unlinks leaves part of a group. What is left describes what is
+/// gone: removing it is what the pass would have done. A file that is
+/// missing before retention's time is `file_missing`'s, not this rule's.
+fn half_deleted(cfg: &Config, conn: &Connection) -> Result<Vec<Finding>, DoctorError> {
+    let now = Utc::now().timestamp();
+    let mut out = Vec::new();
+    for d in &cfg.datasets {
+        let spool = Spool::new(&cfg.spool_dir, &d.name);
+        for state in [FileState::Done, FileState::Rejected] {
+            let dir = spool.verdict_dir(state);
+            let names = names_in(dir);
+            for n in &names {
+                let Some(file) = crate::report::companion_of(n) else {
+                    continue;
+                };
+                if names.binary_search_by(|x| x.as_str().cmp(file)).is_ok() {
+                    continue;
+                }
+                let Some(v) = q::verdict_named(conn, &d.name, file).map_err(StoreError::from)?
+                else {
+                    continue;
+                };
+                let page = v.format.as_deref() == Some(crate::daemon::job::rows::FORMAT);
+                if page || v.finished.unwrap_or(now) >= horizon(cfg, v.state, now) {
+                    continue;
+                }
+                let path = dir.join(n);
+                out.push(Finding::repair(
+                    Rule::HalfDeleted,
+                    shown(&path),
+                    format!(
+                        "{} is left over from {file}, which retention deleted (its verdict, {}, is older than retention keeps such files): the pass that deleted it was interrupted. The file's counts stay in the state database and the exchange log.",
+                        path.display(),
+                        state.as_str()
+                    ),
+                    Repair::Remove { path },
+                ));
+            }
+        }
+        let delivered = cfg.sink.outbox_dir.join(&d.name).join("delivered");
+        let names = names_in(&delivered);
+        for n in &names {
+            let Some(id) = n.strip_suffix(".ack") else {
+                continue;
+            };
+            let body = format!("{id}.json");
+            if names.binary_search(&body).is_ok()
+                || !q::is_delivered(conn, id).map_err(StoreError::from)?
+            {
+                continue;
+            }
+            let path = delivered.join(n);
+            out.push(Finding::repair(
+                Rule::HalfDeleted,
+                shown(&path),
+                format!(
+                    "{} is the collector's acknowledgement of batch {id}, whose file retention deleted: the pass was interrupted. The delivery stays recorded in the state database (fepd batches show {id}).",
+                    path.display()
+                ),
+                Repair::Remove { path },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn temp_leftovers(cfg: &Config) -> Vec<Finding> {

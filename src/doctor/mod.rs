@@ -21,6 +21,10 @@
 //!   name (or still in `work/`, moved at the next start) until retention
 //!   may have deleted it.
 //! - `batch_body`: every batch still to be delivered has its body.
+//! - `half_deleted`: retention left no part of what it deletes together
+//!   (a receipt or report whose file it deleted, an `.ack` in
+//!   `delivered/` whose batch file it deleted). Fix: removed, as the
+//!   interrupted pass would have.
 //! - `temp_leftover`: no half-written temporary file (`.NAME.tmp`) is left
 //!   in the spool or the outbox folders by an interrupted write. Checked
 //!   only while the daemon is stopped (a running one may be writing one).
@@ -50,6 +54,7 @@ pub enum Rule {
     WorkUnconfigured,
     FileMissing,
     BatchBody,
+    HalfDeleted,
     TempLeftover,
 }
 
@@ -63,6 +68,7 @@ impl Rule {
             Rule::WorkUnconfigured => "work_unconfigured",
             Rule::FileMissing => "file_missing",
             Rule::BatchBody => "batch_body",
+            Rule::HalfDeleted => "half_deleted",
             Rule::TempLeftover => "temp_leftover",
         }
     }
@@ -77,7 +83,8 @@ pub enum Repair {
     ExportAgain { batch_id: String },
     /// A file fepd did not claim goes back to the inbox.
     BackToInbox { from: PathBuf, to: PathBuf },
-    /// A half-written temporary file is removed.
+    /// A half-written temporary file, or what an interrupted retention
+    /// pass left, is removed.
     Remove { path: PathBuf },
 }
 

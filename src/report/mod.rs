@@ -22,6 +22,30 @@ pub mod library;
 pub mod notice;
 pub mod table;
 
+/// The endings of the files written beside a file under `done/` or
+/// `rejected/`, longest first: `<file><ending>` belongs to `<file>`.
+/// Retention deletes a file and these together (a file whose reports
+/// outlived it, or the other way round, is half-deleted: `fepd doctor`).
+pub const COMPANIONS: [&str; 8] = [
+    ".library-rejected.errors.xlsx",
+    ".library-rejected.errors.csv",
+    ".library-rejected.json",
+    ".receipt.json",
+    ".report.json",
+    ".errors.xlsx",
+    ".errors.csv",
+    ".回执.txt",
+];
+
+/// The file that `name` was written beside, if `name` is one of its
+/// [`COMPANIONS`].
+pub fn companion_of(name: &str) -> Option<&str> {
+    COMPANIONS
+        .iter()
+        .find_map(|c| name.strip_suffix(c))
+        .filter(|stem| !stem.is_empty())
+}
+
 /// Everything a receipt or report says about a file.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -171,4 +195,27 @@ fn key_column<'a>(s: &'a FileSummary<'_>) -> &'a str {
 /// headers, formula-looking cells neutralised ([`table`]).
 pub fn errors_csv(s: &FileSummary<'_>, errors: &[Rejection]) -> io::Result<Vec<u8>> {
     table::errors_csv(key_column(s), s.fault, errors)
+}
+
+#[cfg(test)]
+mod companion_tests {
+    use super::*;
+
+    #[test]
+    fn every_file_written_beside_a_file_is_known_as_its_companion() {
+        let name = "办件.2.csv";
+        let mut written = vec![
+            format!("{name}.receipt.json"),
+            format!("{name}.report.json"),
+            format!("{name}.errors.csv"),
+            format!("{name}.errors.xlsx"),
+            notice::notice_name(name),
+        ];
+        written.extend(library::report_names(name));
+        for w in &written {
+            assert_eq!(companion_of(w), Some(name), "{w}");
+        }
+        assert_eq!(companion_of(name), None);
+        assert_eq!(companion_of(".receipt.json"), None);
+    }
 }

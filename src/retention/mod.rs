@@ -22,7 +22,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::{Config, Keep, Retention};
 use crate::state::log::{self, LogEntry, Retained};
 use crate::state::retention as db;
-use sweep::{Swept, sweep};
+use sweep::{Swept, delivered_owner, spool_owner, sweep};
 
 /// Items deleted per transaction: small enough that a worker waiting for
 /// the write lock waits milliseconds, not seconds.
@@ -114,13 +114,18 @@ pub fn pass(conn: &mut Connection, plan: &Plan, now: SystemTime) -> Result<Pass,
     for ds in &plan.datasets {
         let spool = crate::spool::Spool::new(&plan.spool, ds);
         if let Keep(Some(k)) = plan.keep.done_files {
-            p.done += sweep(&spool.done, k, now);
+            p.done += sweep(&spool.done, k, now, spool_owner);
         }
         if let Keep(Some(k)) = plan.keep.rejected_files {
-            p.rejected += sweep(&spool.rejected, k, now);
+            p.rejected += sweep(&spool.rejected, k, now, spool_owner);
         }
         if let Keep(Some(k)) = plan.keep.delivered_files {
-            p.delivered += sweep(&plan.outbox.join(ds).join("delivered"), k, now);
+            p.delivered += sweep(
+                &plan.outbox.join(ds).join("delivered"),
+                k,
+                now,
+                delivered_owner,
+            );
         }
     }
     let (freed, incremental) = db::give_back_space(conn)?;

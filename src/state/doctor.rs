@@ -113,3 +113,42 @@ pub fn knows_work_name(conn: &Connection, work_name: &str) -> rusqlite::Result<b
         |r| r.get(0),
     )
 }
+
+/// What a finished file's row says of the file `final_name` under a
+/// dataset's `done/` or `rejected/`.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub state: FileState,
+    pub format: Option<String>,
+    /// Unix seconds of the verdict.
+    pub finished: Option<i64>,
+}
+
+/// The finished file of `dataset` that got the final name `final_name`.
+pub fn verdict_named(
+    conn: &Connection,
+    dataset: &str,
+    final_name: &str,
+) -> rusqlite::Result<Option<Verdict>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT state, format, CAST(strftime('%s', finished_at) AS INTEGER)
+         FROM file
+         WHERE dataset = ?1 AND final_name = ?2 AND state IN (?3, ?4)
+         ORDER BY id DESC LIMIT 1",
+        params![dataset, final_name, FileState::Done, FileState::Rejected],
+        |r| {
+            Ok(Verdict {
+                state: r.get(0)?,
+                format: r.get(1)?,
+                finished: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Whether batch `batch_id` is recorded as delivered.
+pub fn is_delivered(conn: &Connection, batch_id: &str) -> rusqlite::Result<bool> {
+    Ok(batches::get(conn, batch_id)?.is_some_and(|b| b.state == BatchState::Delivered))
+}

@@ -122,6 +122,85 @@ fn each_broken_rule_is_named_fix_repairs_the_safe_ones_and_the_daemon_runs_clean
 }
 
 #[test]
+fn what_an_interrupted_retention_pass_left_is_named_and_removed_by_fix() {
+    // Retention keeps done/ and delivered/ files a second, but its first
+    // pass is a minute away: the test plays the interrupted pass.
+    let env = Env::new("\n[retention]\ndone_files = \"1s\"\ndelivered_files = \"1s\"\n");
+    let d = env.start();
+    env.drop_file(
+        "case_accept",
+        "a.jsonl",
+        &data::jsonl(&recs(0, 3), Enc::Utf8),
+    );
+    env.receipt("case_accept", "a.jsonl");
+    env.wait_outbox_records("case_accept", 3);
+    let outbox = env.outbox("case_accept");
+    let id = files_in(&outbox)
+        .into_iter()
+        .find_map(|n| n.strip_suffix(".json").map(str::to_string))
+        .expect("an exported batch");
+    std::fs::write(
+        outbox.join(format!("{id}.ack")),
+        r#"{"receiptId":"R-1","accepted":3,"rejected":[]}"#,
+    )
+    .unwrap();
+    let delivered = outbox.join("delivered");
+    env.wait("the batch delivered", Duration::from_secs(20), || {
+        delivered.join(format!("{id}.ack")).exists()
+    });
+    let (status, _) = d.stop();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(2100));
+
+    // Before anything is deleted, old files are no finding: the next pass
+    // takes them.
+    let (code, found) = doctor(&env, &[]);
+    assert_eq!((code, found.len()), (Some(0), 0), "{found:?}");
+    // The pass deleted the original and the batch file, then died.
+    let done = env.spool("case_accept", "done");
+    std::fs::remove_file(done.join("a.jsonl")).unwrap();
+    std::fs::remove_file(delivered.join(format!("{id}.json"))).unwrap();
+    let (code, found) = doctor(&env, &[]);
+    assert_eq!(code, Some(1), "{found:?}");
+    let mut left: Vec<String> = found
+        .iter()
+        .inspect(|f| assert_eq!(f["rule"], "half_deleted", "{f}"))
+        .map(|f| {
+            f["subject"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("{id}.ack"),
+            "a.jsonl.receipt.json".to_string(),
+            "a.jsonl.回执.txt".to_string()
+        ],
+        "{found:?}"
+    );
+    let text = String::from_utf8_lossy(&env.fepd(&["doctor"]).stdout).to_string();
+    assert!(text.contains("retention deleted"), "{text}");
+
+    let fix = env.fepd(&["doctor", "--fix"]);
+    let out = String::from_utf8_lossy(&fix.stdout);
+    assert_eq!(fix.status.code(), Some(0), "{out}");
+    assert_eq!(out.matches("✓ fixed").count(), 3, "{out}");
+    assert!(files_in(&done).is_empty(), "{:?}", files_in(&done));
+    assert!(files_in(&delivered).is_empty());
+    let (code, found) = doctor(&env, &[]);
+    assert_eq!((code, found.len()), (Some(0), 0), "{found:?}");
+    // The delivery is still on record.
+    assert_eq!(env.batch(&id)["state"], "delivered");
+}
+
+#[test]
 fn a_damaged_page_in_a_copy_of_the_state_database_is_named_before_it_is_restored() {
     let env = Env::new("");
     let d = env.start();
