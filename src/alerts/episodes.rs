@@ -158,4 +158,29 @@ mod tests {
                 .is_empty()
         );
     }
+
+    #[test]
+    fn credential_expiry_warns_once_a_day_whatever_repeat_says() {
+        let expiring = Condition {
+            kind: Kind::CredentialExpiry,
+            subject: "library".into(),
+            since: None,
+            what: "凭据 3 天后到期".into(),
+        };
+        let day = Duration::from_secs(86_400);
+        let at = DateTime::parse_from_rfc3339("2026-12-01T10:00:00+08:00").unwrap();
+        for repeat in [None, Some(Duration::from_secs(60))] {
+            let mut e = Episodes::default();
+            let t0 = Instant::now();
+            assert_eq!(e.step(t0, at, vec![expiring.clone()], repeat).len(), 1);
+            let hour_later = t0 + Duration::from_secs(3600);
+            assert!(
+                e.step(hour_later, at, vec![expiring.clone()], repeat)
+                    .is_empty(),
+                "{repeat:?}"
+            );
+            let s = e.step(t0 + day, at, vec![expiring.clone()], repeat);
+            assert!(matches!(&s[..], [Step::Repeated(_)]), "{repeat:?}");
+        }
+    }
 }
