@@ -65,8 +65,17 @@ pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Resu
             op: r.op.as_str(),
         }),
     )?;
-    for r in recs {
-        records::remember(tx, ds, &r.key, &r.hash, r.version, r.op.as_str(), &batch_id)?;
+    for (i, r) in recs.iter().enumerate() {
+        records::remember(
+            tx,
+            ds,
+            &r.key,
+            &r.hash,
+            r.version,
+            r.op.as_str(),
+            &batch_id,
+            i,
+        )?;
     }
     log::append(
         tx,

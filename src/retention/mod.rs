@@ -282,6 +282,7 @@ mod tests {
                 None,
                 "upsert",
                 &id,
+                0,
             )
             .unwrap();
             if i < 40 {

@@ -25,6 +25,9 @@ pub fn last_sealed(
     .optional()
 }
 
+/// Records `key` as last sealed at `idx` of `batch_id`, and adds that
+/// place to the key's history (one statement: the row is the key's only
+/// random-order write).
 #[allow(clippy::too_many_arguments)]
 pub fn remember(
     conn: &Connection,
@@ -34,13 +37,129 @@ pub fn remember(
     version: Option<i64>,
     op: &str,
     batch_id: &str,
+    idx: usize,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO record_state (dataset, key, hash, version, op, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO record_state (dataset, key, hash, version, op, batch_id, history)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6 || ':' || ?7)
          ON CONFLICT(dataset, key) DO UPDATE SET hash = excluded.hash,
            version = COALESCE(excluded.version, record_state.version), op = excluded.op,
-           batch_id = excluded.batch_id",
+           batch_id = excluded.batch_id,
+           history = COALESCE(record_state.history || ',', '') || excluded.history",
     )?;
-    stmt.execute(params![dataset, key, hash, version, op, batch_id])?;
+    stmt.execute(params![
+        dataset, key, hash, version, op, batch_id, idx as i64
+    ])?;
     Ok(())
+}
+
+/// Adds `idx` of `batch_id` to the history of `key` without changing its
+/// last sealed version: the same record again in a split half or a replay.
+pub fn add_history(
+    conn: &Connection,
+    dataset: &str,
+    key: &str,
+    batch_id: &str,
+    idx: usize,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE record_state SET history = COALESCE(history || ',', '') || ?3 || ':' || ?4
+         WHERE dataset = ?1 AND key = ?2",
+    )?
+    .execute(params![dataset, key, batch_id, idx as i64])?;
+    Ok(())
+}
+
+/// The places (`batch_id`, `idx`) the key's versions were written to, in
+/// the order they were written, per dataset holding it.
+pub fn history(
+    conn: &Connection,
+    dataset: &str,
+    key: &str,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let h: Option<Option<String>> = conn
+        .query_row(
+            "SELECT history FROM record_state WHERE dataset = ?1 AND key = ?2",
+            params![dataset, key],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(h.flatten()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| {
+            let (b, i) = p.rsplit_once(':')?;
+            Some((b.to_string(), i.parse().ok()?))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(c: &Connection, seq: i64, id: &str) {
+        c.execute(
+            "INSERT INTO batch (seq, sort_key, batch_id, dataset, route, count, bytes, digest, state, sealed_at)
+             VALUES (?1, ?1, ?2, 'ds', 'r', 2, 1, 'd', 'delivered', 't')",
+            params![seq, id],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_v4_database_gets_each_keys_history_from_its_old_index_in_seal_order() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            // v4: no history column, an index of batch_record by key.
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch(
+                "ALTER TABLE record_state DROP COLUMN history;
+                 CREATE INDEX batch_record_key ON batch_record(key);
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+            // A2 was sealed after B1, though its id sorts first.
+            place(&c, 1, "B1");
+            place(&c, 2, "A2");
+            for (b, i, k) in [("B1", 0, "K"), ("B1", 1, "L"), ("A2", 0, "K")] {
+                c.execute(
+                    "INSERT INTO batch_record (batch_id, idx, key, hash, op) VALUES (?1, ?2, ?3, 'h', 'upsert')",
+                    params![b, i, k],
+                )
+                .unwrap();
+            }
+            for (k, b) in [("K", "A2"), ("L", "B1")] {
+                c.execute(
+                    "INSERT INTO record_state (dataset, key, hash, op, batch_id) VALUES ('ds', ?1, 'h', 'upsert', ?2)",
+                    params![k, b],
+                )
+                .unwrap();
+            }
+        }
+        let c = crate::state::open(&path).unwrap();
+        assert_eq!(
+            history(&c, "ds", "K").unwrap(),
+            [("B1".to_string(), 0), ("A2".to_string(), 0)]
+        );
+        assert_eq!(history(&c, "ds", "L").unwrap(), [("B1".to_string(), 1)]);
+        let indexes: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'batch_record_key'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the index by key is gone");
+        // Sealing again appends; a split half or replay adds a place only.
+        place(&c, 3, "C3");
+        remember(&c, "ds", "K", "h2", None, "upsert", "C3", 5).unwrap();
+        add_history(&c, "ds", "K", "C3.1", 0).unwrap();
+        let h = history(&c, "ds", "K").unwrap();
+        assert_eq!(h.len(), 4);
+        assert_eq!(h[2], ("C3".to_string(), 5));
+        assert_eq!(h[3], ("C3.1".to_string(), 0));
+        assert_eq!(last_sealed(&c, "ds", "K").unwrap().unwrap().hash, "h2");
+    }
 }

@@ -3,7 +3,7 @@
 //! version, library refusals — and the file and batch rows and exchange-log
 //! entries around it.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::files::FileState;
 use super::log::{ENTRY_COLS, StoredEntry};
@@ -88,27 +88,51 @@ fn batch_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<TracedBatch> {
     })
 }
 
-/// The batch records of `key`, in seal order, then by index.
+/// The datasets to look for a key in: `dataset`, or every dataset that
+/// sealed a batch (a handful; each lookup then uses `record_state`'s key).
+fn datasets(conn: &Connection, dataset: Option<&str>) -> rusqlite::Result<Vec<String>> {
+    if let Some(d) = dataset {
+        return Ok(vec![d.to_string()]);
+    }
+    conn.prepare("SELECT DISTINCT dataset FROM batch")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// The batch records of `key`, in seal order, then by index: the places
+/// its history (`record_state.history`) names whose rows retention kept.
 pub fn records_of_key(
     conn: &Connection,
     key: &str,
     dataset: Option<&str>,
 ) -> rusqlite::Result<Vec<KeyRecord>> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT br.batch_id, br.idx, br.op, br.hash, {BATCH_COLS}
+        "SELECT b.seq, br.op, br.hash, {BATCH_COLS}
          FROM batch_record br JOIN batch b ON b.batch_id = br.batch_id
-         WHERE br.key = ?1 AND (?2 IS NULL OR b.dataset = ?2) ORDER BY b.seq, br.idx"
+         WHERE br.batch_id = ?1 AND br.idx = ?2 AND br.key = ?3"
     ))?;
-    stmt.query_map(params![key, dataset], |r| {
-        Ok(KeyRecord {
-            batch_id: r.get(0)?,
-            idx: Some(r.get(1)?),
-            op: r.get(2)?,
-            hash: r.get(3)?,
-            batch: batch_at(r, 4)?,
-        })
-    })?
-    .collect()
+    let mut found = Vec::new();
+    for ds in datasets(conn, dataset)? {
+        for (batch_id, idx) in super::records::history(conn, &ds, key)? {
+            let row = stmt
+                .query_row(params![batch_id, idx, key], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        KeyRecord {
+                            batch_id: batch_id.clone(),
+                            idx: Some(idx),
+                            op: r.get(1)?,
+                            hash: r.get(2)?,
+                            batch: batch_at(r, 3)?,
+                        },
+                    ))
+                })
+                .optional()?;
+            found.extend(row);
+        }
+    }
+    found.sort_by_key(|(seq, r)| (*seq, r.idx));
+    Ok(found.into_iter().map(|(_, r)| r).collect())
 }
 
 /// The last sealed version of `key`, kept for dedupe (`record_state`)
@@ -121,18 +145,24 @@ pub fn last_sealed_of_key(
     let mut stmt = conn.prepare(&format!(
         "SELECT rs.batch_id, rs.op, rs.hash, {BATCH_COLS}
          FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
-         WHERE rs.key = ?1 AND (?2 IS NULL OR rs.dataset = ?2)"
+         WHERE rs.dataset = ?1 AND rs.key = ?2"
     ))?;
-    stmt.query_map(params![key, dataset], |r| {
-        Ok(KeyRecord {
-            batch_id: r.get(0)?,
-            idx: None,
-            op: r.get(1)?,
-            hash: r.get(2)?,
-            batch: batch_at(r, 3)?,
-        })
-    })?
-    .collect()
+    let mut found = Vec::new();
+    for ds in datasets(conn, dataset)? {
+        let rows = stmt.query_map(params![ds, key], |r| {
+            Ok(KeyRecord {
+                batch_id: r.get(0)?,
+                idx: None,
+                op: r.get(1)?,
+                hash: r.get(2)?,
+                batch: batch_at(r, 3)?,
+            })
+        })?;
+        for r in rows {
+            found.push(r?);
+        }
+    }
+    Ok(found)
 }
 
 /// A file the key came in, as the trace shows it.
