@@ -27,6 +27,8 @@ pub struct Postgres {
     from: String,
     time: String,
     guid: String,
+    /// Mark mode: `AND (mark IS NULL OR mark = 0)`, else empty.
+    unmarked: String,
 }
 
 fn db(e: postgres::Error) -> SourceError {
@@ -79,6 +81,7 @@ impl Postgres {
             client,
             time: format!("{}::timestamp", col("cd_time")),
             guid: format!("{}::text COLLATE \"C\"", col("row_guid")),
+            unmarked: super::sqlite::unmarked(src, super::sqlite::quote),
             src: src.clone(),
             from,
         })
@@ -130,8 +133,8 @@ impl Engine for Postgres {
         };
         let sql = format!(
             "SELECT to_jsonb(fepd_source)::text FROM {} AS fepd_source
-             WHERE {t} <= $1::text::timestamp {lower} ORDER BY {t}, {g} LIMIT $4",
-            self.from
+             WHERE {t} <= $1::text::timestamp {lower} {} ORDER BY {t}, {g} LIMIT $4",
+            self.from, self.unmarked
         );
         let (at, guid) = match after {
             Some(m) => (Some(m.cd_time.as_str()), Some(m.row_guid.as_str())),
@@ -157,5 +160,27 @@ impl Engine for Postgres {
             out.push(SourceRow::new(&self.src, cols)?);
         }
         Ok(out)
+    }
+
+    fn mark(&mut self, rows: &[Mark]) -> Result<(), SourceError> {
+        let (table, column) = super::sqlite::mark_table(&self.src)?;
+        let (t, g) = (&self.time, &self.guid);
+        // One statement for the page: the positions as two arrays.
+        let sql = format!(
+            "UPDATE {} AS fepd_source SET {} = 1
+             FROM unnest($1::text[], $2::text[]) AS fepd_taken(cd_time, row_guid)
+             WHERE {t} = fepd_taken.cd_time::timestamp AND {g} = fepd_taken.row_guid",
+            super::sqlite::quote(table),
+            super::sqlite::quote(column)
+        );
+        let times: Vec<&str> = rows.iter().map(|m| m.cd_time.as_str()).collect();
+        let guids: Vec<&str> = rows.iter().map(|m| m.row_guid.as_str()).collect();
+        self.client
+            .execute(&sql, &[&times, &guids])
+            .map_err(|e| match db(e) {
+                SourceError::Database(text) => SourceError::Mark(text),
+                other => other,
+            })?;
+        Ok(())
     }
 }
