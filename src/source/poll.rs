@@ -56,7 +56,10 @@ pub fn poll(
         // Re-read rows (behind the watermark the poll started from) that
         // were taken with this very content are not taken again.
         let read: Vec<(watermark::Mark, String)> = match marking {
-            true => rows.iter().map(|r| (r.mark.clone(), r.hash.clone())).collect(),
+            true => rows
+                .iter()
+                .map(|r| (r.mark.clone(), r.hash.clone()))
+                .collect(),
             false => Vec::new(),
         };
         let mut fed = Vec::with_capacity(rows.len());

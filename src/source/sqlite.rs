@@ -40,7 +40,7 @@ impl Sqlite {
             None => OpenFlags::SQLITE_OPEN_READ_ONLY,
         };
         let conn = Connection::open_with_flags(&src.url, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| SourceError::Database(format!("{}: {e}", src.url)))?;
+            .map_err(|e| SourceError::Database(format!("{}: {e}", src.url)))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         let from = match (&src.table, &src.query) {

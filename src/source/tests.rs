@@ -466,7 +466,11 @@ fn mark_mode_a_mark_that_fails_is_an_error_and_the_rows_are_skipped_not_lost() {
         let e = poll(&mut conn, &ctx, &src, &mut failing).unwrap_err();
         assert!(e.to_string().contains("marking the rows taken"), "{e}");
     }
-    assert_eq!(sealed(&conn).len(), 2, "sealed once, read again and left out");
+    assert_eq!(
+        sealed(&conn).len(),
+        2,
+        "sealed once, read again and left out"
+    );
     assert_eq!(marks(&env), marked(&[("g1", None), ("g2", None)]));
     // Past the re-read window fepd no longer remembers them: dedupe skips
     // them as unchanged, and they are marked.
