@@ -196,3 +196,29 @@ impl DatasetConfig {
         format!("{}/{}", self.category, self.resource)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqlSource;
+
+    fn source(extra: &str) -> SqlSource {
+        toml::from_str(&format!(
+            "engine = \"postgres\"\nurl = \"postgres://fepd@127.0.0.1/qzk\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    /// Mark mode sets the mark in a table: with a query it is refused.
+    #[test]
+    fn mark_mode_needs_a_table() {
+        let ok = source("table = \"up_pro_accept\"\nmark_column = \"fep_status\"");
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        let query = source("query = \"SELECT * FROM up_pro_accept\"\nmark_column = \"fep_status\"");
+        assert_eq!(
+            query.problems(),
+            ["sql.mark_column: mark mode sets the mark in a table: give sql.table, not sql.query"]
+        );
+        let empty = source("table = \"up_pro_accept\"\nmark_column = \" \"");
+        assert_eq!(empty.problems(), ["sql.mark_column: must not be empty"]);
+    }
+}
