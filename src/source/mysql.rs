@@ -103,10 +103,14 @@ impl Engine for Mysql {
                 params.extend([
                     m.cd_time.as_str().into(),
                     m.cd_time.as_str().into(),
+                    m.cd_time.as_str().into(),
                     m.row_guid.as_str().into(),
                 ]);
+                // `{t} >= …`, implied by the rest, lets the index start at
+                // the position (see `postgres`).
                 format!(
-                    "AND ({t} > CAST(? AS DATETIME(6)) OR ({t} = CAST(? AS DATETIME(6)) AND {g} > CAST(? AS BINARY)))"
+                    "AND {t} >= CAST(? AS DATETIME(6))
+                     AND ({t} > CAST(? AS DATETIME(6)) OR ({t} = CAST(? AS DATETIME(6)) AND {g} > CAST(? AS BINARY)))"
                 )
             }
             None => String::new(),

@@ -126,8 +126,12 @@ impl Engine for Postgres {
     ) -> Result<Vec<SourceRow>, SourceError> {
         let (t, g) = (&self.time, &self.guid);
         let lower = match after {
+            // `{t} >= $2` is implied by the rest: it is there for the
+            // planner, which then starts the index scan at the position
+            // instead of filtering every row before it.
             Some(_) => format!(
-                "AND ({t} > $2::text::timestamp OR ({t} = $2::text::timestamp AND {g} > $3::text))"
+                "AND {t} >= $2::text::timestamp
+                 AND ({t} > $2::text::timestamp OR ({t} = $2::text::timestamp AND {g} > $3::text))"
             ),
             None => "AND $2::text IS NULL AND $3::text IS NULL".to_string(),
         };

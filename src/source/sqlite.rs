@@ -118,7 +118,9 @@ impl Engine for Sqlite {
     ) -> Result<Vec<SourceRow>, SourceError> {
         let (t, g) = (&self.time, &self.guid);
         let lower = match after {
-            Some(_) => format!("AND ({t} > ?2 OR ({t} = ?2 AND {g} > ?3))"),
+            // `{t} >= ?2`, implied by the rest, lets the index start at
+            // the position (see `postgres`).
+            Some(_) => format!("AND {t} >= ?2 AND ({t} > ?2 OR ({t} = ?2 AND {g} > ?3))"),
             None => "AND ?2 IS NULL AND ?3 IS NULL".to_string(),
         };
         let sql = format!(
