@@ -147,10 +147,14 @@ fn take(
     }
     let now = state::now_text(ctx.tz);
     let mut committing = |tx: &Connection, range: std::ops::Range<u64>| {
-        for i in range {
+        for i in range.clone() {
             let (mark, hash) = &marks[i as usize];
             watermark::take(tx, ds, mark, hash)?;
-            watermark::advance(tx, ds, mark, &now)?;
+        }
+        // A page's rows are in watermark order: the chunk's last row is
+        // the furthest it covers.
+        if let Some((last, _)) = range.end.checked_sub(1).and_then(|i| marks.get(i as usize)) {
+            watermark::advance(tx, ds, last, &now)?;
         }
         Ok(())
     };
