@@ -1,7 +1,8 @@
 //! The PostgreSQL engine, which also serves Kingbase (人大金仓) in its
 //! PostgreSQL-compatible mode, through the `postgres` crate (the sync
 //! client; it builds beside rusqlite's bundled SQLite, where sqlx does
-//! not). Each row is read as `to_jsonb(row)`: numbers, text, JSON columns
+//! not). Each row is read as `to_json(row)` (`json`, not `jsonb`: the
+//! server need not sort each row's keys): numbers, text, JSON columns
 //! and date-times come back as JSON the same way whatever the column
 //! types. `cd_time` must be a `timestamp` (or `timestamptz`, compared in
 //! the session's time zone); the source's clock is its `LOCALTIMESTAMP`;
@@ -136,7 +137,7 @@ impl Engine for Postgres {
             None => "AND $2::text IS NULL AND $3::text IS NULL".to_string(),
         };
         let sql = format!(
-            "SELECT to_jsonb(fepd_source)::text FROM {} AS fepd_source
+            "SELECT to_json(fepd_source)::text FROM {} AS fepd_source
              WHERE {t} <= $1::text::timestamp {lower} {} ORDER BY {t}, {g} LIMIT $4",
             self.from, self.unmarked
         );
