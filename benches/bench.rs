@@ -1,7 +1,9 @@
 //! End-to-end benchmark of the real `fepd` binary (issue 6; targets in
 //! README.md, "Benchmarks"): throughput per format and sink, drop-to-delivered
 //! latency, peak RSS on a big file, restart-to-ready time with history,
-//! and the raw limits (read + SHA-256, parse only) on the same files.
+//! and the raw limits (read + SHA-256, parse only) on the same files; and
+//! rows/s from a PostgreSQL source into the outbox beside PostgreSQL's own
+//! read of the same rows (`pg`).
 //!
 //! `scripts/bench.sh [--quick]` runs it (`cargo bench` too). Under
 //! `cargo test --bench bench` (no `--bench` argument) or with `--smoke` it
@@ -10,6 +12,8 @@
 #[path = "../tests/it/data.rs"]
 #[allow(dead_code)]
 mod data;
+#[path = "bench/pg.rs"]
+mod pg;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -797,6 +801,30 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// The PostgreSQL case's figures, one paragraph.
+fn pg_line(p: &pg::PgTput) -> String {
+    let rate = |secs: f64| p.rows as f64 / secs.max(1e-9);
+    format!(
+        "pg-outbox: {} rows (case_accept, random row ids and keys, cd_time over a day) in {:.2} s = {:.0} rows/s into the outbox \
+         (spawn of fepd run → all exported; pages of {}; fepd CPU {:.2} s = {:.0} rows/CPU-s)\n\
+         PostgreSQL alone on the same rows: COPY (SELECT … ORDER BY cd_time, row_guid) TO STDOUT by psql → /dev/null {:.2} s = {:.0} rows/s \
+         (fepd at {:.3} of it); fepd's page queries alone (source::postgres, rows made records, nothing checked or sealed) {:.2} s = {:.0} rows/s; \
+         load by COPY FROM + index {:.1} s",
+        p.rows,
+        p.secs,
+        rate(p.secs),
+        p.page_rows,
+        p.fepd_cpu,
+        rate(p.fepd_cpu),
+        p.copy_secs,
+        rate(p.copy_secs),
+        rate(p.secs) / rate(p.copy_secs),
+        p.pages_secs,
+        rate(p.pages_secs),
+        p.load_secs
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |a: &str| args.iter().any(|x| x == a);
@@ -853,6 +881,14 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    // `--rows N`: the rows of the PostgreSQL case (default: the
+    // throughput cases' record count).
+    let pg_rows = value("--rows").unwrap_or(sz.throughput);
+    if only.as_deref() == Some("pg-outbox") {
+        let p = pg::pg_outbox(tmp, pg_rows);
+        println!("{}", pg_line(&p));
+        return;
+    }
     for sink in [Sink::Outbox, Sink::Http] {
         for fmt in [Fmt::Jsonl, Fmt::Csv, Fmt::Xml] {
             if let Some(o) = &only {
@@ -879,9 +915,13 @@ fn main() {
         }
     }
     if let Some(o) = only {
-        eprintln!("--only {o}: no such case (FMT-SINK, FMT jsonl|csv|xml, SINK outbox|http)");
+        eprintln!(
+            "--only {o}: no such case (FMT-SINK, FMT jsonl|csv|xml, SINK outbox|http; or pg-outbox)"
+        );
         std::process::exit(2);
     }
+    eprintln!("  PostgreSQL source -> outbox ({pg_rows} rows) ...");
+    let pgt = pg::pg_outbox(tmp, pg_rows);
     let mut lats = Vec::new();
     for sink in [Sink::Outbox, Sink::Http] {
         eprintln!("  latency -> {} ...", sink.name());
@@ -958,6 +998,8 @@ fn main() {
         w,
         "\nRaw limits on the same files (single thread): read + SHA-256 in 1 MiB reads; parse only = serde_json per line into a map / csv StringRecord / quick-xml events with text decoded."
     );
+    let _ = writeln!(w, "\nSQL source: PostgreSQL → outbox (docs/sql-sources.md)");
+    let _ = writeln!(w, "{}", pg_line(&pgt));
     let _ = writeln!(w, "\nDrop-to-delivered latency (watch mode)");
     let _ = writeln!(
         w,

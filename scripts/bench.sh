@@ -8,20 +8,24 @@
 # Options after the mode, for the push (http) cases:
 #   --latency-ms N   the simulator delays each push answer by N ms (a round trip)
 #   --inflight N     [sink.http] inflight (default: fepd's)
-#   --only CASE      one throughput case alone, e.g. jsonl-http
+#   --only CASE      one throughput case alone, e.g. jsonl-http, or pg-outbox
+#                    (rows from a PostgreSQL source into the outbox, beside
+#                    PostgreSQL's own read of the same rows)
+#   --rows N         rows of the PostgreSQL case (default: 200000 full,
+#                    20000 quick, 2000 smoke)
 # e.g. scripts/bench.sh --quick --latency-ms 20 --inflight 1 --only jsonl-http
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: scripts/bench.sh [--quick|--smoke] [--latency-ms N] [--inflight N] [--only CASE]"
+usage="usage: scripts/bench.sh [--quick|--smoke] [--latency-ms N] [--inflight N] [--only CASE] [--rows N]"
 mode="${1:-}"
 case "$mode" in
   --smoke|--quick) shift ;;
-  --latency-ms|--inflight|--only|"") mode="" ;;
+  --latency-ms|--inflight|--only|--rows|"") mode="" ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
 for a in "$@"; do
   case "$a" in
-    --latency-ms|--inflight|--only|[0-9]*|*-outbox|*-http) ;;
+    --latency-ms|--inflight|--only|--rows|[0-9]*|*-outbox|*-http) ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
 done

@@ -116,7 +116,8 @@ pub struct SqlSource {
     /// committed late with an older `cd_time`.
     #[serde(default = "default_reread_secs")]
     pub reread_secs: u64,
-    /// Mark mode: a status column the consumer sets after sealing.
+    /// Mark mode: a status column; rows where it is NULL or 0 are taken,
+    /// and set to 1 once their sealing transaction commits.
     #[serde(default)]
     pub mark_column: Option<String>,
     /// Source column → dataset field, where the names differ.
@@ -167,8 +168,15 @@ impl SqlSource {
         if self.password_file.is_some() && self.password_env.is_some() {
             out.push("sql: give password_file or password_env, not both".to_string());
         }
-        if self.mark_column.is_some() {
-            out.push("sql.mark_column: mark mode is not available in this build".to_string());
+        match &self.mark_column {
+            Some(m) if m.trim().is_empty() => {
+                out.push("sql.mark_column: must not be empty".to_string())
+            }
+            Some(_) if self.query.is_some() => out.push(
+                "sql.mark_column: mark mode sets the mark in a table: give sql.table, not sql.query"
+                    .to_string(),
+            ),
+            _ => {}
         }
         out
     }
@@ -186,5 +194,31 @@ pub enum Scale {
 impl DatasetConfig {
     pub fn route(&self) -> String {
         format!("{}/{}", self.category, self.resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqlSource;
+
+    fn source(extra: &str) -> SqlSource {
+        toml::from_str(&format!(
+            "engine = \"postgres\"\nurl = \"postgres://fepd@127.0.0.1/qzk\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    /// Mark mode sets the mark in a table: with a query it is refused.
+    #[test]
+    fn mark_mode_needs_a_table() {
+        let ok = source("table = \"up_pro_accept\"\nmark_column = \"fep_status\"");
+        assert!(ok.problems().is_empty(), "{:?}", ok.problems());
+        let query = source("query = \"SELECT * FROM up_pro_accept\"\nmark_column = \"fep_status\"");
+        assert_eq!(
+            query.problems(),
+            ["sql.mark_column: mark mode sets the mark in a table: give sql.table, not sql.query"]
+        );
+        let empty = source("table = \"up_pro_accept\"\nmark_column = \" \"");
+        assert_eq!(empty.problems(), ["sql.mark_column: must not be empty"]);
     }
 }

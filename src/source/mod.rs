@@ -27,6 +27,28 @@
 //!   last commit left it; it is retried with back-off (the poll interval,
 //!   then 2×, 4×… at most 30×) and shown by `fepd status`.
 //!
+//! **Mark mode** (`mark_column`), for sources that expect the consumer to
+//! flag the rows it took:
+//!
+//! - A poll reads only the rows whose mark is NULL or 0, from the start of
+//!   the table (not after the watermark), in the same `(cd_time,
+//!   row_guid)` keyset pages and under the same source-clock bound. The
+//!   mark, not the watermark, says what is still to take: a row committed
+//!   late is read however old its `cd_time`, with no re-read window.
+//! - After the chunk transactions that take a page commit, the rows of the
+//!   page that are committed as taken (`sql_taken` holds them with the
+//!   content read) get mark 1, by `(cd_time, row_guid)`, in one statement
+//!   (PostgreSQL) or batches of `MARK_BATCH` (SQLite, MySQL) — never before
+//!   the commit, so a row is never marked unless fepd holds it.
+//! - A crash, or a mark statement that fails, between the commit and the
+//!   mark leaves those rows unmarked: the next poll reads them again,
+//!   leaves them out (the content taken is in `sql_taken`; past the re-read
+//!   window, dedupe skips them as unchanged) and marks them then. A failed
+//!   mark ends the poll with an error, as any source error.
+//! - The watermark still moves in the chunk transactions (the last row
+//!   taken): `fepd status` shows it and the lag, and it bounds which re-read
+//!   rows are looked up in `sql_taken`.
+//!
 //! Here: the poller thread of a dataset (`start`); `poll` (one poll);
 //! `row` (a source row as a dataset record); the engines: `sqlite` (built
 //! in), `postgres` (PostgreSQL and Kingbase), `mysql` (MySQL, MariaDB).
@@ -63,7 +85,15 @@ pub enum SourceError {
     /// The password could not be read.
     #[error("source password: {0}")]
     Password(String),
+    /// Mark mode: the rows taken could not be marked (they are read again
+    /// and left out by the next poll).
+    #[error("marking the rows taken in the source: {0}")]
+    Mark(String),
 }
+
+/// Mark mode: at most this many rows are marked by one statement where
+/// the engine binds each row's position as parameters (SQLite, MySQL).
+pub const MARK_BATCH: usize = 500;
 
 /// A poll's failure: the source's, or the state database's.
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +119,18 @@ pub trait Engine {
     fn minus(&mut self, cd_time: &str, secs: u64) -> Result<String, SourceError>;
     /// Up to `limit` rows strictly after `after` (from the start without
     /// one) and with `cd_time` not later than `until`, in
-    /// `(cd_time, row_guid)` order.
+    /// `(cd_time, row_guid)` order; in mark mode, only rows whose mark is
+    /// NULL or 0.
     fn page(
         &mut self,
         after: Option<&Mark>,
         until: &str,
         limit: u64,
     ) -> Result<Vec<SourceRow>, SourceError>;
+    /// Mark mode: sets the mark column to 1 on the rows at `rows` (their
+    /// `cd_time` and `row_guid` as read), in one or a few statements. A row
+    /// rewritten since with a new `cd_time` keeps its mark.
+    fn mark(&mut self, rows: &[Mark]) -> Result<(), SourceError>;
 }
 
 /// Opens the engine a source names.

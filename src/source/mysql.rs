@@ -25,6 +25,8 @@ pub struct Mysql {
     from: String,
     time: String,
     guid: String,
+    /// Mark mode: `AND (mark IS NULL OR mark = 0)`, else empty.
+    unmarked: String,
 }
 
 fn db(e: mysql::Error) -> SourceError {
@@ -61,6 +63,7 @@ impl Mysql {
             conn,
             time: col("cd_time"),
             guid: format!("CAST({} AS BINARY)", col("row_guid")),
+            unmarked: super::sqlite::unmarked(src, quote),
             src: src.clone(),
             from,
         })
@@ -100,19 +103,23 @@ impl Engine for Mysql {
                 params.extend([
                     m.cd_time.as_str().into(),
                     m.cd_time.as_str().into(),
+                    m.cd_time.as_str().into(),
                     m.row_guid.as_str().into(),
                 ]);
+                // `{t} >= …`, implied by the rest, lets the index start at
+                // the position (see `postgres`).
                 format!(
-                    "AND ({t} > CAST(? AS DATETIME(6)) OR ({t} = CAST(? AS DATETIME(6)) AND {g} > CAST(? AS BINARY)))"
+                    "AND {t} >= CAST(? AS DATETIME(6))
+                     AND ({t} > CAST(? AS DATETIME(6)) OR ({t} = CAST(? AS DATETIME(6)) AND {g} > CAST(? AS BINARY)))"
                 )
             }
             None => String::new(),
         };
         params.push(limit.into());
         let sql = format!(
-            "SELECT * FROM {} AS fepd_source WHERE {t} <= CAST(? AS DATETIME(6)) {lower}
+            "SELECT * FROM {} AS fepd_source WHERE {t} <= CAST(? AS DATETIME(6)) {lower} {}
              ORDER BY {t}, {g} LIMIT ?",
-            self.from
+            self.from, self.unmarked
         );
         let rows: Vec<mysql::Row> = self.conn.exec(&sql, params).map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -167,5 +174,35 @@ impl Engine for Mysql {
             out.push(SourceRow::new(&self.src, cols)?);
         }
         Ok(out)
+    }
+
+    fn mark(&mut self, rows: &[Mark]) -> Result<(), SourceError> {
+        let (table, column) = super::sqlite::mark_table(&self.src)?;
+        let (t, g) = (
+            &self.time,
+            format!("fepd_source.{}", quote(self.src.column_of("row_guid"))),
+        );
+        for batch in rows.chunks(super::MARK_BATCH) {
+            // The pair in the index's own terms finds the rows; the bytes
+            // of row_guid then match exactly (a case-insensitive collation
+            // would let `a` match `A`).
+            let pairs = vec!["(CAST(? AS DATETIME(6)), ?)"; batch.len()].join(", ");
+            let exact = vec!["CAST(? AS BINARY)"; batch.len()].join(", ");
+            let sql = format!(
+                "UPDATE {} AS fepd_source SET fepd_source.{} = 1
+                 WHERE ({t}, {g}) IN ({pairs}) AND CAST({g} AS BINARY) IN ({exact})",
+                quote(table),
+                quote(column)
+            );
+            let mut params: Vec<My> = Vec::with_capacity(batch.len() * 3);
+            for m in batch {
+                params.extend([m.cd_time.as_str().into(), m.row_guid.as_str().into()]);
+            }
+            params.extend(batch.iter().map(|m| m.row_guid.as_str().into()));
+            self.conn
+                .exec_drop(&sql, params)
+                .map_err(|e| SourceError::Mark(e.to_string()))?;
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,8 @@ pub struct Polled {
 }
 
 /// Polls the source once: pages after the watermark (less the re-read
-/// window) up to the source's clock less the lag.
+/// window) up to the source's clock less the lag; in mark mode, the
+/// unmarked rows from the start, each page marked once taken.
 pub fn poll(
     conn: &mut Connection,
     ctx: &DatasetCtx,
@@ -31,7 +32,10 @@ pub fn poll(
     let ds = ctx.dataset.name.as_str();
     let started = watermark::get(conn, ds)?;
     let (source_now, until) = engine.clock(src.lag_secs)?;
+    let marking = src.mark_column.is_some();
     let mut after = match &started {
+        // Mark mode reads every unmarked row: the mark says what is left.
+        _ if marking => None,
         Some(m) => Some(watermark::Mark {
             cd_time: engine.minus(&m.cd_time, src.reread_secs)?,
             row_guid: String::new(),
@@ -51,6 +55,13 @@ pub fn poll(
         done.read += rows.len() as u64;
         // Re-read rows (behind the watermark the poll started from) that
         // were taken with this very content are not taken again.
+        let read: Vec<(watermark::Mark, String)> = match marking {
+            true => rows
+                .iter()
+                .map(|r| (r.mark.clone(), r.hash.clone()))
+                .collect(),
+            false => Vec::new(),
+        };
         let mut fed = Vec::with_capacity(rows.len());
         for r in rows {
             let behind = started.as_ref().is_some_and(|m| r.mark <= *m);
@@ -68,6 +79,9 @@ pub fn poll(
                 &format!("{ds}-{poll_name}-{:03}", done.pages),
                 fed,
             )?;
+        }
+        if marking {
+            mark_taken(conn, ds, engine, &read)?;
         }
         after = Some(last);
         if !full || (ctx.stopping)() {
@@ -91,6 +105,28 @@ pub fn poll(
     Ok(done)
 }
 
+/// Mark mode: marks the rows of a page that are committed as taken with
+/// the content read — the ones just taken and the ones left out as taken
+/// before (a crash or a failed mark between their commit and their mark).
+/// A row whose chunk did not commit stays unmarked, to be read again.
+fn mark_taken(
+    conn: &Connection,
+    ds: &str,
+    engine: &mut dyn Engine,
+    read: &[(watermark::Mark, String)],
+) -> Result<(), PollError> {
+    let mut done = Vec::with_capacity(read.len());
+    for (m, hash) in read {
+        if watermark::taken(conn, ds, &m.row_guid)?.as_deref() == Some(hash) {
+            done.push(m.clone());
+        }
+    }
+    if !done.is_empty() {
+        engine.mark(&done)?;
+    }
+    Ok(())
+}
+
 /// Takes one page's rows: each chunk that commits them also remembers
 /// them as taken and moves the watermark to the last one.
 fn take(
@@ -111,10 +147,14 @@ fn take(
     }
     let now = state::now_text(ctx.tz);
     let mut committing = |tx: &Connection, range: std::ops::Range<u64>| {
-        for i in range {
+        for i in range.clone() {
             let (mark, hash) = &marks[i as usize];
             watermark::take(tx, ds, mark, hash)?;
-            watermark::advance(tx, ds, mark, &now)?;
+        }
+        // A page's rows are in watermark order: the chunk's last row is
+        // the furthest it covers.
+        if let Some((last, _)) = range.end.checked_sub(1).and_then(|i| marks.get(i as usize)) {
+            watermark::advance(tx, ds, last, &now)?;
         }
         Ok(())
     };

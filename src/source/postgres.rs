@@ -1,7 +1,8 @@
 //! The PostgreSQL engine, which also serves Kingbase (人大金仓) in its
 //! PostgreSQL-compatible mode, through the `postgres` crate (the sync
 //! client; it builds beside rusqlite's bundled SQLite, where sqlx does
-//! not). Each row is read as `to_jsonb(row)`: numbers, text, JSON columns
+//! not). Each row is read as `to_json(row)` (`json`, not `jsonb`: the
+//! server need not sort each row's keys): numbers, text, JSON columns
 //! and date-times come back as JSON the same way whatever the column
 //! types. `cd_time` must be a `timestamp` (or `timestamptz`, compared in
 //! the session's time zone); the source's clock is its `LOCALTIMESTAMP`;
@@ -27,6 +28,8 @@ pub struct Postgres {
     from: String,
     time: String,
     guid: String,
+    /// Mark mode: `AND (mark IS NULL OR mark = 0)`, else empty.
+    unmarked: String,
 }
 
 fn db(e: postgres::Error) -> SourceError {
@@ -79,6 +82,7 @@ impl Postgres {
             client,
             time: format!("{}::timestamp", col("cd_time")),
             guid: format!("{}::text COLLATE \"C\"", col("row_guid")),
+            unmarked: super::sqlite::unmarked(src, super::sqlite::quote),
             src: src.clone(),
             from,
         })
@@ -123,15 +127,19 @@ impl Engine for Postgres {
     ) -> Result<Vec<SourceRow>, SourceError> {
         let (t, g) = (&self.time, &self.guid);
         let lower = match after {
+            // `{t} >= $2` is implied by the rest: it is there for the
+            // planner, which then starts the index scan at the position
+            // instead of filtering every row before it.
             Some(_) => format!(
-                "AND ({t} > $2::text::timestamp OR ({t} = $2::text::timestamp AND {g} > $3::text))"
+                "AND {t} >= $2::text::timestamp
+                 AND ({t} > $2::text::timestamp OR ({t} = $2::text::timestamp AND {g} > $3::text))"
             ),
             None => "AND $2::text IS NULL AND $3::text IS NULL".to_string(),
         };
         let sql = format!(
-            "SELECT to_jsonb(fepd_source)::text FROM {} AS fepd_source
-             WHERE {t} <= $1::text::timestamp {lower} ORDER BY {t}, {g} LIMIT $4",
-            self.from
+            "SELECT to_json(fepd_source)::text FROM {} AS fepd_source
+             WHERE {t} <= $1::text::timestamp {lower} {} ORDER BY {t}, {g} LIMIT $4",
+            self.from, self.unmarked
         );
         let (at, guid) = match after {
             Some(m) => (Some(m.cd_time.as_str()), Some(m.row_guid.as_str())),
@@ -157,5 +165,27 @@ impl Engine for Postgres {
             out.push(SourceRow::new(&self.src, cols)?);
         }
         Ok(out)
+    }
+
+    fn mark(&mut self, rows: &[Mark]) -> Result<(), SourceError> {
+        let (table, column) = super::sqlite::mark_table(&self.src)?;
+        let (t, g) = (&self.time, &self.guid);
+        // One statement for the page: the positions as two arrays.
+        let sql = format!(
+            "UPDATE {} AS fepd_source SET {} = 1
+             FROM unnest($1::text[], $2::text[]) AS fepd_taken(cd_time, row_guid)
+             WHERE {t} = fepd_taken.cd_time::timestamp AND {g} = fepd_taken.row_guid",
+            super::sqlite::quote(table),
+            super::sqlite::quote(column)
+        );
+        let times: Vec<&str> = rows.iter().map(|m| m.cd_time.as_str()).collect();
+        let guids: Vec<&str> = rows.iter().map(|m| m.row_guid.as_str()).collect();
+        self.client
+            .execute(&sql, &[&times, &guids])
+            .map_err(|e| match db(e) {
+                SourceError::Database(text) => SourceError::Mark(text),
+                other => other,
+            })?;
+        Ok(())
     }
 }

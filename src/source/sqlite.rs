@@ -3,6 +3,7 @@
 //! source must write it as `YYYY-MM-DD HH:MM:SS` (fractions of a second
 //! allowed) in the source host's local time, which is what its clock
 //! (`datetime('now', 'localtime')`) is read in (docs/sql-sources.md).
+//! In mark mode the file is opened read-write, to set the mark.
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -19,6 +20,8 @@ pub struct Sqlite {
     from: String,
     time: String,
     guid: String,
+    /// Mark mode: `AND (mark IS NULL OR mark = 0)`, else empty.
+    unmarked: String,
 }
 
 /// `name` as an SQL identifier.
@@ -32,11 +35,12 @@ fn db(e: rusqlite::Error) -> SourceError {
 
 impl Sqlite {
     pub fn open(src: &SqlSource) -> Result<Sqlite, SourceError> {
-        let conn = Connection::open_with_flags(
-            &src.url,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| SourceError::Database(format!("{}: {e}", src.url)))?;
+        let access = match src.mark_column {
+            Some(_) => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            None => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        let conn = Connection::open_with_flags(&src.url, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| SourceError::Database(format!("{}: {e}", src.url)))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         let from = match (&src.table, &src.query) {
@@ -48,9 +52,34 @@ impl Sqlite {
             conn,
             time: quote(src.column_of("cd_time")),
             guid: quote(src.column_of("row_guid")),
+            unmarked: unmarked(src, quote),
             src: src.clone(),
             from,
         })
+    }
+}
+
+/// Mark mode's condition on a page (`AND (m IS NULL OR m = 0)`, the
+/// column quoted by `quote` and read through the alias `fepd_source`), or
+/// nothing.
+pub(super) fn unmarked(src: &SqlSource, quote: fn(&str) -> String) -> String {
+    match &src.mark_column {
+        Some(m) => {
+            let m = format!("fepd_source.{}", quote(m));
+            format!("AND ({m} IS NULL OR {m} = 0)")
+        }
+        None => String::new(),
+    }
+}
+
+/// Mark mode: the table a mark is set in (a query cannot be marked;
+/// `check-config` refuses the pair).
+pub(super) fn mark_table(src: &SqlSource) -> Result<(&str, &str), SourceError> {
+    match (&src.table, &src.mark_column) {
+        (Some(t), Some(m)) => Ok((t, m)),
+        _ => Err(SourceError::Mark(
+            "mark mode needs sql.table and sql.mark_column".into(),
+        )),
     }
 }
 
@@ -89,12 +118,14 @@ impl Engine for Sqlite {
     ) -> Result<Vec<SourceRow>, SourceError> {
         let (t, g) = (&self.time, &self.guid);
         let lower = match after {
-            Some(_) => format!("AND ({t} > ?2 OR ({t} = ?2 AND {g} > ?3))"),
+            // `{t} >= ?2`, implied by the rest, lets the index start at
+            // the position (see `postgres`).
+            Some(_) => format!("AND {t} >= ?2 AND ({t} > ?2 OR ({t} = ?2 AND {g} > ?3))"),
             None => "AND ?2 IS NULL AND ?3 IS NULL".to_string(),
         };
         let sql = format!(
-            "SELECT * FROM {} AS fepd_source WHERE {t} <= ?1 {lower} ORDER BY {t}, {g} LIMIT ?4",
-            self.from
+            "SELECT * FROM {} AS fepd_source WHERE {t} <= ?1 {lower} {} ORDER BY {t}, {g} LIMIT ?4",
+            self.from, self.unmarked
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
         let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
@@ -125,5 +156,29 @@ impl Engine for Sqlite {
             out.push(SourceRow::new(&self.src, cols)?);
         }
         Ok(out)
+    }
+
+    fn mark(&mut self, rows: &[Mark]) -> Result<(), SourceError> {
+        let (table, column) = mark_table(&self.src)?;
+        let mark = |e: rusqlite::Error| SourceError::Mark(e.to_string());
+        let (t, g) = (
+            quote(self.src.column_of("cd_time")),
+            quote(self.src.column_of("row_guid")),
+        );
+        for batch in rows.chunks(super::MARK_BATCH) {
+            let pairs = vec!["(?, ?)"; batch.len()].join(", ");
+            let sql = format!(
+                "UPDATE {} SET {} = 1 WHERE ({t}, {g}) IN (VALUES {pairs})",
+                quote(table),
+                quote(column)
+            );
+            let params = batch
+                .iter()
+                .flat_map(|m| [m.cd_time.as_str(), m.row_guid.as_str()]);
+            self.conn
+                .execute(&sql, rusqlite::params_from_iter(params))
+                .map_err(mark)?;
+        }
+        Ok(())
     }
 }

@@ -42,6 +42,21 @@ struct Env {
 
 impl Env {
     fn new(page_rows: u64) -> Env {
+        Env::build(page_rows, "")
+    }
+
+    /// Mark mode: the table gains the mark column `fep_status`.
+    fn marking(page_rows: u64) -> Env {
+        let env = Env::build(page_rows, "mark_column = \"fep_status\"\n");
+        Connection::open(&env.source)
+            .unwrap()
+            .execute_batch("ALTER TABLE up_meter ADD COLUMN fep_status INTEGER")
+            .unwrap();
+        env
+    }
+
+    /// `sql` is more of `[dataset.sql]`.
+    fn build(page_rows: u64, sql: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let schemas = root.join("schemas");
@@ -79,7 +94,7 @@ table = "up_meter"
 page_rows = {page_rows}
 lag_secs = 0
 reread_secs = 600
-[dataset.sql.columns]
+{sql}[dataset.sql.columns]
 "GUID" = "row_guid"
 "#,
             schemas.display(),
@@ -118,7 +133,8 @@ reread_secs = 600
     fn insert(&self, guid: &str, meter: &str, reading: i64, op: &str, ago: i64) {
         let c = Connection::open(&self.source).unwrap();
         c.execute(
-            "INSERT INTO up_meter VALUES (?1, ?2, ?3, ?4, datetime('now', 'localtime', ?5), 'B1')",
+            "INSERT INTO up_meter (GUID, meter_no, reading, cd_operation, cd_time, cd_batch)
+             VALUES (?1, ?2, ?3, ?4, datetime('now', 'localtime', ?5), 'B1')",
             rusqlite::params![guid, meter, reading, op, format!("-{ago} seconds")],
         )
         .unwrap();
@@ -314,4 +330,153 @@ fn a_missing_column_is_an_error_and_the_watermark_does_not_move() {
     let e = poll(&mut conn, &ctx, &src, engine.as_mut()).unwrap_err();
     assert!(e.to_string().contains("row_guid"), "{e}");
     assert_eq!(watermark::get(&conn, "meter").unwrap(), before);
+}
+
+/// Mark mode: the marks of the source's rows, by row id.
+fn marks(env: &Env) -> Vec<(String, Option<i64>)> {
+    let c = Connection::open(&env.source).unwrap();
+    let mut stmt = c
+        .prepare("SELECT GUID, fep_status FROM up_meter ORDER BY GUID")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn marked(guids: &[(&str, Option<i64>)]) -> Vec<(String, Option<i64>)> {
+    guids.iter().map(|(g, m)| (g.to_string(), *m)).collect()
+}
+
+#[test]
+fn mark_mode_takes_the_unmarked_rows_once_and_marks_them() {
+    let env = Env::marking(2);
+    let mut conn = env.state();
+    let ctx = env.ctx(|| {});
+    env.insert("g1", "M1", 10, "i", 30);
+    env.insert("g2", "M2", 20, "i", 20);
+    env.insert("g3", "M3", 30, "i", 10);
+    let c = Connection::open(&env.source).unwrap();
+    // 0 is unmarked as NULL is; a row marked already is never taken.
+    c.execute_batch(
+        "UPDATE up_meter SET fep_status = 0 WHERE GUID = 'g2';
+         UPDATE up_meter SET fep_status = 1 WHERE GUID = 'g3';",
+    )
+    .unwrap();
+    let p = env.poll(&mut conn, &ctx);
+    assert_eq!((p.read, p.taken, p.pages), (2, 2, 1));
+    assert_eq!(
+        marks(&env),
+        marked(&[("g1", Some(1)), ("g2", Some(1)), ("g3", Some(1))])
+    );
+    // Marked rows are not read again.
+    assert_eq!(env.poll(&mut conn, &ctx).read, 0);
+    // A row committed far behind the watermark (past any re-read window)
+    // is unmarked, so it is read; the platform rewrites g1 and resets its
+    // mark: the update is taken.
+    env.insert("g4", "M4", 40, "i", 100_000);
+    c.execute(
+        "UPDATE up_meter SET reading = 11, cd_operation = 'u', fep_status = NULL,
+           cd_time = datetime('now', 'localtime', '-1 seconds') WHERE GUID = 'g1'",
+        [],
+    )
+    .unwrap();
+    let p = env.poll(&mut conn, &ctx);
+    assert_eq!((p.read, p.taken), (2, 2));
+    assert_eq!(env.poll(&mut conn, &ctx).read, 0);
+    assert_eq!(
+        sealed(&conn),
+        vec![
+            rec("upsert", "M1", Some(10)),
+            rec("upsert", "M2", Some(20)),
+            rec("upsert", "M4", Some(40)),
+            rec("upsert", "M1", Some(11)),
+        ]
+    );
+    assert!(marks(&env).iter().all(|(_, m)| *m == Some(1)));
+    assert_eq!(
+        watermark::get(&conn, "meter").unwrap().unwrap().row_guid,
+        "g1",
+        "the watermark follows the last row taken"
+    );
+}
+
+#[test]
+fn mark_mode_a_crash_between_the_seal_and_the_mark_re_reads_the_rows_and_skips_them() {
+    let env = Env::marking(100);
+    let mut conn = env.state();
+    env.insert("g1", "M1", 1, "i", 30);
+    env.insert("g2", "M2", 2, "i", 20);
+    // The poller dies right after the page's last chunk commits, before
+    // the mark.
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let seen = calls.clone();
+    let ctx = env.ctx(move || {
+        if seen.fetch_add(1, Ordering::SeqCst) == 1 {
+            panic!("killed between the seal and the mark");
+        }
+    });
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| env.poll(&mut conn, &ctx)));
+    assert!(died.is_err());
+    assert_eq!(sealed(&conn).len(), 2);
+    assert_eq!(marks(&env), marked(&[("g1", None), ("g2", None)]));
+    for id in watermark::unfinished_pages(&conn, "meter").unwrap() {
+        crate::daemon::job::rows::finish_page(&mut conn, &ctx, id).unwrap();
+    }
+    // Read again, left out as taken with this content, and marked.
+    let p = env.poll(&mut conn, &ctx);
+    assert_eq!((p.read, p.taken), (2, 0));
+    assert_eq!(marks(&env), marked(&[("g1", Some(1)), ("g2", Some(1))]));
+    assert_eq!(sealed(&conn).len(), 2, "nothing sealed twice");
+}
+
+/// An engine whose mark statement fails, as one without UPDATE rights.
+struct NoUpdate(Box<dyn super::Engine>);
+
+impl super::Engine for NoUpdate {
+    fn clock(&mut self, lag_secs: u64) -> Result<(String, String), super::SourceError> {
+        self.0.clock(lag_secs)
+    }
+    fn minus(&mut self, cd_time: &str, secs: u64) -> Result<String, super::SourceError> {
+        self.0.minus(cd_time, secs)
+    }
+    fn page(
+        &mut self,
+        after: Option<&watermark::Mark>,
+        until: &str,
+        limit: u64,
+    ) -> Result<Vec<super::SourceRow>, super::SourceError> {
+        self.0.page(after, until, limit)
+    }
+    fn mark(&mut self, _: &[watermark::Mark]) -> Result<(), super::SourceError> {
+        Err(super::SourceError::Mark("permission denied".into()))
+    }
+}
+
+#[test]
+fn mark_mode_a_mark_that_fails_is_an_error_and_the_rows_are_skipped_not_lost() {
+    let env = Env::marking(100);
+    let mut conn = env.state();
+    let ctx = env.ctx(|| {});
+    let src = env.loaded.cfg.datasets[0].sql.clone().unwrap();
+    env.insert("g1", "M1", 1, "i", 30);
+    env.insert("g2", "M2", 2, "i", 20);
+    let mut failing = NoUpdate(connect(&src).unwrap());
+    for _ in 0..2 {
+        let e = poll(&mut conn, &ctx, &src, &mut failing).unwrap_err();
+        assert!(e.to_string().contains("marking the rows taken"), "{e}");
+    }
+    assert_eq!(
+        sealed(&conn).len(),
+        2,
+        "sealed once, read again and left out"
+    );
+    assert_eq!(marks(&env), marked(&[("g1", None), ("g2", None)]));
+    // Past the re-read window fepd no longer remembers them: dedupe skips
+    // them as unchanged, and they are marked.
+    watermark::forget_before(&conn, "meter", "9999-12-31").unwrap();
+    let p = env.poll(&mut conn, &ctx);
+    assert_eq!((p.read, p.taken), (2, 2));
+    assert_eq!(sealed(&conn).len(), 2, "nothing sealed twice");
+    assert_eq!(marks(&env), marked(&[("g1", Some(1)), ("g2", Some(1))]));
 }

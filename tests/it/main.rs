@@ -37,6 +37,7 @@ mod selftest;
 mod service;
 mod shutdown;
 mod spool_access;
+mod sql_datasets;
 mod sql_mysql;
 mod sql_postgres;
 mod sql_source;

@@ -94,3 +94,34 @@ pub fn wrong_password_is_named_and_never_logged(env: &Env, wrong: &str, refusal:
     assert!(text.contains(refusal), "{text}");
     assert!(!text.contains(wrong));
 }
+
+/// Mark mode on the `case_accept` source: its table has gained the column
+/// `fep_status`, which fepd reads and sets.
+pub fn mark_mode(env: &Env) {
+    set_source(env, "mark_column", "fep_status");
+}
+
+/// Sets `key` of the `case_accept` dataset's `[dataset.sql]`.
+pub fn set_source(env: &Env, key: &str, value: &str) {
+    env.edit_config(|t| {
+        let d = t["dataset"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .filter_map(toml::Value::as_table_mut)
+            .find(|d| d.get("name").and_then(toml::Value::as_str) == Some("case_accept"))
+            .unwrap();
+        d["sql"]
+            .as_table_mut()
+            .unwrap()
+            .insert(key.into(), value.into());
+    });
+}
+
+/// Mark mode: waits until every row of the source is marked 1 (`marks`
+/// reads the `fep_status` column of each).
+pub fn all_marked(env: &Env, marks: impl Fn() -> Vec<Option<i64>>) {
+    env.wait("every row marked 1", Duration::from_secs(20), || {
+        marks().iter().all(|m| *m == Some(1))
+    });
+}

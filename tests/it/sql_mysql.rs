@@ -145,3 +145,48 @@ fn a_wrong_mysql_password_is_a_clear_error_in_status_and_never_logged() {
     insert(&mut db.connect(), 0, "g0", "i", 10);
     sql_checks::wrong_password_is_named_and_never_logged(&env, wrong, "Access denied");
 }
+
+#[test]
+fn mysql_mark_mode_takes_each_unmarked_row_once_and_marks_it_1() {
+    let db = Maria::start();
+    let env = Env::new("");
+    source(&env, &db, 2, PASSWORD);
+    let mut c = db.connect();
+    c.query_drop("ALTER TABLE up_pro_accept ADD COLUMN fep_status tinyint")
+        .unwrap();
+    sql_checks::mark_mode(&env);
+    for i in 0..5 {
+        insert(&mut c, i, &format!("g{i}"), "i", 60 - i as i64);
+    }
+    // 0 is unmarked as NULL is; a row the platform marked is not taken.
+    c.query_drop(
+        "UPDATE up_pro_accept SET fep_status = 0 WHERE GUID = 'g1';
+         UPDATE up_pro_accept SET fep_status = 1 WHERE GUID = 'g4';",
+    )
+    .unwrap();
+    let marks = || -> Vec<Option<i64>> {
+        db.connect()
+            .query("SELECT fep_status FROM up_pro_accept ORDER BY GUID")
+            .unwrap()
+    };
+    let _d = env.start_ready();
+    sql_checks::arrived_once_in_order(
+        &env,
+        &[("upsert", 0), ("upsert", 1), ("upsert", 2), ("upsert", 3)],
+        "mysql",
+        "g3",
+    );
+    sql_checks::all_marked(&env, marks);
+    // The platform rewrites g0 and resets its mark: the update is taken.
+    c.query_drop(
+        "UPDATE up_pro_accept SET applyer_name = '李四', cd_operation = 'u',
+           cd_time = NOW(), fep_status = NULL WHERE GUID = 'g0'",
+    )
+    .unwrap();
+    let recs = env.wait_outbox_records("case_accept", 5);
+    assert_eq!(recs[4]["op"], "upsert");
+    assert_eq!(sql_checks::key(&recs[4]), sql_checks::case_key(0));
+    sql_checks::all_marked(&env, marks);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(env.outbox_records("case_accept").len(), 5, "nothing twice");
+}

@@ -164,3 +164,89 @@ fn a_wrong_password_is_a_clear_error_in_status_and_never_logged() {
         "password authentication failed",
     );
 }
+
+/// The `fep_status` marks of the rows, by row id.
+fn pg_marks(pg: &Pg) -> Vec<Option<i64>> {
+    let mut c = pg.connect("qzk").unwrap();
+    c.query(
+        "SELECT fep_status::bigint FROM up_pro_accept ORDER BY \"GUID\"",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn postgres_mark_mode_marks_each_row_after_its_commit_and_a_failed_mark_loses_nothing() {
+    let pg = Pg::start();
+    let hook = crate::receivers::Recorder::start();
+    let env = Env::new(&format!(
+        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        hook.addr
+    ));
+    source(&env, &pg, 2, PASSWORD);
+    // fepd connects as an account that may read the table but not yet
+    // update it.
+    pg.sql(
+        "qzk",
+        &format!(
+            "ALTER TABLE up_pro_accept ADD COLUMN fep_status smallint;
+             CREATE ROLE reader LOGIN PASSWORD '{PASSWORD}';
+             GRANT SELECT ON up_pro_accept TO reader;"
+        ),
+    );
+    sql_checks::mark_mode(&env);
+    let url = pg.url("qzk").replace("://fepd@", "://reader@");
+    sql_checks::set_source(&env, "url", &url);
+    let mut c = pg.connect("qzk").unwrap();
+    for i in 0..5 {
+        insert(&mut c, i, &format!("g{i}"), "i", 60.0 - i as f64);
+    }
+    c.batch_execute(
+        "UPDATE up_pro_accept SET fep_status = 0 WHERE \"GUID\" = 'g1';
+         UPDATE up_pro_accept SET fep_status = 1 WHERE \"GUID\" = 'g4';",
+    )
+    .unwrap();
+    let _d = env.start_ready();
+    // The rows are sealed, but marking them is refused: an error in
+    // status, the log and an alert; the rows are read again and left out.
+    env.wait(
+        "the mark's refusal in status",
+        Duration::from_secs(20),
+        || {
+            env.status()["sql_sources"][0]["last_poll"]["error"]
+                .as_str()
+                .is_some_and(|e| {
+                    e.contains("marking the rows taken") && e.contains("permission denied")
+                })
+        },
+    );
+    let alerts = |state: &str| {
+        hook.at("/json")
+            .into_iter()
+            .filter(|r| r.body["kind"] == "sql_source" && r.body["state"] == state)
+            .count()
+    };
+    env.wait("the sql_source alert", Duration::from_secs(20), || {
+        alerts("raised") == 1
+    });
+    assert!(env.log_has("marking the rows taken"));
+    std::thread::sleep(Duration::from_secs(3));
+    // Each poll stops at the page it cannot mark (pages of two rows).
+    assert_eq!(env.outbox_records("case_accept").len(), 2, "sealed once");
+    assert!(pg_marks(&pg)[..4].iter().all(|m| *m != Some(1)));
+    // Granted UPDATE, the next poll marks them: nothing sealed twice.
+    pg.sql("qzk", "GRANT UPDATE ON up_pro_accept TO reader");
+    sql_checks::all_marked(&env, || pg_marks(&pg));
+    env.wait("the alert resolved", Duration::from_secs(40), || {
+        alerts("resolved") == 1
+    });
+    sql_checks::arrived_once_in_order(
+        &env,
+        &[("upsert", 0), ("upsert", 1), ("upsert", 2), ("upsert", 3)],
+        "postgres",
+        "g3",
+    );
+}

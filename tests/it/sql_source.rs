@@ -217,3 +217,48 @@ fn a_source_whose_polls_fail_raises_an_alert_until_a_poll_succeeds() {
     let (status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn mark_mode_takes_each_unmarked_row_once_and_marks_it_1() {
+    let env = Env::new("");
+    let path = source(&env);
+    let db = Connection::open(&path).unwrap();
+    db.execute_batch("ALTER TABLE up_pro_accept ADD COLUMN fep_status INTEGER")
+        .unwrap();
+    crate::sql_checks::mark_mode(&env);
+    for i in 0..4 {
+        insert(&db, i, &format!("g{i}"), "i", "张三", 60 - i as i64);
+    }
+    // 0 is unmarked as NULL is; a row the platform marked is not taken.
+    db.execute_batch(
+        "UPDATE up_pro_accept SET fep_status = 0 WHERE GUID = 'g1';
+         UPDATE up_pro_accept SET fep_status = 1 WHERE GUID = 'g3';",
+    )
+    .unwrap();
+    let marks = || -> Vec<Option<i64>> {
+        let c = Connection::open(&path).unwrap();
+        let mut s = c
+            .prepare("SELECT fep_status FROM up_pro_accept ORDER BY GUID")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let _d = env.start_ready();
+    crate::sql_checks::arrived_once_in_order(
+        &env,
+        &[("upsert", 0), ("upsert", 1), ("upsert", 2)],
+        "sqlite",
+        "g2",
+    );
+    crate::sql_checks::all_marked(&env, marks);
+    // A row written later, its cd_time far behind the watermark (past the
+    // re-read window): unmarked, so it is taken.
+    insert(&db, 7, "g7", "i", "张三", 100_000);
+    let recs = env.wait_outbox_records("case_accept", 4);
+    assert_eq!(key(&recs[3]), data::case_accept(7)[0].1);
+    crate::sql_checks::all_marked(&env, marks);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(env.outbox_records("case_accept").len(), 4, "nothing twice");
+}
