@@ -11,7 +11,7 @@ pub(crate) enum FieldType {
     String,
     Integer,
     Number,
-    /// An array of objects (event_report `medias`), from JSON input.
+    /// An array of objects (say, a report's attached media), from JSON input.
     Array,
 }
 
