@@ -139,11 +139,11 @@ fn what_an_interrupted_retention_pass_left_is_named_and_removed_by_fix() {
         .into_iter()
         .find_map(|n| n.strip_suffix(".json").map(str::to_string))
         .expect("an exported batch");
-    std::fs::write(
-        outbox.join(format!("{id}.ack")),
+    env.ack(
+        "case_accept",
+        &id,
         r#"{"receiptId":"R-1","accepted":3,"rejected":[]}"#,
-    )
-    .unwrap();
+    );
     let delivered = outbox.join("delivered");
     env.wait("the batch delivered", Duration::from_secs(20), || {
         delivered.join(format!("{id}.ack")).exists()

@@ -83,6 +83,15 @@ impl Env {
         self.data.join("spool/outbox").join(dataset)
     }
 
+    /// A collector's acknowledgement of `batch_id` (docs/protocol.md §5):
+    /// written under a temporary name, then renamed beside the batch.
+    pub fn ack(&self, dataset: &str, batch_id: &str, body: &str) {
+        let dir = self.outbox(dataset);
+        let tmp = dir.join(format!(".{batch_id}.ack.tmp"));
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("{batch_id}.ack"))).unwrap();
+    }
+
     pub fn db(&self) -> PathBuf {
         self.data.join("state/fepd.db")
     }

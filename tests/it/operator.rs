@@ -8,16 +8,6 @@ use std::time::Duration;
 use crate::data::{self, Enc};
 use crate::harness::*;
 
-fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
-    let dir = env.outbox(dataset);
-    std::fs::write(dir.join(format!(".{batch_id}.ack.tmp")), body).unwrap();
-    std::fs::rename(
-        dir.join(format!(".{batch_id}.ack.tmp")),
-        dir.join(format!("{batch_id}.ack")),
-    )
-    .unwrap();
-}
-
 /// Drops `name` with case_accept records `from..from+n` and waits until it
 /// is done, so batches are sealed in the order files are dropped.
 fn drop_done(env: &Env, name: &str, from: u64, n: u64) {
@@ -134,8 +124,7 @@ fn pull_to_push_delivers_every_exported_batch_in_seal_order_and_back() {
     let order = sealed_order(&env, "case_accept");
     d.stop();
     // The collector took the first batch before the switch.
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &order[0],
         r#"{"receiptId":"R-pull-1","accepted":10,"rejected":[]}"#,
@@ -209,8 +198,7 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
     let order = sealed_order(&env, "case_accept");
 
     // The collector accounts for 1 record of 10.
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &order[0],
         r#"{"receiptId":"R-short","accepted":1,"rejected":[]}"#,
@@ -221,8 +209,7 @@ fn a_short_ack_is_a_discrepancy_and_an_ack_for_a_parked_batch_delivers_it() {
             .status
             .success()
     );
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &order[1],
         r#"{"receiptId":"R-late","accepted":4,"rejected":[]}"#,

@@ -6,16 +6,6 @@ use std::time::{Duration, Instant};
 use crate::data::{self, Enc};
 use crate::harness::*;
 
-fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
-    let dir = env.outbox(dataset);
-    std::fs::write(dir.join(format!(".{batch_id}.ack.tmp")), body).unwrap();
-    std::fs::rename(
-        dir.join(format!(".{batch_id}.ack.tmp")),
-        dir.join(format!("{batch_id}.ack")),
-    )
-    .unwrap();
-}
-
 #[test]
 fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
     let env = Env::new("");
@@ -58,8 +48,7 @@ fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
     assert_eq!(body["sender"], "230000-zwfw");
     assert!(body["auditHead"]["seq"].as_i64().unwrap() > 0);
 
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &batch_id,
         &format!(r#"{{"receiptId":"R-1","accepted":{sealed},"rejected":[]}}"#),

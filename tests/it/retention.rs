@@ -7,16 +7,6 @@ use std::time::Duration;
 use crate::data::{self, Enc};
 use crate::harness::*;
 
-fn ack(env: &Env, dataset: &str, batch_id: &str, body: &str) {
-    let dir = env.outbox(dataset);
-    std::fs::write(dir.join(format!(".{batch_id}.ack.tmp")), body).unwrap();
-    std::fs::rename(
-        dir.join(format!(".{batch_id}.ack.tmp")),
-        dir.join(format!("{batch_id}.ack")),
-    )
-    .unwrap();
-}
-
 fn exported(env: &Env, dataset: &str) -> Vec<String> {
     files_in(&env.outbox(dataset))
         .into_iter()
@@ -54,8 +44,7 @@ fn old_bodies_files_and_rows_go_and_an_old_record_is_still_skipped() {
     // A pending batch keeps its body whatever its age.
     std::thread::sleep(Duration::from_secs(3));
     assert!(env.has_body(&id), "a pending batch lost its body");
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &id,
         r#"{"receiptId":"R-1","accepted":20,"rejected":[]}"#,
@@ -158,8 +147,7 @@ fn never_keeps_and_defaults_are_sane() {
         exported(&env, "case_accept").len() == 1
     });
     let id = exported(&env, "case_accept").remove(0);
-    ack(
-        &env,
+    env.ack(
         "case_accept",
         &id,
         r#"{"receiptId":"R-1","accepted":5,"rejected":[]}"#,
