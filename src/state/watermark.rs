@@ -235,7 +235,7 @@ mod tests {
         let v: i64 = c
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 4);
+        assert_eq!(v, 5);
         assert_eq!(get(&c, "ds").unwrap(), None);
         assert!(sources(&c).unwrap().is_empty());
     }
