@@ -16,6 +16,7 @@ mod audit;
 mod audit_bytes;
 mod backup;
 mod bad_input;
+mod console;
 mod crash;
 mod credentials;
 mod data_staff;
