@@ -63,7 +63,12 @@ pub enum Action {
     BatchPark,
     /// 交换日志: search, trace, chain status.
     Log,
-    /// 文件: the upload form and its verdict (check only).
+    /// 文件 and 拒收记录: files, their rejection reports, rejected
+    /// records (data staff: their own datasets).
+    Files,
+    /// 对账: the daily reconciliation.
+    Reconcile,
+    /// 上传校验: the upload form and its verdict (check only).
     Upload,
     /// Drop an uploaded file into its dataset's inbox for real.
     Enqueue,
@@ -79,6 +84,8 @@ impl Action {
             Action::BatchRetry => "batch_retry",
             Action::BatchPark => "batch_park",
             Action::Log => "log",
+            Action::Files => "files",
+            Action::Reconcile => "reconcile",
             Action::Upload => "upload",
             Action::Enqueue => "enqueue",
             Action::System => "system",
@@ -95,6 +102,8 @@ pub fn allows(role: Role, action: Action) -> bool {
         A::Batches | A::Log => matches!(role, R::Auditor | R::Operator),
         A::BatchRetry | A::BatchPark | A::Enqueue => role == R::Operator,
         A::Upload => matches!(role, R::Operator | R::DataStaff),
+        A::Files => matches!(role, R::Auditor | R::Operator | R::DataStaff),
+        A::Reconcile => matches!(role, R::Auditor | R::Operator),
         A::System => matches!(role, R::Admin | R::Auditor),
     }
 }

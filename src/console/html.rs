@@ -10,7 +10,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::access::{Action, allows};
 use super::session::Who;
 
-const CSS: &str = "body{font-family:sans-serif;margin:0;color:#222}\
+const CSS: &str = "body{font-family:\"Noto Sans CJK SC\",\"WenQuanYi Zen Hei\",\"Microsoft YaHei\",sans-serif;margin:0;color:#222}\
 nav{background:#1f3b5a;padding:.5em 1em}nav a{color:#fff;margin-right:1em;text-decoration:none}\
 nav .me{color:#cde;float:right}nav form{display:inline}main{padding:1em 2em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.2em .6em;text-align:left}\
@@ -22,7 +22,10 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
         ("/", "总览", Action::Overview),
         ("/batches", "批次", Action::Batches),
         ("/log", "交换日志", Action::Log),
-        ("/upload", "文件", Action::Upload),
+        ("/files", "文件", Action::Files),
+        ("/rejections", "拒收记录", Action::Files),
+        ("/upload", "上传校验", Action::Upload),
+        ("/reconcile", "对账", Action::Reconcile),
         ("/system", "系统", Action::System),
     ];
     html! {

@@ -17,12 +17,14 @@
 //!   same outbox transitions `fepd batches` makes);
 //! - pages show what the CLI shows, through the same functions
 //!   (`daemon::status`, `state::batches`, `audit::show`/`trace`/`verify`,
-//!   `daemon::check`); no page shows a record's value but masked.
+//!   `audit::report`, `report::table`, `daemon::check`); no page or
+//!   download shows a record's value but masked.
 
 pub mod access;
 mod html;
 mod login;
 mod pages;
+mod records;
 pub mod session;
 mod tls;
 mod upload;
@@ -191,6 +193,8 @@ fn action_text(a: Action) -> &'static str {
         Action::BatchRetry => "重发批次",
         Action::BatchPark => "搁置批次",
         Action::Log => "查看交换日志",
+        Action::Files => "查看文件与拒收记录",
+        Action::Reconcile => "查看对账",
         Action::Upload => "上传文件",
         Action::Enqueue => "将文件放入收件箱",
         Action::System => "查看系统信息",
@@ -220,6 +224,11 @@ pub fn router(console: Console) -> Router {
         .route("/batches/park", post(pages::park))
         .route("/log", get(pages::log))
         .route("/system", get(pages::system))
+        .route("/files", get(records::files))
+        .route("/files/{id}", get(records::file))
+        .route("/files/{id}/errors.xlsx", get(records::file_xlsx))
+        .route("/rejections", get(records::rejections))
+        .route("/reconcile", get(records::reconcile))
         .route(
             "/upload",
             get(upload::form)

@@ -18,6 +18,7 @@ pub mod entries;
 pub mod episodes;
 pub mod figures;
 pub mod files;
+pub mod listing;
 pub mod log;
 pub mod records;
 pub mod replay;

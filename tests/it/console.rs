@@ -114,7 +114,7 @@ fn csrf(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_string()
 }
 
-const PASSWORD: &str = "Gov-Exchange-2026";
+pub(crate) const PASSWORD: &str = "Gov-Exchange-2026";
 
 fn add_user(env: &Env, name: &str, role: &str, extra: &[&str]) {
     let pw = env.root.join(format!("{name}.pw"));
@@ -130,7 +130,7 @@ fn add_user(env: &Env, name: &str, role: &str, extra: &[&str]) {
     );
 }
 
-fn console_env(extra: &str) -> (Env, String) {
+pub(crate) fn console_env(extra: &str) -> (Env, String) {
     let addr = free_addr();
     let env = Env::new(&format!(
         "[console]\nlisten = \"{addr}\"\nlockout_failures = 3\n{extra}"
@@ -283,8 +283,10 @@ fn each_role_sees_and_does_only_what_it_may() {
         .map(|(_, v)| v.clone())
         .unwrap();
     let (_, page) = auditor.get(&format!("/log?key={key}"));
+    assert!(page.contains("batch_sealed"), "{page}");
+    let (_, page) = auditor.get("/log?verify=1");
     assert!(
-        page.contains("batch_sealed") && page.contains("完整"),
+        page.contains("哈希链校验：") && page.contains("完整"),
         "{page}"
     );
     let logins = env.log_entries(&["--event", "console_login"]);
@@ -437,4 +439,131 @@ fn wrong_passwords_lock_an_account_and_idle_sessions_end() {
     assert!(page.contains("会话已超时"), "{page}");
     let ended = env.log_entries(&["--event", "console_logout"]);
     assert_eq!(ended.last().unwrap()["details"]["reason"], "idle");
+}
+
+/// The sheet's cells, row by row, as text.
+fn read_xlsx(bytes: &[u8]) -> Vec<Vec<String>> {
+    use calamine::{Reader, Xlsx};
+    let mut book: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let range = book.worksheet_range_at(0).unwrap().unwrap();
+    range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn files_rejections_and_reconciliation_read_back_as_xlsx_masked() {
+    let (env, addr) = console_env("");
+    let _d = env.start_ready();
+    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    let bad_id = format!("{}0", &data::id_card(4)[..17]);
+    let bad_id = if bad_id == data::id_card(4) {
+        format!("{}1", &bad_id[..17])
+    } else {
+        bad_id
+    };
+    for (f, v) in recs[1].iter_mut() {
+        if *f == "applyer_page_code" {
+            *v = bad_id.clone();
+        }
+    }
+    env.drop_file(
+        "case_accept",
+        "mixed.csv",
+        &data::csv(&recs, true, Enc::Utf8),
+    );
+    env.wait("mixed.csv finished", Duration::from_secs(20), || {
+        !env.log_entries(&["--event", "file_rejected", "--file", "mixed.csv"])
+            .is_empty()
+    });
+    let mut staff = Browser::new(&addr);
+    staff.login("专员", PASSWORD);
+    let (s, page) = staff.get("/files?name=mixed");
+    assert_eq!(s, 200, "{page}");
+    let at = page.find("/files/").unwrap() + 7;
+    let id: String = page[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let (s, page) = staff.get(&format!("/files/{id}"));
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("GB 11643") && !page.contains(&bad_id),
+        "{page}"
+    );
+    // The report as xlsx: the rejected row, its value masked.
+    let req = staff
+        .client
+        .get(format!("{}/files/{id}/errors.xlsx", staff.base));
+    let cookie: Vec<String> = staff
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let bytes = req
+        .header("cookie", cookie.join("; "))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let rows = read_xlsx(&bytes);
+    assert!(rows.len() >= 2, "{rows:?}");
+    let flat = rows.concat().join("|");
+    assert!(
+        flat.contains("GB 11643") && !flat.contains(&bad_id),
+        "{flat}"
+    );
+    assert!(
+        flat.contains(&bad_id[..6]),
+        "masked keeps the first six: {flat}"
+    );
+    // 拒收记录, exported.
+    let (_, page) = staff.get("/rejections?dataset=case_accept");
+    assert!(
+        page.contains("mixed.csv") && !page.contains(&bad_id),
+        "{page}"
+    );
+    let req = staff
+        .client
+        .get(format!("{}/rejections?xlsx=1", staff.base));
+    let bytes = req
+        .header("cookie", cookie.join("; "))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let flat = read_xlsx(&bytes).concat().join("|");
+    assert!(
+        flat.contains("mixed.csv") && !flat.contains(&bad_id),
+        "{flat}"
+    );
+    // Another dataset's file is not theirs.
+    let other = staff.get("/files?dataset=evaluation").1;
+    assert!(!other.contains("mixed.csv"));
+    // 对账 for today, as the auditor, balanced, and as xlsx.
+    let mut auditor = Browser::new(&addr);
+    auditor.login("审计员", PASSWORD);
+    let (s, page) = auditor.get("/reconcile");
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("全部平衡"), "{page}");
+    let cookie: Vec<String> = auditor
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let req = auditor
+        .client
+        .get(format!("{}/reconcile?xlsx=1", auditor.base));
+    let rows = read_xlsx(
+        &req.header("cookie", cookie.join("; "))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    );
+    let row = rows.iter().find(|r| r[0] == "case_accept").unwrap();
+    assert_eq!((row[2].as_str(), row[3].as_str()), ("3", "1"), "{rows:?}");
+    assert_eq!(staff.get("/reconcile").0, 403);
 }

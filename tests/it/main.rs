@@ -10,6 +10,7 @@ mod pg;
 mod receivers;
 mod sql_checks;
 mod surface;
+mod webdriver;
 
 mod alerts;
 mod audit;
@@ -17,6 +18,7 @@ mod audit_bytes;
 mod backup;
 mod bad_input;
 mod console;
+mod console_browser;
 mod crash;
 mod credentials;
 mod data_staff;
