@@ -112,7 +112,9 @@ pub fn records_of_key(
 }
 
 /// The last sealed version of `key`, kept for dedupe (`record_state`)
-/// whatever retention deleted.
+/// whatever retention deleted. Looked up by `(dataset, key)` for each
+/// dataset with batches (a record's batch is of its dataset), so a trace
+/// without `--dataset` reads a few index entries instead of every row.
 pub fn last_sealed_of_key(
     conn: &Connection,
     key: &str,
@@ -121,7 +123,8 @@ pub fn last_sealed_of_key(
     let mut stmt = conn.prepare(&format!(
         "SELECT rs.batch_id, rs.op, rs.hash, {BATCH_COLS}
          FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
-         WHERE rs.key = ?1 AND (?2 IS NULL OR rs.dataset = ?2)"
+         WHERE rs.key = ?1 AND (?2 IS NULL OR rs.dataset = ?2)
+           AND rs.dataset IN (SELECT DISTINCT dataset FROM batch)"
     ))?;
     stmt.query_map(params![key, dataset], |r| {
         Ok(KeyRecord {
