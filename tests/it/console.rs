@@ -32,6 +32,21 @@ impl Browser {
         }
     }
 
+    /// A browser that trusts the test CA at `ca`, speaking HTTPS.
+    fn https(addr: &str, ca: &std::path::Path) -> Browser {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+        Browser {
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .add_root_certificate(ca)
+                .build()
+                .unwrap(),
+            base: format!("https://{addr}"),
+            cookies: BTreeMap::new(),
+        }
+    }
+
     fn send(&mut self, req: reqwest::blocking::RequestBuilder) -> (u16, String) {
         let cookie: Vec<String> = self
             .cookies
@@ -223,6 +238,18 @@ fn each_role_sees_and_does_only_what_it_may() {
             if want == 403 {
                 assert!(page.contains("无权"), "{page}");
             }
+        }
+    }
+    // Actions (on a batch that does not exist, so nothing moves): only the
+    // operator passes the role check.
+    for user in ["管理员", "审计员", "操作员", "专员"] {
+        let mut b = Browser::new(&addr);
+        b.login(user, PASSWORD);
+        let token = b.token();
+        for path in ["/batches/retry", "/batches/park"] {
+            let (status, page) = b.post(path, &[("csrf", &token), ("id", "NO-SUCH-BATCH")]);
+            let want = if user == "操作员" { 409 } else { 403 };
+            assert_eq!(status, want, "{user} {path}: {page}");
         }
     }
     // The overview of data staff names their dataset only.
@@ -566,4 +593,36 @@ fn files_rejections_and_reconciliation_read_back_as_xlsx_masked() {
     let row = rows.iter().find(|r| r[0] == "case_accept").unwrap();
     assert_eq!((row[2].as_str(), row[3].as_str()), ("3", "1"), "{rows:?}");
     assert_eq!(staff.get("/reconcile").0, 403);
+}
+
+#[test]
+fn beyond_loopback_the_console_needs_tls_and_over_tls_its_cookies_are_secure() {
+    let env = Env::new("[console]\nlisten = \"0.0.0.0:8732\"\n");
+    let out = env.fepd(&["check-config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("only over HTTPS"));
+
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::alerts::test_ca(certs.path());
+    let addr = free_addr();
+    let env = Env::new(&format!(
+        "[console]\nlisten = \"{addr}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    add_user(&env, "审计员", "auditor", &[]);
+    let _d = env.start_ready();
+    // Plain HTTP on the TLS port gets no page.
+    let mut plain = Browser::new(&addr);
+    let req = plain.client.get(format!("{}/login", plain.base));
+    assert!(req.send().is_err() || plain.get("/login").0 != 200);
+    let mut b = Browser::https(&addr, &ca);
+    let req = b.client.get(format!("{}/login", b.base));
+    let r = req.send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert_eq!(b.login("审计员", PASSWORD).0, 303);
+    let (s, page) = b.get("/log");
+    assert_eq!(s, 200, "{page}");
 }
