@@ -109,10 +109,12 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
             };
             let batches = crate::state::files::batches_of(&conn, id)?;
             let rejections = crate::state::files::rejections_of(&conn, id)?;
-            Ok(Some((f, batches, rejections)))
+            let schema = c.loaded.schema(&f.dataset);
+            let refused = crate::report::library::rows_of_file(&conn, schema.as_deref(), id)?;
+            Ok(Some((f, batches, rejections, refused)))
         })
         .await;
-    let (f, batches, rejections) = match found {
+    let (f, batches, rejections, refused) = match found {
         Ok(Some(x)) => x,
         Ok(None) => {
             return respond(
@@ -147,6 +149,17 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
                 @for r in &rejections {
                     tr { td { (r.position) } td { (r.title) } td { (r.value.as_deref().unwrap_or("")) }
                          td { (r.rule) } td { @if r.warning { "（警告）" } (r.message) } }
+                }
+            }
+        }
+        h2 { "资源库拒收" }
+        @if refused.is_empty() { p.note { "资源库没有拒收这个文件的记录。" } }
+        @else {
+            table {
+                tr { th { "位置" } th { "记录键" } th { "值（已打码）" } th { "代码" } th { "说明" } }
+                @for r in &refused {
+                    tr { td { (r.position) } td { (r.key.as_deref().unwrap_or("")) }
+                         td { (r.value.as_deref().unwrap_or("")) } td { (r.rule) } td { (r.message) } }
                 }
             }
         }

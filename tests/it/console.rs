@@ -626,3 +626,51 @@ fn beyond_loopback_the_console_needs_tls_and_over_tls_its_cookies_are_secure() {
     let (s, page) = b.get("/log");
     assert_eq!(s, 200, "{page}");
 }
+
+#[test]
+fn a_file_page_shows_the_library_s_refusals_masked_even_when_it_quotes_values() {
+    let (env, addr) = console_env("");
+    let _d = env.start_ready();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "p.csv", &data::csv(&recs, true, Enc::Utf8));
+    let receipt = env.receipt("case_accept", "p.csv");
+    let batch = receipt["batches"][0]["batchId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The collector refuses record 1 and quotes its ID number back.
+    let id = data::id_card(1);
+    let ack = serde_json::json!({
+        "receiptId": "R-9", "accepted": 2,
+        "rejected": [{"index": 1, "code": "422007", "message": format!("证件号码 {id} 与姓名不符")}],
+    });
+    let dir = env.outbox("case_accept");
+    std::fs::write(dir.join(format!(".{batch}.ack.tmp")), ack.to_string()).unwrap();
+    std::fs::rename(
+        dir.join(format!(".{batch}.ack.tmp")),
+        dir.join(format!("{batch}.ack")),
+    )
+    .unwrap();
+    env.wait("delivered", Duration::from_secs(20), || {
+        env.batch(&batch)["state"] == "delivered"
+    });
+    let mut staff = Browser::new(&addr);
+    staff.login("专员", PASSWORD);
+    let (_, list) = staff.get("/files?name=p.csv");
+    let at = list.find("/files/").unwrap() + 7;
+    let file_id: String = list[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let (s, page) = staff.get(&format!("/files/{file_id}"));
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("资源库 422007") && page.contains("与姓名不符"),
+        "{page}"
+    );
+    for (f, v) in &recs[1] {
+        if matches!(*f, "applyer_page_code" | "contact_mobile" | "applyer_name") {
+            assert!(!page.contains(v.as_str()), "{f} in clear: {page}");
+        }
+    }
+}
