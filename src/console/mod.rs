@@ -21,6 +21,7 @@
 //!   download shows a record's value but masked.
 
 pub mod access;
+mod chart;
 mod html;
 mod login;
 mod pages;

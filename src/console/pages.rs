@@ -24,10 +24,20 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         Ok(w) => w,
         Err(r) => return r,
     };
-    let report = match c.blocking(|c| c.admin.report()).await {
+    let found = c
+        .blocking(|c| -> Result<_, crate::state::StoreError> {
+            let tz = c.cfg().tz();
+            let since = (chrono::Utc::now() - chrono::Duration::hours(23)).with_timezone(&tz);
+            let since = since.format("%Y-%m-%dT%H").to_string();
+            let hours = crate::state::listing::hourly(&c.reader()?, &since)?;
+            Ok((c.admin.report()?, hours, since))
+        })
+        .await;
+    let (report, hours, since) = match found {
         Ok(r) => r,
         Err(e) => return store_failed(Some(&who), &e),
     };
+    let throughput = throughput(&since, &hours);
     let datasets: Vec<_> = report
         .datasets
         .iter()
@@ -55,6 +65,8 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
             }
         }
         @if who.role != super::access::Role::DataStaff {
+            h2 { "近 24 小时（每小时记录数）" }
+            (throughput)
             h2 { "待发线路" }
             @if report.routes.is_empty() { p.note { "没有待发的批次。" } }
             @else {
@@ -75,6 +87,39 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         }
     };
     respond(StatusCode::OK, page("总览", Some(&who), body))
+}
+
+/// The 24-hour chart: records sealed and delivered in each hour from
+/// `since` (`YYYY-MM-DDTHH`, local) on.
+fn throughput(since: &str, hours: &[(String, i64, i64)]) -> Markup {
+    let start = chrono::NaiveDateTime::parse_from_str(&format!("{since}:00"), "%Y-%m-%dT%H:%M")
+        .unwrap_or_default();
+    let mut labels = Vec::with_capacity(24);
+    let (mut sealed, mut delivered) = (vec![0; 24], vec![0; 24]);
+    for i in 0..24 {
+        let h = start + chrono::Duration::hours(i);
+        let key = h.format("%Y-%m-%dT%H").to_string();
+        if let Some((_, s, d)) = hours.iter().find(|(k, _, _)| *k == key) {
+            (sealed[i as usize], delivered[i as usize]) = (*s, *d);
+        }
+        labels.push(h.format("%H时").to_string());
+    }
+    super::chart::bars(
+        &labels,
+        &[
+            super::chart::Series {
+                name: "封批",
+                colour: "#1f5a9a",
+                values: sealed,
+            },
+            super::chart::Series {
+                name: "送达",
+                colour: "#2a8a3a",
+                values: delivered,
+            },
+        ],
+        &[],
+    )
 }
 
 #[derive(serde::Deserialize, Default)]

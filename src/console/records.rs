@@ -349,6 +349,30 @@ fn rejections_xlsx(rows: &[listing::Rejected]) -> Result<Vec<u8>, XlsxError> {
     sheet("拒收记录", &titles, &rows)
 }
 
+/// Days the reconciliation chart covers.
+const DAYS: usize = 14;
+
+/// Received, rejected and sealed records per day; unbalanced days marked.
+fn over_days(days: &[crate::audit::report::DayReport]) -> maud::Markup {
+    use super::chart::{Series, bars};
+    let labels: Vec<String> = days.iter().map(|d| d.day[5..].to_string()).collect();
+    let marked: Vec<bool> = days.iter().map(|d| !d.balances()).collect();
+    let series = |name, colour, f: fn(&crate::audit::report::DatasetDay) -> i64| Series {
+        name,
+        colour,
+        values: days.iter().map(|d| f(&d.total)).collect(),
+    };
+    bars(
+        &labels,
+        &[
+            series("收到", "#1f5a9a", |t| t.received),
+            series("拒收", "#b04020", |t| t.rejected),
+            series("送达", "#2a8a3a", |t| t.delivered),
+        ],
+        &marked,
+    )
+}
+
 #[derive(serde::Deserialize, Default)]
 pub struct Day {
     #[serde(default)]
@@ -387,12 +411,24 @@ pub async fn reconcile(
         .blocking(move |c| {
             let conn = c.reader().map_err(|e| e.to_string())?;
             let names: Vec<String> = c.cfg().datasets.iter().map(|d| d.name.clone()).collect();
-            crate::audit::report::report(&conn, day, tz, &names).map_err(|e| e.to_string())
+            // The day asked for, and the 13 before it for the chart.
+            let mut days = Vec::with_capacity(DAYS);
+            for back in (0..DAYS as u64).rev() {
+                let d = day - chrono::Days::new(back);
+                let r = crate::audit::report::report(&conn, d, tz, &names)
+                    .map_err(|e| e.to_string())?;
+                days.push(r);
+            }
+            Ok::<_, String>(days)
         })
         .await;
-    let r = match report {
+    let mut days = match report {
         Ok(r) => r,
         Err(e) => return store_failed(Some(&who), &e),
+    };
+    let chart = over_days(&days);
+    let Some(r) = days.pop() else {
+        return store_failed(Some(&who), &"no report");
     };
     let titles = [
         "数据集",
@@ -439,6 +475,9 @@ pub async fn reconcile(
         p { (r.from) " 至 " (r.until) "；收到 = 拒收 + 跳过 + 封批，封批 = 送达 + 接收方拒收 + 搁置 + 待送达。 "
             a href=(format!("/reconcile?day={}&xlsx=1", r.day)) { "导出 Excel" } }
         @if r.balances() { p.ok { "当日各数据集全部平衡。" } } @else { p.bad { "有数据集不平衡，请核查。" } }
+        h2 { "近 " (DAYS) " 天（日期为红色的一天不平衡）" }
+        (chart)
+        h2 { (r.day) }
         table {
             tr { @for t in titles { th { (t) } } }
             @for row in &rows {

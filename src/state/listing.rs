@@ -136,3 +136,20 @@ pub fn rejections(conn: &Connection, n: &Narrow<'_>) -> rusqlite::Result<Vec<Rej
     )?;
     rows.collect()
 }
+
+/// Records sealed and delivered per hour since `since` (a stored time
+/// text, in the configured offset): `(hour "YYYY-MM-DDTHH", sealed,
+/// delivered)`, hours with neither left out.
+pub fn hourly(conn: &Connection, since: &str) -> rusqlite::Result<Vec<(String, i64, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT h, SUM(s), SUM(d) FROM (
+             SELECT substr(sealed_at, 1, 13) AS h, count AS s, 0 AS d
+             FROM batch WHERE sealed_at >= ?1 AND parent_id IS NULL
+             UNION ALL
+             SELECT substr(delivered_at, 1, 13), 0, COALESCE(accepted, count)
+             FROM batch WHERE state = 'delivered' AND delivered_at >= ?1)
+         GROUP BY h ORDER BY h",
+    )?;
+    let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
