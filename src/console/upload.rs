@@ -118,6 +118,17 @@ pub async fn submit(State(c): State<Console>, headers: HeaderMap, m: Multipart) 
     if let Err(r) = c.csrf(&who, &u.csrf, Action::Upload).await {
         return r;
     }
+    let max = c.cfg().console.max_upload_bytes;
+    if u.bytes.len() as u64 > max {
+        let why = format!("文件超过上传上限（{max} 字节），未处理。");
+        return form_page(
+            &c,
+            &who,
+            html! { p.bad { (why) } },
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
+    }
     if u.enqueue && !super::access::allows(who.role, Action::Enqueue) {
         return c.refuse(&who, Action::Enqueue, "role").await;
     }

@@ -674,3 +674,31 @@ fn a_file_page_shows_the_library_s_refusals_masked_even_when_it_quotes_values() 
         }
     }
 }
+
+#[test]
+fn an_oversized_or_unknown_upload_gets_a_clear_page() {
+    let (env, addr) = console_env("max_upload_bytes = 2000\n");
+    let _d = env.start_ready();
+    let mut staff = Browser::new(&addr);
+    staff.login("专员", PASSWORD);
+    // Over the limit, within the request's margin, and far over it.
+    for size in [3000, 200_000] {
+        let (s, page) = staff.upload("case_accept", "big.csv", vec![b'a'; size], false);
+        assert_eq!(s, 413, "{page}");
+        assert!(page.contains("文件超过上传上限"), "{page}");
+    }
+    let (s, page) = staff.upload("case_accept", "notes.txt", b"hello".to_vec(), false);
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("整个文件") && page.contains("校验未通过"),
+        "{page}"
+    );
+    // The daemon went on: a file dropped now is still processed.
+    let recs: Vec<_> = (0..2).map(data::case_accept).collect();
+    env.drop_file("case_accept", "after.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.wait("after.jsonl done", Duration::from_secs(20), || {
+        env.log_entries(&["--event", "file_done", "--file", "after.jsonl"])
+            .len()
+            == 1
+    });
+}
