@@ -215,7 +215,11 @@ fn store_failed(who: Option<&Who>, e: &dyn std::fmt::Display) -> Response {
 
 /// The console's routes.
 pub fn router(console: Console) -> Router {
-    let upload_limit = console.cfg().console.max_upload_bytes as usize + (64 << 10);
+    // Room to read an oversized file to its end and answer with a page
+    // (`upload::read_upload`); a request beyond it is cut off.
+    let upload_limit = (console.cfg().console.max_upload_bytes as usize)
+        .saturating_mul(4)
+        .saturating_add(1 << 20);
     Router::new()
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))

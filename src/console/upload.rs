@@ -71,8 +71,13 @@ struct Upload {
     enqueue: bool,
 }
 
-async fn read_upload(mut m: Multipart) -> Result<Upload, String> {
+/// Reads the form. The file is kept up to `max` bytes; beyond it the rest
+/// is read and dropped (`too_big`), so that the browser, still sending,
+/// gets the refusal page rather than a closed connection. The request as
+/// a whole is bounded by the route's body limit.
+async fn read_upload(mut m: Multipart, max: u64) -> Result<(Upload, bool), String> {
     let mut u = Upload::default();
+    let mut over = false;
     let too_big = |e: axum::extract::multipart::MultipartError| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => "文件超过上传上限，未处理。".to_string(),
         _ => "上传内容无法读取，请重新选择文件。".to_string(),
@@ -81,7 +86,15 @@ async fn read_upload(mut m: Multipart) -> Result<Upload, String> {
         match field.name().unwrap_or_default() {
             "file" => {
                 u.name = field.file_name().unwrap_or_default().to_string();
-                u.bytes = field.bytes().await.map_err(too_big)?.to_vec();
+                let mut field = field;
+                while let Some(chunk) = field.chunk().await.map_err(too_big)? {
+                    if over || (u.bytes.len() + chunk.len()) as u64 > max {
+                        over = true;
+                        u.bytes = Vec::new();
+                        continue;
+                    }
+                    u.bytes.extend_from_slice(&chunk);
+                }
             }
             name => {
                 let name = name.to_string();
@@ -95,7 +108,7 @@ async fn read_upload(mut m: Multipart) -> Result<Upload, String> {
             }
         }
     }
-    Ok(u)
+    Ok((u, over))
 }
 
 pub async fn submit(State(c): State<Console>, headers: HeaderMap, m: Multipart) -> Response {
@@ -103,7 +116,8 @@ pub async fn submit(State(c): State<Console>, headers: HeaderMap, m: Multipart) 
         Ok(w) => w,
         Err(r) => return r,
     };
-    let u = match read_upload(m).await {
+    let max = c.cfg().console.max_upload_bytes;
+    let (u, over) = match read_upload(m, max).await {
         Ok(u) => u,
         Err(why) => {
             return form_page(
@@ -118,8 +132,7 @@ pub async fn submit(State(c): State<Console>, headers: HeaderMap, m: Multipart) 
     if let Err(r) = c.csrf(&who, &u.csrf, Action::Upload).await {
         return r;
     }
-    let max = c.cfg().console.max_upload_bytes;
-    if u.bytes.len() as u64 > max {
+    if over {
         let why = format!("文件超过上传上限（{max} 字节），未处理。");
         return form_page(
             &c,
