@@ -6,8 +6,8 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use rusqlite::TransactionBehavior;
 
@@ -300,6 +300,10 @@ pub struct LogFilter {
     /// A record key to trace instead.
     #[serde(default)]
     key: String,
+    /// `1`: the matching entries as JSON lines (what `fepd audit show
+    /// --json` prints), for an auditor to keep.
+    #[serde(default)]
+    export: String,
     /// `1`: verify the whole chain (as `fepd audit verify`), which reads
     /// every entry — asked for, not done on every search.
     #[serde(default)]
@@ -318,6 +322,9 @@ pub async fn log(
         Ok(w) => w,
         Err(r) => return r,
     };
+    if f.export == "1" {
+        return export(&c, &who, f).await;
+    }
     let q = LogFilter { ..f };
     let found = c.blocking(move |c| search(c, q)).await;
     let (form, found) = (found.0, found.1);
@@ -329,6 +336,66 @@ pub async fn log(
         StatusCode::OK,
         page("交换日志", Some(&who), html! { (form) (body) }),
     )
+}
+
+/// Entries one export holds at most (`fepd audit export` archives all).
+const EXPORT_ROWS: usize = 100_000;
+
+/// The filter's entries as JSON lines, each with its hash, as `fepd audit
+/// show --json` prints them.
+async fn export(c: &Console, who: &Who, f: LogFilter) -> Response {
+    use crate::audit::{End, parse_bound, show};
+    let tz = c.cfg().tz();
+    let built = c
+        .blocking(move |c| -> Result<Vec<u8>, String> {
+            let bound = |t: &str, end| match t.trim() {
+                "" => Ok(None),
+                t => parse_bound(t, end, tz)
+                    .map(Some)
+                    .map_err(|_| format!("无法识别的时间「{t}」")),
+            };
+            let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+            let filter = show::Filter {
+                since: bound(&f.since, End::Start)?,
+                until: bound(&f.until, End::End)?,
+                dataset: opt(&f.dataset),
+                event: opt(&f.event),
+                file: opt(&f.file),
+                batch: opt(&f.batch),
+            };
+            let conn = c
+                .reader()
+                .map_err(|_| "暂时无法读取状态数据库。".to_string())?;
+            let mut out = Vec::new();
+            show::entries(&conn, &filter, Some(EXPORT_ROWS), |e| {
+                serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)?;
+                out.push(b'\n');
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(out)
+        })
+        .await;
+    match built {
+        Ok(bytes) => {
+            let mut r = bytes.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-ndjson; charset=utf-8"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"exchange-log.jsonl\""),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(why) => respond(
+            StatusCode::BAD_REQUEST,
+            page("交换日志", Some(who), html! { p.bad { (why) } }),
+        ),
+    }
 }
 
 /// The search form, and the chain's status with the entries (or the
@@ -344,6 +411,7 @@ fn search(c: &Console, f: LogFilter) -> (Markup, Result<Markup, String>) {
             " 文件 " input name="file" value=(f.file);
             " 批次 " input name="batch" value=(f.batch);
             " " button { "查询" }
+            " " button name="export" value="1" { "导出（JSON 行）" }
         }
         form #trace method="get" action="/log" {
             "追踪记录键 " input name="key" value=(f.key);
