@@ -15,6 +15,7 @@ pub mod audit;
 pub mod canon;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod decode;
 pub mod doctor;

@@ -19,6 +19,7 @@ mod selftest;
 mod state;
 mod status;
 mod template;
+mod users;
 mod validate;
 
 use std::path::PathBuf;
@@ -84,6 +85,9 @@ enum Command {
     /// `replayOf`: a dataset's deliveries from --since to --until, batches
     /// by id, or a source file's; `--reason` is required and logged.
     Replay(replay::Args),
+    /// The web console's users: add, passwd, disable, list.
+    #[command(subcommand)]
+    Users(users::Command),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
     Completions {
         #[arg(value_enum)]
@@ -149,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::State(cmd) => load_config(&cli).and_then(|c| state::run(&c, cmd)),
         Command::Doctor(a) => load_config(&cli).and_then(|c| doctor::run(&c, a)),
         Command::Replay(a) => load_config(&cli).and_then(|c| replay::run(&c, a)),
+        Command::Users(cmd) => load_config(&cli).and_then(|c| users::run(&c, cmd)),
         Command::Completions { shell } => completions(*shell),
         Command::Man => man_page(),
     };

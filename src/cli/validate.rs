@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::daemon::read::{self, ReadOptions};
-use crate::parse::Item;
-use crate::validate::Verdict;
+use crate::daemon::check::{Finding, check_file};
+use crate::daemon::read::ReadOptions;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,105 +33,55 @@ pub fn run(cfg: Config, a: &Args) -> anyhow::Result<Exit> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let shown = path.display().to_string();
-        let (id, fault) = read::identify(path, &name, &opts)?;
-        let fault = fault.or_else(|| match read::precheck_document(path, &id, &opts) {
-            Ok(f) => f.map(|f| f.to_string()),
-            Err(f) => Some(f.to_string()),
-        });
-        if let Some(f) = fault {
-            any_rejected = true;
-            emit_fault(a.json, &shown, &f);
+        let checked = check_file(path, &name, &opts, &schema, |f| match f {
+            Finding::Fault(f) => emit_fault(a.json, &shown, &f),
+            Finding::Record {
+                position,
+                row,
+                field,
+                title,
+                value,
+                rule,
+                message,
+                warning,
+            } => {
+                let message = match warning {
+                    true => format!("（警告）{message}"),
+                    false => message,
+                };
+                emit(
+                    a.json,
+                    &shown,
+                    &position,
+                    row,
+                    &field,
+                    &title,
+                    value.as_deref(),
+                    &rule,
+                    &message,
+                )
+            }
+        })?;
+        any_rejected |= checked.rejected;
+        let Some(s) = checked.summary else {
             continue;
-        }
-        // A header verdict ends here, before any per-record line.
-        let mut stream = match read::open_records(path, &id, &opts, &schema) {
-            Ok(s) => s,
-            Err(f) => {
-                any_rejected = true;
-                emit_fault(a.json, &shown, &f.to_string());
-                continue;
-            }
         };
-        let (mut total, mut bad) = (0u64, 0u64);
-        loop {
-            let item = match stream.next_item(&schema) {
-                Ok(Some(i)) => i,
-                Ok(None) => break,
-                Err(f) => {
-                    any_rejected = true;
-                    emit_fault(a.json, &shown, &f.to_string());
-                    break;
-                }
-            };
-            total += 1;
-            match item {
-                Item::Bad(b) => {
-                    bad += 1;
-                    emit(
-                        a.json,
-                        &shown,
-                        &b.pos.to_string(),
-                        b.pos.row(),
-                        "",
-                        "",
-                        None,
-                        "parse",
-                        &b.message,
-                    );
-                }
-                Item::Record(raw) => match schema.check(&raw) {
-                    Verdict::Valid(v) => {
-                        for w in &v.warnings {
-                            emit(
-                                a.json,
-                                &shown,
-                                &raw.pos.to_string(),
-                                raw.pos.row(),
-                                &w.field,
-                                &w.title,
-                                w.value.as_deref(),
-                                &w.rule,
-                                &format!("（警告）{}", w.message),
-                            );
-                        }
-                    }
-                    Verdict::Invalid(errs) => {
-                        bad += 1;
-                        for e in &errs {
-                            emit(
-                                a.json,
-                                &shown,
-                                &raw.pos.to_string(),
-                                raw.pos.row(),
-                                &e.field,
-                                &e.title,
-                                e.value.as_deref(),
-                                &e.rule,
-                                &e.message,
-                            );
-                        }
-                    }
-                },
-            }
-        }
-        any_rejected |= bad > 0;
-        let notes = crate::report::ReadNotes {
-            ignored_columns: stream.ignored_names(),
-            blank_rows: stream.blank_rows,
-        };
-        // XLSX is not a text file: it has no encoding to name.
-        let encoding = id.detected.map(|d| d.encoding.name());
+        let (total, bad, notes) = (s.records, s.rejected, s.notes);
         if a.json {
             println!(
                 "{}",
-                serde_json::json!({"file": shown, "records": total, "rejected": bad, "valid": total - bad, "encoding": encoding, "format": id.format_name(), "sha256": id.sha256, "ignoredColumns": notes.ignored_columns, "blankRows": notes.blank_rows})
+                serde_json::json!({"file": shown, "records": total, "rejected": bad, "valid": total - bad, "encoding": s.encoding, "format": s.format, "sha256": s.sha256, "ignoredColumns": notes.ignored_columns, "blankRows": notes.blank_rows})
             );
         } else {
-            let enc = encoding.map(|e| format!("，编码 {e}")).unwrap_or_default();
+            // XLSX is not a text file: it has no encoding to name.
+            let enc = s
+                .encoding
+                .map(|e| format!("，编码 {e}"))
+                .unwrap_or_default();
             println!(
                 "{shown}: 共 {total} 条记录，通过 {} 条，拒绝 {bad} 条（格式 {}{enc}）",
                 total - bad,
-                id.format_name()
+                s.format
             );
             for w in notes.warnings() {
                 println!("{shown}: 提示：{w}");

@@ -36,8 +36,8 @@ pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
 pub use retention::{Keep, Retention, parse_keep};
 use sections::defaults;
 pub use sections::{
-    Admin, AuthMode, Backpressure, BatchLimits, HttpSink, Intake, Log, LogFormat, Ready, Shutdown,
-    Sink, SinkMode, Validate,
+    Admin, AuthMode, Backpressure, BatchLimits, Console, HttpSink, Intake, Log, LogFormat, Ready,
+    Shutdown, Sink, SinkMode, Validate,
 };
 pub use spool::{SpoolAccess, gid_of};
 pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone};
@@ -75,6 +75,8 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub console: Console,
     #[serde(default)]
     pub shutdown: Shutdown,
     /// Where alerts go and when they fire (`[alerts]`).
@@ -156,6 +158,15 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = cfg.admin.token_file.as_mut() {
+            resolve(p);
+        }
+        for p in [
+            cfg.console.tls_cert_file.as_mut(),
+            cfg.console.tls_key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
         if let Some(http) = cfg.sink.http.as_mut() {

@@ -3,7 +3,7 @@
 //! `fepd check-config`). Values with a type of their own (`values`) were
 //! already refused by serde with their line.
 
-use super::{Admin, AuthMode, Config, HttpSink, SinkMode};
+use super::{Admin, AuthMode, Config, Console, HttpSink, SinkMode};
 
 impl Config {
     /// Every problem that does not need the file system, one line each.
@@ -111,6 +111,7 @@ impl Config {
             }
         }
         out.extend(self.admin.problems());
+        out.extend(self.console.problems());
         out.extend(self.alerts.problems());
         match (self.sink.mode, &self.sink.http) {
             (SinkMode::Http, None) => {
@@ -134,6 +135,32 @@ impl Admin {
                 "admin.listen: {addr} is not a loopback address; allow_remote needs admin.token_file (a bearer token)"
             )),
             _ => {}
+        }
+        out
+    }
+}
+
+impl Console {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            out.push(
+                "console: tls_cert_file and tls_key_file go together (HTTPS needs both)".into(),
+            );
+        }
+        if let Some(addr) = self.listen
+            && !addr.ip().is_loopback()
+            && self.tls().is_none()
+        {
+            out.push(format!(
+                "console.listen: {addr} is not a loopback address; the console is served beyond this host only over HTTPS (set console.tls_cert_file and console.tls_key_file)"
+            ));
+        }
+        if self.lockout_failures == 0 {
+            out.push("console.lockout_failures must be ≥ 1".into());
+        }
+        if self.idle_timeout_secs == 0 || self.absolute_timeout_secs == 0 {
+            out.push("console: idle_timeout_secs and absolute_timeout_secs must be ≥ 1".into());
         }
         out
     }

@@ -289,6 +289,54 @@ impl Default for Admin {
     }
 }
 
+/// `[console]`: the web console (README "Web console"). Off unless
+/// `listen` is set; loopback unless TLS is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Console {
+    /// Address of the console (`127.0.0.1:8732`); none = off.
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain and private key: the console is served over
+    /// HTTPS when both are set, and must be to listen beyond loopback.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// A session unused for this long ends (30 minutes).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after its login, used or not (8 hours).
+    pub absolute_timeout_secs: u64,
+    /// Failed logins in a row that lock an account…
+    pub lockout_failures: u32,
+    /// …for this long.
+    pub lockout_secs: u64,
+    /// The largest file the upload page takes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            idle_timeout_secs: 1800,
+            absolute_timeout_secs: 8 * 3600,
+            lockout_failures: 5,
+            lockout_secs: 900,
+            max_upload_bytes: 20 << 20,
+        }
+    }
+}
+
+impl Console {
+    /// Whether the console is served over HTTPS.
+    pub fn tls(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((
+            self.tls_cert_file.as_deref()?,
+            self.tls_key_file.as_deref()?,
+        ))
+    }
+}
+
 pub(super) mod defaults {
     use std::path::PathBuf;
     pub fn spool_dir() -> PathBuf {

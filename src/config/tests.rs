@@ -203,3 +203,27 @@ fn inflight_defaults_to_four_per_route_and_zero_is_a_problem_in_both_places() {
     .unwrap();
     assert_eq!(one.datasets[0].inflight, Some(1));
 }
+
+#[test]
+fn a_console_beyond_loopback_needs_tls() {
+    let with = |console: &str| {
+        Config::parse(
+            &format!("{MIN}\n[console]\n{console}"),
+            Path::new("/etc/fepd"),
+        )
+        .unwrap()
+        .problems()
+    };
+    assert!(with("listen = \"127.0.0.1:8732\"").is_empty());
+    let p = with("listen = \"0.0.0.0:8732\"");
+    assert!(p.iter().any(|p| p.contains("only over HTTPS")), "{p:?}");
+    let p = with("listen = \"0.0.0.0:8732\"\ntls_cert_file = \"c.pem\"");
+    assert!(p.iter().any(|p| p.contains("go together")), "{p:?}");
+    let tls = Config::parse(
+        &format!("{MIN}\n[console]\nlisten = \"0.0.0.0:8732\"\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\""),
+        Path::new("/etc/fepd"),
+    )
+    .unwrap();
+    assert!(tls.problems().is_empty());
+    assert_eq!(tls.console.tls().unwrap().0, Path::new("/etc/fepd/c.pem"));
+}

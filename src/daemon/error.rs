@@ -26,6 +26,9 @@ pub enum DaemonError {
     /// `[admin] token_file` cannot be used.
     #[error("admin.token_file: {0}")]
     AdminToken(String),
+    /// `[console]`'s TLS certificate or key cannot be used.
+    #[error("{0}")]
+    ConsoleTls(String),
     /// `sink.mode = "http"` without its section (the config check refuses
     /// this first; kept for a config built in code).
     #[error("sink.mode = \"http\" needs [sink.http]")]

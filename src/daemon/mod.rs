@@ -6,9 +6,10 @@
 //! the forwarder, until asked to drain.
 
 pub mod access;
-mod admin;
+pub(crate) mod admin;
 pub mod backpressure;
 pub mod changed;
+pub mod check;
 mod error;
 pub mod health;
 mod intake_loop;

@@ -82,6 +82,22 @@ pub async fn run(
         ),
         None => None,
     };
+    // The web console: its listener and, with TLS, its certificate.
+    let console_listener = match cfg.console.listen {
+        Some(addr) => {
+            let tls = match cfg.console.tls() {
+                Some((cert, key)) => {
+                    Some(crate::console::acceptor(cert, key).map_err(DaemonError::ConsoleTls)?)
+                }
+                None => None,
+            };
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(DaemonError::os(format!("console listener on {addr}")))?;
+            Some((l, tls))
+        }
+        None => None,
+    };
     let inboxes: Vec<Inbox> = spools.iter().map(|(d, s)| inbox(cfg, d, s)).collect();
     let mut scanner = Scanner::new(
         &cfg.spool_dir,
@@ -221,6 +237,20 @@ pub async fn run(
         running.admin_task = Some(tokio::spawn(super::admin::serve(
             listener,
             admin.clone(),
+            async move { c.cancelled().await },
+        )));
+    }
+    if let Some((listener, tls)) = console_listener {
+        let addr = listener
+            .local_addr()
+            .map_err(DaemonError::os("console listener"))?;
+        tracing::info!(addr = %addr, https = tls.is_some(), "web console listening");
+        let c = running.cancel.clone();
+        let console = crate::console::Console::new(admin.clone(), loaded.clone());
+        running.console_task = Some(tokio::spawn(crate::console::serve(
+            listener,
+            tls,
+            console,
             async move { c.cancelled().await },
         )));
     }
@@ -407,6 +437,7 @@ struct Running {
     outbox: Option<JoinHandle<()>>,
     push_task: Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
     admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    console_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
@@ -418,6 +449,7 @@ impl Running {
             outbox: None,
             push_task: None,
             admin_task: None,
+            console_task: None,
         }
     }
 }
@@ -538,6 +570,9 @@ async fn drain(
     }
     drop(workers);
     if let Some(t) = running.admin_task {
+        let _ = t.await;
+    }
+    if let Some(t) = running.console_task {
         let _ = t.await;
     }
     if let Some(mut t) = running.push_task {

@@ -75,26 +75,7 @@ pub fn write_for_file(
         return Ok(0);
     }
     let name = file.final_name.as_deref().unwrap_or(&file.name);
-    let mut bodies: HashMap<String, Value> = HashMap::new();
-    let mut rows = Vec::with_capacity(refusals.len());
-    let mut records = Vec::with_capacity(refusals.len());
-    for (n, r) in refusals.iter().enumerate() {
-        if !bodies.contains_key(&r.batch_id) {
-            let body = batches::body(conn, &r.batch_id)?.unwrap_or_default();
-            bodies.insert(
-                r.batch_id.clone(),
-                serde_json::from_slice(&body).unwrap_or_default(),
-            );
-        }
-        let data = &bodies[&r.batch_id]["records"][r.idx as usize]["data"];
-        let shown = masked(schema, data);
-        let message = mask_in_text(schema, data, &r.message);
-        rows.push(row(schema, n, r, &shown, &message));
-        records.push(json!({
-            "batchId": r.batch_id, "index": r.idx, "key": r.key,
-            "code": r.code, "message": message, "data": Value::Object(shown),
-        }));
-    }
+    let (rows, records) = masked_rows(conn, schema, &refusals)?;
     let [json_name, csv_name, xlsx_name] = report_names(name);
     let doc = json!({
         "file": file.name, "dataset": file.dataset, "libraryRejected": refusals.len(),
@@ -135,6 +116,48 @@ fn update_receipt(dir: &Path, name: &str, n: usize, report: &str) -> io::Result<
         notice::write_notice(dir, name, &v)?;
     }
     Ok(())
+}
+
+/// The library's refusals of file `file_id`'s records as error-table rows,
+/// values masked: what its `.library-rejected.errors.xlsx` holds (the
+/// console shows them beside the file's own rejections).
+pub fn rows_of_file(
+    conn: &Connection,
+    schema: Option<&DatasetSchema>,
+    file_id: i64,
+) -> rusqlite::Result<Vec<Rejection>> {
+    let refusals = batches::refusals_of_file(conn, file_id)?;
+    Ok(masked_rows(conn, schema, &refusals)?.0)
+}
+
+/// The refused records as error-table rows and as the report's JSON
+/// records, personal values masked.
+fn masked_rows(
+    conn: &Connection,
+    schema: Option<&DatasetSchema>,
+    refusals: &[Refusal],
+) -> rusqlite::Result<(Vec<Rejection>, Vec<Value>)> {
+    let mut bodies: HashMap<String, Value> = HashMap::new();
+    let mut rows = Vec::with_capacity(refusals.len());
+    let mut records = Vec::with_capacity(refusals.len());
+    for (n, r) in refusals.iter().enumerate() {
+        if !bodies.contains_key(&r.batch_id) {
+            let body = batches::body(conn, &r.batch_id)?.unwrap_or_default();
+            bodies.insert(
+                r.batch_id.clone(),
+                serde_json::from_slice(&body).unwrap_or_default(),
+            );
+        }
+        let data = &bodies[&r.batch_id]["records"][r.idx as usize]["data"];
+        let shown = masked(schema, data);
+        let message = mask_in_text(schema, data, &r.message);
+        rows.push(row(schema, n, r, &shown, &message));
+        records.push(json!({
+            "batchId": r.batch_id, "index": r.idx, "key": r.key,
+            "code": r.code, "message": message, "data": Value::Object(shown),
+        }));
+    }
+    Ok((rows, records))
 }
 
 /// One error-table row for a refused record.

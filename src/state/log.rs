@@ -83,6 +83,16 @@ pub enum Event {
     AlertRaised,
     /// An alert episode ended: the condition cleared.
     AlertResolved,
+    /// The web console (README "Web console"): a login, a refused login,
+    /// a lock-out, a session's end, a refused request, an upload.
+    ConsoleLogin,
+    ConsoleLoginFailed,
+    ConsoleLockedOut,
+    ConsoleLogout,
+    ConsoleRefused,
+    ConsoleUpload,
+    /// `fepd users` added a console user or changed one.
+    UserChanged,
 }
 
 impl Event {
@@ -118,6 +128,13 @@ impl Event {
             Event::BatchReplayed => "batch_replayed",
             Event::AlertRaised => "alert_raised",
             Event::AlertResolved => "alert_resolved",
+            Event::ConsoleLogin => "console_login",
+            Event::ConsoleLoginFailed => "console_login_failed",
+            Event::ConsoleLockedOut => "console_locked_out",
+            Event::ConsoleLogout => "console_logout",
+            Event::ConsoleRefused => "console_refused",
+            Event::ConsoleUpload => "console_upload",
+            Event::UserChanged => "user_changed",
         }
     }
 }

@@ -18,11 +18,13 @@ pub mod entries;
 pub mod episodes;
 pub mod figures;
 pub mod files;
+pub mod listing;
 pub mod log;
 pub mod records;
 pub mod replay;
 pub mod retention;
 pub mod trace;
+pub mod users;
 pub mod watermark;
 
 use std::path::Path;
@@ -368,9 +370,12 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         history_into_record_state(&tx)?;
     }
     if found < SCHEMA_VERSION {
-        // v3 → v4 adds the SQL sources' tables (`watermark`).
+        // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
+        // the console's users (`users`), beside each key's history moved
+        // into `record_state` above.
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(watermark::SCHEMA)?;
+        tx.execute_batch(users::SCHEMA)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
@@ -604,6 +609,26 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
+    }
+
+    /// A v4 database (before the console) opens as current with the
+    /// users' table, its rows kept.
+    #[test]
+    fn a_v4_database_gains_the_users_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = open(&path).unwrap();
+            c.execute_batch("DROP TABLE console_user; PRAGMA user_version = 4;")
+                .unwrap();
+            assert!(files::attempt_of(&c, "none").unwrap().is_none());
+        }
+        let c = open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert!(users::list(&c).unwrap().is_empty());
     }
 
     fn auto_vacuum(c: &Connection) -> i64 {

@@ -136,7 +136,9 @@ pub fn records_of_key(
 }
 
 /// The last sealed version of `key`, kept for dedupe (`record_state`)
-/// whatever retention deleted.
+/// whatever retention deleted. Looked up by `(dataset, key)` for each
+/// dataset with batches (a record's batch is of its dataset), so a trace
+/// without `--dataset` reads a few index entries instead of every row.
 pub fn last_sealed_of_key(
     conn: &Connection,
     key: &str,

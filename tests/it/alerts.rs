@@ -687,7 +687,9 @@ fn an_episode_open_at_a_restart_goes_on_and_is_resolved_once() {
 
 /// A test CA and a certificate it signed for `localhost` / 127.0.0.1, made
 /// with the openssl command: (ca.pem, server.pem, server.key).
-fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn test_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)

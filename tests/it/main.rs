@@ -10,12 +10,16 @@ mod pg;
 mod receivers;
 mod sql_checks;
 mod surface;
+mod webdriver;
 
 mod alerts;
 mod audit;
 mod audit_bytes;
 mod backup;
 mod bad_input;
+mod console;
+mod console_browser;
+mod console_records;
 mod crash;
 mod credentials;
 mod data_staff;

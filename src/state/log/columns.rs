@@ -396,6 +396,72 @@ impl<'a> LogEntry<'a> {
                 None,
                 Some(json!({"kind": a.kind, "subject": a.subject, "since": a.since})),
             ),
+            E::ConsoleLogin { user, role } => Columns::of(
+                None,
+                None,
+                None,
+                None,
+                Some(json!({"user": user, "role": role})),
+            ),
+            E::ConsoleLoginFailed { user, reason } | E::ConsoleLogout { user, reason } => {
+                Columns::of(
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(json!({"user": user, "reason": reason})),
+                )
+            }
+            E::ConsoleLockedOut {
+                user,
+                failures,
+                until,
+            } => Columns::of(
+                None,
+                None,
+                None,
+                Some(json!({"failures": failures})),
+                Some(json!({"user": user, "until": until})),
+            ),
+            E::ConsoleRefused {
+                user,
+                role,
+                action,
+                reason,
+            } => Columns::of(
+                None,
+                None,
+                None,
+                None,
+                Some(json!({"user": user, "role": role, "action": action, "reason": reason})),
+            ),
+            E::ConsoleUpload {
+                user,
+                dataset,
+                file,
+                size,
+                records,
+                rejected,
+                enqueued,
+            } => Columns::of(
+                Some(dataset),
+                Some(file),
+                None,
+                Some(json!({"records": records, "rejected": rejected})),
+                Some(json!({"user": user, "size": size, "enqueued": enqueued})),
+            ),
+            E::UserChanged {
+                user,
+                change,
+                role,
+                by,
+            } => Columns::of(
+                None,
+                None,
+                None,
+                None,
+                Some(json!({"user": user, "change": change, "role": role, "by": by})),
+            ),
         }
     }
 }

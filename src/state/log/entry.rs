@@ -201,6 +201,51 @@ pub enum LogEntry<'a> {
     AlertRaised(AlertEpisode<'a>),
     /// An alert episode ended (`alert_resolved`).
     AlertResolved(AlertEpisode<'a>),
+    /// The web console: `user` logged in with `role` (`console_login`).
+    ConsoleLogin { user: &'a str, role: &'a str },
+    /// A login refused (`console_login_failed`); `reason` is `password`,
+    /// `unknown_user`, `locked` or `disabled`.
+    ConsoleLoginFailed { user: &'a str, reason: &'a str },
+    /// Failed logins reached the limit: `user` is locked until `until`
+    /// (`console_locked_out`).
+    ConsoleLockedOut {
+        user: &'a str,
+        failures: i64,
+        until: &'a str,
+    },
+    /// A session ended (`console_logout`): `reason` is `logout`, `idle`
+    /// or `expired` (the absolute limit).
+    ConsoleLogout { user: &'a str, reason: &'a str },
+    /// A request the console refused for security (`console_refused`):
+    /// `reason` is `role` (the user's role may not do `action`),
+    /// `dataset` (not one of the user's datasets) or `csrf` (a form
+    /// without the session's token).
+    ConsoleRefused {
+        user: &'a str,
+        role: &'a str,
+        action: &'a str,
+        reason: &'a str,
+    },
+    /// A file uploaded through the console (`console_upload`): checked as
+    /// `fepd validate` checks it, and dropped into the inbox when
+    /// `enqueued`.
+    ConsoleUpload {
+        user: &'a str,
+        dataset: &'a str,
+        file: &'a str,
+        size: u64,
+        records: u64,
+        rejected: u64,
+        enqueued: bool,
+    },
+    /// `fepd users` changed a console user (`user_changed`): `change` is
+    /// `added`, `password`, `disabled` or `enabled`.
+    UserChanged {
+        user: &'a str,
+        change: &'a str,
+        role: &'a str,
+        by: &'a str,
+    },
 }
 
 /// One alert episode (README.md, "Alerts"): its kind (`batch_parked`,
@@ -343,6 +388,13 @@ impl<'a> LogEntry<'a> {
             E::BatchReplayed { .. } => Event::BatchReplayed,
             E::AlertRaised(_) => Event::AlertRaised,
             E::AlertResolved(_) => Event::AlertResolved,
+            E::ConsoleLogin { .. } => Event::ConsoleLogin,
+            E::ConsoleLoginFailed { .. } => Event::ConsoleLoginFailed,
+            E::ConsoleLockedOut { .. } => Event::ConsoleLockedOut,
+            E::ConsoleLogout { .. } => Event::ConsoleLogout,
+            E::ConsoleRefused { .. } => Event::ConsoleRefused,
+            E::ConsoleUpload { .. } => Event::ConsoleUpload,
+            E::UserChanged { .. } => Event::UserChanged,
         }
     }
 }

@@ -415,6 +415,65 @@ fn every_variant_writes_the_text_it_always_wrote() {
             }),
             r#"{"details":{"kind":"batch_parked","since":"T0","subject":"case_accept"},"event":"alert_resolved","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::ConsoleLogin {
+                user: "张三",
+                role: "operator",
+            },
+            r#"{"details":{"role":"operator","user":"张三"},"event":"console_login","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ConsoleLoginFailed {
+                user: "张三",
+                reason: "password",
+            },
+            r#"{"details":{"reason":"password","user":"张三"},"event":"console_login_failed","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ConsoleLockedOut {
+                user: "张三",
+                failures: 5,
+                until: "T1",
+            },
+            r#"{"counts":{"failures":5},"details":{"until":"T1","user":"张三"},"event":"console_locked_out","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ConsoleLogout {
+                user: "张三",
+                reason: "idle",
+            },
+            r#"{"details":{"reason":"idle","user":"张三"},"event":"console_logout","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ConsoleRefused {
+                user: "李四",
+                role: "auditor",
+                action: "batch_retry",
+                reason: "role",
+            },
+            r#"{"details":{"action":"batch_retry","reason":"role","role":"auditor","user":"李四"},"event":"console_refused","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ConsoleUpload {
+                user: "王五",
+                dataset: "ds",
+                file: "a.csv",
+                size: 120,
+                records: 3,
+                rejected: 1,
+                enqueued: false,
+            },
+            r#"{"counts":{"records":3,"rejected":1},"dataset":"ds","details":{"enqueued":false,"size":120,"user":"王五"},"event":"console_upload","file":"a.csv","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::UserChanged {
+                user: "王五",
+                change: "added",
+                role: "data_staff",
+                by: "root",
+            },
+            r#"{"details":{"by":"root","change":"added","role":"data_staff","user":"王五"},"event":"user_changed","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -422,5 +481,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 30, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 37, "every event has a case: {events:?}");
 }

@@ -1,0 +1,147 @@
+//! A file checked the way `fepd validate` checks it, without state: the
+//! identity pass, the document and header checks, then every record
+//! through the dataset's schema. `fepd validate` prints what it finds;
+//! the console's upload page shows the same findings (README "Web
+//! console"), so the two verdicts cannot differ.
+
+use std::path::Path;
+
+use super::read::{self, ReadOptions};
+use crate::parse::Item;
+use crate::validate::{DatasetSchema, Verdict};
+
+/// One thing wrong with a file or one of its records. Values are those
+/// the validator reports: masked when the field is personal data.
+#[derive(Debug, Clone)]
+pub enum Finding {
+    /// The whole file is refused (its format, encoding, header or a
+    /// broken document), in Chinese.
+    Fault(String),
+    /// A record's problem; `warning` when it does not reject the record.
+    Record {
+        position: String,
+        row: u64,
+        field: String,
+        title: String,
+        value: Option<String>,
+        rule: String,
+        message: String,
+        warning: bool,
+    },
+}
+
+/// What was read: `None` in [`Checked::summary`] when the file was refused
+/// before its first record.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub records: u64,
+    pub rejected: u64,
+    pub format: &'static str,
+    /// `None` for XLSX, which is not text.
+    pub encoding: Option<&'static str>,
+    pub sha256: String,
+    pub notes: crate::report::ReadNotes,
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub summary: Option<Summary>,
+    /// Whether anything rejects the file or a record.
+    pub rejected: bool,
+}
+
+/// Checks the file at `path` (dropped as `name`), calling `each` with every
+/// finding in file order.
+pub fn check_file(
+    path: &Path,
+    name: &str,
+    opts: &ReadOptions,
+    schema: &DatasetSchema,
+    mut each: impl FnMut(Finding),
+) -> std::io::Result<Checked> {
+    let refused = |f: String, each: &mut dyn FnMut(Finding)| {
+        each(Finding::Fault(f));
+        Checked {
+            summary: None,
+            rejected: true,
+        }
+    };
+    let (id, fault) = read::identify(path, name, opts)?;
+    let fault = fault.or_else(|| match read::precheck_document(path, &id, opts) {
+        Ok(f) => f.map(|f| f.to_string()),
+        Err(f) => Some(f.to_string()),
+    });
+    if let Some(f) = fault {
+        return Ok(refused(f, &mut each));
+    }
+    // A header verdict ends here, before any per-record finding.
+    let mut stream = match read::open_records(path, &id, opts, schema) {
+        Ok(s) => s,
+        Err(f) => return Ok(refused(f.to_string(), &mut each)),
+    };
+    let (mut total, mut bad, mut faulted) = (0u64, 0u64, false);
+    loop {
+        let item = match stream.next_item(schema) {
+            Ok(Some(i)) => i,
+            Ok(None) => break,
+            Err(f) => {
+                faulted = true;
+                each(Finding::Fault(f.to_string()));
+                break;
+            }
+        };
+        total += 1;
+        match item {
+            Item::Bad(b) => {
+                bad += 1;
+                each(Finding::Record {
+                    position: b.pos.to_string(),
+                    row: b.pos.row(),
+                    field: String::new(),
+                    title: String::new(),
+                    value: None,
+                    rule: "parse".into(),
+                    message: b.message,
+                    warning: false,
+                });
+            }
+            Item::Record(raw) => {
+                let (problems, warning) = match schema.check(&raw) {
+                    Verdict::Valid(v) => (v.warnings, true),
+                    Verdict::Invalid(errs) => {
+                        bad += 1;
+                        (errs, false)
+                    }
+                };
+                for p in problems {
+                    each(Finding::Record {
+                        position: raw.pos.to_string(),
+                        row: raw.pos.row(),
+                        field: p.field,
+                        title: p.title,
+                        value: p.value,
+                        rule: p.rule,
+                        message: p.message,
+                        warning,
+                    });
+                }
+            }
+        }
+    }
+    let notes = crate::report::ReadNotes {
+        ignored_columns: stream.ignored_names(),
+        blank_rows: stream.blank_rows,
+    };
+    Ok(Checked {
+        rejected: faulted || bad > 0,
+        summary: Some(Summary {
+            records: total,
+            rejected: bad,
+            format: id.format_name(),
+            encoding: id.detected.map(|d| d.encoding.name()),
+            sha256: id.sha256,
+            notes,
+        }),
+    })
+}

@@ -1,0 +1,155 @@
+//! The console's lists (README "Web console"): files by dataset, day,
+//! state and name, and rejected records with their file — newest first,
+//! each query bounded by its limit so that a page never holds a read
+//! transaction for long. `allowed` narrows to a data-staff member's
+//! datasets (`",a,b,"`; empty for every dataset).
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// What narrows a list; empty texts narrow nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Narrow<'a> {
+    /// `",a,b,"`: only these datasets; empty: all.
+    pub allowed: &'a str,
+    pub dataset: &'a str,
+    /// A file state word (`done`, `rejected`…).
+    pub state: &'a str,
+    /// Part of the file's name.
+    pub name: &'a str,
+    /// `YYYY-MM-DD`: files claimed that day (local time, as stored).
+    pub day: &'a str,
+    /// Rejections: the rule broken.
+    pub rule: &'a str,
+    pub limit: i64,
+}
+
+/// A file in the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub id: i64,
+    pub dataset: String,
+    pub name: String,
+    pub state: String,
+    pub received: i64,
+    pub rejected: i64,
+    pub sealed: i64,
+    pub fault: Option<String>,
+    pub claimed_at: String,
+    pub finished_at: Option<String>,
+}
+
+const FILE_COLS: &str =
+    "id, dataset, name, state, received, rejected, sealed, fault, claimed_at, finished_at";
+
+fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
+    Ok(Listed {
+        id: r.get(0)?,
+        dataset: r.get(1)?,
+        name: r.get(2)?,
+        state: r.get(3)?,
+        received: r.get(4)?,
+        rejected: r.get(5)?,
+        sealed: r.get(6)?,
+        fault: r.get(7)?,
+        claimed_at: r.get(8)?,
+        finished_at: r.get(9)?,
+    })
+}
+
+/// Files, newest first.
+pub fn files(conn: &Connection, n: &Narrow<'_>) -> rusqlite::Result<Vec<Listed>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {FILE_COLS} FROM file
+         WHERE (?1 = '' OR instr(?1, ',' || dataset || ',') > 0)
+           AND (?2 = '' OR dataset = ?2)
+           AND (?3 = '' OR state = ?3)
+           AND (?4 = '' OR instr(name, ?4) > 0)
+           AND (?5 = '' OR substr(claimed_at, 1, 10) = ?5)
+         ORDER BY id DESC LIMIT ?6"
+    ))?;
+    let rows = stmt.query_map(
+        params![n.allowed, n.dataset, n.state, n.name, n.day, n.limit],
+        listed,
+    )?;
+    rows.collect()
+}
+
+/// One file by id, if `allowed` covers its dataset.
+pub fn file(conn: &Connection, allowed: &str, id: i64) -> rusqlite::Result<Option<Listed>> {
+    conn.query_row(
+        &format!(
+            "SELECT {FILE_COLS} FROM file
+             WHERE id = ?2 AND (?1 = '' OR instr(?1, ',' || dataset || ',') > 0)"
+        ),
+        params![allowed, id],
+        listed,
+    )
+    .optional()
+}
+
+/// A rejected record with its file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub file_id: i64,
+    pub dataset: String,
+    pub file: String,
+    pub claimed_at: String,
+    pub position: String,
+    pub key: Option<String>,
+    pub title: String,
+    /// Masked when the field is personal data (as stored).
+    pub value: Option<String>,
+    pub rule: String,
+    pub message: String,
+}
+
+/// Rejected records (not warnings), newest file first.
+pub fn rejections(conn: &Connection, n: &Narrow<'_>) -> rusqlite::Result<Vec<Rejected>> {
+    let mut stmt = conn.prepare(
+        "SELECT f.id, f.dataset, f.name, f.claimed_at, r.position, r.key, r.title, r.value, r.rule, r.message
+         FROM rejection r JOIN file f ON f.id = r.file_id
+         WHERE r.warning = 0
+           AND (?1 = '' OR instr(?1, ',' || f.dataset || ',') > 0)
+           AND (?2 = '' OR f.dataset = ?2)
+           AND (?3 = '' OR r.rule = ?3)
+           AND (?4 = '' OR instr(f.name, ?4) > 0)
+           AND (?5 = '' OR substr(f.claimed_at, 1, 10) = ?5)
+         ORDER BY f.id DESC, r.ordinal LIMIT ?6",
+    )?;
+    let rows = stmt.query_map(
+        params![n.allowed, n.dataset, n.rule, n.name, n.day, n.limit],
+        |r| {
+            Ok(Rejected {
+                file_id: r.get(0)?,
+                dataset: r.get(1)?,
+                file: r.get(2)?,
+                claimed_at: r.get(3)?,
+                position: r.get(4)?,
+                key: r.get(5)?,
+                title: r.get(6)?,
+                value: r.get(7)?,
+                rule: r.get(8)?,
+                message: r.get(9)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// Records sealed and delivered per hour since `since` (a stored time
+/// text, in the configured offset): `(hour "YYYY-MM-DDTHH", sealed,
+/// delivered)`, hours with neither left out.
+pub fn hourly(conn: &Connection, since: &str) -> rusqlite::Result<Vec<(String, i64, i64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT h, SUM(s), SUM(d) FROM (
+             SELECT substr(sealed_at, 1, 13) AS h, count AS s, 0 AS d
+             FROM batch WHERE sealed_at >= ?1 AND parent_id IS NULL
+             UNION ALL
+             SELECT substr(delivered_at, 1, 13), 0, COALESCE(accepted, count)
+             FROM batch WHERE state = 'delivered' AND delivered_at >= ?1)
+         GROUP BY h ORDER BY h",
+    )?;
+    let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
