@@ -21,6 +21,7 @@ mod pull;
 pub mod read;
 pub(crate) mod run;
 mod service;
+mod starting;
 pub mod status;
 mod worker;
 

@@ -67,7 +67,11 @@ pub async fn run(
     let cfg = &loaded.cfg;
     let tz = cfg.tz();
     let db_path = cfg.state_db();
-    let conn = crate::state::open(&db_path)?;
+    let conn = super::starting::while_starting(
+        || crate::state::open(&db_path),
+        Duration::from_secs(10),
+        super::starting::still_starting,
+    )?;
     let health = Arc::new(Health::new());
     let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
     let spools = prepare_spools(cfg)?;
