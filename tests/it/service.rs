@@ -241,6 +241,13 @@ fn healthz_is_503_while_the_library_refuses_the_credentials_and_200_after() {
     env.wait("the batch delivered", Duration::from_secs(60), || {
         lib.stats()["records"] == 10
     });
+    // The library may hold the records before fepd records the answer (a
+    // request the reload cut short is sent again and de-duplicated).
+    env.wait(
+        "fepd to record the delivery",
+        Duration::from_secs(30),
+        || env.batches(Some("delivered")).len() == 1,
+    );
     env.wait("/healthz 200", Duration::from_secs(30), || {
         http_get(&admin, "/healthz").0.contains("200")
     });
