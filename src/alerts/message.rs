@@ -54,6 +54,12 @@ impl Message {
     }
 }
 
+/// The Chinese name of the alert kind `kind` (`batch_parked`…), as its
+/// messages title it.
+pub fn kind_title(kind: &str) -> Option<&'static str> {
+    Kind::parse(kind).map(|k| meaning(k).0)
+}
+
 /// What an alert affects and what to do about it.
 fn meaning(kind: Kind) -> (&'static str, &'static str, &'static str) {
     match kind {

@@ -25,7 +25,7 @@
 
 pub mod channels;
 mod episodes;
-mod message;
+pub mod message;
 mod syslog;
 mod triggers;
 

@@ -25,15 +25,21 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         Err(r) => return r,
     };
     let found = c
-        .blocking(|c| -> Result<_, crate::state::StoreError> {
+        .blocking(|c| -> Result<_, crate::audit::AuditError> {
             let tz = c.cfg().tz();
             let since = (chrono::Utc::now() - chrono::Duration::hours(23)).with_timezone(&tz);
             let since = since.format("%Y-%m-%dT%H").to_string();
-            let hours = crate::state::listing::hourly(&c.reader()?, &since)?;
-            Ok((c.admin.report()?, hours, since))
+            let conn = c.reader()?;
+            let hours = crate::state::listing::hourly(&conn, &since)?;
+            let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+            let names: Vec<String> = c.cfg().datasets.iter().map(|d| d.name.clone()).collect();
+            let day = crate::audit::report::report(&conn, today, tz, &names)?;
+            let alerts =
+                crate::state::episodes::open(&conn).map_err(crate::state::StoreError::from)?;
+            Ok((c.admin.report()?, hours, since, day, alerts))
         })
         .await;
-    let (report, hours, since) = match found {
+    let (report, hours, since, day, alerts) = match found {
         Ok(r) => r,
         Err(e) => return store_failed(Some(&who), &e),
     };
@@ -51,6 +57,32 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         }
         @for p in &report.problems { p.bad { (p) } }
         @if report.intake_paused { p.bad { "收件已暂停（磁盘不足或待发积压达到上限）。" } }
+        @if who.role != super::access::Role::DataStaff {
+            h2 { "未恢复的告警" }
+            @if alerts.is_empty() { p.note { "没有未恢复的告警。" } }
+            @else {
+                table {
+                    tr { th { "告警" } th { "对象" } th { "开始于" } }
+                    @for a in &alerts {
+                        tr.bad { td { (crate::alerts::message::kind_title(&a.kind).unwrap_or(&a.kind)) }
+                                 td { (a.subject) } td { (a.since) } }
+                    }
+                }
+            }
+        }
+        h2 { "今日（" (day.day) "）" }
+        table {
+            tr { th { "数据集" } th { "收到" } th { "拒收" } th { "跳过" } th { "封批" }
+                 th { "已送达" } th { "资源库拒收" } th { "待发" } th { "搁置" } }
+            @for d in day.datasets.iter().filter(|d| who.sees(&d.dataset)) {
+                tr {
+                    td { (d.dataset) } td { (d.received) } td { (d.rejected) } td { (d.skipped) }
+                    td { (d.sealed) } td { (d.delivered) } td { (d.library_rejected) }
+                    td { (d.pending) }
+                    td { @if d.parked > 0 { span.bad { (d.parked) } } @else { "0" } }
+                }
+            }
+        }
         h2 { "各数据集（累计）" }
         table {
             tr { th { "数据集" } th { "收到" } th { "拒收" } th { "封批" } th { "已送达" }

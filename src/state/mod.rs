@@ -278,6 +278,10 @@ CREATE TABLE IF NOT EXISTS exchange_log (
     details TEXT,
     hash    TEXT NOT NULL
 );
+-- The alert entries alone, for the episodes still open (`episodes`),
+-- which the console's overview reads on every view.
+CREATE INDEX IF NOT EXISTS exchange_log_alerts ON exchange_log(seq)
+    WHERE event IN ('alert_raised', 'alert_resolved');
 "#;
 
 /// Opens (creating if needed) the state database at `path`, applying the

@@ -543,3 +543,55 @@ fn an_oversized_or_unknown_upload_gets_a_clear_page() {
             == 1
     });
 }
+
+#[test]
+fn the_overview_shows_today_s_figures_and_the_alerts_still_open() {
+    let hook = crate::receivers::Recorder::start();
+    let (env, addr) = console_env(&format!(
+        "\n[alerts]\ninterval = \"1s\"\nrepeat = \"off\"\n[[alerts.webhook]]\nurl = \"http://{}/json\"\n",
+        hook.addr
+    ));
+    let _d = env.start_ready();
+    let recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    env.drop_file("case_accept", "a.jsonl", &data::jsonl(&recs, Enc::Utf8));
+    env.receipt("case_accept", "a.jsonl");
+    let id = env.batches(None)[0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(env.fepd(&["batches", "park", &id]).status.success());
+    env.wait("the alert raised", Duration::from_secs(20), || {
+        env.events("alert_raised") == 1
+    });
+
+    let mut op = Browser::new(&addr);
+    assert_eq!(op.login("操作员", PASSWORD).0, 303);
+    let (status, page) = op.get("/");
+    assert_eq!(status, 200, "{page}");
+    // Today's row: received 3, rejected 0, skipped 0, sealed 3.
+    assert!(page.contains("今日（"), "{page}");
+    assert!(
+        page.contains("<td>case_accept</td><td>3</td><td>0</td><td>0</td><td>3</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("未恢复的告警") && page.contains("批次被搁置"),
+        "{page}"
+    );
+    // Data staff see their datasets' figures, not the alerts.
+    let mut staff = Browser::new(&addr);
+    assert_eq!(staff.login("专员", PASSWORD).0, 303);
+    let (_, page) = staff.get("/");
+    assert!(
+        page.contains("今日（") && !page.contains("未恢复的告警"),
+        "{page}"
+    );
+
+    // Retried, the episode ends and the overview says so.
+    assert!(env.fepd(&["batches", "retry", &id]).status.success());
+    env.wait("the alert resolved", Duration::from_secs(20), || {
+        env.events("alert_resolved") == 1
+    });
+    let (_, page) = op.get("/");
+    assert!(page.contains("没有未恢复的告警"), "{page}");
+}
