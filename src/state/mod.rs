@@ -371,7 +371,7 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         )?;
     }
     if (1..5).contains(&found) {
-        history_into_record_state(&tx)?;
+        records::history_into_record_state(&tx)?;
     }
     if found < SCHEMA_VERSION {
         // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
@@ -387,39 +387,6 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         switch_to_incremental_vacuum(&conn);
     }
     Ok(conn)
-}
-
-/// v4 → v5: where each version of a key went moves from an index of
-/// `batch_record` by key into `record_state.history` (see SCHEMA), built
-/// from that index once, which is then dropped, inside the migration's
-/// transaction (on the benchmark machine: 4 s for a million keys, 2.5 min
-/// for ten million).
-fn history_into_record_state(tx: &Connection) -> rusqlite::Result<()> {
-    // A database without both tables gets them from SCHEMA, as v5 has them.
-    let count = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0));
-    let tables = count(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('record_state', 'batch_record')",
-    )?;
-    let has_history =
-        count("SELECT COUNT(*) FROM pragma_table_info('record_state') WHERE name = 'history'")?;
-    if tables < 2 || has_history > 0 {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    tx.execute_batch(
-        "ALTER TABLE record_state ADD COLUMN history TEXT;
-         CREATE INDEX IF NOT EXISTS batch_record_key ON batch_record(key);
-         UPDATE record_state SET history = (
-             SELECT group_concat(br.batch_id || ':' || br.idx, ',' ORDER BY b.seq, br.idx)
-             FROM batch_record br JOIN batch b ON b.batch_id = br.batch_id
-             WHERE br.key = record_state.key AND b.dataset = record_state.dataset);
-         DROP INDEX batch_record_key;",
-    )?;
-    tracing::info!(
-        millis = started.elapsed().as_millis() as u64,
-        "state database: each key's history moved into record_state (one-time, schema v5)"
-    );
-    Ok(())
 }
 
 /// Databases made before schema v3 give no space back: switch them to
