@@ -87,7 +87,8 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
     let rejections = q::rejections_of_key(conn, key, dataset)?;
 
     // Batches holding this key.
-    for r in q::records_of_key(conn, key, dataset)? {
+    let datasets = q::datasets(conn, dataset)?;
+    for r in q::records_of_key(conn, key, &datasets)? {
         let rec = (r.idx, r.op, r.hash);
         match batches.get_mut(&r.batch_id) {
             Some(b) => b.records.push(rec),
@@ -106,7 +107,7 @@ pub fn trace(conn: &Connection, key: &str, dataset: Option<&str>) -> Result<Vec<
     // The key's last sealed version, kept for dedupe when retention
     // (`record_rows`) has deleted its per-record rows: its batch still
     // shows, with the earlier history marked as pruned (no index).
-    for r in q::last_sealed_of_key(conn, key, dataset)? {
+    for r in q::last_sealed_of_key(conn, key, &datasets)? {
         if batches.contains_key(&r.batch_id) {
             continue;
         }

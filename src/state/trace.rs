@@ -90,7 +90,9 @@ fn batch_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<TracedBatch> {
 
 /// The datasets to look for a key in: `dataset`, or every dataset that
 /// sealed a batch (a handful; each lookup then uses `record_state`'s key).
-fn datasets(conn: &Connection, dataset: Option<&str>) -> rusqlite::Result<Vec<String>> {
+/// Read once per trace and passed to [`records_of_key`] and
+/// [`last_sealed_of_key`].
+pub fn datasets(conn: &Connection, dataset: Option<&str>) -> rusqlite::Result<Vec<String>> {
     if let Some(d) = dataset {
         return Ok(vec![d.to_string()]);
     }
@@ -104,7 +106,7 @@ fn datasets(conn: &Connection, dataset: Option<&str>) -> rusqlite::Result<Vec<St
 pub fn records_of_key(
     conn: &Connection,
     key: &str,
-    dataset: Option<&str>,
+    datasets: &[String],
 ) -> rusqlite::Result<Vec<KeyRecord>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT b.seq, br.op, br.hash, {BATCH_COLS}
@@ -112,8 +114,8 @@ pub fn records_of_key(
          WHERE br.batch_id = ?1 AND br.idx = ?2 AND br.key = ?3"
     ))?;
     let mut found = Vec::new();
-    for ds in datasets(conn, dataset)? {
-        for (batch_id, idx) in super::records::history(conn, &ds, key)? {
+    for ds in datasets {
+        for (batch_id, idx) in super::records::history(conn, ds, key)? {
             let row = stmt
                 .query_row(params![batch_id, idx, key], |r| {
                     Ok((
@@ -142,7 +144,7 @@ pub fn records_of_key(
 pub fn last_sealed_of_key(
     conn: &Connection,
     key: &str,
-    dataset: Option<&str>,
+    datasets: &[String],
 ) -> rusqlite::Result<Vec<KeyRecord>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT rs.batch_id, rs.op, rs.hash, {BATCH_COLS}
@@ -150,7 +152,7 @@ pub fn last_sealed_of_key(
          WHERE rs.dataset = ?1 AND rs.key = ?2"
     ))?;
     let mut found = Vec::new();
-    for ds in datasets(conn, dataset)? {
+    for ds in datasets {
         let rows = stmt.query_map(params![ds, key], |r| {
             Ok(KeyRecord {
                 batch_id: r.get(0)?,
