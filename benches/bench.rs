@@ -12,6 +12,10 @@
 #[path = "../tests/it/data.rs"]
 #[allow(dead_code)]
 mod data;
+#[path = "bench/input.rs"]
+mod input;
+#[path = "bench/limits.rs"]
+mod limits;
 #[path = "bench/pg.rs"]
 mod pg;
 
@@ -20,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use input::{Fmt, Input, generate};
+use limits::{Limit, limits};
 
 const FEPD: &str = env!("CARGO_BIN_EXE_fepd");
 const DATASET: &str = "case_accept";
@@ -75,29 +82,6 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Fmt {
-    Jsonl,
-    Csv,
-    Xml,
-}
-
-impl Fmt {
-    fn ext(self) -> &'static str {
-        match self {
-            Fmt::Jsonl => "jsonl",
-            Fmt::Csv => "csv",
-            Fmt::Xml => "xml",
-        }
-    }
-    fn target(self) -> f64 {
-        match self {
-            Fmt::Xml => 30_000.0,
-            _ => 50_000.0,
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sink {
     Outbox,
@@ -110,144 +94,6 @@ impl Sink {
             Sink::Outbox => "outbox",
             Sink::Http => "http",
         }
-    }
-}
-
-// ---------------------------------------------------------------- input
-
-/// Writes `n` case_accept records (keys from `start`) in `fmt`, or as many
-/// as reach `min_bytes` when `n` is 0; returns (records, bytes).
-fn generate(path: &Path, fmt: Fmt, start: u64, n: u64, min_bytes: u64) -> (u64, u64) {
-    const CHUNK: u64 = 5_000;
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    let mut written = 0u64;
-    let mut count = 0u64;
-    let emit = |f: &mut std::io::BufWriter<std::fs::File>, written: &mut u64, b: &[u8]| {
-        f.write_all(b).unwrap();
-        *written += b.len() as u64;
-    };
-    if fmt == Fmt::Xml {
-        emit(
-            &mut f,
-            &mut written,
-            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<records>\n",
-        );
-    }
-    loop {
-        let done = if n > 0 {
-            count >= n
-        } else {
-            written >= min_bytes
-        };
-        if done {
-            break;
-        }
-        let take = if n > 0 { CHUNK.min(n - count) } else { CHUNK };
-        let recs: Vec<data::Record> = (start + count..start + count + take)
-            .map(data::case_accept)
-            .collect();
-        match fmt {
-            Fmt::Jsonl => emit(&mut f, &mut written, &data::jsonl(&recs, data::Enc::Utf8)),
-            Fmt::Csv => {
-                let b = data::csv(&recs, false, data::Enc::Utf8);
-                let body = if count == 0 {
-                    &b[..]
-                } else {
-                    let nl = b.iter().position(|&c| c == b'\n').unwrap();
-                    &b[nl + 1..]
-                };
-                emit(&mut f, &mut written, body);
-            }
-            Fmt::Xml => {
-                let b = data::xml(&recs, data::Enc::Utf8);
-                let s = std::str::from_utf8(&b).unwrap();
-                let from = s.find("<records>\n").unwrap() + "<records>\n".len();
-                let to = s.rfind("</records>").unwrap();
-                emit(&mut f, &mut written, &s.as_bytes()[from..to]);
-            }
-        }
-        count += take;
-    }
-    if fmt == Fmt::Xml {
-        emit(&mut f, &mut written, b"</records>\n");
-    }
-    f.flush().unwrap();
-    (count, written)
-}
-
-// ---------------------------------------------------------------- raw limits
-
-struct Limit {
-    sha_secs: f64,
-    parse_secs: f64,
-}
-
-fn limits(path: &Path, fmt: Fmt, records: u64) -> Limit {
-    use sha2::{Digest, Sha256};
-    // Read + SHA-256, 1 MiB reads.
-    let t = Instant::now();
-    let mut h = Sha256::new();
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let k = f.read(&mut buf).unwrap();
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-    }
-    std::hint::black_box(h.finalize());
-    let sha_secs = t.elapsed().as_secs_f64();
-
-    // Parse only: each record into its generic form, nothing else.
-    let t = Instant::now();
-    let mut seen = 0u64;
-    let rd = BufReader::with_capacity(1 << 20, std::fs::File::open(path).unwrap());
-    match fmt {
-        Fmt::Jsonl => {
-            for line in rd.lines() {
-                let line = line.unwrap();
-                if line.is_empty() {
-                    continue;
-                }
-                let v: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(&line).unwrap();
-                std::hint::black_box(&v);
-                seen += 1;
-            }
-        }
-        Fmt::Csv => {
-            let mut r = csv::Reader::from_reader(rd);
-            let mut rec = csv::StringRecord::new();
-            while r.read_record(&mut rec).unwrap() {
-                std::hint::black_box(&rec);
-                seen += 1;
-            }
-        }
-        Fmt::Xml => {
-            use quick_xml::events::Event;
-            let mut r = quick_xml::Reader::from_reader(rd);
-            let mut ev = Vec::new();
-            let mut text = String::new();
-            loop {
-                match r.read_event_into(&mut ev).unwrap() {
-                    Event::Eof => break,
-                    Event::Text(t) => {
-                        text.clear();
-                        text.push_str(&t.xml10_content());
-                        std::hint::black_box(&text);
-                    }
-                    Event::End(e) if e.local_name().into_inner() == "record" => seen += 1,
-                    _ => {}
-                }
-                ev.clear();
-            }
-        }
-    }
-    assert_eq!(seen, records, "parse-only pass saw a different count");
-    Limit {
-        sha_secs,
-        parse_secs: t.elapsed().as_secs_f64(),
     }
 }
 
@@ -485,9 +331,10 @@ impl Drop for Daemon {
     }
 }
 
-/// Push-case settings from the command line: `--latency-ms N` (the
-/// simulator delays each push answer by N ms, a simulated round trip) and
-/// `--inflight N` (`[sink.http] inflight`; unset: fepd's default).
+/// Push-case settings from the command line: `--latency-ms N` (the round
+/// trip of the distant-library cases: the simulator delays each push
+/// answer by N ms; default 20) and `--inflight N` (`[sink.http] inflight`;
+/// unset: fepd's default).
 struct PushKnobs {
     latency_ms: u64,
     inflight: Option<usize>,
@@ -497,7 +344,7 @@ static PUSH: std::sync::OnceLock<PushKnobs> = std::sync::OnceLock::new();
 
 fn push_knobs() -> &'static PushKnobs {
     PUSH.get_or_init(|| PushKnobs {
-        latency_ms: 0,
+        latency_ms: 20,
         inflight: None,
     })
 }
@@ -509,12 +356,12 @@ struct Library {
 }
 
 impl Library {
-    fn start(db: &Path) -> Library {
+    fn start(db: &Path, latency_ms: u64) -> Library {
         let mut child = Command::new(FEPD)
             .args(["simulate-library", "--listen", "127.0.0.1:0", "--db"])
             .arg(db)
             .args(["--inspect-token", "bench"])
-            .args(["--latency-ms", &push_knobs().latency_ms.to_string()])
+            .args(["--latency-ms", &latency_ms.to_string()])
             .env("FEPD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -582,9 +429,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(root: PathBuf, sink: Sink) -> Rig {
+    /// `latency_ms`: the simulated round trip to the library (push only).
+    fn new(root: PathBuf, sink: Sink, latency_ms: u64) -> Rig {
         std::fs::create_dir_all(&root).unwrap();
-        let lib = (sink == Sink::Http).then(|| Library::start(&root.join("library.db")));
+        let lib =
+            (sink == Sink::Http).then(|| Library::start(&root.join("library.db"), latency_ms));
         let dep = Deploy::new(root, lib.as_ref().map(|l| l.url()).as_deref());
         let daemon = Some(dep.start());
         Rig { dep, lib, daemon }
@@ -653,8 +502,7 @@ impl Rig {
 // ---------------------------------------------------------------- measures
 
 struct Tput {
-    fmt: Fmt,
-    sink: Sink,
+    case: Case,
     records: u64,
     bytes: u64,
     secs: f64,
@@ -665,12 +513,91 @@ struct Tput {
     limit: Limit,
 }
 
-fn throughput(tmp: &Path, fmt: Fmt, sink: Sink, n: u64, key0: u64) -> Tput {
-    let root = tmp.join(format!("tput-{}-{}", fmt.ext(), sink.name()));
-    let rig = Rig::new(root.clone(), sink);
+/// One throughput case: input, format, sink and the library's round trip.
+#[derive(Clone, Copy)]
+struct Case {
+    input: Input,
+    fmt: Fmt,
+    sink: Sink,
+    latency_ms: u64,
+}
+
+impl Case {
+    /// The name `--only` takes: `jsonl-outbox`, `xlsx-http`,
+    /// `jsonl-http-20ms`, `uniform-csv-outbox`.
+    fn name(&self) -> String {
+        let mut n = format!("{}-{}", self.fmt.ext(), self.sink.name());
+        if self.latency_ms > 0 {
+            n.push_str(&format!("-{}ms", self.latency_ms));
+        }
+        if self.input == Input::Uniform {
+            n = format!("uniform-{n}");
+        }
+        n
+    }
+}
+
+impl Case {
+    /// The records/s the case is judged against (README.md "Benchmarks"):
+    /// the format's outbox target; push on loopback ≥ 100,000 for JSON
+    /// Lines and CSV, ≥ 80,000 over a round trip. The uniform lines are
+    /// not judged.
+    fn target(&self) -> Option<f64> {
+        let tabular = matches!(self.fmt, Fmt::Jsonl | Fmt::Csv);
+        match (self.input, self.sink) {
+            (Input::Uniform, _) => None,
+            (_, Sink::Outbox) => Some(self.fmt.target()),
+            (_, Sink::Http) if !tabular => None,
+            (_, Sink::Http) if self.latency_ms > 0 => Some(80_000.0),
+            (_, Sink::Http) => Some(100_000.0),
+        }
+    }
+}
+
+/// The throughput cases of a run: every format into both sinks on
+/// realistic input, push again over a distant library's round trip, then
+/// the uniform template's lines.
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let c = |input, fmt, sink, latency_ms| Case {
+        input,
+        fmt,
+        sink,
+        latency_ms,
+    };
+    for sink in [Sink::Outbox, Sink::Http] {
+        for fmt in [Fmt::Jsonl, Fmt::Csv, Fmt::Xml, Fmt::Xlsx] {
+            v.push(c(Input::Realistic, fmt, sink, 0));
+        }
+    }
+    for fmt in [Fmt::Jsonl, Fmt::Csv] {
+        v.push(c(
+            Input::Realistic,
+            fmt,
+            Sink::Http,
+            push_knobs().latency_ms,
+        ));
+    }
+    for sink in [Sink::Outbox, Sink::Http] {
+        for fmt in [Fmt::Jsonl, Fmt::Csv, Fmt::Xml] {
+            v.push(c(Input::Uniform, fmt, sink, 0));
+        }
+    }
+    v
+}
+
+fn throughput(tmp: &Path, case: Case, n: u64, key0: u64) -> Tput {
+    let Case {
+        input, fmt, sink, ..
+    } = case;
+    let root = tmp.join(format!("tput-{}", case.name()));
+    let rig = Rig::new(root.clone(), sink, case.latency_ms);
     let staged = root.join(format!("bench.{}", fmt.ext()));
-    let (records, bytes) = generate(&staged, fmt, key0, n, 0);
-    let limit = limits(&staged, fmt, records);
+    let (records, bytes) = generate(&staged, fmt, input, key0, n, 0);
+    let keys: Vec<String> = (key0..key0 + records)
+        .map(|i| input::key(input, i))
+        .collect();
+    let limit = limits(&staged, fmt, records, &keys);
     let (c0, l0, m0) = (cpu_secs(rig.pid()), rig.lib_cpu(), machine_jiffies());
     let secs = rig.drop_and_wait(
         &staged,
@@ -679,8 +606,7 @@ fn throughput(tmp: &Path, fmt: Fmt, sink: Sink, n: u64, key0: u64) -> Tput {
         Duration::from_millis(20),
     );
     let r = Tput {
-        fmt,
-        sink,
+        case,
         records,
         bytes,
         secs,
@@ -702,14 +628,21 @@ struct Latency {
 
 fn latency(tmp: &Path, sink: Sink, drops: usize, per: u64) -> Latency {
     let root = tmp.join(format!("latency-{}", sink.name()));
-    let rig = Rig::new(root.clone(), sink);
+    let rig = Rig::new(root.clone(), sink, 0);
     let mut samples = Vec::with_capacity(drops);
     let mut delivered = 0u64;
     for i in 0..drops {
         let name = format!("drop-{i:04}.jsonl");
         // Written beside the inbox as .part, then renamed in: the drop contract.
         let part = rig.dep.inbox().join(format!("{name}.part"));
-        let (n, _) = generate(&part, Fmt::Jsonl, 5_000_000 + i as u64 * per, per, 0);
+        let (n, _) = generate(
+            &part,
+            Fmt::Jsonl,
+            Input::Realistic,
+            5_000_000 + i as u64 * per,
+            per,
+            0,
+        );
         delivered += n;
         samples.push(rig.drop_and_wait(&part, &name, delivered, Duration::from_millis(5)));
     }
@@ -731,9 +664,9 @@ struct Big {
 /// same deployment, its history in place, is restarted.
 fn big(tmp: &Path, bytes: u64, restarts: usize) -> Big {
     let root = tmp.join("big");
-    let rig = Rig::new(root.clone(), Sink::Outbox);
+    let rig = Rig::new(root.clone(), Sink::Outbox, 0);
     let staged = root.join("big.jsonl");
-    let (records, bytes) = generate(&staged, Fmt::Jsonl, 10_000_000, 0, bytes);
+    let (records, bytes) = generate(&staged, Fmt::Jsonl, Input::Realistic, 10_000_000, 0, bytes);
     let secs = rig.drop_and_wait(&staged, "big.jsonl", records, Duration::from_millis(50));
     let rss_kib = vm_kib(rig.pid(), "VmHWM:");
     let history = rig.dep.exported();
@@ -836,6 +769,20 @@ fn main() {
     } else {
         Mode::Full
     };
+    // `--write-records OUT N`: N realistic records as JSON Lines, and
+    // nothing else (scripts/history-bench.sh's input).
+    if let Some(i) = args.iter().position(|a| a == "--write-records") {
+        let (Some(out), Some(n)) = (
+            args.get(i + 1),
+            args.get(i + 2).and_then(|n| n.parse::<u64>().ok()),
+        ) else {
+            eprintln!("usage: --write-records OUT N");
+            std::process::exit(2);
+        };
+        let (n, bytes) = generate(Path::new(out), Fmt::Jsonl, Input::Realistic, 0, n, 0);
+        eprintln!("{out}: {n} realistic records, {bytes} bytes");
+        return;
+    }
     let sz = mode.sizes();
     let value = |name: &str| {
         args.iter()
@@ -844,7 +791,7 @@ fn main() {
             .and_then(|v| v.parse::<u64>().ok())
     };
     let _ = PUSH.set(PushKnobs {
-        latency_ms: value("--latency-ms").unwrap_or(0),
+        latency_ms: value("--latency-ms").unwrap_or(20),
         inflight: value("--inflight").map(|n| n as usize),
     });
     let started = Instant::now();
@@ -889,34 +836,42 @@ fn main() {
         println!("{}", pg_line(&p));
         return;
     }
-    for sink in [Sink::Outbox, Sink::Http] {
-        for fmt in [Fmt::Jsonl, Fmt::Csv, Fmt::Xml] {
-            if let Some(o) = &only {
-                if *o != format!("{}-{}", fmt.ext(), sink.name()) {
-                    continue;
-                }
-                let t = throughput(tmp, fmt, sink, sz.throughput, key0);
-                let k = push_knobs();
-                println!(
-                    "{o} (latency {} ms, inflight {}): {} records in {:.2} s = {:.0} rec/s; fepd CPU {:.2} s, simulator CPU {:.2} s",
-                    k.latency_ms,
-                    k.inflight.map_or("default".to_string(), |n| n.to_string()),
-                    t.records,
-                    t.secs,
-                    t.records as f64 / t.secs,
-                    t.fepd_cpu,
-                    t.lib_cpu
-                );
-                return;
+    for case in cases() {
+        // An XLSX workbook's shared strings stay in memory while it is
+        // read, and the default limit is 1,000,000 of them (README.md
+        // "Limits"): realistic rows carry ~8 unique strings each, so the
+        // XLSX cases take at most 100,000 rows, a large real export.
+        let n = match case.fmt {
+            Fmt::Xlsx => sz.throughput.min(100_000),
+            _ => sz.throughput,
+        };
+        if let Some(o) = &only {
+            if *o != case.name() {
+                continue;
             }
-            eprintln!("  throughput {} -> {} ...", fmt.ext(), sink.name());
-            tputs.push(throughput(tmp, fmt, sink, sz.throughput, key0));
-            key0 += sz.throughput;
+            let t = throughput(tmp, case, n, key0);
+            println!(
+                "{o} ({} input, latency {} ms, inflight {}): {} records in {:.2} s = {:.0} rec/s; fepd CPU {:.2} s, simulator CPU {:.2} s",
+                case.input.label(),
+                case.latency_ms,
+                push_knobs()
+                    .inflight
+                    .map_or("default".to_string(), |n| n.to_string()),
+                t.records,
+                t.secs,
+                t.records as f64 / t.secs,
+                t.fepd_cpu,
+                t.lib_cpu
+            );
+            return;
         }
+        eprintln!("  throughput {} ...", case.name());
+        tputs.push(throughput(tmp, case, n, key0));
+        key0 += n;
     }
     if let Some(o) = only {
         eprintln!(
-            "--only {o}: no such case (FMT-SINK, FMT jsonl|csv|xml, SINK outbox|http; or pg-outbox)"
+            "--only {o}: no such case ([uniform-]FMT-SINK[-Nms], FMT jsonl|csv|xml|xlsx, SINK outbox|http; or pg-outbox)"
         );
         std::process::exit(2);
     }
@@ -946,7 +901,7 @@ fn main() {
     );
     let _ = writeln!(
         w,
-        "binary: {FEPD}\nsizes: {} case_accept records (~600 B) per throughput case; latency {} drops × {} records (JSON Lines, watch mode); big file {:.0} MiB JSON Lines; wall time {:.0} s",
+        "binary: {FEPD}\nsizes: {} case_accept records (~600 B) per throughput case (XLSX ≤ 100,000); latency {} drops × {} records (JSON Lines, watch mode); big file {:.0} MiB JSON Lines; wall time {:.0} s",
         sz.throughput,
         sz.drops,
         sz.per_drop,
@@ -958,31 +913,42 @@ fn main() {
         "end to end = rename into inbox → records exported to the outbox, or acknowledged by simulate-library (fepd state DB, then confirmed by GET /sim/stats). \
          busy = cores busy machine-wide during the case (fepd + simulator + bench + anyone else)."
     );
-    let _ = writeln!(w, "\nThroughput");
     let _ = writeln!(
         w,
-        "| format | sink   | records |    MiB |     s |   rec/s |  MiB/s | fepd CPU s | rec/CPU-s | sim CPU s | busy | RSS MiB | read+sha256 rec/s | ratio | parse rec/s | ratio | target | |"
+        "\nThroughput (realistic input first — the figures the targets are judged on; the uniform template's lines last, for comparison with earlier reports)"
     );
     let _ = writeln!(
         w,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+        "| input | format | sink | RTT ms | records | MiB | s | rec/s | MiB/s | fepd CPU s | CPU-s per M | sim CPU s | busy | RSS MiB | read+sha256 rec/s | ratio | parse rec/s | ratio | SQLite inserts rec/s | ratio | target | |"
+    );
+    let _ = writeln!(
+        w,
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     );
     for t in &tputs {
+        let c = &t.case;
         let rps = t.records as f64 / t.secs;
-        let sha = t.records as f64 / t.limit.sha_secs;
-        let parse = t.records as f64 / t.limit.parse_secs;
+        let of = |secs: f64| t.records as f64 / secs.max(1e-9);
+        let (sha, parse, sql) = (
+            of(t.limit.sha_secs),
+            of(t.limit.parse_secs),
+            of(t.limit.sqlite_secs),
+        );
+        let target = c.target();
         let _ = writeln!(
             w,
-            "| {:6} | {:6} | {:7} | {:6.1} | {:5.1} | {:7.0} | {:6.2} | {:10.1} | {:9.0} | {:9.1} | {:4.2} | {:7.1} | {:17.0} | {:5.3} | {:11.0} | {:5.3} | {:6.0} | {} |",
-            t.fmt.ext(),
-            t.sink.name(),
+            "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {:.3} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} |",
+            c.input.label(),
+            c.fmt.ext(),
+            c.sink.name(),
+            c.latency_ms,
             t.records,
             t.bytes as f64 / MIB,
             t.secs,
             rps,
             t.bytes as f64 / MIB / t.secs,
             t.fepd_cpu,
-            t.records as f64 / t.fepd_cpu.max(1e-9),
+            t.fepd_cpu * 1e6 / t.records.max(1) as f64,
             t.lib_cpu,
             t.machine_cores,
             t.rss_kib as f64 / 1024.0,
@@ -990,13 +956,17 @@ fn main() {
             rps / sha,
             parse,
             rps / parse,
-            t.fmt.target(),
-            verdict(rps >= t.fmt.target())
+            sql,
+            rps / sql,
+            target.map_or("—".to_string(), |x| format!("{x:.0}")),
+            target.map_or("", |x| verdict(rps >= x))
         );
     }
     let _ = writeln!(
         w,
-        "\nRaw limits on the same files (single thread): read + SHA-256 in 1 MiB reads; parse only = serde_json per line into a map / csv StringRecord / quick-xml events with text decoded."
+        "\nRaw limits on the same files (single thread): read + SHA-256 in 1 MiB reads; parse only = serde_json per line into a map / csv StringRecord / quick-xml events with text decoded / calamine's streamed cells; SQLite inserts = the file's keys with a hash each into a fresh (dataset, key) table, 1,000 per transaction, WAL, synchronous=FULL. \
+         Realistic input: keys in no particular order, every applicant different, 24 departments, datetimes in three written forms, one value in five padded (benches/bench/input.rs). XLSX cases: at most 100,000 rows (the default shared-string limit). \
+         History: these cases start from an empty state DB; scripts/history-bench.sh runs the realistic case over 10,000,000 keys of history."
     );
     let _ = writeln!(w, "\nSQL source: PostgreSQL → outbox (docs/sql-sources.md)");
     let _ = writeln!(w, "{}", pg_line(&pgt));

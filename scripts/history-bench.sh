@@ -2,7 +2,8 @@
 # Sealing rate on realistic input over a year of history (README.md,
 # "Benchmarks"): the case the benchmark's own records flatter. Records like
 # a real export (keys in no particular order, every applicant different,
-# mixed datetime forms, padded values; scripts/realistic.py) are dropped as
+# mixed datetime forms, padded values; benches/bench/input.rs, the
+# benchmark's own realistic input) are dropped as
 # one JSON Lines file into a daemon in outbox mode whose state database
 # already holds N keys of history in random order.
 #
@@ -37,7 +38,7 @@ fi
 work="$repo/target/history-bench"
 mkdir -p "$work"
 input="$work/records-$records.jsonl"
-[ -f "$input" ] || python3 scripts/realistic.py records "$input" "$records"
+[ -f "$input" ] || cargo bench --locked --bench bench -- --write-records "$input" "$records"
 base="$work/history-$history"
 
 config() { # DIR
