@@ -7,8 +7,10 @@
 # one JSON Lines file into a daemon in outbox mode whose state database
 # already holds N keys of history in random order.
 #
-#   scripts/history-bench.sh [--history N] [--records M] [BINARY...]
-#       defaults: --history 10000000, --records 200000,
+#   scripts/history-bench.sh [--history N] [--records M] [--cache-mib C] [BINARY...]
+#       defaults: --history 10000000, --records 200000; --cache-mib sets
+#       [state] cache_mib (the sealing connection's page cache; unset: the
+#       binary's default, and a config older binaries also read),
 #       BINARY target/release/fepd (built if missing)
 #
 # The history database is made once per N under target/history-bench/ and
@@ -22,12 +24,14 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 history=10000000
 records=200000
+state_section=""
 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --history) history=$2; shift 2 ;;
         --records) records=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --cache-mib) state_section=$(printf '[state]\ncache_mib = %s\n' "$2"); shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) bins+=("$(realpath "$1")"); shift ;;
     esac
 done
@@ -65,6 +69,8 @@ max_age_ms = 1000
 [backpressure]
 high_water_records = 0
 high_water_bytes = 0
+
+$state_section
 
 [[dataset]]
 name = "case_accept"

@@ -10,7 +10,7 @@
 #       callgrind_annotate, to see where the instructions go)
 #
 # Each binary runs `fepd run` under callgrind on the same three inputs
-# (20,000 case_accept records as JSON Lines, CSV and XML, made once by the
+# (20,000 realistic case_accept records as JSON Lines, CSV and XML, made once by the
 # benchmark driver, `benches/bench.rs --quick`), in outbox mode; a file is
 # renamed into the inbox once the daemon is ready, and SIGTERM follows its
 # receipt. Printed: total instructions of the whole run (start-up, the

@@ -37,7 +37,7 @@ pub use retention::{Keep, Retention, parse_keep};
 use sections::defaults;
 pub use sections::{
     Admin, AuthMode, Backpressure, BatchLimits, Console, HttpSink, Intake, Log, LogFormat, Ready,
-    Shutdown, Sink, SinkMode, Validate,
+    Shutdown, Sink, SinkMode, StateTuning, Validate,
 };
 pub use spool::{SpoolAccess, gid_of};
 pub use values::{Checked, Delimiter, EncodingLabel, Schedule, Timezone};
@@ -84,6 +84,9 @@ pub struct Config {
     pub alerts: Alerts,
     #[serde(default)]
     pub retention: Retention,
+    /// The state database's tuning (`[state]`).
+    #[serde(default)]
+    pub state: StateTuning,
     /// Data staff's access to the spool (`[spool] group`).
     #[serde(default)]
     pub spool: SpoolAccess,

@@ -30,6 +30,9 @@ impl Config {
         if self.batch.max_records == 0 || self.batch.max_bytes < 1024 {
             out.push("batch: max_records must be ≥ 1 and max_bytes ≥ 1024".to_string());
         }
+        if !(1..=4096).contains(&self.state.cache_mib) {
+            out.push("state.cache_mib: must be 1..=4096".to_string());
+        }
         if self.backpressure.low_water_percent == 0 || self.backpressure.low_water_percent > 100 {
             out.push("backpressure.low_water_percent: must be 1..=100".to_string());
         }

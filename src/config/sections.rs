@@ -194,6 +194,26 @@ impl Default for BatchLimits {
     }
 }
 
+/// The state database's tuning (`[state]`, README.md "Benchmarks"): the
+/// page cache of each connection that seals records — a dataset's worker
+/// or SQL source — in MiB. Each new record key is a random-order insert
+/// into the per-key table; once that table outgrows the cache (a year of
+/// history: millions of keys), each insert reads pages from disk again.
+/// The other connections keep the default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateTuning {
+    pub cache_mib: u32,
+}
+
+impl Default for StateTuning {
+    fn default() -> Self {
+        StateTuning {
+            cache_mib: crate::state::DEFAULT_CACHE_MIB,
+        }
+    }
+}
+
 /// When intake pauses because the outbox is full (README.md, "Watching it run": back-pressure):
 /// at `high_water_*` of undelivered backlog, until it falls below
 /// `low_water_percent` of that. Zero disables a limit.

@@ -227,3 +227,26 @@ fn a_console_beyond_loopback_needs_tls() {
     assert!(tls.problems().is_empty());
     assert_eq!(tls.console.tls().unwrap().0, Path::new("/etc/fepd/c.pem"));
 }
+
+#[test]
+fn the_sealing_cache_defaults_to_8_mib_and_out_of_range_is_a_problem() {
+    let base = "sender = \"230000-zwfw\"\n[[dataset]]\nname = \"case_accept\"\ncategory = \"zwfw\"\nresource = \"case_accept\"\n";
+    let cfg = Config::parse(base, Path::new(".")).unwrap();
+    assert_eq!(cfg.state.cache_mib, 8);
+    let big = Config::parse(&format!("{base}[state]\ncache_mib = 256\n"), Path::new(".")).unwrap();
+    assert_eq!(big.state.cache_mib, 256);
+    assert!(big.problems().is_empty(), "{:?}", big.problems());
+    for bad in [0, 5000] {
+        let p = Config::parse(
+            &format!("{base}[state]\ncache_mib = {bad}\n"),
+            Path::new("."),
+        )
+        .unwrap()
+        .problems();
+        assert_eq!(
+            p,
+            vec!["state.cache_mib: must be 1..=4096".to_string()],
+            "{bad}"
+        );
+    }
+}

@@ -476,6 +476,7 @@ pub(crate) fn dataset_ctx(
         tz,
         batch: cfg.batch,
         chunk_records: cfg.intake.chunk_records.max(1),
+        cache_mib: cfg.state.cache_mib,
         read: super::read::ReadOptions::of(cfg, Some(&d.name)),
         paths,
         on_sealed,

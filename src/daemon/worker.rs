@@ -54,6 +54,9 @@ pub fn worker(
         return;
     };
     let who = format!("worker-{}", ctx.dataset.name);
+    if let Err(e) = crate::state::set_cache_mib(&conn, ctx.cache_mib) {
+        tracing::warn!(part = %who, error = %e, "state.cache_mib not applied; the default cache stays");
+    }
     'files: while let Some(work_name) = deferred.next(&rx) {
         if (ctx.stopping)() {
             break;

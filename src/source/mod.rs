@@ -216,6 +216,9 @@ fn run(db: PathBuf, ctx: DatasetCtx) {
             return;
         }
     };
+    if let Err(e) = state::set_cache_mib(&conn, ctx.cache_mib) {
+        tracing::warn!(dataset = %ds, error = %e, "state.cache_mib not applied; the default cache stays");
+    }
     let mut engine: Option<Box<dyn Engine>> = None;
     let mut failures: u32 = 0;
     let mut due = Instant::now();

@@ -442,6 +442,16 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     opened.map_err(|e| damaged(path, e))
 }
 
+/// Page cache of a state connection, MiB, unless `set_cache_mib` says
+/// otherwise (`[state] cache_mib` for the connections that seal).
+pub const DEFAULT_CACHE_MIB: u32 = 8;
+
+/// Gives `conn` a page cache of `mib` MiB (it fills only as pages are
+/// read).
+pub fn set_cache_mib(conn: &Connection, mib: u32) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -(mib as i64) * 1024)
+}
+
 fn configure(conn: &mut Connection) -> Result<()> {
     // Several connections write (a worker per dataset, the forwarder): a
     // writer that finds the lock taken retries every half millisecond, for
@@ -462,7 +472,7 @@ fn configure(conn: &mut Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "cache_size", -(DEFAULT_CACHE_MIB as i64) * 1024)?;
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
     Ok(())
 }

@@ -58,6 +58,8 @@ pub struct DatasetCtx {
     pub tz: FixedOffset,
     pub batch: BatchLimits,
     pub chunk_records: u64,
+    /// `[state] cache_mib`: the page cache of the connection that seals.
+    pub cache_mib: u32,
     pub read: ReadOptions,
     pub paths: Spool,
     /// Called after each commit that sealed a batch (wakes the forwarder).
