@@ -16,7 +16,8 @@ pub enum Role {
     Admin,
     /// 安全审计员: reads the exchange log and reports; acts on nothing.
     Auditor,
-    /// 操作员: retries and parks batches, drops files into an inbox.
+    /// 操作员: retries, parks and replays batches, drops files into an
+    /// inbox.
     Operator,
     /// 数据专员: their own datasets — uploads to check, files, reports.
     DataStaff,
@@ -61,6 +62,8 @@ pub enum Action {
     /// Retry or park a batch.
     BatchRetry,
     BatchPark,
+    /// 补传: seal a delivered batch's records again (`fepd replay`).
+    BatchReplay,
     /// 交换日志: search, trace, chain status.
     Log,
     /// 文件 and 拒收记录: files, their rejection reports, rejected
@@ -83,6 +86,7 @@ impl Action {
             Action::Batches => "batches",
             Action::BatchRetry => "batch_retry",
             Action::BatchPark => "batch_park",
+            Action::BatchReplay => "batch_replay",
             Action::Log => "log",
             Action::Files => "files",
             Action::Reconcile => "reconcile",
@@ -100,7 +104,7 @@ pub fn allows(role: Role, action: Action) -> bool {
     match action {
         A::Overview => true,
         A::Batches | A::Log => matches!(role, R::Auditor | R::Operator),
-        A::BatchRetry | A::BatchPark | A::Enqueue => role == R::Operator,
+        A::BatchRetry | A::BatchPark | A::BatchReplay | A::Enqueue => role == R::Operator,
         A::Upload => matches!(role, R::Operator | R::DataStaff),
         A::Files => matches!(role, R::Auditor | R::Operator | R::DataStaff),
         A::Reconcile => matches!(role, R::Auditor | R::Operator),
@@ -174,6 +178,7 @@ mod tests {
             assert!(allows(r, Action::Overview));
             assert_eq!(allows(r, Action::BatchRetry), r == Role::Operator);
             assert_eq!(allows(r, Action::Enqueue), r == Role::Operator);
+            assert_eq!(allows(r, Action::BatchReplay), r == Role::Operator);
         }
         assert!(allows(Role::Auditor, Action::Log));
         assert!(!allows(Role::Auditor, Action::Upload));

@@ -21,12 +21,14 @@
 //!   download shows a record's value but masked.
 
 pub mod access;
+mod batches;
 mod chart;
 mod html;
 mod login;
 mod pages;
 mod records;
 pub mod session;
+mod system;
 mod tls;
 mod upload;
 
@@ -193,6 +195,7 @@ fn action_text(a: Action) -> &'static str {
         Action::Batches => "查看批次",
         Action::BatchRetry => "重发批次",
         Action::BatchPark => "搁置批次",
+        Action::BatchReplay => "补传批次",
         Action::Log => "查看交换日志",
         Action::Files => "查看文件与拒收记录",
         Action::Reconcile => "查看对账",
@@ -224,11 +227,12 @@ pub fn router(console: Console) -> Router {
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/", get(pages::overview))
-        .route("/batches", get(pages::batches))
-        .route("/batches/retry", post(pages::retry))
-        .route("/batches/park", post(pages::park))
+        .route("/batches", get(batches::list))
+        .route("/batches/retry", post(batches::retry))
+        .route("/batches/park", post(batches::park))
+        .route("/batches/replay", post(batches::replay))
         .route("/log", get(pages::log))
-        .route("/system", get(pages::system))
+        .route("/system", get(system::show))
         .route("/files", get(records::files))
         .route("/files/{id}", get(records::file))
         .route("/files/{id}/errors.xlsx", get(records::file_xlsx))

@@ -19,6 +19,7 @@ mod backup;
 mod bad_input;
 mod console;
 mod console_browser;
+mod console_ops;
 mod console_records;
 mod crash;
 mod credentials;
