@@ -77,6 +77,12 @@ pub enum Action {
     Enqueue,
     /// 系统: version, uptime, config with secrets hidden, users.
     System,
+    /// 用户: add, disable/enable, reset the password of, and grant the
+    /// reveal to the console's users (the administrator only).
+    Users,
+    /// 显示原值: a rejected record's value in clear, for a user granted
+    /// the reveal (`console_user.reveal`), whatever the role may read.
+    Reveal,
 }
 
 impl Action {
@@ -93,6 +99,8 @@ impl Action {
             Action::Upload => "upload",
             Action::Enqueue => "enqueue",
             Action::System => "system",
+            Action::Users => "users",
+            Action::Reveal => "reveal",
         }
     }
 }
@@ -109,6 +117,10 @@ pub fn allows(role: Role, action: Action) -> bool {
         A::Files => matches!(role, R::Auditor | R::Operator | R::DataStaff),
         A::Reconcile => matches!(role, R::Auditor | R::Operator),
         A::System => matches!(role, R::Admin | R::Auditor),
+        A::Users => role == R::Admin,
+        // The grant decides (checked per user at each reveal); a role
+        // that never reads records never reveals one.
+        A::Reveal => matches!(role, R::Auditor | R::Operator | R::DataStaff),
     }
 }
 
@@ -184,5 +196,9 @@ mod tests {
         assert!(!allows(Role::Auditor, Action::Upload));
         assert!(!allows(Role::Admin, Action::Log));
         assert!(!allows(Role::DataStaff, Action::Batches));
+        for r in Role::ALL {
+            assert_eq!(allows(r, Action::Users), r == Role::Admin);
+            assert_eq!(allows(r, Action::Reveal), allows(r, Action::Files));
+        }
     }
 }

@@ -27,6 +27,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
         ("/upload", "上传校验", Action::Upload),
         ("/reconcile", "对账", Action::Reconcile),
         ("/system", "系统", Action::System),
+        ("/users", "用户", Action::Users),
     ];
     html! {
         (DOCTYPE)

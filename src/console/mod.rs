@@ -21,16 +21,19 @@
 //!   download shows a record's value but masked.
 
 pub mod access;
+pub mod accounts;
 mod batches;
 mod chart;
 mod html;
 mod login;
 mod pages;
 mod records;
+mod reveal;
 pub mod session;
 mod system;
 mod tls;
 mod upload;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,7 +118,10 @@ impl Console {
                     })
                     .await;
                 match current {
-                    Ok(Some(u)) if !u.disabled && u.changed_at <= w.since => Ok(w),
+                    Ok(Some(u)) if !u.disabled && u.changed_at <= w.since => Ok(Who {
+                        reveal: u.reveal,
+                        ..w
+                    }),
                     Ok(_) => {
                         self.sessions.end(&w.key);
                         Err(login::expired_page())
@@ -175,6 +181,8 @@ impl Console {
         match reason {
             "csrf" => html::forged(who),
             "dataset" => html::refused(who, "访问该数据集"),
+            "self" => html::refused(who, "对自己的账户做此变更（三员分立）"),
+            "grant" => html::refused(who, "查看原值（未被授予此权限）"),
             _ => html::refused(who, action_text(action)),
         }
     }
@@ -202,6 +210,8 @@ fn action_text(a: Action) -> &'static str {
         Action::Upload => "上传文件",
         Action::Enqueue => "将文件放入收件箱",
         Action::System => "查看系统信息",
+        Action::Users => "管理用户",
+        Action::Reveal => "查看原值",
     }
 }
 
@@ -233,9 +243,13 @@ pub fn router(console: Console) -> Router {
         .route("/batches/replay", post(batches::replay))
         .route("/log", get(pages::log))
         .route("/system", get(system::show))
+        .route("/users", get(users::list))
+        .route("/users/add", post(users::add))
+        .route("/users/change", post(users::modify))
         .route("/files", get(records::files))
         .route("/files/{id}", get(records::file))
         .route("/files/{id}/errors.xlsx", get(records::file_xlsx))
+        .route("/files/{id}/reveal", post(reveal::reveal))
         .route("/rejections", get(records::rejections))
         .route("/reconcile", get(records::reconcile))
         .route(

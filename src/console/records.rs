@@ -35,7 +35,7 @@ pub struct Filter {
 }
 
 /// `",a,b,"` for data staff, empty (every dataset) for the others.
-fn allowed(who: &Who) -> String {
+pub(super) fn allowed(who: &Who) -> String {
     match who.role {
         super::access::Role::DataStaff => format!(",{},", who.datasets.join(",")),
         _ => String::new(),
@@ -145,10 +145,21 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
         @else {
             p { a href=(format!("/files/{}/errors.xlsx", f.id)) { "下载 Excel（errors.xlsx）" } }
             table {
-                tr { th { "位置" } th { "字段" } th { "值" } th { "规则" } th { "说明" } }
+                tr { th { "位置" } th { "字段" } th { "值" } th { "规则" } th { "说明" } @if who.reveal { th { "原值" } } }
                 @for r in &rejections {
                     tr { td { (r.position) } td { (r.title) } td { (r.value.as_deref().unwrap_or("")) }
-                         td { (r.rule) } td { @if r.warning { "（警告）" } (r.message) } }
+                         td { (r.rule) } td { @if r.warning { "（警告）" } (r.message) }
+                         @if who.reveal {
+                             td { @if !r.field.is_empty() && r.value.is_some() {
+                                 form.inline method="post" action=(format!("/files/{}/reveal", f.id)) {
+                                     input type="hidden" name="csrf" value=(who.csrf);
+                                     input type="hidden" name="ordinal" value=(r.ordinal);
+                                     input type="hidden" name="field" value=(r.field);
+                                     button { "显示原值" }
+                                 }
+                             } }
+                         }
+                    }
                 }
             }
         }

@@ -30,6 +30,9 @@ pub struct Who {
     /// When the user logged in (the state database's time text): a
     /// password or status changed after it ends the session.
     pub since: String,
+    /// Granted to see personal values in clear: read from the state
+    /// database at every request (`Console::who`), never kept.
+    pub reveal: bool,
 }
 
 impl Who {
@@ -102,6 +105,7 @@ impl Sessions {
             csrf: token(),
             key: key.clone(),
             since,
+            reveal: false,
         };
         let mut map = self.map();
         map.retain(|_, s| !self.over(s, now));

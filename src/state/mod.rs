@@ -128,7 +128,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -373,10 +373,15 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
     if (1..5).contains(&found) {
         records::history_into_record_state(&tx)?;
     }
+    if found == 5 {
+        // v5 → v6: a console user's grant to see personal values (`users`).
+        tx.execute_batch(users::V6)?;
+    }
     if found < SCHEMA_VERSION {
         // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
         // the console's users (`users`), beside each key's history moved
-        // into `record_state` above.
+        // into `record_state` above; the users' table is made with v6's
+        // `reveal` column when it did not exist.
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(watermark::SCHEMA)?;
         tx.execute_batch(users::SCHEMA)?;
@@ -601,6 +606,30 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert!(users::list(&c).unwrap().is_empty());
+    }
+
+    /// A v5 database (users without the reveal grant) opens as current,
+    /// its users kept and granted nothing.
+    #[test]
+    fn a_v5_database_gains_the_reveal_grant_ungranted() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = open(&path).unwrap();
+            c.execute_batch(
+                "ALTER TABLE console_user DROP COLUMN reveal; PRAGMA user_version = 5;
+                 INSERT INTO console_user (name, role, hash, created_at, changed_at)
+                 VALUES ('甲', 'auditor', '$argon2id$x', 'T', 'T');",
+            )
+            .unwrap();
+        }
+        let c = open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let u = users::get(&c, "甲").unwrap().unwrap();
+        assert_eq!((u.role.as_str(), u.reveal), ("auditor", false));
     }
 
     fn auto_vacuum(c: &Connection) -> i64 {

@@ -18,6 +18,7 @@ mod audit_bytes;
 mod backup;
 mod bad_input;
 mod console;
+mod console_admin;
 mod console_browser;
 mod console_ops;
 mod console_records;
