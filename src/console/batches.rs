@@ -57,11 +57,14 @@ pub async fn list(
     };
     let acts = who.role == super::access::Role::Operator;
     let body = html! {
-        form method="get" action="/batches" {
+        // With JavaScript, the table is replaced in place (htmx).
+        form method="get" action="/batches" hx-get="/batches" hx-target="#results"
+            hx-select="#results" hx-swap="outerHTML" hx-push-url="true" {
             "状态 " input name="state" value=(f.state) placeholder="sealed / parked …";
             " 数据集 " input name="dataset" value=(f.dataset);
             " " button { "筛选" }
         }
+        div #results {
         table {
             tr { th { "批次" } th { "数据集" } th { "状态" } th { "记录数" } th { "尝试次数" }
                  th { "封批时间" } th { "最近错误" } @if acts { th { "操作" } } }
@@ -75,6 +78,7 @@ pub async fn list(
             }
         }
         @if rows.is_empty() { p.note { "没有符合条件的批次。" } }
+        }
     };
     respond(StatusCode::OK, page("批次", Some(&who), body))
 }
@@ -98,7 +102,8 @@ fn actions(who: &Who, id: &str, state: BatchState) -> Markup {
             }
         }
         @if state == BatchState::Delivered {
-            form.inline.confirm method="post" action="/batches/replay" {
+            form.inline.confirm method="post" action="/batches/replay"
+                data-confirm="确定补传该批次吗？补传会生成新批次并再次发送其记录。" {
                 input type="hidden" name="csrf" value=(who.csrf);
                 input type="hidden" name="id" value=(id);
                 input name="reason" placeholder="补传原因" required;

@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod accounts;
+mod assets;
 mod batches;
 mod chart;
 mod html;
@@ -107,7 +108,10 @@ impl Console {
     /// visitor to the login page (an ended session is logged as ended).
     async fn who(&self, headers: &HeaderMap) -> Result<Who, Response> {
         let id = session::cookie(headers, session::COOKIE).map(str::to_string);
-        match self.sessions.find(id.as_deref()) {
+        // The overview's own refresh (htmx names the element `live`) is
+        // not a use: the idle timeout still ends an unattended session.
+        let touch = headers.get("hx-trigger").is_none_or(|t| t != "live");
+        match self.sessions.find(id.as_deref(), touch) {
             Ok(w) => {
                 // `fepd users disable` and `passwd` take effect at once.
                 let name = w.user.clone();
@@ -235,6 +239,8 @@ pub fn router(console: Console) -> Router {
         .saturating_add(1 << 20);
     Router::new()
         .route("/login", get(login::form).post(login::submit))
+        .route(assets::HTMX, get(assets::htmx))
+        .route(assets::SCRIPT, get(assets::console))
         .route("/logout", post(login::logout))
         .route("/", get(pages::overview))
         .route("/batches", get(batches::list))

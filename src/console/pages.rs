@@ -43,7 +43,9 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         .iter()
         .filter(|d| who.sees(&d.dataset))
         .collect();
+    // With JavaScript, the figures refresh every 30 s in place (htmx).
     let body = html! {
+        div #live hx-get="/" hx-trigger="every 30s" hx-select="#live" hx-swap="outerHTML" {
         p {
             "运行状态："
             @if report.healthy { span.ok { "正常" } } @else { span.bad { "异常" } }
@@ -111,6 +113,8 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
                 p { "前置库 " (s.dataset) "（" (s.engine) "）延迟："
                     (s.lag_secs.map(|l| format!("{l} 秒")).unwrap_or_else(|| "—".into())) }
             }
+        }
+        p.note { "更新于 " (chrono::Utc::now().with_timezone(&c.cfg().tz()).format("%H:%M:%S")) }
         }
     };
     respond(StatusCode::OK, page("总览", Some(&who), body))

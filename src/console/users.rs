@@ -47,7 +47,8 @@ pub async fn list(State(c): State<Console>, headers: HeaderMap) -> Response {
                     td { (u.changed_at) }
                     td {
                         @if u.name != who.user {
-                            form.inline.confirm method="post" action="/users/change" {
+                            form.inline.confirm method="post" action="/users/change"
+                                data-confirm="确定变更该用户吗？" {
                                 input type="hidden" name="csrf" value=(who.csrf);
                                 input type="hidden" name="name" value=(u.name);
                                 @if u.disabled {
