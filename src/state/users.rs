@@ -204,4 +204,52 @@ mod tests {
         assert!(get(&c, "王五").unwrap().unwrap().reveal);
         assert!(!set_reveal(&c, "nobody", true).unwrap());
     }
+
+    /// A v4 database (before the console) opens as current with the
+    /// users' table, its rows kept.
+    #[test]
+    fn a_v4_database_gains_the_users_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch("DROP TABLE console_user; PRAGMA user_version = 4;")
+                .unwrap();
+            assert!(
+                crate::state::files::attempt_of(&c, "none")
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let c = crate::state::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::state::SCHEMA_VERSION);
+        assert!(list(&c).unwrap().is_empty());
+    }
+
+    /// A v5 database (users without the reveal grant) opens as current,
+    /// its users kept and granted nothing.
+    #[test]
+    fn a_v5_database_gains_the_reveal_grant_ungranted() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch(
+                "ALTER TABLE console_user DROP COLUMN reveal; PRAGMA user_version = 5;
+                 INSERT INTO console_user (name, role, hash, created_at, changed_at)
+                 VALUES ('甲', 'auditor', '$argon2id$x', 'T', 'T');",
+            )
+            .unwrap();
+        }
+        let c = crate::state::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::state::SCHEMA_VERSION);
+        let u = get(&c, "甲").unwrap().unwrap();
+        assert_eq!((u.role.as_str(), u.reveal), ("auditor", false));
+    }
 }

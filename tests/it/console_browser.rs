@@ -128,6 +128,8 @@ fn the_console_in_a_browser() {
         login(&b, &base, "管理员", PASSWORD);
         b.goto(&format!("{base}/system"));
         shot(&b, "12-system");
+        b.goto(&format!("{base}/users"));
+        shot(&b, "14-users");
     }
 
     // Three wrong passwords lock an account.
