@@ -78,6 +78,12 @@ pub async fn reveal(
                 return not(StatusCode::NOT_FOUND, "没有这个文件。");
             };
             drop(conn);
+            if c.cfg().dataset(&listed.dataset).is_some_and(|d| d.sql.is_some()) {
+                return not(
+                    StatusCode::CONFLICT,
+                    "这个数据集取自前置库，没有可重新读取的原始文件；请在前置库中查看原值。",
+                );
+            }
             let spool = crate::spool::Spool::new(&c.cfg().spool_dir, &listed.dataset);
             let kept = row.final_name.as_deref().and_then(|n| {
                 [spool.rejected.join(n), spool.done.join(n)]
