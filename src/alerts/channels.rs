@@ -3,9 +3,12 @@
 //! with `[alerts] send_timeout_secs`, so a dead channel never holds the
 //! engine, another channel, intake or delivery; a failure is logged with
 //! the channel's name (`webhook[0]`, never its URL, which may hold a
-//! robot's key) and counted in `fepd_alert_send_failures`.
+//! robot's key) and counted in `fepd_alert_send_failures`. Each channel's
+//! last result is kept in memory ([`Results`]) for the console's 系统
+//! page.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -31,6 +34,39 @@ pub struct ChannelLabel {
 /// Failed sends per channel, since start.
 pub type Failures = Family<ChannelLabel, Counter>;
 
+/// One channel's last send: when, which alert kind, and the error when it
+/// failed (the channel's own words, never its URL).
+#[derive(Debug, Clone)]
+pub struct LastSend {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: String,
+    pub error: Option<String>,
+}
+
+/// The last send per channel name (`webhook[0]`, `heartbeat_url`…), since
+/// start.
+#[derive(Clone, Default)]
+pub struct Results(Arc<Mutex<BTreeMap<String, LastSend>>>);
+
+impl Results {
+    fn set(&self, channel: &str, kind: &str, error: Option<String>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(
+            channel.to_string(),
+            LastSend {
+                at: chrono::Utc::now(),
+                kind: kind.to_string(),
+                error,
+            },
+        );
+    }
+
+    /// A copy of the last results, by channel name.
+    pub fn snapshot(&self) -> BTreeMap<String, LastSend> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 enum Kind {
     Webhook(Webhook),
     Smtp(Smtp),
@@ -49,11 +85,17 @@ pub struct Channels {
     http: reqwest::Client,
     timeout: Duration,
     failures: Failures,
+    results: Results,
     host: Arc<str>,
 }
 
 impl Channels {
-    pub fn new(a: &Alerts, host: &str, failures: Failures) -> Result<Channels, reqwest::Error> {
+    pub fn new(
+        a: &Alerts,
+        host: &str,
+        failures: Failures,
+        results: Results,
+    ) -> Result<Channels, reqwest::Error> {
         let mut all = Vec::new();
         for (i, w) in a.webhook.iter().enumerate() {
             all.push(Channel {
@@ -84,6 +126,7 @@ impl Channels {
                 .build()?,
             timeout,
             failures,
+            results,
             host: host.into(),
         })
     }
@@ -97,10 +140,14 @@ impl Channels {
                 let c = &this.all[i];
                 let r = tokio::time::timeout(this.timeout, this.send_one(c, &m)).await;
                 let err = match r {
-                    Ok(Ok(())) => return,
+                    Ok(Ok(())) => {
+                        this.results.set(&c.name, m.kind, None);
+                        return;
+                    }
                     Ok(Err(e)) => e,
                     Err(_) => format!("no answer within {} s", this.timeout.as_secs()),
                 };
+                this.results.set(&c.name, m.kind, Some(err.clone()));
                 this.failures
                     .get_or_create(&ChannelLabel {
                         channel: c.name.clone(),
@@ -118,10 +165,15 @@ impl Channels {
         tokio::spawn(async move {
             let r = this.http.get(&url).send().await;
             let err = match r {
-                Ok(resp) if resp.status().is_success() => return,
+                Ok(resp) if resp.status().is_success() => {
+                    this.results.set("heartbeat_url", "heartbeat", None);
+                    return;
+                }
                 Ok(resp) => format!("HTTP {}", resp.status().as_u16()),
                 Err(e) => e.without_url().to_string(),
             };
+            this.results
+                .set("heartbeat_url", "heartbeat", Some(err.clone()));
             this.failures
                 .get_or_create(&ChannelLabel {
                     channel: "heartbeat_url".into(),

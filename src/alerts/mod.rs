@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, FixedOffset};
 use tokio_util::sync::CancellationToken;
 
-pub use channels::{ChannelLabel, Failures};
+pub use channels::{ChannelLabel, Failures, LastSend, Results};
 use episodes::{Episodes, Step};
 pub use triggers::credential_days_left;
 
@@ -64,9 +64,13 @@ pub struct Alerts {
 
 impl Alerts {
     /// Builds the channels (the HTTP client, the syslog targets).
-    pub fn prepare(cfg: &Arc<Config>, failures: Failures) -> Result<Alerts, reqwest::Error> {
+    pub fn prepare(
+        cfg: &Arc<Config>,
+        failures: Failures,
+        results: Results,
+    ) -> Result<Alerts, reqwest::Error> {
         let host = hostname();
-        let channels = channels::Channels::new(&cfg.alerts, &host, failures)?;
+        let channels = channels::Channels::new(&cfg.alerts, &host, failures, results)?;
         Ok(Alerts {
             cfg: cfg.clone(),
             channels,

@@ -5,12 +5,10 @@
 //! command says exactly which deliveries it cannot replay and from when it
 //! can, and sends nothing.
 
-use rusqlite::TransactionBehavior;
-
 use crate::audit::{End, parse_bound};
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::outbox::BatchState;
+use crate::outbox::{BatchState, Unreplayable};
 use crate::state::batches::{self, BatchRow};
 use crate::state::replay as q;
 
@@ -99,14 +97,15 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     let mut records = 0;
     let mut made = Vec::new();
     for b in &chosen {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some(body) = batches::body(&tx, &b.batch_id)? else {
-            anyhow::bail!("batch {}: its body was deleted while replaying", b.batch_id);
+        let id = match crate::outbox::replay_stored(&mut conn, tz, b, by, &a.reason)? {
+            Ok(id) => id,
+            Err(Unreplayable::BodyGone) => {
+                anyhow::bail!("batch {}: its body was deleted while replaying", b.batch_id)
+            }
+            Err(Unreplayable::NotABody) => {
+                anyhow::bail!("batch {}: its stored body is not a batch body", b.batch_id)
+            }
         };
-        let Some(id) = crate::outbox::replay(&tx, tz, b, &body, by, &a.reason)? else {
-            anyhow::bail!("batch {}: its stored body is not a batch body", b.batch_id);
-        };
-        tx.commit()?;
         records += b.count;
         println!("✓ {} → {id} ({} records)", b.batch_id, b.count);
         made.push(id);

@@ -1,15 +1,15 @@
 //! `fepd users`: the web console's named users (README "Web console"),
 //! kept in the state database — add, new password, disable (or enable),
-//! list. Passwords come from a file (`--password-file`), never from the
-//! command line; each change is a `user_changed` exchange-log entry with
-//! `--by`.
+//! list, and the grant to see personal values in clear (`--reveal`).
+//! Passwords come from a file (`--password-file`), never from the command
+//! line; each change is a `user_changed` exchange-log entry with `--by`.
 
 use std::path::PathBuf;
 
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::console::access::{Role, check_password, hash_password};
-use crate::state::log::LogEntry;
+use crate::console::access::Role;
+use crate::console::accounts::{self, Change};
 use crate::state::users;
 
 #[derive(clap::Subcommand, Debug)]
@@ -25,6 +25,23 @@ pub enum Command {
         /// File holding the password (its first line).
         #[arg(long, value_name = "FILE")]
         password_file: PathBuf,
+        /// May see a rejected record's value in clear in the console (each
+        /// reveal is logged).
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Grant (`--reveal`) or withdraw (`--no-reveal`) seeing personal
+    /// values in clear in the console.
+    Grant {
+        name: String,
+        #[arg(
+            long,
+            conflicts_with = "no_reveal",
+            required_unless_present = "no_reveal"
+        )]
+        reveal: bool,
+        #[arg(long)]
+        no_reveal: bool,
     },
     /// Set a new password (which also ends a lock-out).
     Passwd {
@@ -53,9 +70,7 @@ fn password(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
-    let tz = cfg.tz();
     let by = crate::cli::operator::name();
-    let now = crate::state::now_text(tz);
     if let Command::List { json } = cmd {
         let db = cfg.state_db();
         let list = match db.exists() {
@@ -72,84 +87,74 @@ pub fn run(cfg: &Config, cmd: &Command) -> anyhow::Result<Exit> {
                     _ => "active",
                 };
                 println!(
-                    "{:<20} {:<10} {:<8} {}",
+                    "{:<20} {:<10} {:<8} {:<6} {}",
                     u.name,
                     u.role,
                     state,
+                    if u.reveal { "reveal" } else { "-" },
                     u.datasets.join(",")
                 );
             }
         }
         return Ok(Exit::Ok);
     }
-    let mut conn = crate::state::open(&cfg.state_db())?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (name, change, role) = match cmd {
+    let pw = match cmd {
+        Command::Add { password_file, .. } | Command::Passwd { password_file, .. } => {
+            password(password_file)?
+        }
+        _ => String::new(),
+    };
+    let change = match cmd {
         Command::Add {
             name,
             role,
             datasets,
-            password_file,
-        } => {
-            let pw = password(password_file)?;
-            if let Err(why) = check_password(&pw) {
-                eprintln!("{why}");
-                return Ok(Exit::Findings);
-            }
-            let role = Role::parse(role).unwrap_or(Role::Auditor);
-            if role == Role::DataStaff && datasets.is_empty() {
-                eprintln!("a data_staff user needs --datasets (the datasets they see)");
-                return Ok(Exit::Findings);
-            }
-            if let Some(d) = datasets.iter().find(|d| cfg.dataset(d).is_none()) {
-                eprintln!("no dataset {d:?} in the config");
-                return Ok(Exit::Findings);
-            }
-            let hash = hash_password(&pw).map_err(anyhow::Error::msg)?;
-            if !users::add(&tx, name, role.as_str(), datasets, &hash, &now)? {
-                eprintln!("user {name} exists (fepd users passwd changes the password)");
-                return Ok(Exit::Findings);
-            }
-            (name, "added", role.as_str().to_string())
-        }
-        Command::Passwd {
+            reveal,
+            ..
+        } => Change::Add {
             name,
-            password_file,
-        } => {
-            let pw = password(password_file)?;
-            if let Err(why) = check_password(&pw) {
-                eprintln!("{why}");
-                return Ok(Exit::Findings);
-            }
-            let hash = hash_password(&pw).map_err(anyhow::Error::msg)?;
-            if !users::set_hash(&tx, name, &hash, &now)? {
-                eprintln!("no user {name}");
-                return Ok(Exit::Findings);
-            }
-            let role = users::get(&tx, name)?.map(|u| u.role).unwrap_or_default();
-            (name, "password", role)
-        }
-        Command::Disable { name, enable } => {
-            if !users::set_disabled(&tx, name, !enable, &now)? {
-                eprintln!("no user {name}");
-                return Ok(Exit::Findings);
-            }
-            let role = users::get(&tx, name)?.map(|u| u.role).unwrap_or_default();
-            (name, if *enable { "enabled" } else { "disabled" }, role)
-        }
+            role: Role::parse(role).unwrap_or(Role::Auditor),
+            datasets,
+            password: &pw,
+            reveal: *reveal,
+        },
+        Command::Grant {
+            name, no_reveal, ..
+        } => Change::Reveal {
+            name,
+            reveal: !no_reveal,
+        },
+        Command::Passwd { name, .. } => Change::Password {
+            name,
+            password: &pw,
+        },
+        Command::Disable { name, enable } => Change::Disabled {
+            name,
+            disabled: !enable,
+        },
         Command::List { .. } => unreachable!("answered above"),
     };
-    crate::state::log::append(
-        &tx,
-        tz,
-        LogEntry::UserChanged {
-            user: name,
-            change,
-            role: &role,
-            by,
-        },
-    )?;
-    tx.commit()?;
-    println!("user {name}: {change} (by {by})");
-    Ok(Exit::Ok)
+    let mut conn = crate::state::open(&cfg.state_db())?;
+    match accounts::apply(&mut conn, cfg, change, by)? {
+        Ok(done) => {
+            for change in done {
+                println!("user {}: {change} (by {by})", change_name(cmd));
+            }
+            Ok(Exit::Ok)
+        }
+        Err(why) => {
+            eprintln!("{}", why.english(change_name(cmd)));
+            Ok(Exit::Findings)
+        }
+    }
+}
+
+fn change_name(cmd: &Command) -> &str {
+    match cmd {
+        Command::Add { name, .. }
+        | Command::Grant { name, .. }
+        | Command::Passwd { name, .. }
+        | Command::Disable { name, .. } => name,
+        Command::List { .. } => "",
+    }
 }

@@ -16,7 +16,8 @@ pub enum Role {
     Admin,
     /// 安全审计员: reads the exchange log and reports; acts on nothing.
     Auditor,
-    /// 操作员: retries and parks batches, drops files into an inbox.
+    /// 操作员: retries, parks and replays batches, drops files into an
+    /// inbox.
     Operator,
     /// 数据专员: their own datasets — uploads to check, files, reports.
     DataStaff,
@@ -61,6 +62,8 @@ pub enum Action {
     /// Retry or park a batch.
     BatchRetry,
     BatchPark,
+    /// 补传: seal a delivered batch's records again (`fepd replay`).
+    BatchReplay,
     /// 交换日志: search, trace, chain status.
     Log,
     /// 文件 and 拒收记录: files, their rejection reports, rejected
@@ -74,6 +77,12 @@ pub enum Action {
     Enqueue,
     /// 系统: version, uptime, config with secrets hidden, users.
     System,
+    /// 用户: add, disable/enable, reset the password of, and grant the
+    /// reveal to the console's users (the administrator only).
+    Users,
+    /// 显示原值: a rejected record's value in clear, for a user granted
+    /// the reveal (`console_user.reveal`), whatever the role may read.
+    Reveal,
 }
 
 impl Action {
@@ -83,12 +92,15 @@ impl Action {
             Action::Batches => "batches",
             Action::BatchRetry => "batch_retry",
             Action::BatchPark => "batch_park",
+            Action::BatchReplay => "batch_replay",
             Action::Log => "log",
             Action::Files => "files",
             Action::Reconcile => "reconcile",
             Action::Upload => "upload",
             Action::Enqueue => "enqueue",
             Action::System => "system",
+            Action::Users => "users",
+            Action::Reveal => "reveal",
         }
     }
 }
@@ -100,11 +112,15 @@ pub fn allows(role: Role, action: Action) -> bool {
     match action {
         A::Overview => true,
         A::Batches | A::Log => matches!(role, R::Auditor | R::Operator),
-        A::BatchRetry | A::BatchPark | A::Enqueue => role == R::Operator,
+        A::BatchRetry | A::BatchPark | A::BatchReplay | A::Enqueue => role == R::Operator,
         A::Upload => matches!(role, R::Operator | R::DataStaff),
         A::Files => matches!(role, R::Auditor | R::Operator | R::DataStaff),
         A::Reconcile => matches!(role, R::Auditor | R::Operator),
         A::System => matches!(role, R::Admin | R::Auditor),
+        A::Users => role == R::Admin,
+        // The grant decides (checked per user at each reveal); a role
+        // that never reads records never reveals one.
+        A::Reveal => matches!(role, R::Auditor | R::Operator | R::DataStaff),
     }
 }
 
@@ -174,10 +190,15 @@ mod tests {
             assert!(allows(r, Action::Overview));
             assert_eq!(allows(r, Action::BatchRetry), r == Role::Operator);
             assert_eq!(allows(r, Action::Enqueue), r == Role::Operator);
+            assert_eq!(allows(r, Action::BatchReplay), r == Role::Operator);
         }
         assert!(allows(Role::Auditor, Action::Log));
         assert!(!allows(Role::Auditor, Action::Upload));
         assert!(!allows(Role::Admin, Action::Log));
         assert!(!allows(Role::DataStaff, Action::Batches));
+        for r in Role::ALL {
+            assert_eq!(allows(r, Action::Users), r == Role::Admin);
+            assert_eq!(allows(r, Action::Reveal), allows(r, Action::Files));
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The pages' frame and the answers every page shares: the layout with the
 //! menu a role may use, the refusal page, the error page. Templates are
 //! maud's, compiled into the binary; text is Chinese; nothing is loaded
-//! from outside the binary and nothing needs JavaScript.
+//! from outside the binary and nothing needs JavaScript (htmx and our own
+//! script, `assets`, only make lists and the overview update in place and
+//! ask before an action).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +29,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
         ("/upload", "上传校验", Action::Upload),
         ("/reconcile", "对账", Action::Reconcile),
         ("/system", "系统", Action::System),
+        ("/users", "用户", Action::Users),
     ];
     html! {
         (DOCTYPE)
@@ -35,6 +38,11 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                 meta charset="utf-8";
                 title { (title) " · fepd 控制台" }
                 style { (PreEscaped(CSS)) }
+                // No eval, no inline styles of htmx's own, and no page kept
+                // in the browser's storage (a revealed value must not stay).
+                meta name="htmx-config" content=r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"historyCacheSize":0,"refreshOnHistoryMiss":true,"selfRequestsOnly":true}"#;
+                script src=(super::assets::HTMX) defer {}
+                script src=(super::assets::SCRIPT) defer {}
             }
             body {
                 @if let Some(w) = who {
@@ -70,7 +78,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
         ),
     );
     r

@@ -21,14 +21,20 @@
 //!   download shows a record's value but masked.
 
 pub mod access;
+pub mod accounts;
+mod assets;
+mod batches;
 mod chart;
 mod html;
 mod login;
 mod pages;
 mod records;
+mod reveal;
 pub mod session;
+mod system;
 mod tls;
 mod upload;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +108,10 @@ impl Console {
     /// visitor to the login page (an ended session is logged as ended).
     async fn who(&self, headers: &HeaderMap) -> Result<Who, Response> {
         let id = session::cookie(headers, session::COOKIE).map(str::to_string);
-        match self.sessions.find(id.as_deref()) {
+        // The overview's own refresh (htmx names the element `live`) is
+        // not a use: the idle timeout still ends an unattended session.
+        let touch = headers.get("hx-trigger").is_none_or(|t| t != "live");
+        match self.sessions.find(id.as_deref(), touch) {
             Ok(w) => {
                 // `fepd users disable` and `passwd` take effect at once.
                 let name = w.user.clone();
@@ -113,7 +122,10 @@ impl Console {
                     })
                     .await;
                 match current {
-                    Ok(Some(u)) if !u.disabled && u.changed_at <= w.since => Ok(w),
+                    Ok(Some(u)) if !u.disabled && u.changed_at <= w.since => Ok(Who {
+                        reveal: u.reveal,
+                        ..w
+                    }),
                     Ok(_) => {
                         self.sessions.end(&w.key);
                         Err(login::expired_page())
@@ -173,6 +185,8 @@ impl Console {
         match reason {
             "csrf" => html::forged(who),
             "dataset" => html::refused(who, "访问该数据集"),
+            "self" => html::refused(who, "对自己的账户做此变更（三员分立）"),
+            "grant" => html::refused(who, "查看原值（未被授予此权限）"),
             _ => html::refused(who, action_text(action)),
         }
     }
@@ -193,12 +207,15 @@ fn action_text(a: Action) -> &'static str {
         Action::Batches => "查看批次",
         Action::BatchRetry => "重发批次",
         Action::BatchPark => "搁置批次",
+        Action::BatchReplay => "补传批次",
         Action::Log => "查看交换日志",
         Action::Files => "查看文件与拒收记录",
         Action::Reconcile => "查看对账",
         Action::Upload => "上传文件",
         Action::Enqueue => "将文件放入收件箱",
         Action::System => "查看系统信息",
+        Action::Users => "管理用户",
+        Action::Reveal => "查看原值",
     }
 }
 
@@ -222,16 +239,23 @@ pub fn router(console: Console) -> Router {
         .saturating_add(1 << 20);
     Router::new()
         .route("/login", get(login::form).post(login::submit))
+        .route(assets::HTMX, get(assets::htmx))
+        .route(assets::SCRIPT, get(assets::console))
         .route("/logout", post(login::logout))
         .route("/", get(pages::overview))
-        .route("/batches", get(pages::batches))
-        .route("/batches/retry", post(pages::retry))
-        .route("/batches/park", post(pages::park))
+        .route("/batches", get(batches::list))
+        .route("/batches/retry", post(batches::retry))
+        .route("/batches/park", post(batches::park))
+        .route("/batches/replay", post(batches::replay))
         .route("/log", get(pages::log))
-        .route("/system", get(pages::system))
+        .route("/system", get(system::show))
+        .route("/users", get(users::list))
+        .route("/users/add", post(users::add))
+        .route("/users/change", post(users::modify))
         .route("/files", get(records::files))
         .route("/files/{id}", get(records::file))
         .route("/files/{id}/errors.xlsx", get(records::file_xlsx))
+        .route("/files/{id}/reveal", post(reveal::reveal))
         .route("/rejections", get(records::rejections))
         .route("/reconcile", get(records::reconcile))
         .route(

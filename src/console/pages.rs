@@ -1,23 +1,15 @@
-//! The pages: 总览 (the status report `/status` and `fepd status` show),
-//! 批次 (`fepd batches list`, retry and park through the same `outbox`
-//! transitions, recorded with the user's name), 交换日志 (`fepd audit
-//! show`, `trace` and `verify`), 系统 (version, uptime, config with
-//! secrets hidden, users).
+//! The pages: 总览 (the status report `/status` and `fepd status` show)
+//! and 交换日志 (`fepd audit show`, `trace` and `verify`).
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use rusqlite::TransactionBehavior;
 
 use super::access::Action;
-use super::html::{page, respond, see_other};
+use super::html::{page, respond};
 use super::session::Who;
 use super::{Console, store_failed};
-use crate::outbox::{self, BatchState};
-use crate::state::batches;
-use crate::state::log::Parking;
 
 pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response {
     let who = match c.allowed(&headers, Action::Overview).await {
@@ -36,10 +28,12 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
             let day = crate::audit::report::report(&conn, today, tz, &names)?;
             let alerts =
                 crate::state::episodes::open(&conn).map_err(crate::state::StoreError::from)?;
-            Ok((c.admin.report()?, hours, since, day, alerts))
+            let pending = crate::state::listing::pending_by_dataset(&conn)
+                .map_err(crate::state::StoreError::from)?;
+            Ok((c.admin.report()?, hours, since, day, alerts, pending))
         })
         .await;
-    let (report, hours, since, day, alerts) = match found {
+    let (report, hours, since, day, alerts, pending) = match found {
         Ok(r) => r,
         Err(e) => return store_failed(Some(&who), &e),
     };
@@ -49,7 +43,9 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         .iter()
         .filter(|d| who.sees(&d.dataset))
         .collect();
+    // With JavaScript, the figures refresh every 30 s in place (htmx).
     let body = html! {
+        div #live hx-get="/" hx-trigger="every 30s" hx-select="#live" hx-swap="outerHTML" {
         p {
             "运行状态："
             @if report.healthy { span.ok { "正常" } } @else { span.bad { "异常" } }
@@ -86,11 +82,12 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
         h2 { "各数据集（累计）" }
         table {
             tr { th { "数据集" } th { "收到" } th { "拒收" } th { "封批" } th { "已送达" }
-                 th { "待发批次" } th { "搁置批次" } th { "最近送达" } th { "收件箱文件" } }
+                 th { "待发批次" } th { "最早待发已等待" } th { "搁置批次" } th { "最近送达" } th { "收件箱文件" } }
             @for d in &datasets {
                 tr {
                     td { (d.dataset) } td { (d.received) } td { (d.rejected) } td { (d.sealed) }
                     td { (d.delivered) } td { (d.backlog_batches) }
+                    td { (oldest(&pending, &d.dataset)) }
                     td { @if d.parked > 0 { span.bad { (d.parked) } } @else { "0" } }
                     td { (d.last_delivery.as_deref().unwrap_or("—")) } td { (d.inbox_files) }
                 }
@@ -106,7 +103,7 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
                     tr { th { "线路" } th { "待发批次" } th { "最早一批已等待" } th { "最近送达" } }
                     @for r in &report.routes {
                         tr { td { (r.route) } td { (r.pending_batches) }
-                             td { (r.oldest_pending_secs) " 秒" }
+                             td { (age(r.oldest_pending_secs)) }
                              td { (r.last_delivery.as_deref().unwrap_or("—")) } }
                     }
                 }
@@ -117,8 +114,30 @@ pub async fn overview(State(c): State<Console>, headers: HeaderMap) -> Response 
                     (s.lag_secs.map(|l| format!("{l} 秒")).unwrap_or_else(|| "—".into())) }
             }
         }
+        p.note { "更新于 " (chrono::Utc::now().with_timezone(&c.cfg().tz()).format("%H:%M:%S")) }
+        }
     };
     respond(StatusCode::OK, page("总览", Some(&who), body))
+}
+
+/// How long the oldest pending batch of `dataset` has waited, or "—".
+fn oldest(pending: &[(String, i64, String)], dataset: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    pending
+        .iter()
+        .find(|(d, _, _)| d == dataset)
+        .and_then(|(_, _, t)| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(|| "—".into(), |t| age((now - t.timestamp()).max(0)))
+}
+
+/// A duration in words: "45 秒", "12 分 3 秒", "5 小时 7 分", "3 天 2 小时".
+pub(super) fn age(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} 秒"),
+        s if s < 3600 => format!("{} 分 {} 秒", s / 60, s % 60),
+        s if s < 86_400 => format!("{} 小时 {} 分", s / 3600, s % 3600 / 60),
+        s => format!("{} 天 {} 小时", s / 86_400, s % 86_400 / 3600),
+    }
 }
 
 /// The 24-hour chart: records sealed and delivered in each hour from
@@ -152,167 +171,6 @@ fn throughput(since: &str, hours: &[(String, i64, i64)]) -> Markup {
         ],
         &[],
     )
-}
-
-#[derive(serde::Deserialize, Default)]
-pub struct BatchFilter {
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    dataset: String,
-}
-
-pub async fn batches(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Query(f): Query<BatchFilter>,
-) -> Response {
-    let who = match c.allowed(&headers, Action::Batches).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let (state, dataset) = (f.state.clone(), f.dataset.clone());
-    let rows = c
-        .blocking(move |c| -> Result<_, crate::state::StoreError> {
-            let conn = c.reader()?;
-            let st = match state.as_str() {
-                "" => None,
-                s => match BatchState::parse(s) {
-                    Some(s) => Some(s),
-                    // A word that names no state matches no batch.
-                    None => return Ok(Vec::new()),
-                },
-            };
-            let ds = Some(dataset.as_str()).filter(|d| !d.is_empty());
-            Ok(batches::list(&conn, st, ds, 200)?)
-        })
-        .await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return store_failed(Some(&who), &e),
-    };
-    let acts = who.role == super::access::Role::Operator;
-    let body = html! {
-        form method="get" action="/batches" {
-            "状态 " input name="state" value=(f.state) placeholder="sealed / parked …";
-            " 数据集 " input name="dataset" value=(f.dataset);
-            " " button { "筛选" }
-        }
-        table {
-            tr { th { "批次" } th { "数据集" } th { "状态" } th { "记录数" } th { "尝试次数" }
-                 th { "封批时间" } th { "最近错误" } @if acts { th { "操作" } } }
-            @for b in &rows {
-                tr {
-                    td { (b.batch_id) } td { (b.dataset) } td { (b.state.as_str()) } td { (b.count) }
-                    td { (b.attempts) } td { (b.sealed_at) }
-                    td { (b.last_error.as_deref().unwrap_or("—")) }
-                    @if acts { td { (actions(&who, &b.batch_id, b.state)) } }
-                }
-            }
-        }
-        @if rows.is_empty() { p.note { "没有符合条件的批次。" } }
-    };
-    respond(StatusCode::OK, page("批次", Some(&who), body))
-}
-
-/// The operator's buttons for a batch in `state`.
-fn actions(who: &Who, id: &str, state: BatchState) -> Markup {
-    html! {
-        @if state == BatchState::Parked {
-            form.inline method="post" action="/batches/retry" {
-                input type="hidden" name="csrf" value=(who.csrf);
-                input type="hidden" name="id" value=(id);
-                button { "重发" }
-            }
-        }
-        @if matches!(state, BatchState::Sealed | BatchState::Exported) {
-            form.inline method="post" action="/batches/park" {
-                input type="hidden" name="csrf" value=(who.csrf);
-                input type="hidden" name="id" value=(id);
-                input name="reason" placeholder="搁置原因" required;
-                button { "搁置" }
-            }
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct BatchForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    reason: String,
-}
-
-pub async fn retry(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Form(f): Form<BatchForm>,
-) -> Response {
-    act(c, headers, f, Action::BatchRetry).await
-}
-
-pub async fn park(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Form(f): Form<BatchForm>,
-) -> Response {
-    act(c, headers, f, Action::BatchPark).await
-}
-
-/// Retry or park one batch: the transitions `fepd batches retry|park`
-/// make, in one transaction with their entry, `by` the user's name.
-async fn act(c: Console, headers: HeaderMap, f: BatchForm, action: Action) -> Response {
-    let who = match c.allowed(&headers, action).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    if let Err(r) = c.csrf(&who, &f.csrf, action).await {
-        return r;
-    }
-    let user = who.user.clone();
-    let done = c
-        .blocking(
-            move |c| -> Result<Option<String>, crate::state::StoreError> {
-                let tz = c.cfg().tz();
-                let mut conn = crate::state::open(&c.cfg().state_db())?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let Some(b) = batches::get(&tx, &f.id)? else {
-                    return Ok(Some(format!("没有批次 {}。", f.id)));
-                };
-                let reason = match f.reason.trim() {
-                    "" => "parked by operator",
-                    r => r,
-                };
-                let moved = match action {
-                    Action::BatchRetry => outbox::retry(&tx, tz, &b, &user)?,
-                    _ => outbox::park(&tx, tz, &b, Parking::Operator { reason, by: &user })?,
-                };
-                if !moved {
-                    return Ok(Some(format!(
-                        "批次 {} 当前状态为 {}，不能执行此操作。",
-                        b.batch_id, b.state
-                    )));
-                }
-                tx.commit()?;
-                Ok(None)
-            },
-        )
-        .await;
-    match done {
-        Ok(None) => see_other("/batches"),
-        Ok(Some(why)) => respond(
-            StatusCode::CONFLICT,
-            page(
-                "批次",
-                Some(&who),
-                html! { p.bad { (why) } p { a href="/batches" { "返回批次" } } },
-            ),
-        ),
-        Err(e) => store_failed(Some(&who), &e),
-    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -483,6 +341,25 @@ fn search(c: &Console, f: LogFilter) -> (Markup, Result<Markup, String>) {
                 }
             },
         };
+        let witness = crate::state::listing::last_witness(&conn).map_err(|e| e.to_string())?;
+        let status = html! {
+            (status)
+            p {
+                "资源库最近确认的见证头："
+                @match &witness {
+                    None => span.note { "尚无（还没有送达的批次，或其报文已按保留期限删除）" },
+                    Some(w) => {
+                        "序号 " (w.seq) "，哈希 " code { (w.hash) }
+                        "（随批次 " (w.batch_id) " 于 " (w.delivered_at) " 送达）"
+                        @match w.matches {
+                            Some(true) => span.ok { "　与本地日志一致" },
+                            Some(false) => span.bad { "　与本地日志不一致！请运行 fepd audit verify --witness" },
+                            None => span.note { "　本地日志中该条已归档删除" },
+                        }
+                    }
+                }
+            }
+        };
         if let Some(key) = opt(&f.key) {
             let steps =
                 trace::trace(&conn, &key, opt(&f.dataset).as_deref()).map_err(|e| e.to_string())?;
@@ -530,47 +407,4 @@ fn search(c: &Console, f: LogFilter) -> (Markup, Result<Markup, String>) {
         })
     })();
     (form, result)
-}
-
-pub async fn system(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let who = match c.allowed(&headers, Action::System).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let found = c
-        .blocking(|c| -> Result<_, crate::state::StoreError> {
-            let conn = c.reader()?;
-            Ok((c.admin.report()?, crate::state::users::list(&conn)?))
-        })
-        .await;
-    let (report, users) = match found {
-        Ok(f) => f,
-        Err(e) => return store_failed(Some(&who), &e),
-    };
-    let cfg = c.cfg();
-    let body = html! {
-        table {
-            tr { th { "版本" } td { (report.daemon.version) } }
-            tr { th { "进程号" } td { (report.daemon.pid.map(|p| p.to_string()).unwrap_or_default()) } }
-            tr { th { "已运行" } td { (report.daemon.uptime_secs.unwrap_or(0)) " 秒" } }
-            tr { th { "状态目录" } td { (cfg.state_dir.display()) } }
-            tr { th { "收件目录" } td { (cfg.spool_dir.display()) } }
-            tr { th { "发送方式" } td { (format!("{:?}", cfg.sink.mode)) } }
-            tr { th { "可用磁盘" } td { (report.disk_free_bytes.map(|b| format!("{} MiB", b >> 20)).unwrap_or_default()) } }
-            tr { th { "数据集" } td { (cfg.datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join("、")) } }
-        }
-        p.note { "密钥与令牌不在此显示（配置中只保存其文件路径或环境变量名）。" }
-        h2 { "控制台用户" }
-        table {
-            tr { th { "用户" } th { "角色" } th { "数据集" } th { "状态" } th { "最近变更" } }
-            @for u in &users {
-                tr { td { (u.name) }
-                     td { (super::access::Role::parse(&u.role).map_or(u.role.as_str(), |r| r.title())) }
-                     td { (u.datasets.join("、")) }
-                     td { @if u.disabled { "已停用" } @else if u.locked_until_ms > crate::state::now_ms() { "已锁定" } @else { "正常" } }
-                     td { (u.changed_at) } }
-            }
-        }
-    };
-    respond(StatusCode::OK, page("系统", Some(&who), body))
 }

@@ -35,7 +35,7 @@ pub struct Filter {
 }
 
 /// `",a,b,"` for data staff, empty (every dataset) for the others.
-fn allowed(who: &Who) -> String {
+pub(super) fn allowed(who: &Who) -> String {
     match who.role {
         super::access::Role::DataStaff => format!(",{},", who.datasets.join(",")),
         _ => String::new(),
@@ -75,13 +75,15 @@ pub async fn files(
         Err(e) => return store_failed(Some(&who), &e),
     };
     let body = html! {
-        form method="get" action="/files" {
+        form method="get" action="/files" hx-get="/files" hx-target="#results"
+            hx-select="#results" hx-swap="outerHTML" hx-push-url="true" {
             "数据集 " input name="dataset" value=(f.dataset);
             " 日期 " input name="day" value=(f.day) placeholder="2026-01-31";
             " 状态 " input name="state" value=(f.state) placeholder="done / rejected";
             " 文件名 " input name="name" value=(f.name);
             " " button { "查询" }
         }
+        div #results {
         table {
             tr { th { "文件" } th { "数据集" } th { "状态" } th { "收到" } th { "拒收" } th { "封批" } th { "领取时间" } th { "完成时间" } }
             @for r in &rows {
@@ -91,6 +93,7 @@ pub async fn files(
             }
         }
         @if rows.is_empty() { p.note { "没有符合条件的文件。" } }
+        }
     };
     respond(StatusCode::OK, page("文件", Some(&who), body))
 }
@@ -145,10 +148,21 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
         @else {
             p { a href=(format!("/files/{}/errors.xlsx", f.id)) { "下载 Excel（errors.xlsx）" } }
             table {
-                tr { th { "位置" } th { "字段" } th { "值" } th { "规则" } th { "说明" } }
+                tr { th { "位置" } th { "字段" } th { "值" } th { "规则" } th { "说明" } @if who.reveal { th { "原值" } } }
                 @for r in &rejections {
                     tr { td { (r.position) } td { (r.title) } td { (r.value.as_deref().unwrap_or("")) }
-                         td { (r.rule) } td { @if r.warning { "（警告）" } (r.message) } }
+                         td { (r.rule) } td { @if r.warning { "（警告）" } (r.message) }
+                         @if who.reveal {
+                             td { @if !r.field.is_empty() && r.value.is_some() {
+                                 form.inline method="post" action=(format!("/files/{}/reveal", f.id)) {
+                                     input type="hidden" name="csrf" value=(who.csrf);
+                                     input type="hidden" name="ordinal" value=(r.ordinal);
+                                     input type="hidden" name="field" value=(r.field);
+                                     button { "显示原值" }
+                                 }
+                             } }
+                         }
+                    }
                 }
             }
         }
@@ -267,13 +281,15 @@ pub async fn rejections(
         enc(&f.rule)
     );
     let body = html! {
-        form method="get" action="/rejections" {
+        form method="get" action="/rejections" hx-get="/rejections" hx-target="#results"
+            hx-select="#results" hx-swap="outerHTML" hx-push-url="true" {
             "数据集 " input name="dataset" value=(f.dataset);
             " 日期 " input name="day" value=(f.day) placeholder="2026-01-31";
             " 文件名 " input name="name" value=(f.name);
             " 规则 " input name="rule" value=(f.rule);
             " " button { "查询" }
         }
+        div #results {
         p { a href=(format!("/rejections?{query}")) { "导出 Excel" } }
         table {
             tr { th { "数据集" } th { "文件" } th { "位置" } th { "记录键" } th { "字段" } th { "值" } th { "规则" } th { "说明" } }
@@ -284,6 +300,7 @@ pub async fn rejections(
             }
         }
         @if rows.is_empty() { p.note { "没有符合条件的拒收记录。" } }
+        }
     };
     respond(StatusCode::OK, page("拒收记录", Some(&who), body))
 }

@@ -30,6 +30,9 @@ pub struct Who {
     /// When the user logged in (the state database's time text): a
     /// password or status changed after it ends the session.
     pub since: String,
+    /// Granted to see personal values in clear: read from the state
+    /// database at every request (`Console::who`), never kept.
+    pub reveal: bool,
 }
 
 impl Who {
@@ -102,6 +105,7 @@ impl Sessions {
             csrf: token(),
             key: key.clone(),
             since,
+            reveal: false,
         };
         let mut map = self.map();
         map.retain(|_, s| !self.over(s, now));
@@ -120,8 +124,10 @@ impl Sessions {
         now - s.used > self.idle || now - s.created > self.absolute
     }
 
-    /// The session the cookie `id` names, marked used now.
-    pub fn find(&self, id: Option<&str>) -> Result<Who, Ended> {
+    /// The session the cookie `id` names, marked used now unless it is a
+    /// page refreshing itself (`touch` false: the overview's automatic
+    /// refresh does not keep an unattended session alive).
+    pub fn find(&self, id: Option<&str>, touch: bool) -> Result<Who, Ended> {
         let Some(id) = id else {
             return Err(Ended::None);
         };
@@ -141,7 +147,9 @@ impl Sessions {
             map.remove(&key);
             return Err(Ended::Idle(user));
         }
-        s.used = now;
+        if touch {
+            s.used = now;
+        }
         Ok(s.who.clone())
     }
 
@@ -199,23 +207,39 @@ mod tests {
     fn a_session_ends_when_idle_and_its_id_is_not_stored() {
         let s = Sessions::new(Duration::from_millis(50), Duration::from_secs(60));
         let id = s.start("张三", Role::Operator, vec![], "T".into());
-        let who = s.find(Some(&id)).unwrap();
+        let who = s.find(Some(&id), true).unwrap();
         assert_eq!(who.user, "张三");
         assert_ne!(who.key, id);
         assert!(!s.map().contains_key(&id));
         std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(s.find(Some(&id)).unwrap_err(), Ended::Idle("张三".into()));
-        assert_eq!(s.find(Some(&id)).unwrap_err(), Ended::None);
+        assert_eq!(
+            s.find(Some(&id), true).unwrap_err(),
+            Ended::Idle("张三".into())
+        );
+        assert_eq!(s.find(Some(&id), true).unwrap_err(), Ended::None);
+    }
+
+    #[test]
+    fn a_page_refreshing_itself_does_not_keep_a_session_alive() {
+        let s = Sessions::new(Duration::from_millis(80), Duration::from_secs(60));
+        let id = s.start("张三", Role::Operator, vec![], "T".into());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(s.find(Some(&id), false).is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            s.find(Some(&id), false).unwrap_err(),
+            Ended::Idle("张三".into())
+        );
     }
 
     #[test]
     fn a_session_ends_at_the_absolute_limit_even_when_used() {
         let s = Sessions::new(Duration::from_secs(60), Duration::from_millis(50));
         let id = s.start("李四", Role::Auditor, vec![], "T".into());
-        assert!(s.find(Some(&id)).is_ok());
+        assert!(s.find(Some(&id), true).is_ok());
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(
-            s.find(Some(&id)).unwrap_err(),
+            s.find(Some(&id), true).unwrap_err(),
             Ended::Expired("李四".into())
         );
     }

@@ -145,3 +145,68 @@ pub fn check_file(
         }),
     })
 }
+
+/// What [`field_at`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldAt {
+    /// The field's value as it arrived, and the record's position.
+    Value { value: String, position: String },
+    /// The record has no such field (it was absent or empty).
+    Absent,
+    /// The file ends, or breaks, before record `ordinal`.
+    NoRecord,
+}
+
+/// The value of `field` in record `ordinal` (1-based, as a file's
+/// rejections number them, parse failures counted) of the file at `path`,
+/// read as [`check_file`] reads it and stopping at that record: what the
+/// console shows once to a user granted the reveal. Nothing is kept.
+pub fn field_at(
+    path: &Path,
+    name: &str,
+    opts: &ReadOptions,
+    schema: &DatasetSchema,
+    ordinal: u64,
+    field: &str,
+) -> std::io::Result<FieldAt> {
+    let (id, fault) = read::identify(path, name, opts)?;
+    if fault.is_some() {
+        return Ok(FieldAt::NoRecord);
+    }
+    let Ok(mut stream) = read::open_records(path, &id, opts, schema) else {
+        return Ok(FieldAt::NoRecord);
+    };
+    let mut n = 0u64;
+    while let Ok(Some(item)) = stream.next_item(schema) {
+        n += 1;
+        if n < ordinal {
+            continue;
+        }
+        let Item::Record(raw) = item else {
+            return Ok(FieldAt::Absent);
+        };
+        let found = raw
+            .fields
+            .iter()
+            .find(|(h, _)| h == field || schema.field_for_header(h) == Some(field));
+        return Ok(match found {
+            Some((_, v)) => FieldAt::Value {
+                value: raw_text(v),
+                position: raw.pos.to_string(),
+            },
+            None => FieldAt::Absent,
+        });
+    }
+    Ok(FieldAt::NoRecord)
+}
+
+/// A value as it arrived, as text.
+fn raw_text(v: &crate::parse::RawValue) -> String {
+    use crate::parse::RawValue as V;
+    match v {
+        V::Text(s) => s.clone(),
+        V::Json(j) => j.to_string(),
+        V::Number(f) => f.to_string(),
+        V::DateTime(d) => d.to_string(),
+    }
+}

@@ -50,6 +50,8 @@ pub struct Health {
     pub auth_failures: Counter,
     /// Alert sends that failed, per channel (`crate::alerts`).
     pub alert_failures: crate::alerts::Failures,
+    /// Each alert channel's last send (the console's 系统 page).
+    pub alert_results: crate::alerts::Results,
 }
 
 impl Default for Health {
@@ -72,6 +74,7 @@ impl Health {
             }),
             auth_failures: Counter::default(),
             alert_failures: Default::default(),
+            alert_results: Default::default(),
         }
     }
 

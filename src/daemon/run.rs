@@ -77,7 +77,11 @@ pub async fn run(
     let spools = prepare_spools(cfg)?;
     let forwarder = prepare_forwarder(&loaded, tz, &health)?;
     let admin = prepare_admin(cfg, &gate, &health, instance)?;
-    let alerts = crate::alerts::Alerts::prepare(&admin.cfg, health.alert_failures.clone())?;
+    let alerts = crate::alerts::Alerts::prepare(
+        &admin.cfg,
+        health.alert_failures.clone(),
+        health.alert_results.clone(),
+    )?;
     let admin_listener = match cfg.admin.listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)

@@ -39,7 +39,7 @@ mod tests;
 
 pub use deliver::{Delivery, RemoteRejected, deliver, record_delivery};
 pub use lifecycle::{Sealing, export, export_again, fail, park, requeue_exported, retry, seal};
-pub use replay::replay;
+pub use replay::{Unreplayable, replay, replay_stored};
 pub use reply::{Reply, apply, split};
 pub use split::{Half, halves};
 

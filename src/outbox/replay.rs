@@ -84,3 +84,32 @@ pub fn replay(
     )?;
     Ok(Some(batch_id))
 }
+
+/// Why a delivered batch's records cannot be sealed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreplayable {
+    /// Retention deleted its stored body (`[retention] batch_bodies`).
+    BodyGone,
+    /// Its stored body is not a batch body.
+    NotABody,
+}
+
+/// [`replay`] of `original` from its stored body, in a transaction of its
+/// own: what `fepd replay` and the console's 补传 do for each batch.
+pub fn replay_stored(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    original: &BatchRow,
+    by: &str,
+    reason: &str,
+) -> rusqlite::Result<Result<String, Unreplayable>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let Some(body) = batches::body(&tx, &original.batch_id)? else {
+        return Ok(Err(Unreplayable::BodyGone));
+    };
+    let Some(id) = replay(&tx, tz, original, &body, by, reason)? else {
+        return Ok(Err(Unreplayable::NotABody));
+    };
+    tx.commit()?;
+    Ok(Ok(id))
+}

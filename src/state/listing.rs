@@ -153,3 +153,83 @@ pub fn hourly(conn: &Connection, since: &str) -> rusqlite::Result<Vec<(String, i
     let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     rows.collect()
 }
+
+/// Per dataset with pending batches (`sealed` or `exported`): how many,
+/// and the `sealed_at` of the oldest — the overview's "oldest pending"
+/// per dataset, beside `figures::pending_routes`' per route.
+pub fn pending_by_dataset(conn: &Connection) -> rusqlite::Result<Vec<(String, i64, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT dataset, COUNT(*), MIN(sealed_at) FROM batch
+         WHERE state IN ('sealed', 'exported') GROUP BY dataset ORDER BY dataset",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+/// The library's last acknowledged witness head (docs/protocol.md §3
+/// `auditHead`): the head carried by the delivered batch sealed last
+/// (heads only grow in seal order), with its id and delivery time, and
+/// whether the local log still holds that hash at that seq (`None`: the
+/// entry was pruned by `fepd audit export --prune`). `None` before any
+/// delivery, or when retention deleted that batch's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    pub batch_id: String,
+    pub delivered_at: String,
+    pub seq: i64,
+    pub hash: String,
+    pub matches: Option<bool>,
+}
+
+pub fn last_witness(conn: &Connection) -> rusqlite::Result<Option<Witnessed>> {
+    let found: Option<(String, String, Vec<u8>)> = conn
+        .query_row(
+            "SELECT b.batch_id, b.delivered_at, bb.body FROM batch b
+             JOIN batch_body bb ON bb.seq = b.seq
+             WHERE b.state = 'delivered' AND b.delivered_at IS NOT NULL
+             ORDER BY b.seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some(mut w) = found.and_then(|(batch_id, delivered_at, body)| {
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let head = v.get("auditHead")?;
+        Some(Witnessed {
+            batch_id,
+            delivered_at,
+            seq: head.get("seq")?.as_i64()?,
+            hash: head.get("hash")?.as_str()?.to_string(),
+            matches: None,
+        })
+    }) else {
+        return Ok(None);
+    };
+    let local: Option<String> = conn
+        .query_row(
+            "SELECT hash FROM exchange_log WHERE seq = ?1",
+            [w.seq],
+            |r| r.get(0),
+        )
+        .optional()?;
+    w.matches = local.map(|h| h == w.hash);
+    Ok(Some(w))
+}
+
+/// The last `retention_pass` entry: its time and its counts (what it
+/// deleted), or `None` before the first pass.
+pub fn last_retention(conn: &Connection) -> rusqlite::Result<Option<(String, serde_json::Value)>> {
+    conn.query_row(
+        "SELECT time, counts FROM exchange_log WHERE event = 'retention_pass'
+         ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| {
+            let counts: Option<String> = r.get(1)?;
+            let counts = counts
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .unwrap_or_default();
+            Ok((r.get(0)?, counts))
+        },
+    )
+    .optional()
+}

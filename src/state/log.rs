@@ -93,6 +93,8 @@ pub enum Event {
     ConsoleUpload,
     /// `fepd users` added a console user or changed one.
     UserChanged,
+    /// The console showed a rejected value in clear to a user granted it.
+    ConsoleReveal,
 }
 
 impl Event {
@@ -135,6 +137,7 @@ impl Event {
             Event::ConsoleRefused => "console_refused",
             Event::ConsoleUpload => "console_upload",
             Event::UserChanged => "user_changed",
+            Event::ConsoleReveal => "console_reveal",
         }
     }
 }

@@ -128,7 +128,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -373,10 +373,15 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
     if (1..5).contains(&found) {
         records::history_into_record_state(&tx)?;
     }
+    if found == 5 {
+        // v5 → v6: a console user's grant to see personal values (`users`).
+        tx.execute_batch(users::V6)?;
+    }
     if found < SCHEMA_VERSION {
         // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
         // the console's users (`users`), beside each key's history moved
-        // into `record_state` above.
+        // into `record_state` above; the users' table is made with v6's
+        // `reveal` column when it did not exist.
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(watermark::SCHEMA)?;
         tx.execute_batch(users::SCHEMA)?;
@@ -591,26 +596,6 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         assert_eq!(files::begin_attempt(&c, "ds", "w", "p", 0, "t").unwrap(), 0);
-    }
-
-    /// A v4 database (before the console) opens as current with the
-    /// users' table, its rows kept.
-    #[test]
-    fn a_v4_database_gains_the_users_table() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("fepd.db");
-        {
-            let c = open(&path).unwrap();
-            c.execute_batch("DROP TABLE console_user; PRAGMA user_version = 4;")
-                .unwrap();
-            assert!(files::attempt_of(&c, "none").unwrap().is_none());
-        }
-        let c = open(&path).unwrap();
-        let v: i64 = c
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, SCHEMA_VERSION);
-        assert!(users::list(&c).unwrap().is_empty());
     }
 
     fn auto_vacuum(c: &Connection) -> i64 {

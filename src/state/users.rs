@@ -1,7 +1,8 @@
 //! The console's named users (README "Web console"; schema v5): one row
 //! per person, with a role, the datasets a data-staff member may see, an
 //! argon2id hash of the password (the PHC string; never the password),
-//! and the lock-out counters. `fepd users` writes the rows; the console
+//! the lock-out counters, and whether the user may see personal values in
+//! clear (`reveal`, schema v6; README "Web console"). `fepd users` writes the rows; the console
 //! reads them and counts failed logins.
 //!
 //! Sessions are not here: the console keeps them in memory, so a restart
@@ -21,9 +22,13 @@ CREATE TABLE IF NOT EXISTS console_user (
     failures    INTEGER NOT NULL DEFAULT 0,  -- failed logins in a row
     locked_until_ms INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL,
-    changed_at  TEXT NOT NULL             -- last change of password or status
+    changed_at  TEXT NOT NULL,            -- last change of password or status
+    reveal      INTEGER NOT NULL DEFAULT 0  -- may see a rejected value in clear (each reveal logged)
 );
 "#;
+
+/// Schema v5 → v6: the `reveal` grant.
+pub const V6: &str = "ALTER TABLE console_user ADD COLUMN reveal INTEGER NOT NULL DEFAULT 0;";
 
 /// A user as stored (the hash included; callers never show it).
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +43,9 @@ pub struct User {
     pub locked_until_ms: i64,
     pub created_at: String,
     pub changed_at: String,
+    /// Granted to see a rejected record's value in clear, once per
+    /// request, each reveal an exchange-log entry.
+    pub reveal: bool,
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
@@ -56,11 +64,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         locked_until_ms: r.get(6)?,
         created_at: r.get(7)?,
         changed_at: r.get(8)?,
+        reveal: r.get::<_, i64>(9)? != 0,
     })
 }
 
-const COLS: &str =
-    "name, role, datasets, hash, disabled, failures, locked_until_ms, created_at, changed_at";
+const COLS: &str = "name, role, datasets, hash, disabled, failures, locked_until_ms, created_at, changed_at, reveal";
 
 /// One user by name.
 pub fn get(conn: &Connection, name: &str) -> rusqlite::Result<Option<User>> {
@@ -118,6 +126,16 @@ pub fn set_disabled(
         "UPDATE console_user SET disabled = ?2, failures = 0, locked_until_ms = 0, changed_at = ?3
          WHERE name = ?1",
         params![name, disabled, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Grants (or withdraws) the reveal of personal values; `false` when
+/// there is no such user. Read at each reveal, so it takes effect at once.
+pub fn set_reveal(conn: &Connection, name: &str, reveal: bool) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE console_user SET reveal = ?2 WHERE name = ?1",
+        params![name, reveal],
     )?;
     Ok(n == 1)
 }
@@ -181,5 +199,57 @@ mod tests {
         assert!(!fail(&c, "nobody", 1, 99).unwrap());
         assert!(set_disabled(&c, "王五", true, "T3").unwrap());
         assert!(list(&c).unwrap()[0].disabled);
+        assert!(!get(&c, "王五").unwrap().unwrap().reveal);
+        assert!(set_reveal(&c, "王五", true).unwrap());
+        assert!(get(&c, "王五").unwrap().unwrap().reveal);
+        assert!(!set_reveal(&c, "nobody", true).unwrap());
+    }
+
+    /// A v4 database (before the console) opens as current with the
+    /// users' table, its rows kept.
+    #[test]
+    fn a_v4_database_gains_the_users_table() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch("DROP TABLE console_user; PRAGMA user_version = 4;")
+                .unwrap();
+            assert!(
+                crate::state::files::attempt_of(&c, "none")
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let c = crate::state::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::state::SCHEMA_VERSION);
+        assert!(list(&c).unwrap().is_empty());
+    }
+
+    /// A v5 database (users without the reveal grant) opens as current,
+    /// its users kept and granted nothing.
+    #[test]
+    fn a_v5_database_gains_the_reveal_grant_ungranted() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("fepd.db");
+        {
+            let c = crate::state::open(&path).unwrap();
+            c.execute_batch(
+                "ALTER TABLE console_user DROP COLUMN reveal; PRAGMA user_version = 5;
+                 INSERT INTO console_user (name, role, hash, created_at, changed_at)
+                 VALUES ('甲', 'auditor', '$argon2id$x', 'T', 'T');",
+            )
+            .unwrap();
+        }
+        let c = crate::state::open(&path).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::state::SCHEMA_VERSION);
+        let u = get(&c, "甲").unwrap().unwrap();
+        assert_eq!((u.role.as_str(), u.reveal), ("auditor", false));
     }
 }

@@ -128,6 +128,8 @@ fn the_console_in_a_browser() {
         login(&b, &base, "管理员", PASSWORD);
         b.goto(&format!("{base}/system"));
         shot(&b, "12-system");
+        b.goto(&format!("{base}/users"));
+        shot(&b, "14-users");
     }
 
     // Three wrong passwords lock an account.
@@ -140,4 +142,98 @@ fn the_console_in_a_browser() {
     shot(&b, "13-locked-out");
     let page = login(&b, &base, "审计员", PASSWORD);
     assert!(page.contains("已被锁定"), "{page}");
+}
+
+/// Polls `cond` every 100 ms for up to 20 s.
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    crate::harness::wait_for(what, Duration::from_secs(20), &mut cond);
+}
+
+#[test]
+fn with_javascript_lists_filter_in_place_actions_ask_first_and_xlsx_downloads() {
+    let (env, addr) = console_env("");
+    let base = format!("http://{addr}");
+    let _d = env.start_ready();
+    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    let good = data::id_card(4);
+    let last = if good.ends_with('0') { '1' } else { '0' };
+    let bad_id = format!("{}{last}", &good[..17]);
+    for (f, v) in recs[1].iter_mut() {
+        if *f == "applyer_page_code" {
+            *v = bad_id.clone();
+        }
+    }
+    env.drop_file(
+        "case_accept",
+        "mixed.csv",
+        &data::csv(&recs, true, Enc::Utf8),
+    );
+    env.drop_file(
+        "case_accept",
+        "other.jsonl",
+        &data::jsonl(&recs[..1], Enc::Utf8),
+    );
+    env.wait("both files finished", Duration::from_secs(20), || {
+        env.events("file_rejected") + env.events("file_done") >= 2
+    });
+
+    let b = Browser::start();
+    login(&b, &base, "审计员", PASSWORD);
+    // htmx came from the binary, past the page's content security policy.
+    b.goto(&format!("{base}/files"));
+    assert_eq!(b.script("return typeof htmx", json!([])), json!("object"));
+    let before = b.script(
+        "return document.body === window.__kept || (window.__kept = document.body, 'kept')",
+        json!([]),
+    );
+    assert_eq!(before, json!("kept"));
+    // The filter replaces the list in place and the address follows it.
+    b.type_into("input[name=name]", "mixed");
+    b.click("form[action='/files'] button");
+    until("the list filtered in place", || {
+        let t = b.text();
+        t.contains("mixed.csv") && !t.contains("other.jsonl")
+    });
+    assert_eq!(
+        b.script("return document.body === window.__kept", json!([])),
+        json!(true),
+        "the page was not reloaded"
+    );
+    let url = b.script("return location.search", json!([]));
+    assert!(url.as_str().unwrap().contains("name=mixed"), "{url}");
+
+    // The report downloads as xlsx, read back, the value masked.
+    b.click("a[href^='/files/']");
+    until("the file page", || b.text().contains("下载 Excel"));
+    b.click("a[href$='errors.xlsx']");
+    let saved = b.downloads.path().join("errors.xlsx");
+    until("errors.xlsx downloaded", || saved.exists());
+    let rows = crate::console_records::read_xlsx(&std::fs::read(&saved).unwrap());
+    let flat = rows.concat().join("|");
+    assert!(
+        flat.contains("GB 11643") && !flat.contains(&bad_id),
+        "{flat}"
+    );
+
+    // An action asks first: cancelled, nothing changes; confirmed, done.
+    login(&b, &base, "管理员", PASSWORD);
+    b.goto(&format!("{base}/users"));
+    let disable = "form.confirm:has(input[value='专员']) button[value=disable]";
+    b.click(disable);
+    until("the question", || b.dialog().is_some());
+    assert_eq!(b.dialog().unwrap(), "确定变更该用户吗？");
+    b.answer_dialog(false);
+    assert!(
+        env.log_entries(&["--event", "user_changed", "--since", "2000-01-01"])
+            .iter()
+            .all(|e| e["details"]["change"] != "disabled")
+    );
+    b.click(disable);
+    until("the question again", || b.dialog().is_some());
+    b.answer_dialog(true);
+    until("the user disabled", || {
+        env.log_entries(&["--event", "user_changed"])
+            .iter()
+            .any(|e| e["details"]["user"] == "专员" && e["details"]["change"] == "disabled")
+    });
 }

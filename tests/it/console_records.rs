@@ -9,7 +9,7 @@ use crate::console::{Browser, PASSWORD, console_env};
 use crate::data::{self, Enc};
 
 /// The sheet's cells, row by row, as text.
-fn read_xlsx(bytes: &[u8]) -> Vec<Vec<String>> {
+pub(crate) fn read_xlsx(bytes: &[u8]) -> Vec<Vec<String>> {
     use calamine::{Reader, Xlsx};
     let mut book: Xlsx<_> =
         calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.to_vec())).unwrap();

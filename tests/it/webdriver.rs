@@ -18,6 +18,8 @@ pub struct Browser {
     client: Client,
     base: String,
     _profile: tempfile::TempDir,
+    /// Where the browser saves downloads (without asking).
+    pub downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -44,6 +46,7 @@ impl Browser {
             client,
             base: format!("http://127.0.0.1:{port}"),
             _profile: profile,
+            downloads: tempfile::tempdir().unwrap(),
         };
         let started = Instant::now();
         while b
@@ -67,6 +70,10 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1280,900",
                          format!("--user-data-dir={}", b._profile.path().display())],
+                "prefs": {
+                    "download.default_directory": b.downloads.path().display().to_string(),
+                    "download.prompt_for_download": false,
+                },
             },
         }}});
         let v = b.call("POST", "/session", caps);
@@ -195,6 +202,35 @@ impl Browser {
             json!({"script": script, "args": args}),
         );
         self.wait_new_page(&old);
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    pub fn script(&self, script: &str, args: Value) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": args}),
+        )
+    }
+
+    /// Clicks the element `css` and returns at once (an in-place update,
+    /// a download, a dialog).
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.call("POST", &format!("/element/{id}/click"), json!({}));
+    }
+
+    /// The text of the dialog open now (`window.confirm`), if any.
+    pub fn dialog(&self) -> Option<String> {
+        self.try_call("GET", "/alert/text", json!({}))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    /// Answers the open dialog: OK (`accept`) or Cancel.
+    pub fn answer_dialog(&self, accept: bool) {
+        let what = if accept { "accept" } else { "dismiss" };
+        self.call("POST", &format!("/alert/{what}"), json!({}));
     }
 
     /// Forgets every cookie (a fresh visitor).

@@ -462,6 +462,19 @@ impl<'a> LogEntry<'a> {
                 None,
                 Some(json!({"user": user, "change": change, "role": role, "by": by})),
             ),
+            E::ConsoleReveal {
+                user,
+                dataset,
+                file,
+                record,
+                field,
+            } => Columns::of(
+                Some(dataset),
+                Some(file),
+                None,
+                None,
+                Some(json!({"user": user, "record": record, "field": field})),
+            ),
         }
     }
 }

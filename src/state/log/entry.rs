@@ -238,13 +238,24 @@ pub enum LogEntry<'a> {
         rejected: u64,
         enqueued: bool,
     },
-    /// `fepd users` changed a console user (`user_changed`): `change` is
-    /// `added`, `password`, `disabled` or `enabled`.
+    /// `fepd users` or the console's 用户 page changed a console user
+    /// (`user_changed`): `change` is `added`, `password`, `disabled`,
+    /// `enabled`, `reveal_granted` or `reveal_revoked`.
     UserChanged {
         user: &'a str,
         change: &'a str,
         role: &'a str,
         by: &'a str,
+    },
+    /// A user granted the reveal saw one rejected record's field in clear
+    /// in the console (`console_reveal`): the file, the record's number in
+    /// it and the field's name — never the value.
+    ConsoleReveal {
+        user: &'a str,
+        dataset: &'a str,
+        file: &'a str,
+        record: i64,
+        field: &'a str,
     },
 }
 
@@ -395,6 +406,7 @@ impl<'a> LogEntry<'a> {
             E::ConsoleRefused { .. } => Event::ConsoleRefused,
             E::ConsoleUpload { .. } => Event::ConsoleUpload,
             E::UserChanged { .. } => Event::UserChanged,
+            E::ConsoleReveal { .. } => Event::ConsoleReveal,
         }
     }
 }

@@ -474,6 +474,16 @@ fn every_variant_writes_the_text_it_always_wrote() {
             },
             r#"{"details":{"by":"root","change":"added","role":"data_staff","user":"王五"},"event":"user_changed","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::ConsoleReveal {
+                user: "审计员",
+                dataset: "ds",
+                file: "a.csv",
+                record: 2,
+                field: "applyer_page_code",
+            },
+            r#"{"dataset":"ds","details":{"field":"applyer_page_code","record":2,"user":"审计员"},"event":"console_reveal","file":"a.csv","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -481,5 +491,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 37, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 38, "every event has a case: {events:?}");
 }
