@@ -76,6 +76,11 @@ pub async fn run(
     let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
     let spools = prepare_spools(cfg)?;
     let forwarder = prepare_forwarder(&loaded, tz, &health)?;
+    // Cluster mode (docs/cluster.md): its connection and state connections.
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(crate::cluster::Prepared::new(c, &db_path).await?),
+        None => None,
+    };
     let admin = prepare_admin(cfg, &gate, &health, instance)?;
     let alerts = crate::alerts::Alerts::prepare(&admin.cfg, health.alert_failures.clone())?;
     let admin_listener = match cfg.admin.listen {
@@ -188,6 +193,23 @@ pub async fn run(
             routes: canary_routes(&loaded),
         });
     match forwarder {
+        Some(fwd) if cluster.is_some() => {
+            let routes = canary_routes(&loaded).into_iter().map(|r| r.0).collect();
+            let tasks = cluster.expect("matched").start(
+                tz,
+                fwd,
+                routes,
+                push_wake.clone(),
+                running.cancel.clone(),
+                running.abandon.clone(),
+            );
+            let alive = health.part("cluster");
+            running.push_task = Some(tokio::spawn(async move {
+                let _alive = alive;
+                Ok(tasks.await?)
+            }));
+            drop(fwd_rx);
+        }
         None => {
             running.outbox = Some(super::pull::start(
                 &loaded,
@@ -269,7 +291,7 @@ pub async fn run(
         rescan: Duration::from_secs(cfg.intake.rescan_secs),
     };
     let stop = intake_loop::serve(intake, &workers, shutdown).await;
-    drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
+    super::drain::drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
     Ok(stop)
 }
 
@@ -431,17 +453,19 @@ fn recover(
 }
 
 /// What runs, for the drain to stop.
-struct Running {
+pub(super) struct Running {
     /// The one stop: tasks await it, threads (workers, retention, the pull
     /// forwarder) ask `is_cancelled`.
-    cancel: CancellationToken,
-    abandon: CancellationToken,
+    pub(super) cancel: CancellationToken,
+    pub(super) abandon: CancellationToken,
     /// Workers and retention.
-    threads: Vec<JoinHandle<()>>,
-    outbox: Option<JoinHandle<()>>,
-    push_task: Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
-    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    console_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub(super) threads: Vec<JoinHandle<()>>,
+    pub(super) outbox: Option<JoinHandle<()>>,
+    /// The push forwarder, or in cluster mode the hand-off and delivery.
+    pub(super) push_task:
+        Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
+    pub(super) admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub(super) console_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
@@ -544,81 +568,4 @@ fn start_workers(
         tracing::info!(files, "resuming files left in work/ by the previous run");
     }
     Ok(workers)
-}
-
-/// Drain: stop intake, let every file commit its current chunk and every
-/// in-flight request be answered, within the grace period.
-async fn drain(
-    cfg: &Config,
-    tz: chrono::FixedOffset,
-    health: &Health,
-    stop: &Stop,
-    workers: Workers,
-    mut scheduler: Option<tokio_cron_scheduler::JobScheduler>,
-    running: Running,
-) -> Result<(), StoreError> {
-    let grace = Duration::from_secs(cfg.shutdown.grace_secs);
-    let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "draining: committing current chunks, waiting for in-flight requests"
-    );
-    let _ = sd_notify::notify(&[match stop {
-        Stop::Terminate => sd_notify::NotifyState::Stopping,
-        Stop::Reload(_) => sd_notify::NotifyState::Reloading,
-    }]);
-    health.set_stopping();
-    running.cancel.cancel();
-    if let Some(s) = scheduler.as_mut() {
-        let _ = s.shutdown().await;
-    }
-    drop(workers);
-    if let Some(t) = running.admin_task {
-        let _ = t.await;
-    }
-    if let Some(t) = running.console_task {
-        let _ = t.await;
-    }
-    if let Some(mut t) = running.push_task {
-        let ended = match tokio::time::timeout_at(deadline, &mut t).await {
-            Ok(r) => Some(r),
-            Err(_) => {
-                running.abandon.cancel();
-                // Abandoning only records the attempt: a moment suffices.
-                tokio::time::timeout(Duration::from_secs(5), t).await.ok()
-            }
-        };
-        match ended {
-            Some(Ok(Err(e))) => {
-                tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error")
-            }
-            Some(Err(e)) => tracing::error!(error = %e, "push forwarder panicked"),
-            Some(Ok(Ok(()))) => {}
-            None => tracing::warn!("push forwarder did not stop; exiting without it"),
-        }
-    }
-    let (threads, outbox) = (running.threads, running.outbox);
-    let joined = tokio::task::spawn_blocking(move || {
-        for h in threads {
-            let _ = h.join();
-        }
-        if let Some(h) = outbox {
-            let _ = h.join();
-        }
-    });
-    if tokio::time::timeout_at(deadline, joined).await.is_err() {
-        // A chunk still in progress is rolled back by the exit; its file
-        // stays in work/ and resumes from its last checkpoint.
-        tracing::warn!(
-            "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
-        );
-    }
-    if matches!(stop, Stop::Terminate) {
-        let mut conn = crate::state::open(&cfg.state_db())?;
-        log::append_alone(&mut conn, tz, LogEntry::DaemonStopped)?;
-        tracing::info!("fepd stopped");
-    } else {
-        tracing::info!("drained; starting again with the new config");
-    }
-    Ok(())
 }

@@ -111,6 +111,35 @@ pub fn export(tx: &Connection, tz: FixedOffset, b: &BatchRow) -> rusqlite::Resul
     Ok(true)
 }
 
+/// `sealed` → `handed_off` (cluster mode, docs/cluster.md): the batch's
+/// body is in the cluster's replicated stream at `stream_seq`, as its
+/// servers acknowledged; any node delivers it from there. False, writing
+/// nothing, from any other state.
+pub fn hand_off(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    node: &str,
+    stream_seq: u64,
+) -> rusqlite::Result<bool> {
+    if !batches::move_state(tx, &b.batch_id, BatchState::Sealed, BatchState::HandedOff)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        LogEntry::BatchHandedOff {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            records: b.count,
+            route: &b.route,
+            node,
+            stream_seq,
+        },
+    )?;
+    Ok(true)
+}
+
 /// Pending (`sealed` or `exported`) → `parked` (dead letter); `why` (the
 /// library's answer or code, or the operator) is the stored reason and goes
 /// in the exchange-log entry. False, writing nothing, when the batch was no

@@ -409,3 +409,13 @@ pub fn refusals_of_file(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec
     })?
     .collect()
 }
+
+/// The oldest `limit` pending (`sealed`) batches of every route, in seal
+/// order (cluster mode's hand-off, docs/cluster.md).
+pub fn sealed_in_order(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM batch WHERE state = 'sealed' ORDER BY sort_key LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], row)?;
+    rows.collect()
+}

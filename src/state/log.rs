@@ -27,7 +27,8 @@ mod entry;
 mod verify;
 pub use columns::Columns;
 pub use entry::{
-    AlertEpisode, Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict,
+    AlertEpisode, Archived, Changed, ClusterPush, ConfigSummary, LogEntry, Parking, Retained,
+    Verdict,
 };
 pub use verify::{Break, Chain, ENTRY_COLS, StoredEntry, checkpoints, verify};
 
@@ -93,6 +94,11 @@ pub enum Event {
     ConsoleUpload,
     /// `fepd users` added a console user or changed one.
     UserChanged,
+    /// Cluster mode (docs/cluster.md): a sealed batch was stored in the
+    /// cluster's replicated stream.
+    BatchHandedOff,
+    /// Cluster mode: a node pushed a batch from the cluster's stream.
+    ClusterPushed,
 }
 
 impl Event {
@@ -135,6 +141,8 @@ impl Event {
             Event::ConsoleRefused => "console_refused",
             Event::ConsoleUpload => "console_upload",
             Event::UserChanged => "user_changed",
+            Event::BatchHandedOff => "batch_handed_off",
+            Event::ClusterPushed => "cluster_pushed",
         }
     }
 }
