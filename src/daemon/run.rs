@@ -498,13 +498,20 @@ pub(crate) fn dataset_ctx(
         schema: loaded.schema(&d.name).expect("load checked every schema"),
         sender: cfg.sender.clone(),
         tz,
-        batch: cfg.batch,
+        batch: match cfg.cluster {
+            Some(_) => crate::config::BatchLimits {
+                max_age_ms: u64::MAX,
+                ..cfg.batch
+            },
+            None => cfg.batch,
+        },
         chunk_records: cfg.intake.chunk_records.max(1),
         read: super::read::ReadOptions::of(cfg, Some(&d.name)),
         paths,
         on_sealed,
         stopping,
         gate,
+        deterministic_ids: cfg.cluster.is_some(),
     }
 }
 

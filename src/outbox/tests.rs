@@ -57,6 +57,7 @@ impl Db {
                     schema_version: "1",
                     route: "case/accept",
                     file_id: None,
+                    batch_id: None,
                 },
                 &recs,
             )
