@@ -23,6 +23,7 @@
 
 pub mod deliver;
 pub mod handoff;
+pub mod lease;
 
 use std::time::Duration;
 
@@ -162,6 +163,14 @@ impl Nats {
     }
 }
 
+/// A spool shared by several nodes (`lease`): the files this node holds,
+/// each dataset's `work/` folder, and each dataset's worker.
+pub struct SharedSpool {
+    pub held: lease::Held,
+    pub work: Vec<(String, std::path::PathBuf)>,
+    pub workers: std::collections::HashMap<String, std::sync::mpsc::Sender<String>>,
+}
+
 /// Cluster mode made ready by the service loop before any task starts
 /// (ARCHITECTURE.md, "A reload never stops the service"): the connection
 /// and the tasks' own connections to the state database.
@@ -186,8 +195,8 @@ impl Prepared {
     pub fn start(
         self,
         tz: chrono::FixedOffset,
-        forwarder: std::sync::Arc<crate::forward::push::Forwarder>,
-        routes: Vec<String>,
+        (forwarder, routes): (std::sync::Arc<crate::forward::push::Forwarder>, Vec<String>),
+        spool: SharedSpool,
         wake: std::sync::Arc<tokio::sync::Notify>,
         cancel: tokio_util::sync::CancellationToken,
         abandon: tokio_util::sync::CancellationToken,
@@ -199,6 +208,12 @@ impl Prepared {
             db: Arc::new(Mutex::new(self.handoff_db)),
             tz,
         };
+        let leases = lease::Leases {
+            nats: self.nats.clone(),
+            held: spool.held,
+            work: spool.work,
+            workers: spool.workers,
+        };
         let delivery = Arc::new(deliver::Delivery {
             nats: self.nats,
             forwarder,
@@ -206,9 +221,10 @@ impl Prepared {
             tz,
         });
         let h = tokio::spawn(handoff.run(wake, cancel.clone()));
+        let l = tokio::spawn(leases.run(cancel.clone()));
         let d = tokio::spawn(delivery.run(routes, cancel, abandon));
         tokio::spawn(async move {
-            let _ = tokio::join!(h, d);
+            let _ = tokio::join!(h, l, d);
         })
     }
 }

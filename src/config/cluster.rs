@@ -27,6 +27,11 @@ pub struct Cluster {
     /// acknowledgement, a fetch) before it is counted as failed.
     #[serde(default = "defaults::request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// Shared spool (docs/cluster.md "Shared spool"): a claimed file's
+    /// lease lasts this long unrenewed; another node takes over a file in
+    /// `work/` it has seen without a lease for as long.
+    #[serde(default = "defaults::lease_secs")]
+    pub lease_secs: u64,
 }
 
 mod defaults {
@@ -38,6 +43,9 @@ mod defaults {
     }
     pub fn request_timeout_secs() -> u64 {
         5
+    }
+    pub fn lease_secs() -> u64 {
+        30
     }
 }
 
@@ -75,6 +83,11 @@ impl Cluster {
         }
         if self.ack_wait_secs == 0 || self.request_timeout_secs == 0 {
             out.push("cluster: ack_wait_secs and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.lease_secs < 3 {
+            out.push(
+                "cluster.lease_secs: must be ≥ 3 (a lease is renewed every third of it)".into(),
+            );
         }
         if !push {
             out.push("cluster: cluster mode delivers by push (sink.mode = \"http\" with [sink.http]) / 集群模式须使用推送方式 (sink.mode = \"http\")".into());

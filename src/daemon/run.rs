@@ -122,7 +122,7 @@ pub async fn run(
     record_start(conn, cfg, tz, start)?;
     // A changed sink mode: exported batches are taken back for pushing.
     crate::forward::switch::on_start(&db_path, cfg, tz)?;
-    let recovered = recover(&db_path, &spools)?;
+    let recovered = recover(&db_path, &spools, cfg.cluster.is_some())?;
 
     // From here on, threads and tasks run.
     let mut running = Running::new();
@@ -195,10 +195,18 @@ pub async fn run(
     match forwarder {
         Some(fwd) if cluster.is_some() => {
             let routes = canary_routes(&loaded).into_iter().map(|r| r.0).collect();
+            let (held, senders) = workers.shared().expect("cluster mode holds files");
+            let work = (cfg.datasets.iter())
+                .map(|d| (d.name.clone(), Spool::new(&cfg.spool_dir, &d.name).work))
+                .collect();
             let tasks = cluster.expect("matched").start(
                 tz,
-                fwd,
-                routes,
+                (fwd, routes),
+                crate::cluster::SharedSpool {
+                    held,
+                    work,
+                    workers: senders,
+                },
                 push_wake.clone(),
                 running.cancel.clone(),
                 running.abandon.clone(),
@@ -438,14 +446,20 @@ struct Recovered {
     died_on: Vec<String>,
 }
 
+/// In cluster mode (`shared`) none: a shared `work/` holds other nodes'
+/// files too, taken only under `cluster::lease`'s rule.
 fn recover(
     db_path: &std::path::Path,
     spools: &[(DatasetConfig, Spool)],
+    shared: bool,
 ) -> Result<Vec<Recovered>, StoreError> {
     let conn = crate::state::open(db_path)?;
     let mut out = Vec::new();
     for (_, paths) in spools {
-        let leftovers = intake::scan::leftovers(&paths.work);
+        let leftovers = match shared {
+            true => Vec::new(),
+            false => intake::scan::leftovers(&paths.work),
+        };
         let died_on = super::job::died_on(&conn, &leftovers)?;
         out.push(Recovered { leftovers, died_on });
     }
@@ -530,7 +544,8 @@ fn start_workers(
     running: &mut Running,
 ) -> Result<Workers, DaemonError> {
     let cfg = &loaded.cfg;
-    let mut workers = Workers::new();
+    let held = cfg.cluster.as_ref().map(|_| Default::default());
+    let mut workers = Workers::new(held);
     let mut files = 0usize;
     for ((d, paths), Recovered { leftovers, died_on }) in spools.into_iter().zip(recovered) {
         files += leftovers.len();
