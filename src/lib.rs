@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod audit;
 pub mod canon;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod daemon;

@@ -15,7 +15,8 @@ use crate::state::log::Parking;
 pub enum Command {
     /// List batches, oldest first.
     List {
-        /// Only batches in this state (sealed, exported, delivered, parked, split).
+        /// Only batches in this state (sealed, exported, delivered, parked, split,
+        /// handed_off).
         #[arg(long)]
         state: Option<String>,
         #[arg(long)]

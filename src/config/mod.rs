@@ -9,7 +9,7 @@
 //! (`problems`) lists every problem at once, for `fepd check-config`.
 //!
 //! Codemap: `sections` (the `[…]` tables and their defaults), `dataset`
-//! (`[[dataset]]`), `alerts` (`[alerts]`, `credential_expires`), `values`, `window`, `retention`, `spool`, `lookup`
+//! (`[[dataset]]`), `cluster` (`[cluster]`), `alerts` (`[alerts]`, `credential_expires`), `values`, `window`, `retention`, `spool`, `lookup`
 //! (where the config file is found), `secret` (the one reader of secret
 //! files and their rule).
 
@@ -19,6 +19,7 @@ use chrono::FixedOffset;
 use serde::Deserialize;
 
 mod alerts;
+mod cluster;
 mod dataset;
 mod load;
 mod lookup;
@@ -30,6 +31,7 @@ mod spool;
 mod values;
 mod window;
 pub use alerts::{Alerts, Expiry, Period, Smtp, SmtpTls, Syslog, Webhook, WebhookFormat};
+pub use cluster::{Cluster, node_name_ok};
 pub use dataset::{DatasetConfig, Scale, SqlEngine, SqlSource};
 pub use load::{Loaded, Problem, Problems, load};
 pub use lookup::{ConfigSource, LOCAL_CONFIG, SYSTEM_CONFIG, locate};
@@ -90,6 +92,9 @@ pub struct Config {
     /// Data staff's access to the spool (`[spool] group`).
     #[serde(default)]
     pub spool: SpoolAccess,
+    /// Cluster mode (`[cluster]`, docs/cluster.md); `None`: one host.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
     /// Folder of the config file; relative paths were resolved against it.

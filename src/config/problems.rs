@@ -123,6 +123,9 @@ impl Config {
             (SinkMode::Http, Some(h)) => out.extend(h.problems()),
             _ => {}
         }
+        if let Some(c) = &self.cluster {
+            out.extend(c.problems(self.sink.mode == SinkMode::Http));
+        }
         out
     }
 }

@@ -39,6 +39,10 @@ pub enum DaemonError {
     /// The push forwarder could not be prepared (credentials, client).
     #[error("preparing the push forwarder: {0}")]
     Push(#[from] crate::forward::push::PushError),
+    /// Cluster mode could not be prepared (a malformed server address, the
+    /// state database's connections for its tasks).
+    #[error("preparing cluster mode: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Exported batches could not be taken back after a switch of the sink
     /// mode.
     #[error("preparing the outbox: {0}")]

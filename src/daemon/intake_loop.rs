@@ -20,7 +20,46 @@ use crate::config::Config;
 use crate::intake::{Scanner, Wake};
 
 /// Claimed files go to their dataset's worker by work name.
-pub(super) type Workers = HashMap<String, std_mpsc::Sender<String>>;
+/// Each dataset's worker and, in cluster mode, the files this node holds
+/// (their claim leases are renewed by `cluster::lease`).
+pub(super) struct Workers {
+    senders: HashMap<String, std_mpsc::Sender<String>>,
+    held: Option<crate::cluster::lease::Held>,
+}
+
+impl Workers {
+    pub(super) fn new(held: Option<crate::cluster::lease::Held>) -> Workers {
+        Workers {
+            senders: HashMap::new(),
+            held,
+        }
+    }
+
+    pub(super) fn insert(&mut self, dataset: String, tx: std_mpsc::Sender<String>) {
+        self.senders.insert(dataset, tx);
+    }
+
+    /// What the cluster's lease task needs (cluster mode only): the
+    /// files this node holds and the workers' channels, for take-overs.
+    pub(super) fn shared(
+        &self,
+    ) -> Option<(
+        crate::cluster::lease::Held,
+        HashMap<String, std_mpsc::Sender<String>>,
+    )> {
+        Some((self.held.clone()?, self.senders.clone()))
+    }
+
+    /// Hands a claimed file to its dataset's worker (held first).
+    fn send(&self, dataset: &str, work_name: String) {
+        if let Some(h) = &self.held {
+            h.hold(dataset, &work_name);
+        }
+        if let Some(w) = self.senders.get(dataset) {
+            let _ = w.send(work_name);
+        }
+    }
+}
 
 /// What the loop works with.
 pub(super) struct Intake<'a> {
@@ -162,9 +201,7 @@ pub(super) async fn schedule_collections(
 fn dispatch(scanner: &mut Scanner, workers: &Workers) {
     for c in scanner.scan() {
         tracing::debug!(dataset = %c.dataset, file = %c.work_name, "claimed");
-        if let Some(w) = workers.get(&c.dataset) {
-            let _ = w.send(c.work_name);
-        }
+        workers.send(&c.dataset, c.work_name);
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub mod backpressure;
 pub mod changed;
 pub mod check;
+mod drain;
 mod error;
 pub mod health;
 mod intake_loop;

@@ -76,6 +76,11 @@ pub async fn run(
     let gate = Arc::new(Gate::new(cfg.backpressure, cfg.write_dirs()));
     let spools = prepare_spools(cfg)?;
     let forwarder = prepare_forwarder(&loaded, tz, &health)?;
+    // Cluster mode (docs/cluster.md): its connection and state connections.
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(crate::cluster::Prepared::new(c, &db_path).await?),
+        None => None,
+    };
     let admin = prepare_admin(cfg, &gate, &health, instance)?;
     let alerts = crate::alerts::Alerts::prepare(
         &admin.cfg,
@@ -121,7 +126,7 @@ pub async fn run(
     record_start(conn, cfg, tz, start)?;
     // A changed sink mode: exported batches are taken back for pushing.
     crate::forward::switch::on_start(&db_path, cfg, tz)?;
-    let recovered = recover(&db_path, &spools)?;
+    let recovered = recover(&db_path, &spools, cfg.cluster.is_some())?;
 
     // From here on, threads and tasks run.
     let mut running = Running::new();
@@ -192,6 +197,31 @@ pub async fn run(
             routes: canary_routes(&loaded),
         });
     match forwarder {
+        Some(fwd) if cluster.is_some() => {
+            let routes = canary_routes(&loaded).into_iter().map(|r| r.0).collect();
+            let (held, senders) = workers.shared().expect("cluster mode holds files");
+            let work = (cfg.datasets.iter())
+                .map(|d| (d.name.clone(), Spool::new(&cfg.spool_dir, &d.name).work))
+                .collect();
+            let tasks = cluster.expect("matched").start(
+                tz,
+                (fwd, routes),
+                crate::cluster::SharedSpool {
+                    held,
+                    work,
+                    workers: senders,
+                },
+                push_wake.clone(),
+                running.cancel.clone(),
+                running.abandon.clone(),
+            );
+            let alive = health.part("cluster");
+            running.push_task = Some(tokio::spawn(async move {
+                let _alive = alive;
+                Ok(tasks.await?)
+            }));
+            drop(fwd_rx);
+        }
         None => {
             running.outbox = Some(super::pull::start(
                 &loaded,
@@ -273,7 +303,7 @@ pub async fn run(
         rescan: Duration::from_secs(cfg.intake.rescan_secs),
     };
     let stop = intake_loop::serve(intake, &workers, shutdown).await;
-    drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
+    super::drain::drain(cfg, tz, &health, &stop, workers, scheduler, running).await?;
     Ok(stop)
 }
 
@@ -420,14 +450,20 @@ struct Recovered {
     died_on: Vec<String>,
 }
 
+/// In cluster mode (`shared`) none: a shared `work/` holds other nodes'
+/// files too, taken only under `cluster::lease`'s rule.
 fn recover(
     db_path: &std::path::Path,
     spools: &[(DatasetConfig, Spool)],
+    shared: bool,
 ) -> Result<Vec<Recovered>, StoreError> {
     let conn = crate::state::open(db_path)?;
     let mut out = Vec::new();
     for (_, paths) in spools {
-        let leftovers = intake::scan::leftovers(&paths.work);
+        let leftovers = match shared {
+            true => Vec::new(),
+            false => intake::scan::leftovers(&paths.work),
+        };
         let died_on = super::job::died_on(&conn, &leftovers)?;
         out.push(Recovered { leftovers, died_on });
     }
@@ -435,17 +471,19 @@ fn recover(
 }
 
 /// What runs, for the drain to stop.
-struct Running {
+pub(super) struct Running {
     /// The one stop: tasks await it, threads (workers, retention, the pull
     /// forwarder) ask `is_cancelled`.
-    cancel: CancellationToken,
-    abandon: CancellationToken,
+    pub(super) cancel: CancellationToken,
+    pub(super) abandon: CancellationToken,
     /// Workers and retention.
-    threads: Vec<JoinHandle<()>>,
-    outbox: Option<JoinHandle<()>>,
-    push_task: Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
-    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    console_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub(super) threads: Vec<JoinHandle<()>>,
+    pub(super) outbox: Option<JoinHandle<()>>,
+    /// The push forwarder, or in cluster mode the hand-off and delivery.
+    pub(super) push_task:
+        Option<tokio::task::JoinHandle<Result<(), crate::forward::push::PushError>>>,
+    pub(super) admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub(super) console_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
@@ -478,7 +516,13 @@ pub(crate) fn dataset_ctx(
         schema: loaded.schema(&d.name).expect("load checked every schema"),
         sender: cfg.sender.clone(),
         tz,
-        batch: cfg.batch,
+        batch: match cfg.cluster {
+            Some(_) => crate::config::BatchLimits {
+                max_age_ms: u64::MAX,
+                ..cfg.batch
+            },
+            None => cfg.batch,
+        },
         chunk_records: cfg.intake.chunk_records.max(1),
         cache_mib: cfg.state.cache_mib,
         read: super::read::ReadOptions::of(cfg, Some(&d.name)),
@@ -486,6 +530,7 @@ pub(crate) fn dataset_ctx(
         on_sealed,
         stopping,
         gate,
+        deterministic_ids: cfg.cluster.is_some(),
     }
 }
 
@@ -504,7 +549,8 @@ fn start_workers(
     running: &mut Running,
 ) -> Result<Workers, DaemonError> {
     let cfg = &loaded.cfg;
-    let mut workers = Workers::new();
+    let held = cfg.cluster.as_ref().map(|_| Default::default());
+    let mut workers = Workers::new(held);
     let mut files = 0usize;
     for ((d, paths), Recovered { leftovers, died_on }) in spools.into_iter().zip(recovered) {
         files += leftovers.len();
@@ -549,81 +595,4 @@ fn start_workers(
         tracing::info!(files, "resuming files left in work/ by the previous run");
     }
     Ok(workers)
-}
-
-/// Drain: stop intake, let every file commit its current chunk and every
-/// in-flight request be answered, within the grace period.
-async fn drain(
-    cfg: &Config,
-    tz: chrono::FixedOffset,
-    health: &Health,
-    stop: &Stop,
-    workers: Workers,
-    mut scheduler: Option<tokio_cron_scheduler::JobScheduler>,
-    running: Running,
-) -> Result<(), StoreError> {
-    let grace = Duration::from_secs(cfg.shutdown.grace_secs);
-    let deadline = tokio::time::Instant::now() + grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "draining: committing current chunks, waiting for in-flight requests"
-    );
-    let _ = sd_notify::notify(&[match stop {
-        Stop::Terminate => sd_notify::NotifyState::Stopping,
-        Stop::Reload(_) => sd_notify::NotifyState::Reloading,
-    }]);
-    health.set_stopping();
-    running.cancel.cancel();
-    if let Some(s) = scheduler.as_mut() {
-        let _ = s.shutdown().await;
-    }
-    drop(workers);
-    if let Some(t) = running.admin_task {
-        let _ = t.await;
-    }
-    if let Some(t) = running.console_task {
-        let _ = t.await;
-    }
-    if let Some(mut t) = running.push_task {
-        let ended = match tokio::time::timeout_at(deadline, &mut t).await {
-            Ok(r) => Some(r),
-            Err(_) => {
-                running.abandon.cancel();
-                // Abandoning only records the attempt: a moment suffices.
-                tokio::time::timeout(Duration::from_secs(5), t).await.ok()
-            }
-        };
-        match ended {
-            Some(Ok(Err(e))) => {
-                tracing::error!(error = %format!("{e:#}"), "push forwarder stopped with an error")
-            }
-            Some(Err(e)) => tracing::error!(error = %e, "push forwarder panicked"),
-            Some(Ok(Ok(()))) => {}
-            None => tracing::warn!("push forwarder did not stop; exiting without it"),
-        }
-    }
-    let (threads, outbox) = (running.threads, running.outbox);
-    let joined = tokio::task::spawn_blocking(move || {
-        for h in threads {
-            let _ = h.join();
-        }
-        if let Some(h) = outbox {
-            let _ = h.join();
-        }
-    });
-    if tokio::time::timeout_at(deadline, joined).await.is_err() {
-        // A chunk still in progress is rolled back by the exit; its file
-        // stays in work/ and resumes from its last checkpoint.
-        tracing::warn!(
-            "shutdown grace period over with a chunk still in progress; it is redone from the last checkpoint at the next start"
-        );
-    }
-    if matches!(stop, Stop::Terminate) {
-        let mut conn = crate::state::open(&cfg.state_db())?;
-        log::append_alone(&mut conn, tz, LogEntry::DaemonStopped)?;
-        tracing::info!("fepd stopped");
-    } else {
-        tracing::info!("drained; starting again with the new config");
-    }
-    Ok(())
 }

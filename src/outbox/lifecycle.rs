@@ -23,6 +23,9 @@ pub struct Sealing<'a> {
     pub route: &'a str,
     /// The source file, for reports of the library's refusals.
     pub file_id: Option<i64>,
+    /// The batch's id when the caller derived it (cluster mode,
+    /// `seal::deterministic_batch_id`); `None`: a fresh ULID.
+    pub batch_id: Option<String>,
 }
 
 /// → `sealed`: the batch is born with its final body (docs/protocol.md §3),
@@ -31,7 +34,7 @@ pub struct Sealing<'a> {
 /// Returns the batch's id.
 pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Result<String> {
     let ds = s.dataset;
-    let batch_id = seal::new_batch_id();
+    let batch_id = s.batch_id.clone().unwrap_or_else(seal::new_batch_id);
     let now = state::now_text(s.tz);
     let head = log::head(tx)?;
     let (body, digest) = seal::build_body(
@@ -106,6 +109,35 @@ pub fn export(tx: &Connection, tz: FixedOffset, b: &BatchRow) -> rusqlite::Resul
             dataset: &b.dataset,
             batch: &b.batch_id,
             records: b.count,
+        },
+    )?;
+    Ok(true)
+}
+
+/// `sealed` → `handed_off` (cluster mode, docs/cluster.md): the batch's
+/// body is in the cluster's replicated stream at `stream_seq`, as its
+/// servers acknowledged; any node delivers it from there. False, writing
+/// nothing, from any other state.
+pub fn hand_off(
+    tx: &Connection,
+    tz: FixedOffset,
+    b: &BatchRow,
+    node: &str,
+    stream_seq: u64,
+) -> rusqlite::Result<bool> {
+    if !batches::move_state(tx, &b.batch_id, BatchState::Sealed, BatchState::HandedOff)? {
+        return Ok(false);
+    }
+    log::append(
+        tx,
+        tz,
+        LogEntry::BatchHandedOff {
+            dataset: &b.dataset,
+            batch: &b.batch_id,
+            records: b.count,
+            route: &b.route,
+            node,
+            stream_seq,
         },
     )?;
     Ok(true)

@@ -16,6 +16,9 @@
 //!    │ split (413)
 //!    ▼
 //!  split ──► halves ID.1, ID.2 born sealed
+//!
+//!            hand_off (cluster mode, after the stream's acknowledgement)
+//!  sealed ──────────► handed_off   (delivered by any node from the stream)
 //! ```
 //!
 //! `fail` counts a failed attempt (back-off) without changing the state;
@@ -37,8 +40,11 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub use backoff::delay as retry_delay;
 pub use deliver::{Delivery, RemoteRejected, deliver, record_delivery};
-pub use lifecycle::{Sealing, export, export_again, fail, park, requeue_exported, retry, seal};
+pub use lifecycle::{
+    Sealing, export, export_again, fail, hand_off, park, requeue_exported, retry, seal,
+};
 pub use replay::{Unreplayable, replay, replay_stored};
 pub use reply::{Reply, apply, split};
 pub use split::{Half, halves};
@@ -60,16 +66,21 @@ pub enum BatchState {
     Parked,
     /// Replaced by its halves `ID.1`, `ID.2` after a 413.
     Split,
+    /// Cluster mode (docs/cluster.md): stored in the cluster's replicated
+    /// stream, acknowledged by its servers; any node delivers it from there.
+    #[serde(rename = "handed_off")]
+    HandedOff,
 }
 
 impl BatchState {
     /// Every state, in lifecycle order.
-    pub const ALL: [BatchState; 5] = [
+    pub const ALL: [BatchState; 6] = [
         BatchState::Sealed,
         BatchState::Exported,
         BatchState::Delivered,
         BatchState::Parked,
         BatchState::Split,
+        BatchState::HandedOff,
     ];
 
     /// The stored word.
@@ -80,6 +91,7 @@ impl BatchState {
             BatchState::Delivered => "delivered",
             BatchState::Parked => "parked",
             BatchState::Split => "split",
+            BatchState::HandedOff => "handed_off",
         }
     }
 

@@ -268,6 +268,7 @@ impl Harness {
                 schema_version: "1",
                 route: ROUTES[route],
                 file_id: None,
+                batch_id: None,
             };
             super::seal(tx, &s, &records)
         });

@@ -57,6 +57,7 @@ impl Db {
                     schema_version: "1",
                     route: "case/accept",
                     file_id: None,
+                    batch_id: None,
                 },
                 &recs,
             )
@@ -123,6 +124,7 @@ impl Db {
                 let two = halves(&b.batch_id, &body).unwrap();
                 self.tx(|tx, tz| split(tx, tz, &b, &two))
             }
+            BatchState::HandedOff => self.tx(|tx, tz| hand_off(tx, tz, &b, "n1", 1)),
         };
         assert!(moved, "legal move to {state}");
         let b = self.row(&b.batch_id);
@@ -146,7 +148,7 @@ fn refused(states: &[BatchState], f: impl Fn(&mut Db, &BatchRow) -> bool) {
 #[test]
 fn export_only_from_sealed() {
     use BatchState::*;
-    refused(&[Exported, Delivered, Parked, Split], |db, b| {
+    refused(&[Exported, Delivered, Parked, Split, HandedOff], |db, b| {
         db.tx(|tx, tz| export(tx, tz, b))
     });
 }
@@ -154,7 +156,7 @@ fn export_only_from_sealed() {
 #[test]
 fn park_only_a_pending_batch() {
     use BatchState::*;
-    refused(&[Delivered, Parked, Split], |db, b| {
+    refused(&[Delivered, Parked, Split, HandedOff], |db, b| {
         db.tx(|tx, tz| {
             park(
                 tx,
@@ -172,7 +174,7 @@ fn park_only_a_pending_batch() {
 #[test]
 fn retry_only_a_parked_batch() {
     use BatchState::*;
-    refused(&[Sealed, Exported, Delivered, Split], |db, b| {
+    refused(&[Sealed, Exported, Delivered, Split, HandedOff], |db, b| {
         db.tx(|tx, tz| retry(tx, tz, b, "x"))
     });
 }
@@ -180,7 +182,7 @@ fn retry_only_a_parked_batch() {
 #[test]
 fn export_again_only_an_exported_batch_and_it_is_logged_as_a_retry() {
     use BatchState::*;
-    refused(&[Sealed, Delivered, Parked, Split], |db, b| {
+    refused(&[Sealed, Delivered, Parked, Split, HandedOff], |db, b| {
         db.tx(|tx, tz| export_again(tx, tz, b, "file lost", "doctor"))
     });
     let mut db = Db::new();
@@ -196,7 +198,7 @@ fn export_again_only_an_exported_batch_and_it_is_logged_as_a_retry() {
 #[test]
 fn deliver_only_a_pending_batch_or_a_parked_one_a_collector_took() {
     use BatchState::*;
-    refused(&[Delivered, Parked, Split], |db, b| {
+    refused(&[Delivered, Parked, Split, HandedOff], |db, b| {
         let d = db.delivery();
         db.tx(|tx, tz| deliver(tx, tz, b, &d))
     });
@@ -225,9 +227,24 @@ fn deliver_only_a_pending_batch_or_a_parked_one_a_collector_took() {
 }
 
 #[test]
+fn hand_off_only_a_sealed_batch_and_it_is_logged() {
+    use BatchState::*;
+    refused(&[Exported, Delivered, Parked, Split, HandedOff], |db, b| {
+        db.tx(|tx, tz| hand_off(tx, tz, b, "n1", 9))
+    });
+    let mut db = Db::new();
+    let b = db.batch_in(Sealed);
+    let seq = log::head(&db.conn).unwrap().seq;
+    assert!(db.tx(|tx, tz| hand_off(tx, tz, &b, "n1", 9)));
+    assert_eq!(db.row(&b.batch_id).state, HandedOff);
+    assert!(!db.row(&b.batch_id).state.is_pending());
+    assert_eq!(log::head(&db.conn).unwrap().seq, seq + 1);
+}
+
+#[test]
 fn split_only_a_sealed_batch() {
     use BatchState::*;
-    refused(&[Exported, Delivered, Parked, Split], |db, b| {
+    refused(&[Exported, Delivered, Parked, Split, HandedOff], |db, b| {
         let body = batches::body(&db.conn, &b.batch_id).unwrap().unwrap();
         let two = halves(&b.batch_id, &body).unwrap();
         db.tx(|tx, tz| split(tx, tz, b, &two))
@@ -237,7 +254,7 @@ fn split_only_a_sealed_batch() {
 #[test]
 fn fail_counts_no_attempt_on_a_batch_past_sending() {
     use BatchState::*;
-    refused(&[Delivered, Split], |db, b| {
+    refused(&[Delivered, Split, HandedOff], |db, b| {
         db.tx(|tx, tz| fail(tx, tz, b, "HTTP 503", Duration::ZERO, "http"))
     });
     // An attempt on the wire when the operator parked the batch still counts.
@@ -303,7 +320,14 @@ fn states_keep_their_stored_words() {
     let words: Vec<&str> = BatchState::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(
         words,
-        ["sealed", "exported", "delivered", "parked", "split"]
+        [
+            "sealed",
+            "exported",
+            "delivered",
+            "parked",
+            "split",
+            "handed_off"
+        ]
     );
     for s in BatchState::ALL {
         assert_eq!(BatchState::parse(s.as_str()), Some(s));

@@ -1,16 +1,19 @@
 //! Seal: dedupe valid records against what was already sealed, and pack
 //! the rest into batches whose bodies are final (docs/protocol.md §3).
 //!
-//! A batch's id is a ULID assigned here, once; its body — with the
+//! A batch's id is a ULID assigned here, once (in cluster mode derived
+//! from its file, `id`); its body — with the
 //! records' canonical `data`, their hashes and the batch digest — is built
 //! here and stored as is, so a retry, a restart or the library's own
 //! verification always sees the same bytes.
 
 mod body;
 mod dedupe;
+mod id;
 
 pub use body::{BatchHeader, build_body};
 pub use dedupe::{Decision, decide};
+pub use id::deterministic_batch_id;
 
 use std::time::Instant;
 

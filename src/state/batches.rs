@@ -409,3 +409,24 @@ pub fn refusals_of_file(conn: &Connection, file_id: i64) -> rusqlite::Result<Vec
     })?
     .collect()
 }
+
+/// The oldest `limit` pending (`sealed`) batches of every route, in seal
+/// order (cluster mode's hand-off, docs/cluster.md).
+pub fn sealed_in_order(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<BatchRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM batch WHERE state = 'sealed' ORDER BY sort_key LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], row)?;
+    rows.collect()
+}
+
+/// How many batches were sealed from file `file_id` (halves of a split not
+/// counted): the position of its next batch (cluster mode's batch ids).
+pub fn sealed_of_file(conn: &Connection, file_id: i64) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM batch WHERE file_id = ?1 AND parent_id IS NULL",
+        [file_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}

@@ -27,7 +27,8 @@ mod entry;
 mod verify;
 pub use columns::Columns;
 pub use entry::{
-    AlertEpisode, Archived, Changed, ConfigSummary, LogEntry, Parking, Retained, Verdict,
+    AlertEpisode, Archived, Changed, ClusterPush, ConfigSummary, LogEntry, Parking, Retained,
+    Verdict,
 };
 pub use verify::{Break, Chain, ENTRY_COLS, StoredEntry, checkpoints, verify};
 
@@ -95,6 +96,11 @@ pub enum Event {
     UserChanged,
     /// The console showed a rejected value in clear to a user granted it.
     ConsoleReveal,
+    /// Cluster mode (docs/cluster.md): a sealed batch was stored in the
+    /// cluster's replicated stream.
+    BatchHandedOff,
+    /// Cluster mode: a node pushed a batch from the cluster's stream.
+    ClusterPushed,
 }
 
 impl Event {
@@ -138,6 +144,8 @@ impl Event {
             Event::ConsoleUpload => "console_upload",
             Event::UserChanged => "user_changed",
             Event::ConsoleReveal => "console_reveal",
+            Event::BatchHandedOff => "batch_handed_off",
+            Event::ClusterPushed => "cluster_pushed",
         }
     }
 }

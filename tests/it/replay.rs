@@ -74,8 +74,10 @@ fn delivered_records_are_replayed_as_new_batches_the_library_counts_as_replays()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("4 batch(es), 30 record(s)"), "{text}");
+    // The library holds them a moment before fepd has recorded its
+    // answers: wait for both.
     env.wait("the replays delivered", Duration::from_secs(30), || {
-        lib.stats()["replay_batches"] == 4
+        lib.stats()["replay_batches"] == 4 && env.batches_in("delivered") == 8
     });
     let stats = lib.stats();
     assert_eq!(stats["records_replayed"], 30, "{stats}");

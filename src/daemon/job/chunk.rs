@@ -152,7 +152,7 @@ pub(super) fn run_chunks(
         };
         let sealed_any = !open.is_empty();
         if sealed_any {
-            seal_open(&tx, ctx, &route, Some(row.id), &mut open)?;
+            seal_open(&tx, ctx, &route, row, &mut open)?;
         }
         lifecycle::checkpoint(&tx, ctx.tz, row, ordinal as i64, &delta)?;
         if let Some(f) = committing.as_mut() {
@@ -187,10 +187,26 @@ fn seal_open(
     tx: &Connection,
     ctx: &DatasetCtx,
     route: &str,
-    file_id: Option<i64>,
+    row: &FileRow,
     open: &mut OpenBatch,
 ) -> Result<(), StoreError> {
     let recs = open.take();
+    // Cluster mode: the id is the file's (claim id, content, dataset) and
+    // the batch's position among the file's batches sealed so far; a SQL
+    // source's page (no claim name) keeps a fresh id.
+    let batch_id = match (
+        ctx.deterministic_ids,
+        crate::spool::ClaimName::parse(&row.work_name),
+        &row.sha256,
+    ) {
+        (true, Some(claim), Some(sha)) => Some(crate::seal::deterministic_batch_id(
+            claim.id.as_str(),
+            &ctx.dataset.name,
+            sha,
+            batches::sealed_of_file(tx, row.id)?,
+        )),
+        _ => None,
+    };
     crate::outbox::seal(
         tx,
         &crate::outbox::Sealing {
@@ -199,7 +215,8 @@ fn seal_open(
             dataset: &ctx.dataset.name,
             schema_version: &ctx.schema.schema_version,
             route,
-            file_id,
+            file_id: Some(row.id),
+            batch_id,
         },
         &recs,
     )?;

@@ -69,6 +69,11 @@ pub struct DatasetCtx {
     /// Intake pauses between chunks while the outbox is over its
     /// high-water mark.
     pub gate: Arc<super::backpressure::Gate>,
+    /// Cluster mode (docs/cluster.md "Batch ids"): a claimed file's
+    /// batches get ids derived from the file (`seal::deterministic_batch_id`),
+    /// and close only by size or at a chunk's end, never by age, so another
+    /// node sealing the same file seals the same batches.
+    pub deterministic_ids: bool,
 }
 
 /// How a file's processing ended.

@@ -234,3 +234,33 @@ fn a_file_changed_after_its_claim_goes_back_to_the_inbox_as_a_new_file() {
     };
     assert_eq!((counts.received, counts.skipped, counts.sealed), (3, 2, 1));
 }
+
+/// Cluster mode (docs/cluster.md "Batch ids"): a file sealed again from
+/// the start by another node — another state database, the same claim
+/// name and bytes — seals the same batch ids, in seal order.
+#[test]
+fn a_file_sealed_again_elsewhere_gets_the_same_batch_ids_in_cluster_mode() {
+    let content = jsonl(&RECORDS);
+    let work_name = ClaimName::new("a.jsonl").work_name();
+    let ids = |deterministic: bool| {
+        let env = Env::new();
+        std::fs::write(env.spool().claimed(&work_name), &content).unwrap();
+        let mut ctx = env.ctx(|| {});
+        ctx.deterministic_ids = deterministic;
+        let mut conn = env.conn();
+        let out = process(&mut conn, &ctx, &work_name).unwrap();
+        assert!(matches!(out, Outcome::Done { .. }), "{out:?}");
+        batches::list(&conn, None, None, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.batch_id)
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (ids(true), ids(true));
+    assert_eq!(first.len(), 3, "one record per chunk, one batch each");
+    assert_eq!(first, second);
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(sorted, first, "ids sort in seal order");
+    assert_ne!(ids(false), first, "single-host ids stay fresh ULIDs");
+}

@@ -275,6 +275,16 @@ impl Forwarder {
         }
     }
 
+    /// Pushes one batch body on `route` (cluster mode, docs/cluster.md: the
+    /// body comes from the cluster's stream, not from this node's outbox),
+    /// with the route scheduler's token handling and classification of the
+    /// answer; what the answer does is the caller's.
+    pub async fn push_body(&self, route: &str, batch_id: &str, body: &[u8]) -> Reply {
+        let in_query = self.tokens.mode() == AuthMode::AppKeyHmac;
+        self.send_with_token(&self.push_url(route), in_query, batch_id, body)
+            .await
+    }
+
     /// Asks for a token (the first step of `fepd selftest`).
     pub async fn token(&self) -> Result<(), TokenError> {
         self.tokens.get().await.map(|_| ())

@@ -169,6 +169,31 @@ impl<'a> LogEntry<'a> {
                 Some(json!({"records": records, "bytes": bytes})),
                 Some(json!({"digest": digest, "route": route, "fileId": file_id})),
             ),
+            E::BatchHandedOff {
+                dataset,
+                batch,
+                records,
+                route,
+                node,
+                stream_seq,
+            } => Columns::of(
+                Some(dataset),
+                None,
+                Some(batch),
+                Some(json!({"records": records})),
+                Some(json!({"route": route, "node": node, "streamSeq": stream_seq})),
+            ),
+            E::ClusterPushed(p) => Columns::of(
+                Some(p.dataset),
+                None,
+                Some(p.batch),
+                Some(json!({"accepted": p.accepted, "libraryRejected": p.library_rejected})),
+                Some(json!({
+                    "route": p.route, "origin": p.origin, "node": p.node,
+                    "outcome": p.outcome, "receiptId": p.receipt_id,
+                    "delivery": p.delivery, "reason": p.reason,
+                })),
+            ),
             E::BatchExported {
                 dataset,
                 batch,

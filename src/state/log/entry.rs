@@ -88,6 +88,21 @@ pub enum LogEntry<'a> {
         route: &'a str,
         file_id: Option<i64>,
     },
+    /// Cluster mode (docs/cluster.md): the batch was stored in the
+    /// cluster's stream (`stream_seq`) by `node` and acknowledged there.
+    BatchHandedOff {
+        dataset: &'a str,
+        batch: &'a str,
+        records: i64,
+        route: &'a str,
+        node: &'a str,
+        stream_seq: u64,
+    },
+    /// Cluster mode: this node (`node`) pushed a batch sealed by `origin`
+    /// from the cluster's stream, and what came of it (`outcome`:
+    /// `delivered`, `duplicate`, `retry`, `parked`); `delivery` counts the
+    /// stream's deliveries of the message, this one included.
+    ClusterPushed(ClusterPush<'a>),
     /// A batch file was written to the outbox folder (pull mode).
     BatchExported {
         dataset: &'a str,
@@ -364,6 +379,26 @@ pub struct Retained<'a> {
     pub auto_vacuum: &'a str,
 }
 
+/// One push of a batch from the cluster's stream (docs/cluster.md).
+#[derive(Debug, Clone)]
+pub struct ClusterPush<'a> {
+    pub dataset: &'a str,
+    pub batch: &'a str,
+    pub route: &'a str,
+    /// The node that sealed the batch.
+    pub origin: &'a str,
+    /// The node that pushed it (this one).
+    pub node: &'a str,
+    pub outcome: &'a str,
+    pub receipt_id: Option<&'a str>,
+    pub accepted: Option<i64>,
+    /// Records the library refused in an accepted batch.
+    pub library_rejected: usize,
+    pub delivery: u64,
+    /// Why it was not delivered (`retry`, `parked`).
+    pub reason: Option<&'a str>,
+}
+
 impl<'a> LogEntry<'a> {
     /// The event this entry records.
     pub fn event(&self) -> Event {
@@ -383,6 +418,8 @@ impl<'a> LogEntry<'a> {
             E::FileDuplicate { .. } => Event::FileDuplicate,
             E::BatchSealed { .. } => Event::BatchSealed,
             E::BatchExported { .. } => Event::BatchExported,
+            E::BatchHandedOff { .. } => Event::BatchHandedOff,
+            E::ClusterPushed(_) => Event::ClusterPushed,
             E::BatchSent { .. } => Event::BatchSent,
             E::BatchDelivered { .. } => Event::BatchDelivered,
             E::RecordsLibraryRejected { .. } => Event::RecordsLibraryRejected,

@@ -484,6 +484,33 @@ fn every_variant_writes_the_text_it_always_wrote() {
             },
             r#"{"dataset":"ds","details":{"field":"applyer_page_code","record":2,"user":"审计员"},"event":"console_reveal","file":"a.csv","seq":1,"time":"T"}"#,
         ),
+        (
+            LogEntry::BatchHandedOff {
+                dataset: "ds",
+                batch: "B1",
+                records: 3,
+                route: "zwfw/ds",
+                node: "n1",
+                stream_seq: 7,
+            },
+            r#"{"batch":"B1","counts":{"records":3},"dataset":"ds","details":{"node":"n1","route":"zwfw/ds","streamSeq":7},"event":"batch_handed_off","seq":1,"time":"T"}"#,
+        ),
+        (
+            LogEntry::ClusterPushed(ClusterPush {
+                dataset: "ds",
+                batch: "B1",
+                route: "zwfw/ds",
+                origin: "n1",
+                node: "n2",
+                outcome: "delivered",
+                receipt_id: Some("R1"),
+                accepted: Some(3),
+                library_rejected: 0,
+                delivery: 2,
+                reason: None,
+            }),
+            r#"{"batch":"B1","counts":{"accepted":3,"libraryRejected":0},"dataset":"ds","details":{"delivery":2,"node":"n2","origin":"n1","outcome":"delivered","reason":null,"receiptId":"R1","route":"zwfw/ds"},"event":"cluster_pushed","seq":1,"time":"T"}"#,
+        ),
     ];
     let mut events = BTreeSet::new();
     for (entry, want) in cases {
@@ -491,5 +518,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 38, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 40, "every event has a case: {events:?}");
 }

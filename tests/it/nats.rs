@@ -1,0 +1,211 @@
+//! A real three-server NATS JetStream cluster on loopback for the cluster
+//! tests: Debian's `nats-server` package (`.ci/run` installs it), each
+//! server with its own client, route and monitoring port and its own temp
+//! `store_dir`, routed to the other two. [`Nats::start`] returns once
+//! JetStream has a meta leader; a server can be killed by pid and started
+//! again on the same ports and store; every server still running is
+//! stopped by pid when the fixture is dropped. A cluster that cannot start
+//! fails the test: these tests are never skipped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server binary (Debian's `nats-server`).
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+/// One server's ports and store.
+struct Server {
+    name: String,
+    client: u16,
+    route: u16,
+    monitor: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Nats {
+    dir: tempfile::TempDir,
+    servers: Vec<Server>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nats {
+    /// Starts three servers and waits (bounded) until JetStream has a
+    /// meta leader.
+    pub fn start() -> Nats {
+        assert!(
+            std::path::Path::new(NATS_SERVER).exists(),
+            "nats-server is not installed (.ci/run installs Debian's nats-server)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let servers = (0..3)
+            .map(|i| Server {
+                name: format!("n{i}"),
+                client: free_port(),
+                route: free_port(),
+                monitor: free_port(),
+                store: dir.path().join(format!("n{i}")),
+                child: None,
+            })
+            .collect();
+        let mut nats = Nats { dir, servers };
+        for i in 0..3 {
+            nats.spawn(i);
+        }
+        nats.wait_leader(Duration::from_secs(60));
+        nats
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| format!("nats://127.0.0.1:{}", s.route))
+            .collect::<Vec<_>>()
+            .join(",");
+        let s = &mut self.servers[i];
+        std::fs::create_dir_all(&s.store).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", s.name)))
+            .unwrap();
+        let child = Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &s.client.to_string()])
+            .args(["-m", &s.monitor.to_string(), "-n", &s.name])
+            .args(["-js", "-sd"])
+            .arg(&s.store)
+            .args(["--cluster_name", "fepd-it"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", s.route)])
+            .args(["--routes", &routes])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {NATS_SERVER}: {e}"));
+        s.child = Some(child);
+    }
+
+    /// The client URLs of all three servers, as `[cluster] nats` lists them.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|s| format!("nats://127.0.0.1:{}", s.client))
+            .collect()
+    }
+
+    /// The `[cluster]` table for a node named `node`.
+    pub fn cluster_toml(&self, node: &str, extra: &str) -> String {
+        let urls = self
+            .urls()
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("\n[cluster]\nnats = [{urls}]\nnode = {node:?}\nstream_replicas = 3\n{extra}\n")
+    }
+
+    /// The meta leader as the monitoring port of a running server reports
+    /// it (`/jsz`), if any.
+    fn leader(&self) -> Option<String> {
+        self.servers
+            .iter()
+            .filter(|s| s.child.is_some())
+            .find_map(|s| {
+                let body = get(s.monitor, "/jsz")?;
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                v["meta_cluster"]["leader"]
+                    .as_str()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+            })
+    }
+
+    /// Waits until JetStream has a meta leader, failing the test after
+    /// `timeout` with the servers' logs.
+    pub fn wait_leader(&self, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.leader().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let logs: String = self
+            .servers
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(self.dir.path().join(format!("{}.log", s.name)))
+                    .unwrap_or_default()
+            })
+            .collect();
+        panic!("the JetStream cluster elected no meta leader within {timeout:?}:\n{logs}");
+    }
+
+    /// SIGKILLs server `i` by its pid.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts server `i` again, on its ports and store.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.servers[i].child.is_none(), "server {i} is running");
+        self.spawn(i);
+    }
+
+    /// SIGKILLs every server (JetStream down).
+    pub fn kill_all(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts every server that is not running and waits for a leader.
+    pub fn restart_all(&mut self) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+        self.wait_leader(Duration::from_secs(60));
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// A GET on a server's monitoring port: the body of a 200, or `None`
+/// when the server does not answer (it may be starting or killed).
+fn get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
