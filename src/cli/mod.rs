@@ -18,6 +18,7 @@ mod replay;
 mod selftest;
 mod state;
 mod status;
+mod status_cluster;
 mod template;
 mod users;
 mod validate;

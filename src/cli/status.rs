@@ -14,9 +14,16 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The whole cluster (docs/cluster.md "Fleet view"): every node's
+    /// last status from the JetStream servers of `[cluster] nats`.
+    #[arg(long)]
+    cluster: bool,
 }
 
 pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
+    if a.cluster {
+        return super::status_cluster::run(cfg, a.json);
+    }
     let presence = lock::presence(&cfg.state_dir);
     let r = report(cfg, &presence, None)?;
     if a.json {
@@ -143,7 +150,7 @@ fn print_text(cfg: &Config, r: &Report) {
 }
 
 /// `3d04h`, `2h05m`, `4m10s`.
-fn duration(secs: u64) -> String {
+pub(super) fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if d > 0 {
         format!("{d}d{h:02}h")

@@ -86,34 +86,8 @@ impl Leases {
     }
 
     /// The bucket, created if absent (entries expire after `lease_secs`).
-    /// Its stream is created here with a key-value bucket's settings
-    /// (`KV_<bucket>`, one value per key, roll-ups, direct gets), as the
-    /// client would: the client's own bucket creation first reads account
-    /// information in a form servers before 2.10 do not answer.
     async fn bucket(&self) -> Result<kv::Store, ClusterError> {
-        use async_nats::jetstream::stream;
-        self.nats
-            .js
-            .get_or_create_stream(stream::Config {
-                name: format!("KV_{BUCKET}"),
-                subjects: vec![format!("$KV.{BUCKET}.>")],
-                max_messages_per_subject: 1,
-                max_age: self.ttl(),
-                storage: stream::StorageType::File,
-                num_replicas: self.nats.cfg.stream_replicas,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: stream::DiscardPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .map_err(ClusterError::js)?;
-        self.nats
-            .js
-            .get_key_value(BUCKET)
-            .await
-            .map_err(ClusterError::js)
+        self.nats.bucket(BUCKET, self.ttl()).await
     }
 
     /// Runs until `cancel`, a pass every third of `lease_secs`.

@@ -17,17 +17,22 @@
 //!   the servers give it to another node after `ack_wait_secs`, and the
 //!   library's idempotency by batch id makes the second push a duplicate.
 //!
+//! - [`fleet`]: each node's status in the bucket `FEPD_NODES`, put every
+//!   `heartbeat_secs` and at a clean stop; `fepd status --cluster` reads
+//!   them back.
+//!
 //! The stream and consumers are created idempotently by the tasks that
 //! use them, and again after a failure, so a node starts (and seals)
 //! while the servers are away.
 
 pub mod deliver;
+pub mod fleet;
 pub mod handoff;
 pub mod lease;
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 
 use crate::config::Cluster;
 
@@ -117,6 +122,25 @@ impl Nats {
         })
     }
 
+    /// Connects once, for a command (`fepd status --cluster`): fails when
+    /// none of the servers answers within `request_timeout_secs`.
+    pub async fn connect_once(cfg: &Cluster) -> Result<Nats, ClusterError> {
+        let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("fepd status {}", cfg.node))
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .connect(cfg.nats.as_slice())
+            .await
+            .map_err(ClusterError::Connect)?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
+        Ok(Nats {
+            js,
+            cfg: cfg.clone(),
+        })
+    }
+
     /// The batch stream, created if absent: file storage, `stream_replicas`
     /// copies, work-queue retention (a message goes once a node acked it),
     /// re-publishes of a batch id dropped for a day.
@@ -133,6 +157,32 @@ impl Nats {
             })
             .await
             .map_err(ClusterError::js)
+    }
+
+    /// A key-value bucket, created if absent (entries expire after
+    /// `max_age`, zero for never). Its stream is created here with a
+    /// key-value bucket's settings (`KV_<bucket>`, one value per key,
+    /// roll-ups, direct gets), as the client would: the client's own bucket
+    /// creation first reads account information in a form servers before
+    /// 2.10 do not answer.
+    pub async fn bucket(&self, name: &str, max_age: Duration) -> Result<kv::Store, ClusterError> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: format!("KV_{name}"),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: 1,
+                max_age,
+                storage: stream::StorageType::File,
+                num_replicas: self.cfg.stream_replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(ClusterError::js)?;
+        self.js.get_key_value(name).await.map_err(ClusterError::js)
     }
 
     /// A route's durable pull consumer, created if absent: explicit acks,
@@ -189,14 +239,15 @@ impl Prepared {
         })
     }
 
-    /// Starts the hand-off (woken by `wake` when a worker sealed) and one
-    /// delivery task per route of `routes`, until `cancel`; `abandon` gives
+    /// Starts the hand-off (woken by `wake` when a worker sealed), the
+    /// lease task, the fleet heartbeat (from `status`) and one delivery
+    /// task per route of `routes`, until `cancel`; `abandon` gives
     /// the messages of pushes still running back to the stream.
     pub fn start(
         self,
         tz: chrono::FixedOffset,
         (forwarder, routes): (std::sync::Arc<crate::forward::push::Forwarder>, Vec<String>),
-        spool: SharedSpool,
+        (spool, status): (SharedSpool, fleet::Source),
         wake: std::sync::Arc<tokio::sync::Notify>,
         cancel: tokio_util::sync::CancellationToken,
         abandon: tokio_util::sync::CancellationToken,
@@ -214,17 +265,22 @@ impl Prepared {
             work: spool.work,
             workers: spool.workers,
         };
+        let heartbeat = fleet::Heartbeat {
+            nats: self.nats.clone(),
+            source: Arc::new(status),
+        };
         let delivery = Arc::new(deliver::Delivery {
             nats: self.nats,
             forwarder,
             db: Arc::new(Mutex::new(self.deliver_db)),
             tz,
         });
+        let f = tokio::spawn(heartbeat.run(cancel.clone()));
         let h = tokio::spawn(handoff.run(wake, cancel.clone()));
         let l = tokio::spawn(leases.run(cancel.clone()));
         let d = tokio::spawn(delivery.run(routes, cancel, abandon));
         tokio::spawn(async move {
-            let _ = tokio::join!(h, l, d);
+            let _ = tokio::join!(h, l, d, f);
         })
     }
 }

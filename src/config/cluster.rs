@@ -32,6 +32,11 @@ pub struct Cluster {
     /// `work/` it has seen without a lease for as long.
     #[serde(default = "defaults::lease_secs")]
     pub lease_secs: u64,
+    /// The fleet view (docs/cluster.md "Fleet view"): each node puts its
+    /// status in the bucket `FEPD_NODES` this often; `fepd status
+    /// --cluster` calls an entry older than three of these stale.
+    #[serde(default = "defaults::heartbeat_secs")]
+    pub heartbeat_secs: u64,
 }
 
 mod defaults {
@@ -46,6 +51,9 @@ mod defaults {
     }
     pub fn lease_secs() -> u64 {
         30
+    }
+    pub fn heartbeat_secs() -> u64 {
+        10
     }
 }
 
@@ -83,6 +91,9 @@ impl Cluster {
         }
         if self.ack_wait_secs == 0 || self.request_timeout_secs == 0 {
             out.push("cluster: ack_wait_secs and request_timeout_secs must be ≥ 1".into());
+        }
+        if self.heartbeat_secs == 0 {
+            out.push("cluster.heartbeat_secs: must be ≥ 1 / 心跳间隔至少 1 秒".into());
         }
         if self.lease_secs < 3 {
             out.push(

@@ -169,6 +169,13 @@ impl Admin {
     }
 
     /// The status report as the daemon sees it (what `/status` answers).
+    /// [`Admin::report`] as a shared function (the alerts' and the fleet
+    /// heartbeat's source).
+    pub fn reporter(&self) -> Arc<dyn Fn() -> Result<Report, StoreError> + Send + Sync> {
+        let a = self.clone();
+        Arc::new(move || a.report())
+    }
+
     pub fn report(&self) -> Result<Report, StoreError> {
         let beat = self.beat();
         let live = Live {

@@ -206,11 +206,18 @@ pub async fn run(
             let tasks = cluster.expect("matched").start(
                 tz,
                 (fwd, routes),
-                crate::cluster::SharedSpool {
-                    held,
-                    work,
-                    workers: senders,
-                },
+                (
+                    crate::cluster::SharedSpool {
+                        held,
+                        work,
+                        workers: senders,
+                    },
+                    crate::cluster::fleet::Source {
+                        report: admin.reporter(),
+                        db: db_path.clone(),
+                        tz,
+                    },
+                ),
                 push_wake.clone(),
                 running.cancel.clone(),
                 running.abandon.clone(),
@@ -260,12 +267,7 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(datasets = cfg.datasets.len(), spool = %cfg.spool_dir.display(), "fepd ready");
     // The admin listener: health, metrics, status.
-    let report = admin.clone();
-    alerts.start(
-        Arc::new(move || report.report()),
-        canary,
-        running.cancel.clone(),
-    );
+    alerts.start(admin.reporter(), canary, running.cancel.clone());
     if let Some(listener) = admin_listener {
         let addr = listener
             .local_addr()

@@ -120,3 +120,44 @@ pub fn day_counts(conn: &Connection, lo: &str, hi: &str) -> rusqlite::Result<Vec
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
+
+/// What a cluster node's exchange log says of its share of the cluster's
+/// work (docs/cluster.md "Fleet view").
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFigures {
+    /// `batch_handed_off` entries whose time starts with `today`.
+    pub handed_off_today: i64,
+    pub last_hand_off: Option<String>,
+    /// The last `cluster_pushed` this node made that the library took
+    /// (delivered or duplicate).
+    pub last_delivery: Option<String>,
+    /// Pushes this node made that the library refused (terminated).
+    pub parked: i64,
+}
+
+/// `today` is the local date, `YYYY-MM-DD`, as entry times begin.
+pub fn cluster(conn: &Connection, today: &str) -> rusqlite::Result<ClusterFigures> {
+    let last = |sql: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row(sql, [], |r| r.get::<_, Option<String>>(0))
+    };
+    Ok(ClusterFigures {
+        handed_off_today: conn.query_row(
+            "SELECT COUNT(*) FROM exchange_log WHERE event = 'batch_handed_off' AND substr(time, 1, 10) = ?1",
+            [today],
+            |r| r.get(0),
+        )?,
+        last_hand_off: last(
+            "SELECT MAX(time) FROM exchange_log WHERE event = 'batch_handed_off'",
+        )?,
+        last_delivery: last(
+            "SELECT MAX(time) FROM exchange_log WHERE event = 'cluster_pushed'
+             AND json_extract(details, '$.outcome') IN ('delivered', 'duplicate')",
+        )?,
+        parked: conn.query_row(
+            "SELECT COUNT(*) FROM exchange_log WHERE event = 'cluster_pushed'
+             AND json_extract(details, '$.outcome') = 'parked'",
+            [],
+            |r| r.get(0),
+        )?,
+    })
+}

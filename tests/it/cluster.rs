@@ -12,7 +12,7 @@ use crate::nats::Nats;
 
 /// A node `name` of the cluster, pushing to `lib`; `extra` is TOML for
 /// `[cluster]`.
-fn node(nats: &Nats, lib: &Library, name: &str, extra: &str) -> Env {
+pub(crate) fn node(nats: &Nats, lib: &Library, name: &str, extra: &str) -> Env {
     let env = Env::new(&format!(
         "{}{}",
         http_sink(&lib.base_url, ""),
@@ -23,7 +23,7 @@ fn node(nats: &Nats, lib: &Library, name: &str, extra: &str) -> Env {
 }
 
 /// `n` case_accept records from `from`, as a JSON Lines file.
-fn file(from: u64, n: u64) -> Vec<u8> {
+pub(crate) fn file(from: u64, n: u64) -> Vec<u8> {
     data::jsonl(
         &(from..from + n).map(data::case_accept).collect::<Vec<_>>(),
         Enc::Utf8,

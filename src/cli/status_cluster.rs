@@ -1,0 +1,103 @@
+//! `fepd status --cluster`: the fleet view (docs/cluster.md "Fleet
+//! view"). Reads every node's last status from the key-value bucket
+//! `FEPD_NODES` on the servers of `[cluster] nats` and shows each node as
+//! running, stopped (a clean stop) or stale (no status for three of its
+//! heartbeats). Refuses, with exit code 1, a config without `[cluster]`;
+//! fails, with exit code 3 and the servers named, when none answers.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::Exit;
+use crate::cluster::fleet::{NodeState, NodeStatus};
+use crate::config::Config;
+
+/// One node in `--json`: its entry, its state and the entry's age.
+#[derive(Serialize)]
+struct Row<'a> {
+    state: NodeState,
+    age_secs: i64,
+    #[serde(flatten)]
+    entry: &'a NodeStatus,
+}
+
+pub fn run(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
+    let Some(c) = &cfg.cluster else {
+        eprintln!(
+            "fepd status --cluster: this config has no [cluster] section; this fepd is a single host (`fepd status` shows it) / 配置中没有 [cluster] 段，本机不是集群节点"
+        );
+        return Ok(Exit::Findings);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Every server tried once, each within request_timeout_secs.
+    let limit = Duration::from_secs(c.request_timeout_secs.max(1) * (c.nats.len() as u64 + 2));
+    let read = rt.block_on(async {
+        match tokio::time::timeout(limit, async {
+            let nats = crate::cluster::Nats::connect_once(c).await?;
+            crate::cluster::fleet::read_all(&nats).await
+        })
+        .await
+        {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
+        }
+    });
+    let entries = match read {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "fepd status --cluster: cannot reach the cluster at {} ({e}) / 无法连接集群服务器",
+                c.nats.join(", ")
+            );
+            return Ok(Exit::Failed);
+        }
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let rows: Vec<Row> = entries
+        .iter()
+        .map(|e| Row {
+            state: e.state(now_ms),
+            age_secs: ((now_ms - e.updated_ms).max(0)) / 1000,
+            entry: e,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Exit::Ok);
+    }
+    if rows.is_empty() {
+        println!("cluster: no node has published its status yet (集群中尚无节点上报状态)");
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{:<16} {:<8} {:>8} {:>9} {:<25} {:>6}  {:<8} alerts",
+        "node", "state", "backlog", "records", "last delivery", "parked", "age"
+    );
+    for r in &rows {
+        let e = r.entry;
+        let state = match r.state {
+            NodeState::Running => "running",
+            NodeState::Stopped => "stopped",
+            NodeState::Stale => "STALE",
+        };
+        println!(
+            "{:<16} {:<8} {:>8} {:>9} {:<25} {:>6}  {:<8} {}",
+            e.node,
+            state,
+            e.backlog_batches,
+            e.backlog_records,
+            e.last_delivery.as_deref().unwrap_or("-"),
+            e.parked,
+            super::status::duration(r.age_secs as u64),
+            match (e.alerts.is_empty(), e.intake_paused) {
+                (true, false) => "-".to_string(),
+                (_, true) => format!("intake paused (暂停接收) {}", e.alerts.join(",")),
+                (false, false) => e.alerts.join(","),
+            }
+        );
+    }
+    Ok(Exit::Ok)
+}

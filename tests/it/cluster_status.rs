@@ -1,0 +1,112 @@
+//! The fleet view (docs/cluster.md "Fleet view"), against the real
+//! three-server JetStream cluster (`nats.rs`): two nodes running list with
+//! their backlog and deliveries; a SIGKILLed node turns stale after three
+//! heartbeats; a cleanly stopped one is `stopped`; without `[cluster]`,
+//! or with no server answering, `fepd status --cluster` refuses clearly.
+
+use std::time::Duration;
+
+use crate::cluster::{file, node};
+use crate::harness::*;
+use crate::nats::Nats;
+
+/// `fepd status --cluster --json` as run by `env`: the nodes by name.
+fn fleet(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let out = env.fepd(&["status", "--cluster", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap().to_string(), n.clone()))
+        .collect()
+}
+
+#[test]
+fn the_fleet_view_lists_running_stale_and_stopped_nodes() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::start(&dir.path().join("lib.db"), &[]);
+    let a = node(&nats, &lib, "a", "heartbeat_secs = 1");
+    let b = node(&nats, &lib, "b", "heartbeat_secs = 1");
+    let da = a.start_ready();
+    let db = b.start_ready();
+    a.drop_file("case_accept", "a1.jsonl", &file(0, 300));
+    b.drop_file("case_accept", "b1.jsonl", &file(1000, 200));
+    a.wait(
+        "the library holds every record",
+        Duration::from_secs(60),
+        || lib.stats()["records"] == 500,
+    );
+    // Both nodes listed, running, with what they handed off and that
+    // their pushes went through.
+    a.wait(
+        "both nodes report their hand-offs and deliveries",
+        Duration::from_secs(30),
+        || {
+            let f = fleet(&a);
+            let delivered = f
+                .values()
+                .filter(|n| n["last_delivery"].is_string())
+                .count();
+            f.len() == 2
+                && f.values().all(|n| {
+                    n["state"] == "running"
+                        && n["handed_off_today"].as_i64().unwrap() > 0
+                        && n["backlog_batches"] == 0
+                })
+                && delivered >= 1
+        },
+    );
+    let f = fleet(&b);
+    assert_eq!(f["a"]["version"], f["b"]["version"]);
+    assert_eq!(f["a"]["alerts"], serde_json::json!([]));
+    assert!(f["a"]["age_secs"].as_i64().unwrap() <= 3, "{f:?}");
+    // The table names both.
+    let out = a.fepd(&["status", "--cluster"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("running"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("a ")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("b ")), "{text}");
+
+    // a SIGKILLed: stale after three heartbeats; b stops cleanly: stopped.
+    da.kill();
+    let (st, _) = db.stop();
+    assert!(st.success());
+    a.wait("a turns stale", Duration::from_secs(20), || {
+        fleet(&a)["a"]["state"] == "stale"
+    });
+    let f = fleet(&a);
+    assert_eq!(f["b"]["state"], "stopped", "{f:?}");
+    assert_eq!(f["b"]["stopped"], true);
+    let text = String::from_utf8_lossy(&a.fepd(&["status", "--cluster"]).stdout).to_string();
+    assert!(text.contains("STALE") && text.contains("stopped"), "{text}");
+}
+
+#[test]
+fn status_cluster_refuses_without_a_cluster_or_a_server() {
+    // No [cluster] section: said so, exit 1.
+    let env = Env::new("");
+    let out = env.fepd(&["status", "--cluster"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no [cluster] section"), "{err}");
+    // Servers that do not answer: named, exit 3, no backtrace.
+    let (p1, p2) = (free_addr(), free_addr());
+    let env = Env::new(&format!(
+        "{}\n[cluster]\nnats = [\"nats://{p1}\", \"nats://{p2}\"]\nnode = \"a\"\nrequest_timeout_secs = 1\n",
+        http_sink("http://127.0.0.1:9", "")
+    ));
+    env.set("sink.mode", "http");
+    let out = env.fepd(&["status", "--cluster", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the cluster"), "{err}");
+    assert!(err.contains(&p1) && err.contains(&p2), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Backtrace"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
