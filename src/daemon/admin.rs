@@ -168,7 +168,6 @@ impl Admin {
         }
     }
 
-    /// The status report as the daemon sees it (what `/status` answers).
     /// [`Admin::report`] as a shared function (the alerts' and the fleet
     /// heartbeat's source).
     pub fn reporter(&self) -> Arc<dyn Fn() -> Result<Report, StoreError> + Send + Sync> {
@@ -176,6 +175,7 @@ impl Admin {
         Arc::new(move || a.report())
     }
 
+    /// The status report as the daemon sees it (what `/status` answers).
     pub fn report(&self) -> Result<Report, StoreError> {
         let beat = self.beat();
         let live = Live {
