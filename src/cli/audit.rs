@@ -76,6 +76,10 @@ enum Command {
         limit: Option<usize>,
         #[arg(long)]
         json: bool,
+        /// Every node's entries as the cluster's stream `FEPD_LOG` holds
+        /// them (cluster mode, docs/cluster.md), one JSON line each.
+        #[arg(long, conflicts_with_all = ["since", "until", "dataset", "event", "file", "batch", "limit"])]
+        cluster: bool,
     },
     /// One record's history by its key (e.g. 办件编号): files, verdicts,
     /// batches, deliveries with receipts, library refusals.
@@ -125,6 +129,9 @@ enum Command {
 pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
     // With --db the config is only needed for the timezone (and the
     // report's dataset list): an auditor may hold just the database.
+    if let Command::Show { cluster: true, .. } = &a.command {
+        return super::cluster::log(&cfg?);
+    }
     let cfg = match (cfg, &a.db) {
         (Ok(c), _) => Some(c),
         (Err(_), Some(_)) => None,
@@ -168,6 +175,7 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
             batch,
             limit,
             json,
+            cluster: _,
         } => {
             let conn = crate::state::open_read_only(&db)?;
             let f = show::Filter {

@@ -10,6 +10,7 @@
 
 mod audit;
 mod batches;
+mod cluster;
 mod doctor;
 mod logfile;
 mod logging;
@@ -18,7 +19,6 @@ mod replay;
 mod selftest;
 mod state;
 mod status;
-mod status_cluster;
 mod template;
 mod users;
 mod validate;

@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     if a.cluster {
-        return super::status_cluster::run(cfg, a.json);
+        return super::cluster::status(cfg, a.json);
     }
     let presence = lock::presence(&cfg.state_dir);
     let r = report(cfg, &presence, None)?;

@@ -17,6 +17,9 @@
 //!   the servers give it to another node after `ack_wait_secs`, and the
 //!   library's idempotency by batch id makes the second push a duplicate.
 //!
+//! - [`logpub`]: each node's exchange-log entries, as stored, published
+//!   to the stream `FEPD_LOG` (`fepd.log.<node>`), resuming after the
+//!   last one the stream holds.
 //! - [`fleet`]: each node's status in the bucket `FEPD_NODES`, put every
 //!   `heartbeat_secs` and at a clean stop; `fepd status --cluster` reads
 //!   them back.
@@ -29,6 +32,7 @@ pub mod deliver;
 pub mod fleet;
 pub mod handoff;
 pub mod lease;
+pub mod logpub;
 
 use std::time::Duration;
 
@@ -228,6 +232,7 @@ pub struct Prepared {
     nats: Nats,
     handoff_db: rusqlite::Connection,
     deliver_db: rusqlite::Connection,
+    db: std::path::PathBuf,
 }
 
 impl Prepared {
@@ -236,11 +241,13 @@ impl Prepared {
             nats: Nats::connect(cfg).await?,
             handoff_db: crate::state::open(db).map_err(ClusterError::state)?,
             deliver_db: crate::state::open(db).map_err(ClusterError::state)?,
+            db: db.to_path_buf(),
         })
     }
 
     /// Starts the hand-off (woken by `wake` when a worker sealed), the
-    /// lease task, the fleet heartbeat (from `status`) and one delivery
+    /// lease task, the fleet heartbeat (from `status`), the exchange log's
+    /// publisher and one delivery
     /// task per route of `routes`, until `cancel`; `abandon` gives
     /// the messages of pushes still running back to the stream.
     pub fn start(
@@ -269,6 +276,10 @@ impl Prepared {
             nats: self.nats.clone(),
             source: Arc::new(status),
         };
+        let log = logpub::LogPublisher {
+            nats: self.nats.clone(),
+            db: self.db,
+        };
         let delivery = Arc::new(deliver::Delivery {
             nats: self.nats,
             forwarder,
@@ -276,11 +287,12 @@ impl Prepared {
             tz,
         });
         let f = tokio::spawn(heartbeat.run(cancel.clone()));
+        let p = tokio::spawn(log.run(cancel.clone()));
         let h = tokio::spawn(handoff.run(wake, cancel.clone()));
         let l = tokio::spawn(leases.run(cancel.clone()));
         let d = tokio::spawn(delivery.run(routes, cancel, abandon));
         tokio::spawn(async move {
-            let _ = tokio::join!(h, l, d, f);
+            let _ = tokio::join!(h, l, d, f, p);
         })
     }
 }

@@ -3,6 +3,9 @@
 //! their backlog and deliveries; a SIGKILLed node turns stale after three
 //! heartbeats; a cleanly stopped one is `stopped`; without `[cluster]`,
 //! or with no server answering, `fepd status --cluster` refuses clearly.
+//! And the exchange log in the cluster (docs/cluster.md): each node's
+//! entries in `FEPD_LOG`, as stored, without gaps or doubles across a
+//! restart (`fepd audit show --cluster`).
 
 use std::time::Duration;
 
@@ -109,4 +112,57 @@ fn status_cluster_refuses_without_a_cluster_or_a_server() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+/// `fepd audit show --cluster` as run by `env`: `node`'s entries.
+fn cluster_log(env: &Env, node: &str) -> Vec<serde_json::Value> {
+    env.json_lines(&["audit", "show", "--cluster"])
+        .into_iter()
+        .filter(|l| l["node"] == node)
+        .map(|l| l["entry"].clone())
+        .collect()
+}
+
+#[test]
+fn each_node_s_exchange_log_reaches_the_cluster_without_gaps_or_doubles_across_a_restart() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::start(&dir.path().join("lib.db"), &[]);
+    let a = node(&nats, &lib, "a", "");
+    let b = node(&nats, &lib, "b", "");
+    let da = a.start_ready();
+    let _db = b.start_ready();
+    a.drop_file("case_accept", "a1.jsonl", &file(0, 100));
+    a.wait("the library holds a1", Duration::from_secs(60), || {
+        lib.stats()["records"] == 100
+    });
+    // The cluster's copy of a's log is its log, entry for entry (hashes
+    // included), in seq order.
+    let same = |env: &Env, name: &str| {
+        let local = env.log_entries(&[]);
+        !local.is_empty() && cluster_log(env, name) == local
+    };
+    a.wait("a's log published", Duration::from_secs(30), || {
+        same(&a, "a")
+    });
+    // A restart resumes after the last published entry.
+    let (st, _) = da.stop();
+    assert!(st.success());
+    let _da = a.start_ready();
+    a.drop_file("case_accept", "a2.jsonl", &file(500, 100));
+    a.wait("the library holds a2", Duration::from_secs(60), || {
+        lib.stats()["records"] == 200
+    });
+    a.wait("a's log published again", Duration::from_secs(30), || {
+        same(&a, "a")
+    });
+    let seqs: Vec<i64> = cluster_log(&a, "a")
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // b publishes its own, beside a's.
+    b.wait("b's log published", Duration::from_secs(30), || {
+        same(&b, "b")
+    });
 }

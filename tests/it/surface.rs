@@ -27,7 +27,7 @@ impl Env {
     }
 
     /// [`Env::stdout_of`] as JSON lines.
-    fn json_lines(&self, args: &[&str]) -> Vec<Value> {
+    pub fn json_lines(&self, args: &[&str]) -> Vec<Value> {
         let out = self.stdout_of(args).unwrap_or_default();
         String::from_utf8(out)
             .unwrap()

@@ -1,10 +1,18 @@
+//! The commands that read the cluster's servers rather than the state
+//! database.
+//!
 //! `fepd status --cluster`: the fleet view (docs/cluster.md "Fleet
 //! view"). Reads every node's last status from the key-value bucket
 //! `FEPD_NODES` on the servers of `[cluster] nats` and shows each node as
 //! running, stopped (a clean stop) or stale (no status for three of its
 //! heartbeats). Refuses, with exit code 1, a config without `[cluster]`;
 //! fails, with exit code 3 and the servers named, when none answers.
+//!
+//! `fepd audit show --cluster`: every node's exchange-log entries as the
+//! stream `FEPD_LOG` holds them, one JSON line each, `{"node", "entry"}`
+//! (the entry as `fepd audit show --json` prints it on its node).
 
+use std::io::Write;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,38 +30,69 @@ struct Row<'a> {
     entry: &'a NodeStatus,
 }
 
-pub fn run(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
+/// Runs `read` against the cluster of `cfg`, or says why it cannot: no
+/// `[cluster]` (exit 1), no server answering (exit 3). `what` names the
+/// command in the message.
+fn with_cluster<T, F>(cfg: &Config, what: &str, read: F) -> anyhow::Result<Result<T, Exit>>
+where
+    F: AsyncFnOnce(&crate::cluster::Nats) -> Result<T, crate::cluster::ClusterError>,
+{
     let Some(c) = &cfg.cluster else {
         eprintln!(
-            "fepd status --cluster: this config has no [cluster] section; this fepd is a single host (`fepd status` shows it) / 配置中没有 [cluster] 段，本机不是集群节点"
+            "{what}: this config has no [cluster] section; this fepd is a single host (`fepd status` shows it) / 配置中没有 [cluster] 段，本机不是集群节点"
         );
-        return Ok(Exit::Findings);
+        return Ok(Err(Exit::Findings));
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Every server tried once, each within request_timeout_secs.
+    // Every server tried once, each within request_timeout_secs; reading
+    // may take longer for a long log.
     let limit = Duration::from_secs(c.request_timeout_secs.max(1) * (c.nats.len() as u64 + 2));
-    let read = rt.block_on(async {
-        match tokio::time::timeout(limit, async {
-            let nats = crate::cluster::Nats::connect_once(c).await?;
-            crate::cluster::fleet::read_all(&nats).await
-        })
-        .await
-        {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", limit.as_secs())),
-        }
+    let res = rt.block_on(async {
+        let nats = match tokio::time::timeout(limit, crate::cluster::Nats::connect_once(c)).await {
+            Ok(n) => n.map_err(|e| e.to_string())?,
+            Err(_) => return Err(format!("no answer within {} s", limit.as_secs())),
+        };
+        read(&nats).await.map_err(|e| e.to_string())
     });
-    let entries = match read {
-        Ok(e) => e,
+    match res {
+        Ok(v) => Ok(Ok(v)),
         Err(e) => {
             eprintln!(
-                "fepd status --cluster: cannot reach the cluster at {} ({e}) / 无法连接集群服务器",
+                "{what}: cannot reach the cluster at {} ({e}) / 无法连接集群服务器",
                 c.nats.join(", ")
             );
-            return Ok(Exit::Failed);
+            Ok(Err(Exit::Failed))
         }
+    }
+}
+
+/// `fepd audit show --cluster`.
+pub fn log(cfg: &Config) -> anyhow::Result<Exit> {
+    let out = std::io::stdout();
+    let read = with_cluster(cfg, "fepd audit show --cluster", async |nats| {
+        let mut out = out.lock();
+        crate::cluster::logpub::each(nats, |node, line| {
+            let entry = serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|_| serde_json::Value::String(line.to_string()));
+            let _ = writeln!(out, "{}", serde_json::json!({"node": node, "entry": entry}));
+        })
+        .await
+    })?;
+    Ok(match read {
+        Ok(()) => Exit::Ok,
+        Err(x) => x,
+    })
+}
+
+/// `fepd status --cluster [--json]`.
+pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
+    let entries = match with_cluster(cfg, "fepd status --cluster", async |nats| {
+        crate::cluster::fleet::read_all(nats).await
+    })? {
+        Ok(e) => e,
+        Err(x) => return Ok(x),
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
     let rows: Vec<Row> = entries
