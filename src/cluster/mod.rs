@@ -108,41 +108,48 @@ impl Nats {
     /// this returns at once even with every server down; only a malformed
     /// address fails here).
     pub async fn connect(cfg: &Cluster) -> Result<Nats, ClusterError> {
-        let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("fepd {}", cfg.node))
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout))
+        let client = Self::options(cfg, "fepd")
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connect(cfg.nats.as_slice())
             .await
             .map_err(ClusterError::Connect)?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(timeout);
-        Ok(Nats {
-            js,
-            cfg: cfg.clone(),
-        })
+        Ok(Self::over(client, cfg))
     }
 
     /// Connects once, for a command (`fepd status --cluster`): fails when
     /// none of the servers answers within `request_timeout_secs`.
     pub async fn connect_once(cfg: &Cluster) -> Result<Nats, ClusterError> {
-        let timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("fepd status {}", cfg.node))
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout))
+        let client = Self::options(cfg, "fepd status")
             .connect(cfg.nats.as_slice())
             .await
             .map_err(ClusterError::Connect)?;
+        Ok(Self::over(client, cfg))
+    }
+
+    /// The client's options: named `WHO NODE` on the servers, every wait
+    /// bounded by `request_timeout_secs`.
+    fn options(cfg: &Cluster, who: &str) -> async_nats::ConnectOptions {
+        let timeout = Self::timeout(cfg);
+        async_nats::ConnectOptions::new()
+            .name(format!("{who} {}", cfg.node))
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+    }
+
+    fn timeout(cfg: &Cluster) -> Duration {
+        Duration::from_secs(cfg.request_timeout_secs.max(1))
+    }
+
+    /// JetStream over a connected client, its requests bounded like the
+    /// client's.
+    fn over(client: async_nats::Client, cfg: &Cluster) -> Nats {
         let mut js = jetstream::new(client);
-        js.set_timeout(timeout);
-        Ok(Nats {
+        js.set_timeout(Self::timeout(cfg));
+        Nats {
             js,
             cfg: cfg.clone(),
-        })
+        }
     }
 
     /// The batch stream, created if absent: file storage, `stream_replicas`

@@ -173,6 +173,27 @@ pub(crate) fn console_env(extra: &str) -> (Env, String) {
     (env, addr)
 }
 
+/// Three case_accept records dropped as `mixed.csv` (Chinese headers),
+/// the second with a 身份证号 whose check digit is wrong, so the file is
+/// rejected with one GB 11643 refusal; returns the records and that value.
+pub(crate) fn drop_mixed_csv(env: &Env) -> (Vec<data::Record>, String) {
+    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
+    let good = data::id_card(4);
+    let last = if good.ends_with('0') { '1' } else { '0' };
+    let bad_id = format!("{}{last}", &good[..17]);
+    for (f, v) in recs[1].iter_mut() {
+        if *f == "applyer_page_code" {
+            *v = bad_id.clone();
+        }
+    }
+    env.drop_file(
+        "case_accept",
+        "mixed.csv",
+        &data::csv(&recs, true, Enc::Utf8),
+    );
+    (recs, bad_id)
+}
+
 /// `console_refused` entries: (user, action, reason).
 pub(crate) fn refusals(env: &Env) -> Vec<(String, String, String)> {
     env.log_entries(&["--event", "console_refused"])

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use crate::console::{Browser, PASSWORD, console_env, refusals};
-use crate::data::{self, Enc};
+use crate::console::{Browser, PASSWORD, console_env, drop_mixed_csv, refusals};
 
 /// `user_changed` entries: (user, change, by).
 fn changes(env: &crate::harness::Env) -> Vec<(String, String, String)> {
@@ -174,20 +173,7 @@ fn only_a_user_granted_the_reveal_sees_a_rejected_value_and_each_reveal_is_logge
         String::from_utf8_lossy(&out.stderr)
     );
     let _d = env.start_ready();
-    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    let good = data::id_card(4);
-    let last = if good.ends_with('0') { '1' } else { '0' };
-    let bad_id = format!("{}{last}", &good[..17]);
-    for (f, v) in recs[1].iter_mut() {
-        if *f == "applyer_page_code" {
-            *v = bad_id.clone();
-        }
-    }
-    env.drop_file(
-        "case_accept",
-        "mixed.csv",
-        &data::csv(&recs, true, Enc::Utf8),
-    );
+    let (_, bad_id) = drop_mixed_csv(&env);
     env.wait("mixed.csv finished", Duration::from_secs(20), || {
         !env.log_entries(&["--event", "file_rejected", "--file", "mixed.csv"])
             .is_empty()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::console::{PASSWORD, console_env};
+use crate::console::{PASSWORD, console_env, drop_mixed_csv};
 use crate::data::{self, Enc};
 use crate::webdriver::Browser;
 
@@ -154,20 +154,7 @@ fn with_javascript_lists_filter_in_place_actions_ask_first_and_xlsx_downloads() 
     let (env, addr) = console_env("");
     let base = format!("http://{addr}");
     let _d = env.start_ready();
-    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    let good = data::id_card(4);
-    let last = if good.ends_with('0') { '1' } else { '0' };
-    let bad_id = format!("{}{last}", &good[..17]);
-    for (f, v) in recs[1].iter_mut() {
-        if *f == "applyer_page_code" {
-            *v = bad_id.clone();
-        }
-    }
-    env.drop_file(
-        "case_accept",
-        "mixed.csv",
-        &data::csv(&recs, true, Enc::Utf8),
-    );
+    let (recs, bad_id) = drop_mixed_csv(&env);
     env.drop_file(
         "case_accept",
         "other.jsonl",

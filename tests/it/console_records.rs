@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::console::{Browser, PASSWORD, console_env};
+use crate::console::{Browser, PASSWORD, console_env, drop_mixed_csv};
 use crate::data::{self, Enc};
 
 /// The sheet's cells, row by row, as text.
@@ -24,23 +24,7 @@ pub(crate) fn read_xlsx(bytes: &[u8]) -> Vec<Vec<String>> {
 fn files_rejections_and_reconciliation_read_back_as_xlsx_masked() {
     let (env, addr) = console_env("");
     let _d = env.start_ready();
-    let mut recs: Vec<_> = (0..3).map(data::case_accept).collect();
-    let bad_id = format!("{}0", &data::id_card(4)[..17]);
-    let bad_id = if bad_id == data::id_card(4) {
-        format!("{}1", &bad_id[..17])
-    } else {
-        bad_id
-    };
-    for (f, v) in recs[1].iter_mut() {
-        if *f == "applyer_page_code" {
-            *v = bad_id.clone();
-        }
-    }
-    env.drop_file(
-        "case_accept",
-        "mixed.csv",
-        &data::csv(&recs, true, Enc::Utf8),
-    );
+    let (_, bad_id) = drop_mixed_csv(&env);
     env.wait("mixed.csv finished", Duration::from_secs(20), || {
         !env.log_entries(&["--event", "file_rejected", "--file", "mixed.csv"])
             .is_empty()
