@@ -85,7 +85,6 @@ const UNITS: [&str; 4] = [
     "规划和自然资源委员会分局",
 ];
 const AREAS: [&str; 6] = ["110101", "110102", "110105", "110106", "110107", "110108"];
-const ID_W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 
 /// Keys are `i` scrambled by a bijection of 0..10^15 (multiplication by a
 /// number prime to 10): unique, and in no order a B-tree likes.
@@ -101,20 +100,14 @@ fn pick(rng: &mut StdRng, chars: &str) -> char {
 
 /// A 公民身份号码 with a valid check digit, for anyone born 1950–2005.
 fn id_card(rng: &mut StdRng) -> String {
-    let s = format!(
+    data::with_id_check(format!(
         "{}{}{:02}{:02}{:03}",
         AREAS[rng.random_range(0..AREAS.len())],
         rng.random_range(1950..=2005),
         rng.random_range(1..=12),
         rng.random_range(1..=28),
         rng.random_range(0..1000)
-    );
-    let sum: u32 = s
-        .bytes()
-        .zip(ID_W)
-        .map(|(c, w)| (c - b'0') as u32 * w)
-        .sum();
-    format!("{s}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    ))
 }
 
 /// Unix seconds `t` at UTC+8 in one of the forms data staff write.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
+use crate::pg::free_port;
+
 /// The user and password the tests connect as.
 pub const USER: &str = "fepd";
 pub const PASSWORD: &str = "s3cret-不要记录";
@@ -18,14 +20,6 @@ pub struct Maria {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// mariadbd runs as root only when told to.

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::pg::free_port;
+
 /// The server binary (Debian's `nats-server`).
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
@@ -27,14 +29,6 @@ struct Server {
 pub struct Nats {
     dir: tempfile::TempDir,
     servers: Vec<Server>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Nats {

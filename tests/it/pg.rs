@@ -32,7 +32,9 @@ fn bin(name: &str) -> PathBuf {
     dir.join("bin").join(name)
 }
 
-fn free_port() -> u16 {
+/// A loopback TCP port free at the time of asking, for a server a test
+/// starts (PostgreSQL here; MariaDB and NATS too).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
