@@ -267,12 +267,17 @@ fn three_nodes_on_one_spool_survive_a_node_and_a_server_killed() {
             &file(f * PER_FILE, PER_FILE),
         );
     }
-    shared.wait("node a at work", Duration::from_secs(60), || {
+    // Killed at once, while a file is still in work/: starting the other
+    // nodes first gave a the seconds it needs to finish every file, and
+    // then there was nothing to take over.
+    let work = spool.join("case_accept").join("work");
+    shared.wait("node a at work on a file", Duration::from_secs(60), || {
         nodes[0].events("batch_handed_off") > 0
+            && std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some())
     });
-    let daemons: Vec<Daemon> = nodes[1..].iter().map(|e| e.start_ready()).collect();
     a.kill();
     nats.kill(1);
+    let daemons: Vec<Daemon> = nodes[1..].iter().map(|e| e.start_ready()).collect();
     for f in FILES / 2..FILES {
         shared.drop_file(
             "case_accept",
