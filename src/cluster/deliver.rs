@@ -209,24 +209,20 @@ impl Delivery {
         };
         entry.reason = reason.as_deref();
         self.record(LogEntry::ClusterPushed(entry.clone())).await?;
-        match (&ack, &reply) {
-            (AckKind::Term, _) => {
+        match ack {
+            // Confirmed by the servers; an ack lost on the way leaves the
+            // message to be pushed again, which the library answers as a
+            // duplicate.
+            AckKind::Ack => return msg.double_ack().await.map_err(ClusterError::js),
+            AckKind::Term => {
                 tracing::error!(dataset = %dataset, batch = %batch, origin = %origin, reason = ?entry.reason, "ALERT: batch parked by the library; its body stays on its origin node")
             }
-            (AckKind::Nak(_), _) => {
+            AckKind::Nak(_) => {
                 tracing::warn!(dataset = %dataset, batch = %batch, delivery, reason = ?entry.reason, "send failed; the stream will offer it again")
             }
             _ => {}
         }
-        if matches!(ack, AckKind::Ack) {
-            // Confirmed by the servers; an ack lost on the way leaves the
-            // message to be pushed again, which the library answers as a
-            // duplicate.
-            msg.double_ack().await.map_err(ClusterError::js)?;
-        } else {
-            msg.ack_with(ack).await.map_err(ClusterError::js)?;
-        }
-        Ok(())
+        msg.ack_with(ack).await.map_err(ClusterError::js)
     }
 
     /// Appends `entry` to this node's exchange log in a transaction of its own.
