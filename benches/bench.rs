@@ -186,6 +186,14 @@ high_water_bytes = 0
 "#,
             schemas.display()
         );
+        // `FEPD_BENCH_CHUNK_RECORDS=N`: `[intake] chunk_records` (default
+        // fepd's), to compare chunk sizes on one binary.
+        if let Some(n) = std::env::var("FEPD_BENCH_CHUNK_RECORDS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            cfg = cfg.replace("[intake]\n", &format!("[intake]\nchunk_records = {n}\n"));
+        }
         if let Some(url) = http {
             cfg.push_str(&format!(
                 "\n[sink.http]\nbase_url = \"{url}\"\nclient_id = \"fep-001\"\nclient_secret_env = \"FEPD_BENCH_SECRET\"\n"

@@ -37,8 +37,10 @@ pub struct Intake {
     pub default_encoding: Option<Checked<EncodingLabel>>,
     /// CSV delimiter, one ASCII character.
     pub csv_delimiter: Checked<Delimiter>,
-    /// Input records per SQLite transaction when few of them are sealed
-    /// (e.g. a re-sent file of unchanged records).
+    /// Input records per SQLite transaction: a chunk ends at the first
+    /// batch boundary past this many records, or at this many since the
+    /// last batch when few of them are sealed (e.g. a re-sent file of
+    /// unchanged records).
     pub chunk_records: u64,
     /// Deepest XML element / JSON array-or-object nesting (parse::Limits).
     pub max_nesting_depth: usize,

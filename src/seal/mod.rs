@@ -80,9 +80,12 @@ impl OpenBatch {
 
     /// Full by count or bytes, or open longer than `max_age_ms`.
     pub fn is_due(&self, limits: &BatchLimits) -> bool {
-        self.records.len() >= limits.max_records
-            || self.bytes >= limits.max_bytes
-            || self.opened.elapsed().as_millis() as u64 >= limits.max_age_ms
+        self.is_full(limits) || self.opened.elapsed().as_millis() as u64 >= limits.max_age_ms
+    }
+
+    /// Full by count or bytes.
+    pub fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.records.len() >= limits.max_records || self.bytes >= limits.max_bytes
     }
 
     pub fn take(&mut self) -> Vec<Staged> {

@@ -26,9 +26,13 @@ fn shipped_sample_flows_to_outbox_and_ack_delivers_it() {
             .iter()
             .any(|n| n.ends_with(".json"))
     });
+    // Taken on the file's close event, not after `settle_secs` (5 s) or a
+    // rescan (30 s). The latency target itself (p99 ≤ 1 s) is measured by
+    // scripts/bench.sh, not here: a debug build on a loaded machine took
+    // 2.4 s.
     let latency = t0.elapsed();
     assert!(
-        latency < Duration::from_secs(2),
+        latency < Duration::from_secs(4),
         "drop to outbox took {latency:?}"
     );
 

@@ -1,10 +1,21 @@
 //! The chunk transaction (ARCHITECTURE.md, "One transaction per chunk"):
 //! the dedupe decisions of a chunk's records, the rejections found, the
-//! batch sealed from its valid records with its exchange-log entry, and the
-//! file's checkpoint commit together. Records come from the reader thread
+//! batches sealed from its valid records with their exchange-log entries,
+//! and the file's checkpoint commit together. A chunk holds several batches
+//! (`[intake] chunk_records` input records, to the next batch boundary):
+//! each commit writes a page of the per-key table once for all the
+//! records it took, where one commit per batch wrote most pages once per
+//! record on keys in no particular order. It commits sooner at a boundary
+//! when the reader has nothing ready (no write lock held while it works),
+//! when a batch waited its full age, or when the daemon stops. Batch
+//! boundaries depend only on the records (size, and `chunk_records` since
+//! the last batch), never on when a chunk commits, so cluster mode's
+//! deterministic ids hold. Records come from the reader thread
 //! (`reader`), or from a SQL source's page (`rows`); only what commits
 //! here counts as consumed. A page also moves its source's watermark in
 //! the same transaction (`Committing`).
+
+use std::sync::mpsc::TryRecvError;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -52,6 +63,10 @@ pub(super) fn run_chunks(
     let mut carry: Option<Checked> = None;
     let mut group = Vec::new().into_iter();
     let mut open = OpenBatch::default();
+    // Records consumed since the open batch was last sealed: at
+    // `chunk_records` of them it is sealed however small, so a file whose
+    // records are mostly unchanged or rejected still commits its progress.
+    let mut since_seal: u64 = 0;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // A 413 from the library lowers the route's batch size for good.
@@ -61,31 +76,47 @@ pub(super) fn run_chunks(
         }
         let mut delta = Counts::default();
         let mut consumed: u64 = 0;
+        let mut sealed_any = false;
         let first = ordinal;
         let end = loop {
             let item = match carry.take() {
                 Some(i) => i,
                 None => match group.next() {
                     Some(i) => i,
-                    None => match items.recv() {
-                        Ok(Read::Items(g)) => {
-                            group = g.into_iter();
-                            continue;
+                    None => {
+                        // At a batch boundary with nothing read ahead, commit
+                        // now rather than hold the write lock while the
+                        // reader works.
+                        let next = if sealed_any && open.is_empty() {
+                            match items.try_recv() {
+                                Ok(r) => Some(r),
+                                Err(TryRecvError::Empty) => break ChunkEnd::Due,
+                                Err(TryRecvError::Disconnected) => None,
+                            }
+                        } else {
+                            items.recv().ok()
+                        };
+                        match next {
+                            Some(Read::Items(g)) => {
+                                group = g.into_iter();
+                                continue;
+                            }
+                            Some(Read::End) => break ChunkEnd::Eof,
+                            Some(Read::Fault(f)) => break ChunkEnd::Fault(f),
+                            // The reader ends only after End or Fault; anything
+                            // else means it panicked, and the scope re-raises that.
+                            Some(Read::Opened { .. }) | None => {
+                                panic!("the record reader stopped mid-file")
+                            }
                         }
-                        Ok(Read::End) => break ChunkEnd::Eof,
-                        Ok(Read::Fault(f)) => break ChunkEnd::Fault(f),
-                        // The reader ends only after End or Fault; anything
-                        // else means it panicked, and the scope re-raises that.
-                        Ok(Read::Opened { .. }) | Err(_) => {
-                            panic!("the record reader stopped mid-file")
-                        }
-                    },
+                    }
                 },
             };
             match item {
                 Checked::Bad(bad) => {
                     ordinal += 1;
                     consumed += 1;
+                    since_seal += 1;
                     delta.received += 1;
                     delta.rejected += 1;
                     files::insert_rejection(
@@ -108,18 +139,26 @@ pub(super) fn run_chunks(
                 Checked::Invalid { pos, key, errors } => {
                     ordinal += 1;
                     consumed += 1;
+                    since_seal += 1;
                     delta.received += 1;
                     delta.rejected += 1;
                     insert_errors(&tx, row.id, ordinal, &pos, key.as_deref(), &errors, false)?;
                 }
                 Checked::Valid { pos, rec } => {
                     if open.would_overflow(&rec, &limits) {
-                        // Seal what we have first; this record opens the next batch.
+                        // Seal what we have; this record opens the next batch.
+                        seal_open(&tx, ctx, &route, row, &mut open)?;
+                        sealed_any = true;
+                        since_seal = 0;
                         carry = Some(Checked::Valid { pos, rec });
-                        break ChunkEnd::Due;
+                        if consumed >= ctx.chunk_records || (ctx.stopping)() {
+                            break ChunkEnd::Due;
+                        }
+                        continue;
                     }
                     ordinal += 1;
                     consumed += 1;
+                    since_seal += 1;
                     delta.received += 1;
                     delta.ignored_fields += rec.ignored_fields as i64;
                     if !rec.warnings.is_empty() {
@@ -144,15 +183,24 @@ pub(super) fn run_chunks(
                 }
             }
             if open.is_due(&limits) && !open.is_empty() {
-                break ChunkEnd::Due;
-            }
-            if consumed >= ctx.chunk_records {
+                // Several batches share a transaction (fewer commits, and
+                // fewer pages of the per-key table written per record);
+                // one that waited its full age goes out at once.
+                let by_age = !open.is_full(&limits);
+                seal_open(&tx, ctx, &route, row, &mut open)?;
+                sealed_any = true;
+                since_seal = 0;
+                if by_age || consumed >= ctx.chunk_records || (ctx.stopping)() {
+                    break ChunkEnd::Due;
+                }
+            } else if since_seal >= ctx.chunk_records {
                 break ChunkEnd::Due;
             }
         };
-        let sealed_any = !open.is_empty();
-        if sealed_any {
+        if !open.is_empty() {
             seal_open(&tx, ctx, &route, row, &mut open)?;
+            sealed_any = true;
+            since_seal = 0;
         }
         lifecycle::checkpoint(&tx, ctx.tz, row, ordinal as i64, &delta)?;
         if let Some(f) = committing.as_mut() {

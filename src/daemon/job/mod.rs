@@ -71,8 +71,9 @@ pub struct DatasetCtx {
     pub gate: Arc<super::backpressure::Gate>,
     /// Cluster mode (docs/cluster.md "Batch ids"): a claimed file's
     /// batches get ids derived from the file (`seal::deterministic_batch_id`),
-    /// and close only by size or at a chunk's end, never by age, so another
-    /// node sealing the same file seals the same batches.
+    /// and close only by size or after `chunk_records` records without one,
+    /// never by age, so another node sealing the same file seals the same
+    /// batches.
     pub deterministic_ids: bool,
 }
 
