@@ -6,7 +6,8 @@
 //! `FEPD_NODES` on the servers of `[cluster] nats` and shows each node as
 //! running, stopped (a clean stop) or stale (no status for three of its
 //! heartbeats). Refuses, with exit code 1, a config without `[cluster]`;
-//! fails, with exit code 3 and the servers named, when none answers.
+//! fails, with exit code 3 and the servers named, when none answers. A
+//! stale node is a finding: the list is printed, and the exit code is 1.
 //!
 //! `fepd audit show --cluster`: every node's exchange-log entries as the
 //! stream `FEPD_LOG` holds them, one JSON line each, `{"node", "entry"}`
@@ -103,9 +104,14 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
             entry: e,
         })
         .collect();
+    // A stale node is something wrong: exit 1 (README, "Exit codes").
+    let exit = match rows.iter().any(|r| r.state == NodeState::Stale) {
+        true => Exit::Findings,
+        false => Exit::Ok,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(Exit::Ok);
+        return Ok(exit);
     }
     if rows.is_empty() {
         println!("cluster: no node has published its status yet (集群中尚无节点上报状态)");
@@ -138,5 +144,5 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
             }
         );
     }
-    Ok(Exit::Ok)
+    Ok(exit)
 }

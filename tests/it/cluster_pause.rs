@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{file, node};
+use crate::cluster::{file, in_progress, node};
 use crate::harness::*;
 use crate::nats::Nats;
 
@@ -15,13 +15,6 @@ fn signal(d: &Daemon, sig: i32) {
     // SAFETY: a plain kill(2) to the daemon's own pid.
     let rc = unsafe { libc::kill(d.pid() as i32, sig) };
     assert_eq!(rc, 0, "kill({}, {sig})", d.pid());
-}
-
-/// The files `env` shows in `work/` in progress (`fepd status --json`).
-fn in_progress(env: &Env) -> usize {
-    env.status()["work_files"].as_object().map_or(0, |m| {
-        m.values().map(|v| v.as_array().map_or(0, Vec::len)).sum()
-    })
 }
 
 /// Node a is paused while it reads a file from the shared spool, long

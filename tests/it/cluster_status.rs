@@ -13,16 +13,20 @@ use crate::cluster::{file, node};
 use crate::harness::*;
 use crate::nats::Nats;
 
-/// `fepd status --cluster --json` as run by `env`: the nodes by name.
+/// `fepd status --cluster --json` as run by `env`: the nodes by name. It
+/// exits 0, or 1 when a node is stale.
 fn fleet(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
     let out = env.fepd(&["status", "--cluster", "--json"]);
-    assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
+    let nodes: std::collections::BTreeMap<_, _> = v
+        .as_array()
         .unwrap()
         .iter()
         .map(|n| (n["node"].as_str().unwrap().to_string(), n.clone()))
-        .collect()
+        .collect();
+    let stale = nodes.values().any(|n| n["state"] == "stale");
+    assert_eq!(out.status.code(), Some(i32::from(stale)), "{out:?}");
+    nodes
 }
 
 #[test]
@@ -83,7 +87,9 @@ fn the_fleet_view_lists_running_stale_and_stopped_nodes() {
     let f = fleet(&a);
     assert_eq!(f["b"]["state"], "stopped", "{f:?}");
     assert_eq!(f["b"]["stopped"], true);
-    let text = String::from_utf8_lossy(&a.fepd(&["status", "--cluster"]).stdout).to_string();
+    let out = a.fepd(&["status", "--cluster"]);
+    assert_eq!(out.status.code(), Some(1), "a stale node: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("STALE") && text.contains("stopped"), "{text}");
 }
 
