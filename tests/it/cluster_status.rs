@@ -5,7 +5,8 @@
 //! or with no server answering, `fepd status --cluster` refuses clearly.
 //! And the exchange log in the cluster (docs/cluster.md): each node's
 //! entries in `FEPD_LOG`, as stored, without gaps or doubles across a
-//! restart (`fepd audit show --cluster`).
+//! restart (`fepd audit show --cluster`), each verifying as its node's
+//! chain (`fepd audit verify --cluster`).
 
 use std::time::Duration;
 
@@ -171,4 +172,46 @@ fn each_node_s_exchange_log_reaches_the_cluster_without_gaps_or_doubles_across_a
     b.wait("b's log published", Duration::from_secs(30), || {
         same(&b, "b")
     });
+    // Each node's copy verifies as its own chain (`audit verify --cluster`).
+    let out = a.fepd(&["audit", "verify", "--cluster"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for n in ["a", "b"] {
+        let head = format!("{n}: chain intact");
+        assert!(text.lines().any(|l| l.starts_with(&head)), "{text}");
+    }
+    // An entry whose hash was changed on its way into the stream (here a
+    // copy of a's first entry, published as node x's) breaks that node's
+    // chain, and only that one: exit 1.
+    let shown = a.fepd(&["audit", "show", "--json"]).stdout;
+    let first = String::from_utf8(shown)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let at = first.find("\"hash\":\"").unwrap() + 8;
+    let mut forged = first.clone();
+    forged.replace_range(
+        at..at + 1,
+        if &first[at..at + 1] == "0" { "1" } else { "0" },
+    );
+    let url = nats.urls()[0].clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let ack = js.publish("fepd.log.x", forged.into()).await.unwrap();
+        ack.await.unwrap();
+    });
+    let out = a.fepd(&["audit", "verify", "--cluster"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("x: CHAIN BROKEN"), "{text}");
+    assert!(
+        text.contains("entry 1: stored hash does not match"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("a: chain intact")),
+        "{text}"
+    );
 }
