@@ -72,15 +72,31 @@ print(json.load(urllib.request.urlopen(r))["records"])
 EOF
 }
 
-all_there() { [ "$(at_library "$lib_addr" 2>/dev/null)" = "$records" ]; }
+# Every file has its receipt or report (in done/ or rejected/).
+verdicts() { # SPOOL
+    [ "$(find "$1/case_accept/done" "$1/case_accept/rejected" -name '*.json' 2>/dev/null | wc -l)" -ge "$files" ]
+}
+
+# The records sealed from every file (their receipts' and reports' counts).
+sealed() { # SPOOL
+    python3 - "$1" <<'EOF'
+import glob, json, sys
+print(sum(json.load(open(p))["counts"]["sealed"]
+          for p in glob.glob(f"{sys.argv[1]}/case_accept/*/*.json")))
+EOF
+}
+
+all_there() { [ "$(at_library "$lib_addr" 2>/dev/null)" = "$want" ]; }
+
+listening() { grep -q "listening on" "$1"; }
 
 library() { # DIR: starts the simulator, sets lib_addr
-    local fifo="$1/lib.out"
-    mkfifo "$fifo"
     "$bin" simulate-library --listen 127.0.0.1:0 --db "$1/library.db" --inspect-token bench \
-        > "$fifo" 2>/dev/null &
+        > "$1/lib.out" 2>/dev/null &
     pids+=($!)
-    read -r line < "$fifo"
+    wait_for "the library" 300 listening "$1/lib.out"
+    local line
+    line=$(head -n1 "$1/lib.out")
     lib_addr=${line##* }
 }
 
@@ -160,11 +176,13 @@ node = \"node$i\"}"
         pids+=($!); node_pids+=($!); all+=($!)
     done
     for i in $(seq 1 "$n"); do wait_for "node$i ready" 600 ready "$dir/node$i/daemon.log"; done
-    local c0 t0 t1 c1 got
+    local c0 t0 t1 c1 got want
     c0=$(ticks "${all[@]}")
     t0=$(date +%s.%N)
     for f in "$spool"/staged/*.jsonl; do mv "$f" "$spool/case_accept/inbox/"; done
-    wait_for "every record at the library" 36000 all_there
+    wait_for "every file's verdict" 36000 verdicts "$spool"
+    want=$(sealed "$spool")
+    wait_for "every sealed record at the library" 36000 all_there
     t1=$(date +%s.%N)
     c1=$(ticks "${all[@]}")
     got=$(at_library "$lib_addr")

@@ -228,15 +228,15 @@ impl Leases {
                 }
                 (false, _, _) => self.held.release(&ds, &name),
                 (true, Some(e), Some(true)) => {
-                    match kv.update(&k, node.to_string().into(), e.revision).await {
-                        Ok(_) => self.held.renewed(&ds, &name, at),
-                        Err(_) => self.lost(&ds, &name),
-                    }
+                    let r = kv.update(&k, node.to_string().into(), e.revision).await;
+                    self.settle(&kv, (&ds, &name), at, r.map_err(ClusterError::js))
+                        .await?
                 }
-                (true, None, _) => match kv.create(&k, node.to_string().into()).await {
-                    Ok(_) => self.held.renewed(&ds, &name, at),
-                    Err(_) => self.lost(&ds, &name),
-                },
+                (true, None, _) => {
+                    let r = kv.create(&k, node.to_string().into()).await;
+                    self.settle(&kv, (&ds, &name), at, r.map_err(ClusterError::js))
+                        .await?
+                }
                 (true, Some(_), _) => self.lost(&ds, &name),
             }
         }
@@ -278,6 +278,31 @@ impl Leases {
         unleased.retain(|k, _| seen.contains(k));
         told.retain(|k| seen.contains(k));
         Ok(())
+    }
+
+    /// After a renewal or re-creation of this node's lease (`tried`, sent
+    /// at `at`): renewed; or, if it failed, lost when another node's lease
+    /// is there now — else the failure stands (the servers did not
+    /// answer) and the file stays held.
+    async fn settle(
+        &self,
+        kv: &kv::Store,
+        (dataset, work_name): (&str, &str),
+        at: Instant,
+        tried: Result<u64, ClusterError>,
+    ) -> Result<(), ClusterError> {
+        let Err(e) = tried else {
+            self.held.renewed(dataset, work_name, at);
+            return Ok(());
+        };
+        let now = (kv.get(key(dataset, work_name)).await).map_err(ClusterError::js)?;
+        match now {
+            Some(v) if v.as_ref() != self.nats.cfg.node.as_bytes() => {
+                self.lost(dataset, work_name);
+                Ok(())
+            }
+            _ => Err(e),
+        }
     }
 
     /// Another node holds the lease of a file this node was working on:
