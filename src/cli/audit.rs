@@ -51,6 +51,11 @@ enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Verify every node's chain as the cluster's stream `FEPD_LOG`
+        /// holds it (cluster mode, docs/cluster.md), instead of this
+        /// node's database.
+        #[arg(long, conflicts_with_all = ["witness", "archive", "json"])]
+        cluster: bool,
     },
     /// List entries, oldest first (a table, or JSON lines with --json).
     ///
@@ -129,8 +134,10 @@ enum Command {
 pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
     // With --db the config is only needed for the timezone (and the
     // report's dataset list): an auditor may hold just the database.
-    if let Command::Show { cluster: true, .. } = &a.command {
-        return super::cluster::log(&cfg?);
+    match &a.command {
+        Command::Show { cluster: true, .. } => return super::cluster::log(&cfg?),
+        Command::Verify { cluster: true, .. } => return super::cluster::verify(&cfg?),
+        _ => {}
     }
     let cfg = match (cfg, &a.db) {
         (Ok(c), _) => Some(c),
@@ -155,6 +162,7 @@ pub fn run(cfg: anyhow::Result<Config>, a: &Args) -> anyhow::Result<Exit> {
             witness,
             archive,
             json,
+            cluster: _,
         } => {
             let conn = crate::state::open_read_only(&db)?;
             let heads = witness.as_deref().map(verify::read_witness).transpose()?;

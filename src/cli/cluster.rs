@@ -6,7 +6,8 @@
 //! `FEPD_NODES` on the servers of `[cluster] nats` and shows each node as
 //! running, stopped (a clean stop) or stale (no status for three of its
 //! heartbeats). Refuses, with exit code 1, a config without `[cluster]`;
-//! fails, with exit code 3 and the servers named, when none answers.
+//! fails, with exit code 3 and the servers named, when none answers. A
+//! stale node is a finding: the list is printed, and the exit code is 1.
 //!
 //! `fepd audit show --cluster`: every node's exchange-log entries as the
 //! stream `FEPD_LOG` holds them, one JSON line each, `{"node", "entry"}`
@@ -86,6 +87,65 @@ pub fn log(cfg: &Config) -> anyhow::Result<Exit> {
     })
 }
 
+/// `fepd audit verify --cluster`: each node's entries, as the stream
+/// `FEPD_LOG` holds them, re-read as the exact lines the node published
+/// and walked as that node's own chain (`state::log::Chain`, as `fepd
+/// audit verify` walks an archive). One line per node; exit 1 when a
+/// chain is broken.
+pub fn verify(cfg: &Config) -> anyhow::Result<Exit> {
+    use crate::state::log::StoredEntry;
+    type Lines = std::collections::BTreeMap<String, Vec<Result<StoredEntry, String>>>;
+    let read = with_cluster(cfg, "fepd audit verify --cluster", async |nats| {
+        let mut nodes = Lines::new();
+        crate::cluster::logpub::each(nats, |node, line| {
+            let e = StoredEntry::from_archive_line(line);
+            nodes.entry(node.to_string()).or_default().push(e);
+        })
+        .await?;
+        Ok(nodes)
+    })?;
+    let nodes = match read {
+        Ok(n) => n,
+        Err(x) => return Ok(x),
+    };
+    if nodes.is_empty() {
+        println!(
+            "cluster: no node has published its exchange log yet (集群中尚无节点发布交换日志)"
+        );
+    }
+    let mut broken = false;
+    for (node, entries) in &nodes {
+        match verify_node(entries) {
+            Ok((n, head)) => println!(
+                "{node}: chain intact (链完整): {n} entries, head seq {} hash {}",
+                head.seq, head.hash
+            ),
+            Err(why) => {
+                broken = true;
+                println!("{node}: CHAIN BROKEN (链已损坏): {why}");
+            }
+        }
+    }
+    Ok(if broken { Exit::Findings } else { Exit::Ok })
+}
+
+/// One node's published entries as a chain: how many and its head, or
+/// where it first breaks.
+fn verify_node(
+    entries: &[Result<crate::state::log::StoredEntry, String>],
+) -> Result<(i64, crate::state::log::Head), String> {
+    let entries = entries
+        .iter()
+        .map(|e| e.as_ref().map_err(String::clone))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut chain = crate::state::log::Chain::new(entries.iter().filter_map(|e| e.pruned_head()));
+    for e in &entries {
+        chain.feed(e).map_err(|b| b.to_string())?;
+    }
+    let head = chain.last().cloned().ok_or("no entry")?;
+    Ok((chain.count(), head))
+}
+
 /// `fepd status --cluster [--json]`.
 pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
     let entries = match with_cluster(cfg, "fepd status --cluster", async |nats| {
@@ -103,9 +163,14 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
             entry: e,
         })
         .collect();
+    // A stale node is something wrong: exit 1 (README, "Exit codes").
+    let exit = match rows.iter().any(|r| r.state == NodeState::Stale) {
+        true => Exit::Findings,
+        false => Exit::Ok,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(Exit::Ok);
+        return Ok(exit);
     }
     if rows.is_empty() {
         println!("cluster: no node has published its status yet (集群中尚无节点上报状态)");
@@ -138,5 +203,5 @@ pub fn status(cfg: &Config, json: bool) -> anyhow::Result<Exit> {
             }
         );
     }
-    Ok(Exit::Ok)
+    Ok(exit)
 }

@@ -28,15 +28,22 @@ pub(super) struct Workers {
 }
 
 impl Workers {
-    pub(super) fn new(held: Option<crate::cluster::lease::Held>) -> Workers {
+    /// In cluster mode (`cluster`), with the files this node holds.
+    pub(super) fn new(cluster: Option<&crate::config::Cluster>) -> Workers {
+        let ttl = |c: &crate::config::Cluster| Duration::from_secs(c.lease_secs.max(3));
         Workers {
             senders: HashMap::new(),
-            held,
+            held: cluster.map(|c| crate::cluster::lease::Held::new(ttl(c))),
         }
     }
 
     pub(super) fn insert(&mut self, dataset: String, tx: std_mpsc::Sender<String>) {
         self.senders.insert(dataset, tx);
+    }
+
+    /// The files this node holds (cluster mode only), for the workers.
+    pub(super) fn held(&self) -> Option<crate::cluster::lease::Held> {
+        self.held.clone()
     }
 
     /// What the cluster's lease task needs (cluster mode only): the

@@ -446,10 +446,12 @@ fn record_start(
 }
 
 /// A dataset's files left in `work/` by the previous run, oldest claim
-/// first, and those of them an earlier process died on.
+/// first, and those of them an earlier process died on (in cluster mode
+/// `gone`: see `job::gone_from_work`).
 struct Recovered {
     leftovers: Vec<String>,
     died_on: Vec<String>,
+    gone: Vec<String>,
 }
 
 /// In cluster mode (`shared`) none: a shared `work/` holds other nodes'
@@ -461,13 +463,18 @@ fn recover(
 ) -> Result<Vec<Recovered>, StoreError> {
     let conn = crate::state::open(db_path)?;
     let mut out = Vec::new();
-    for (_, paths) in spools {
+    for (d, paths) in spools {
         let leftovers = match shared {
             true => Vec::new(),
             false => intake::scan::leftovers(&paths.work),
         };
         let died_on = super::job::died_on(&conn, &leftovers)?;
-        out.push(Recovered { leftovers, died_on });
+        let gone = super::job::gone_from_work(&conn, shared, &d.name, paths)?;
+        out.push(Recovered {
+            leftovers,
+            died_on,
+            gone,
+        });
     }
     Ok(out)
 }
@@ -533,6 +540,7 @@ pub(crate) fn dataset_ctx(
         stopping,
         gate,
         deterministic_ids: cfg.cluster.is_some(),
+        claims: None,
     }
 }
 
@@ -551,16 +559,16 @@ fn start_workers(
     running: &mut Running,
 ) -> Result<Workers, DaemonError> {
     let cfg = &loaded.cfg;
-    let held = cfg.cluster.as_ref().map(|_| Default::default());
-    let mut workers = Workers::new(held);
+    let mut workers = Workers::new(cfg.cluster.as_ref());
     let mut files = 0usize;
-    for ((d, paths), Recovered { leftovers, died_on }) in spools.into_iter().zip(recovered) {
+    for ((d, paths), r) in spools.into_iter().zip(recovered) {
+        let (leftovers, died_on) = (r.leftovers, r.died_on);
         files += leftovers.len();
         let stopping = {
             let c = running.cancel.clone();
             Arc::new(move || c.is_cancelled()) as Arc<dyn Fn() -> bool + Send + Sync>
         };
-        let ctx = dataset_ctx(
+        let mut ctx = dataset_ctx(
             loaded,
             tz,
             &d,
@@ -569,9 +577,10 @@ fn start_workers(
             stopping,
             gate.clone(),
         );
+        ctx.claims = workers.held();
         let (tx, rx) = std_mpsc::channel::<String>();
         // Files an earlier process died on wait until the rest went first.
-        for name in leftovers.into_iter().filter(|n| !died_on.contains(n)) {
+        for name in (leftovers.into_iter().filter(|n| !died_on.contains(n))).chain(r.gone) {
             let _ = tx.send(name);
         }
         if !died_on.is_empty() {

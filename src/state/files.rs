@@ -9,8 +9,10 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 /// Where a file is in its life: `claimed` → `processing` → `done`,
-/// `rejected` or `duplicate` (the verdicts). Stored as these words, which
-/// databases written by every release hold.
+/// `rejected` or `duplicate` (the verdicts); in cluster mode also
+/// `taken_over`. Stored as these words, which databases written by every
+/// release hold (`taken_over` is new: older releases never wrote it, and
+/// read no database that has it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileState {
     /// Claimed into `work/`, not yet identified (a row that the claim and
@@ -24,15 +26,21 @@ pub enum FileState {
     Rejected,
     /// Same bytes as an earlier file: in `done/` with a receipt naming it.
     Duplicate,
+    /// Cluster mode (docs/cluster.md): another node took the file over
+    /// while this one was dead or paused, and finishes it; this row keeps
+    /// what this node committed of it. Not a verdict (the file is another
+    /// node's), not in progress either.
+    TakenOver,
 }
 
 impl FileState {
-    pub const ALL: [FileState; 5] = [
+    pub const ALL: [FileState; 6] = [
         FileState::Claimed,
         FileState::Processing,
         FileState::Done,
         FileState::Rejected,
         FileState::Duplicate,
+        FileState::TakenOver,
     ];
 
     /// The stored word, also the `verdict` of receipts and reports.
@@ -43,6 +51,7 @@ impl FileState {
             FileState::Done => "done",
             FileState::Rejected => "rejected",
             FileState::Duplicate => "duplicate",
+            FileState::TakenOver => "taken_over",
         }
     }
 
@@ -56,6 +65,12 @@ impl FileState {
             self,
             FileState::Done | FileState::Rejected | FileState::Duplicate
         )
+    }
+
+    /// Whether this node is reading the file (claimed, not finished, not
+    /// taken over).
+    pub fn in_progress(self) -> bool {
+        matches!(self, FileState::Claimed | FileState::Processing)
     }
 }
 
@@ -289,6 +304,25 @@ pub fn finish(
     Ok(())
 }
 
+/// Cluster mode: the row of a file another node took over (`taken_over`),
+/// or (`processing`) one this node holds again; its attempt is forgotten
+/// either way (the breaker counts deaths of this node on the file).
+pub fn set_taken_over(conn: &Connection, id: i64, taken: bool) -> rusqlite::Result<()> {
+    let state = match taken {
+        true => FileState::TakenOver,
+        false => FileState::Processing,
+    };
+    conn.execute(
+        "UPDATE file SET state = ?2 WHERE id = ?1",
+        params![id, state],
+    )?;
+    conn.execute(
+        "DELETE FROM file_attempt WHERE work_name = (SELECT work_name FROM file WHERE id = ?1)",
+        [id],
+    )?;
+    Ok(())
+}
+
 /// An attempt on a file in `work/` that has not returned (yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -500,7 +534,14 @@ mod tests {
         let words: Vec<&str> = FileState::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             words,
-            ["claimed", "processing", "done", "rejected", "duplicate"]
+            [
+                "claimed",
+                "processing",
+                "done",
+                "rejected",
+                "duplicate",
+                "taken_over"
+            ]
         );
         for s in FileState::ALL {
             let id = insert_claim(&c, "ds", "f.csv", &format!("w~{s}"), "t").unwrap();

@@ -101,6 +101,9 @@ pub enum Event {
     BatchHandedOff,
     /// Cluster mode: a node pushed a batch from the cluster's stream.
     ClusterPushed,
+    /// Cluster mode: another node took over a file this node had been
+    /// reading; this node left it.
+    FileTakenOver,
 }
 
 impl Event {
@@ -146,6 +149,7 @@ impl Event {
             Event::ConsoleReveal => "console_reveal",
             Event::BatchHandedOff => "batch_handed_off",
             Event::ClusterPushed => "cluster_pushed",
+            Event::FileTakenOver => "file_taken_over",
         }
     }
 }

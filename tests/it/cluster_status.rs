@@ -5,7 +5,8 @@
 //! or with no server answering, `fepd status --cluster` refuses clearly.
 //! And the exchange log in the cluster (docs/cluster.md): each node's
 //! entries in `FEPD_LOG`, as stored, without gaps or doubles across a
-//! restart (`fepd audit show --cluster`).
+//! restart (`fepd audit show --cluster`), each verifying as its node's
+//! chain (`fepd audit verify --cluster`).
 
 use std::time::Duration;
 
@@ -13,16 +14,20 @@ use crate::cluster::{file, node};
 use crate::harness::*;
 use crate::nats::Nats;
 
-/// `fepd status --cluster --json` as run by `env`: the nodes by name.
+/// `fepd status --cluster --json` as run by `env`: the nodes by name. It
+/// exits 0, or 1 when a node is stale.
 fn fleet(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
     let out = env.fepd(&["status", "--cluster", "--json"]);
-    assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
+    let nodes: std::collections::BTreeMap<_, _> = v
+        .as_array()
         .unwrap()
         .iter()
         .map(|n| (n["node"].as_str().unwrap().to_string(), n.clone()))
-        .collect()
+        .collect();
+    let stale = nodes.values().any(|n| n["state"] == "stale");
+    assert_eq!(out.status.code(), Some(i32::from(stale)), "{out:?}");
+    nodes
 }
 
 #[test]
@@ -83,7 +88,9 @@ fn the_fleet_view_lists_running_stale_and_stopped_nodes() {
     let f = fleet(&a);
     assert_eq!(f["b"]["state"], "stopped", "{f:?}");
     assert_eq!(f["b"]["stopped"], true);
-    let text = String::from_utf8_lossy(&a.fepd(&["status", "--cluster"]).stdout).to_string();
+    let out = a.fepd(&["status", "--cluster"]);
+    assert_eq!(out.status.code(), Some(1), "a stale node: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("STALE") && text.contains("stopped"), "{text}");
 }
 
@@ -165,4 +172,46 @@ fn each_node_s_exchange_log_reaches_the_cluster_without_gaps_or_doubles_across_a
     b.wait("b's log published", Duration::from_secs(30), || {
         same(&b, "b")
     });
+    // Each node's copy verifies as its own chain (`audit verify --cluster`).
+    let out = a.fepd(&["audit", "verify", "--cluster"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for n in ["a", "b"] {
+        let head = format!("{n}: chain intact");
+        assert!(text.lines().any(|l| l.starts_with(&head)), "{text}");
+    }
+    // An entry whose hash was changed on its way into the stream (here a
+    // copy of a's first entry, published as node x's) breaks that node's
+    // chain, and only that one: exit 1.
+    let shown = a.fepd(&["audit", "show", "--json"]).stdout;
+    let first = String::from_utf8(shown)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let at = first.find("\"hash\":\"").unwrap() + 8;
+    let mut forged = first.clone();
+    forged.replace_range(
+        at..at + 1,
+        if &first[at..at + 1] == "0" { "1" } else { "0" },
+    );
+    let url = nats.urls()[0].clone();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let ack = js.publish("fepd.log.x", forged.into()).await.unwrap();
+        ack.await.unwrap();
+    });
+    let out = a.fepd(&["audit", "verify", "--cluster"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("x: CHAIN BROKEN"), "{text}");
+    assert!(
+        text.contains("entry 1: stored hash does not match"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("a: chain intact")),
+        "{text}"
+    );
 }

@@ -33,6 +33,9 @@ pub(super) enum Chunks {
     /// The stream ended, with a file fault if it ended on one.
     Finished(Option<String>),
     Interrupted,
+    /// Cluster mode: another node holds the file now; this chunk was
+    /// rolled back.
+    TakenOver,
 }
 
 /// What ended a chunk.
@@ -205,6 +208,11 @@ pub(super) fn run_chunks(
         lifecycle::checkpoint(&tx, ctx.tz, row, ordinal as i64, &delta)?;
         if let Some(f) = committing.as_mut() {
             f(&tx, first..ordinal)?;
+        }
+        // Cluster mode: nothing more of a file another node took over
+        // while this one was paused (the chunk rolls back).
+        if !ctx.still_holds(&row.work_name) {
+            return Ok(Chunks::TakenOver);
         }
         tx.commit()?;
         if sealed_any {

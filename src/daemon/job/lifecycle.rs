@@ -4,6 +4,7 @@
 //! (inbox) ─claim─► claimed ─identify─► processing ─checkpoint…─► done | rejected
 //!                     └─ same bytes as an earlier file ─────────► duplicate
 //!  any state but a verdict ─ set aside by the breaker ──────────► rejected
+//!  claimed, processing ─ another node took it over ─► taken_over ─ held again ─► processing
 //! ```
 //!
 //! Each transition is a function taking the caller's transaction: it
@@ -96,6 +97,31 @@ pub fn checkpoint(
         )?;
     }
     files::checkpoint(tx, row.id, records_done, delta)
+}
+
+/// Cluster mode: another node holds the file's lease (docs/cluster.md,
+/// "Shared spool"); this node leaves it, its row `taken_over` with its
+/// `file_taken_over` entry.
+pub fn taken_over(tx: &Connection, tz: FixedOffset, row: &FileRow) -> rusqlite::Result<()> {
+    files::set_taken_over(tx, row.id, true)?;
+    log::append(
+        tx,
+        tz,
+        LogEntry::FileTakenOver {
+            dataset: &row.dataset,
+            file: &row.name,
+            file_id: row.id,
+            records_done: row.records_done,
+        },
+    )?;
+    Ok(())
+}
+
+/// Cluster mode: a file this node had left to another is this node's
+/// again (that node died too): `processing` from this node's checkpoint.
+/// Its verdict entry records the end.
+pub fn take_back(tx: &Connection, row: &FileRow) -> rusqlite::Result<()> {
+    files::set_taken_over(tx, row.id, false)
 }
 
 /// The name the file and its receipt or report get under `dir`: chosen

@@ -75,6 +75,22 @@ pub struct DatasetCtx {
     /// never by age, so another node sealing the same file seals the same
     /// batches.
     pub deterministic_ids: bool,
+    /// Cluster mode: the files this node holds a claim lease on
+    /// (`cluster::lease`). A file this node no longer holds — another node
+    /// took it over — is abandoned before the next chunk commit or the
+    /// verdict, its row marked `taken_over` (docs/cluster.md).
+    pub claims: Option<crate::cluster::lease::Held>,
+}
+
+impl DatasetCtx {
+    /// Whether this node may go on with `work_name`: always on a single
+    /// host; in cluster mode while it holds the file's lease
+    /// (`Held::confirm`).
+    pub(crate) fn still_holds(&self, work_name: &str) -> bool {
+        self.claims
+            .as_ref()
+            .is_none_or(|h| h.confirm(&self.dataset.name, work_name, &*self.stopping))
+    }
 }
 
 /// How a file's processing ended.
@@ -93,6 +109,9 @@ pub enum Outcome {
     Interrupted,
     /// Could not be read; left where it was.
     Unreadable(String),
+    /// Cluster mode: another node holds the file's lease (it took the file
+    /// over); left to that node, this node's row marked `taken_over`.
+    TakenOver,
 }
 
 /// Processes (or resumes) the file `work/<work_name>`.
@@ -105,6 +124,9 @@ pub fn process(
     let name = original_name(work_name).to_string();
     let ds = ctx.dataset.name.as_str();
     let existing = files::by_work_name(conn, work_name)?;
+    if !ctx.still_holds(work_name) {
+        return taken_over(conn, ctx, existing.as_ref());
+    }
     if let Some(row) = &existing
         && row.state.is_final()
     {
@@ -144,6 +166,15 @@ pub fn process(
         }
         Some(row) if row.duplicate_of.is_some() => {
             return finish(conn, ctx, row.id, &path, &id, Ending::Duplicate);
+        }
+        Some(row) if row.state == files::FileState::TakenOver => {
+            // Cluster mode: taken over by another node, and now this
+            // node's again (that one died too): on from this node's
+            // checkpoint, with the same batch ids (docs/cluster.md).
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            lifecycle::take_back(&tx, &row)?;
+            tx.commit()?;
+            files::by_id(conn, row.id)?.unwrap_or(row)
         }
         Some(row) => row,
         None => {
@@ -218,6 +249,8 @@ pub fn process(
         run_chunks(conn, ctx, &row, rx, skipped, None)
     })?;
     match chunks {
+        // The verdict only while this node still holds the file.
+        Chunks::Finished(_) if !ctx.still_holds(work_name) => taken_over(conn, ctx, Some(&row)),
         Chunks::Finished(fault) => {
             let notes = notes.into_inner().unwrap_or_else(|p| p.into_inner());
             let ending = Ending::Read {
@@ -227,7 +260,50 @@ pub fn process(
             finish(conn, ctx, row.id, &path, &id, ending)
         }
         Chunks::Interrupted => Ok(Outcome::Interrupted),
+        Chunks::TakenOver => taken_over(conn, ctx, Some(&row)),
     }
+}
+
+/// A file another node took over: this node's row of it, if it has one
+/// still in progress, becomes `taken_over` (with its entry); the file is
+/// left alone.
+fn taken_over(
+    conn: &mut Connection,
+    ctx: &DatasetCtx,
+    row: Option<&files::FileRow>,
+) -> Result<Outcome, StoreError> {
+    let Some(row) = row else {
+        return Ok(Outcome::TakenOver);
+    };
+    // The row as committed (a chunk may have moved its checkpoint).
+    let row = files::by_id(conn, row.id)?.unwrap_or_else(|| row.clone());
+    if row.state.in_progress() {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        lifecycle::taken_over(&tx, ctx.tz, &row)?;
+        tx.commit()?;
+        tracing::warn!(dataset = %row.dataset, file = %crate::oneline::escape(&row.name), records_done = row.records_done, "another node took this file over; this node leaves it to that node");
+    }
+    Ok(Outcome::TakenOver)
+}
+
+/// Cluster mode, at start: the files this node was reading that left
+/// `work/` while it was away — another node took them over and finished
+/// them. Handed to the worker, which marks their rows `taken_over`.
+/// None on a single host (`shared` false).
+pub(crate) fn gone_from_work(
+    conn: &Connection,
+    shared: bool,
+    dataset: &str,
+    paths: &Spool,
+) -> Result<Vec<String>, StoreError> {
+    if !shared {
+        return Ok(Vec::new());
+    }
+    Ok(files::in_progress(conn, dataset)?
+        .into_iter()
+        .map(|f| f.work_name)
+        .filter(|w| !paths.claimed(w).exists())
+        .collect())
 }
 
 fn fault_text(f: &FileFault) -> String {

@@ -76,7 +76,9 @@ pub fn take_page(
     // Interrupted (a drain between chunks) or not, the verdict covers the
     // rows committed; the others are above the watermark and read again.
     match run_chunks(conn, ctx, &row, rx, 0, Some(committing))? {
-        Chunks::Finished(_) | Chunks::Interrupted => finish_page(conn, ctx, file_id),
+        Chunks::Finished(_) | Chunks::Interrupted | Chunks::TakenOver => {
+            finish_page(conn, ctx, file_id)
+        }
     }
 }
 

@@ -117,6 +117,18 @@ impl<'a> LogEntry<'a> {
                     })),
                 })),
             ),
+            E::FileTakenOver {
+                dataset,
+                file,
+                file_id,
+                records_done,
+            } => Columns::of(
+                Some(dataset),
+                Some(file),
+                None,
+                Some(json!({"recordsDone": records_done})),
+                Some(json!({"fileId": file_id})),
+            ),
             E::FileSetAside {
                 dataset,
                 file,

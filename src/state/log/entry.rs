@@ -68,6 +68,15 @@ pub enum LogEntry<'a> {
         fault: &'a str,
         dead_attempts: i64,
     },
+    /// Cluster mode (docs/cluster.md): another node took the file over;
+    /// this node, which had committed `records_done` of its records, left
+    /// it to that node.
+    FileTakenOver {
+        dataset: &'a str,
+        file: &'a str,
+        file_id: i64,
+        records_done: i64,
+    },
     /// The file had the same bytes as `duplicate_of`, an earlier file.
     FileDuplicate {
         dataset: &'a str,
@@ -416,6 +425,7 @@ impl<'a> LogEntry<'a> {
             E::FileEmpty(_) => Event::FileEmpty,
             E::FileRejected(_) | E::FileSetAside { .. } => Event::FileRejected,
             E::FileDuplicate { .. } => Event::FileDuplicate,
+            E::FileTakenOver { .. } => Event::FileTakenOver,
             E::BatchSealed { .. } => Event::BatchSealed,
             E::BatchExported { .. } => Event::BatchExported,
             E::BatchHandedOff { .. } => Event::BatchHandedOff,

@@ -212,6 +212,15 @@ fn every_variant_writes_the_text_it_always_wrote() {
             r#"{"counts":{"ignored_fields":0,"received":0,"rejected":0,"sealed":0,"skipped":0,"stale":0},"dataset":"ds","details":{"deadAttempts":2,"fault":"x","fileId":7,"finalName":"a.2.csv","sha256":"ab"},"event":"file_rejected","file":"a.csv","seq":1,"time":"T"}"#,
         ),
         (
+            LogEntry::FileTakenOver {
+                dataset: "ds",
+                file: "a.csv",
+                file_id: 7,
+                records_done: 300,
+            },
+            r#"{"counts":{"recordsDone":300},"dataset":"ds","details":{"fileId":7},"event":"file_taken_over","file":"a.csv","seq":1,"time":"T"}"#,
+        ),
+        (
             LogEntry::FileDuplicate {
                 dataset: "ds",
                 file: "a.csv",
@@ -518,5 +527,5 @@ fn every_variant_writes_the_text_it_always_wrote() {
         assert_eq!(got, want, "{event}");
         events.insert(event);
     }
-    assert_eq!(events.len(), 40, "every event has a case: {events:?}");
+    assert_eq!(events.len(), 41, "every event has a case: {events:?}");
 }
