@@ -221,11 +221,14 @@ mod tests {
 
     #[test]
     fn a_page_refreshing_itself_does_not_keep_a_session_alive() {
-        let s = Sessions::new(Duration::from_millis(80), Duration::from_secs(60));
+        // Idle after 1 s; a refresh at 0.6 s, then 0.6 s more: idle since
+        // the start, not since the refresh. (Margins of 0.4 s each way: a
+        // loaded machine oversleeps; 50 ms against 80 ms failed so.)
+        let s = Sessions::new(Duration::from_millis(1000), Duration::from_secs(60));
         let id = s.start("张三", Role::Operator, vec![], "T".into());
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(600));
         assert!(s.find(Some(&id), false).is_ok());
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(600));
         assert_eq!(
             s.find(Some(&id), false).unwrap_err(),
             Ended::Idle("张三".into())
