@@ -186,13 +186,15 @@ high_water_bytes = 0
 "#,
             schemas.display()
         );
-        // `FEPD_BENCH_CHUNK_RECORDS=N`: `[intake] chunk_records` (default
-        // fepd's), to compare chunk sizes on one binary.
-        if let Some(n) = std::env::var("FEPD_BENCH_CHUNK_RECORDS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        // `FEPD_BENCH_CHUNK_RECORDS=N` and `FEPD_BENCH_CACHE_MIB=N`:
+        // `[intake] chunk_records` and `[state] cache_mib` (default fepd's),
+        // to compare them on one binary.
+        let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = knob("FEPD_BENCH_CHUNK_RECORDS") {
             cfg = cfg.replace("[intake]\n", &format!("[intake]\nchunk_records = {n}\n"));
+        }
+        if let Some(n) = knob("FEPD_BENCH_CACHE_MIB") {
+            cfg.push_str(&format!("\n[state]\ncache_mib = {n}\n"));
         }
         if let Some(url) = http {
             cfg.push_str(&format!(

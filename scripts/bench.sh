@@ -18,6 +18,8 @@
 #   --rows N         rows of the PostgreSQL case (default: 200000 full,
 #                    20000 quick, 2000 smoke)
 # e.g. scripts/bench.sh --quick --latency-ms 20 --inflight 1 --only jsonl-http-20ms
+# Environment, to compare settings on one binary: FEPD_BENCH_CHUNK_RECORDS=N
+# ([intake] chunk_records), FEPD_BENCH_CACHE_MIB=N ([state] cache_mib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: scripts/bench.sh [--quick|--smoke] [--latency-ms N] [--inflight N] [--only CASE] [--rows N]"
