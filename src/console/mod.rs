@@ -29,6 +29,7 @@ mod html;
 mod login;
 mod pages;
 mod records;
+mod replays;
 mod reveal;
 pub mod session;
 mod system;
@@ -247,6 +248,7 @@ pub fn router(console: Console) -> Router {
         .route("/batches/retry", post(batches::retry))
         .route("/batches/park", post(batches::park))
         .route("/batches/replay", post(batches::replay))
+        .route("/batches/replay-range", post(replays::replay_range))
         .route("/log", get(pages::log))
         .route("/system", get(system::show))
         .route("/users", get(users::list))
