@@ -14,7 +14,10 @@
 //! - the console never holds up the pipeline: it reads through read-only
 //!   connections with short queries, and its writes are single short
 //!   transactions (an exchange-log entry, a user's failure count, the
-//!   same outbox transitions `fepd batches` makes);
+//!   same outbox transitions `fepd batches` makes); at most [`BUSY`]
+//!   requests do such work at once (database, argon2, a file read), so
+//!   however many requests arrive, the console takes at most that many
+//!   threads and cores from the pipeline — the others wait their turn;
 //! - pages show what the CLI shows, through the same functions
 //!   (`daemon::status`, `state::batches`, `audit::show`/`trace`/`verify`,
 //!   `audit::report`, `report::table`, `daemon::check`); no page or
@@ -53,6 +56,11 @@ use crate::state::log::LogEntry;
 use access::{Action, allows};
 use session::{Ended, Sessions, Who};
 
+/// How many requests may do their blocking work (SQLite, argon2, reading
+/// a file) at once; the rest queue (the daemon has its workers, reader
+/// threads and forwarder on the same cores).
+pub const BUSY: usize = 2;
+
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
@@ -60,6 +68,7 @@ pub struct Console {
     loaded: Arc<Loaded>,
     sessions: Arc<Sessions>,
     secure: bool,
+    busy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Console {
@@ -71,6 +80,7 @@ impl Console {
                 Duration::from_secs(c.absolute_timeout_secs),
             )),
             secure: c.tls().is_some(),
+            busy: Arc::new(tokio::sync::Semaphore::new(BUSY)),
             admin,
             loaded,
         }
@@ -93,13 +103,20 @@ impl Console {
     }
 
     /// Runs blocking work (SQLite, argon2, reading a file) off the
-    /// async threads.
+    /// async threads, [`BUSY`] at a time.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Console) -> T + Send + 'static,
     ) -> T {
         let c = self.clone();
-        match tokio::task::spawn_blocking(move || f(&c)).await {
+        // The semaphore is never closed.
+        let permit = self.busy.clone().acquire_owned().await;
+        match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&c)
+        })
+        .await
+        {
             Ok(v) => v,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
