@@ -14,10 +14,11 @@
 //! - the console never holds up the pipeline: it reads through read-only
 //!   connections with short queries, and its writes are single short
 //!   transactions (an exchange-log entry, a user's failure count, the
-//!   same outbox transitions `fepd batches` makes); at most [`BUSY`]
-//!   requests do such work at once (database, argon2, a file read), so
-//!   however many requests arrive, the console takes at most that many
-//!   threads and cores from the pipeline — the others wait their turn;
+//!   same outbox transitions `fepd batches` makes); that work (database,
+//!   argon2, a file read) runs on the console's own [`BUSY`] threads at a
+//!   lower priority (`pool`), so however many requests arrive, the
+//!   console takes at most that many threads, and cores only when the
+//!   pipeline leaves them — the other requests wait their turn;
 //! - pages show what the CLI shows, through the same functions
 //!   (`daemon::status`, `state::batches`, `audit::show`/`trace`/`verify`,
 //!   `audit::report`, `report::table`, `daemon::check`); no page or
@@ -31,6 +32,7 @@ mod chart;
 mod html;
 mod login;
 mod pages;
+mod pool;
 mod records;
 mod replays;
 mod reveal;
@@ -57,8 +59,9 @@ use access::{Action, allows};
 use session::{Ended, Sessions, Who};
 
 /// How many requests may do their blocking work (SQLite, argon2, reading
-/// a file) at once; the rest queue (the daemon has its workers, reader
-/// threads and forwarder on the same cores).
+/// a file) at once, each on one of the console's own threads; the rest
+/// queue (the daemon has its workers, reader threads and forwarder on
+/// the same cores).
 pub const BUSY: usize = 2;
 
 /// What the console's handlers share.
@@ -68,22 +71,23 @@ pub struct Console {
     loaded: Arc<Loaded>,
     sessions: Arc<Sessions>,
     secure: bool,
-    busy: Arc<tokio::sync::Semaphore>,
+    busy: Arc<pool::Pool>,
 }
 
 impl Console {
-    pub fn new(admin: Admin, loaded: Arc<Loaded>) -> Console {
+    /// The console's state, and its threads started (`BUSY` of them).
+    pub fn new(admin: Admin, loaded: Arc<Loaded>) -> std::io::Result<Console> {
         let c = &loaded.cfg.console;
-        Console {
+        Ok(Console {
             sessions: Arc::new(Sessions::new(
                 Duration::from_secs(c.idle_timeout_secs),
                 Duration::from_secs(c.absolute_timeout_secs),
             )),
             secure: c.tls().is_some(),
-            busy: Arc::new(tokio::sync::Semaphore::new(BUSY)),
+            busy: Arc::new(pool::Pool::new(BUSY)?),
             admin,
             loaded,
-        }
+        })
     }
 
     fn cfg(&self) -> &crate::config::Config {
@@ -103,23 +107,13 @@ impl Console {
     }
 
     /// Runs blocking work (SQLite, argon2, reading a file) off the
-    /// async threads, [`BUSY`] at a time.
+    /// async threads, on the console's own threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Console) -> T + Send + 'static,
     ) -> T {
         let c = self.clone();
-        // The semaphore is never closed.
-        let permit = self.busy.clone().acquire_owned().await;
-        match tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            f(&c)
-        })
-        .await
-        {
-            Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.busy.run(move || f(&c)).await
     }
 
     /// The session the request carries, or the answer that sends the
