@@ -3,14 +3,13 @@
 //! delivery window, batch id or source file. Either every batch asked for
 //! is replayed or none: where retention already deleted a body, the
 //! command says exactly which deliveries it cannot replay and from when it
-//! can, and sends nothing.
+//! can, and sends nothing. The choice is `outbox::replay_request`'s, which
+//! the console's 补传 by window or file makes too.
 
-use crate::audit::{End, parse_bound};
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::outbox::{BatchState, Unreplayable};
-use crate::state::batches::{self, BatchRow};
-use crate::state::replay as q;
+use crate::outbox::Unreplayable;
+use crate::outbox::replay_request::{Refused, Request, choose, pruned};
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["dataset", "batch", "file"])))]
@@ -50,10 +49,22 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
         return Ok(Exit::Failed);
     }
     let mut conn = crate::state::open(&db)?;
-    let chosen = match choose(&conn, cfg, a)? {
+    let request = match (&a.file, a.batch.is_empty(), &a.dataset) {
+        (Some(name), _, dataset) => Request::File {
+            name,
+            dataset: dataset.as_deref(),
+        },
+        (None, false, _) => Request::Batches(&a.batch),
+        (None, true, dataset) => Request::Window {
+            dataset: dataset.as_deref().unwrap_or_default(),
+            since: a.since.as_deref(),
+            until: a.until.as_deref(),
+        },
+    };
+    let chosen = match choose(&conn, tz, |d| cfg.dataset(d).is_some(), &request)? {
         Ok(c) => c,
         Err(why) => {
-            eprintln!("fepd replay: {why}");
+            eprintln!("fepd replay: {}", said(&why));
             return Ok(Exit::Failed);
         }
     };
@@ -63,26 +74,17 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     }
     // All or nothing: a replay with holes would look complete to the
     // library team that asked for it.
-    let mut pruned = Vec::new();
-    for b in &chosen {
-        if !q::has_body(&conn, b.seq)? {
-            pruned.push(b);
-        }
-    }
-    if !pruned.is_empty() {
-        let when = |b: &BatchRow| b.delivered_at.clone().unwrap_or_default();
-        let first = pruned.iter().map(|b| when(b)).min().unwrap_or_default();
-        let last = pruned.iter().map(|b| when(b)).max().unwrap_or_default();
+    let pruned = pruned(&conn, &chosen)?;
+    if !pruned.batches.is_empty() {
+        let (first, last) = pruned.span();
         eprintln!(
             "fepd replay: refused, nothing sent: the bodies of {} of the {} batches asked for were deleted by retention ([retention] batch_bodies = {}): deliveries from {first} to {last} cannot be replayed.",
-            pruned.len(),
+            pruned.batches.len(),
             chosen.len(),
             cfg.retention.batch_bodies
         );
-        let datasets: std::collections::BTreeSet<&str> =
-            pruned.iter().map(|b| b.dataset.as_str()).collect();
-        for d in datasets {
-            match q::first_kept_delivery(&conn, d)? {
+        for (d, kept) in &pruned.kept_from {
+            match kept {
                 Some(t) => eprintln!("  {d}: bodies are kept for deliveries from {t} on"),
                 None => eprintln!("  {d}: no delivered body is kept"),
             }
@@ -118,80 +120,22 @@ pub fn run(cfg: &Config, a: &Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// The delivered batches the request names, in the route's order (seal order); `Err`
-/// with the reason for a request that cannot be met as asked.
-fn choose(
-    conn: &rusqlite::Connection,
-    cfg: &Config,
-    a: &Args,
-) -> anyhow::Result<Result<Vec<BatchRow>, String>> {
-    if let Some(d) = &a.dataset
-        && cfg.dataset(d).is_none()
-    {
-        return Ok(Err(format!("unknown dataset {d:?}")));
+/// A refusal as the command has always worded it.
+fn said(why: &Refused) -> String {
+    match why {
+        Refused::UnknownDataset(d) => format!("unknown dataset {d:?}"),
+        Refused::NoBatch(id) => format!("no batch {id}"),
+        Refused::HalfNotDelivered { batch, half, state } => format!(
+            "batch {batch} was split and its half {half} is {}, not delivered: only delivered records are replayed",
+            state.as_str()
+        ),
+        Refused::NotDelivered { batch, state } => format!(
+            "batch {batch} is {}, not delivered: only delivered records are replayed (`fepd batches retry` resends a parked batch)",
+            state.as_str()
+        ),
+        Refused::WindowOpen => "--dataset needs --since and --until".into(),
+        Refused::BadSince(e) => format!("--since: {e}"),
+        Refused::BadUntil(e) => format!("--until: {e}"),
+        Refused::WindowBackwards => "--until is before --since".into(),
     }
-    if let Some(name) = &a.file {
-        let found = q::delivered_of_file(conn, name, a.dataset.as_deref())?;
-        return Ok(Ok(originals(conn, found)?));
-    }
-    if !a.batch.is_empty() {
-        let mut out = Vec::new();
-        for id in &a.batch {
-            let Some(b) = batches::get(conn, id)? else {
-                return Ok(Err(format!("no batch {id}")));
-            };
-            match b.state {
-                BatchState::Delivered => out.push(b),
-                BatchState::Split => {
-                    for h in q::halves_of(conn, id)? {
-                        if h.state != BatchState::Delivered {
-                            return Ok(Err(format!(
-                                "batch {id} was split and its half {} is {}, not delivered: only delivered records are replayed",
-                                h.batch_id,
-                                h.state.as_str()
-                            )));
-                        }
-                        out.push(h);
-                    }
-                }
-                other => {
-                    return Ok(Err(format!(
-                        "batch {id} is {}, not delivered: only delivered records are replayed (`fepd batches retry` resends a parked batch)",
-                        other.as_str()
-                    )));
-                }
-            }
-        }
-        return Ok(Ok(out));
-    }
-    let (Some(d), Some(since), Some(until)) = (&a.dataset, &a.since, &a.until) else {
-        return Ok(Err("--dataset needs --since and --until".into()));
-    };
-    let tz = cfg.tz();
-    let since = match parse_bound(since, End::Start, tz) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(format!("--since: {e}"))),
-    };
-    let until = match parse_bound(until, End::End, tz) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(format!("--until: {e}"))),
-    };
-    if until <= since {
-        return Ok(Err("--until is before --since".into()));
-    }
-    let found = q::delivered_between(conn, d, since.timestamp(), until.timestamp())?;
-    Ok(Ok(originals(conn, found)?))
-}
-
-/// `found` without the batches that are replays themselves: asking again
-/// for a window or a file re-sends its records once, not once more per
-/// earlier replay. (A replay named by `--batch` is replayed as asked.)
-fn originals(conn: &rusqlite::Connection, found: Vec<BatchRow>) -> rusqlite::Result<Vec<BatchRow>> {
-    let mut out = Vec::with_capacity(found.len());
-    for b in found {
-        if !q::is_replay(conn, &b.batch_id)? {
-            out.push(b);
-        }
-    }
-    Ok(out)
 }

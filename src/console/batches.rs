@@ -1,7 +1,8 @@
 //! 批次 (`fepd batches list`), and the operator's actions on a batch —
 //! retry and park through the same `outbox` transitions `fepd batches`
 //! makes, 补传 (replay) of a delivered batch through `outbox::replay_stored`
-//! as `fepd replay --batch` does — each recorded with the user's name.
+//! as `fepd replay --batch` does — each recorded with the user's name;
+//! 补传 by window or file is `replays`'.
 
 use axum::Form;
 use axum::extract::{Query, State};
@@ -79,6 +80,7 @@ pub async fn list(
         }
         @if rows.is_empty() { p.note { "没有符合条件的批次。" } }
         }
+        @if acts { (super::replays::form(&who)) }
     };
     respond(StatusCode::OK, page("批次", Some(&who), body))
 }

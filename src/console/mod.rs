@@ -14,7 +14,11 @@
 //! - the console never holds up the pipeline: it reads through read-only
 //!   connections with short queries, and its writes are single short
 //!   transactions (an exchange-log entry, a user's failure count, the
-//!   same outbox transitions `fepd batches` makes);
+//!   same outbox transitions `fepd batches` makes); that work (database,
+//!   argon2, a file read) runs on the console's own [`BUSY`] threads at a
+//!   lower priority (`pool`), so however many requests arrive, the
+//!   console takes at most that many threads, and cores only when the
+//!   pipeline leaves them — the other requests wait their turn;
 //! - pages show what the CLI shows, through the same functions
 //!   (`daemon::status`, `state::batches`, `audit::show`/`trace`/`verify`,
 //!   `audit::report`, `report::table`, `daemon::check`); no page or
@@ -28,7 +32,9 @@ mod chart;
 mod html;
 mod login;
 mod pages;
+mod pool;
 mod records;
+mod replays;
 mod reveal;
 pub mod session;
 mod system;
@@ -52,6 +58,12 @@ use crate::state::log::LogEntry;
 use access::{Action, allows};
 use session::{Ended, Sessions, Who};
 
+/// How many requests may do their blocking work (SQLite, argon2, reading
+/// a file) at once, each on one of the console's own threads; the rest
+/// queue (the daemon has its workers, reader threads and forwarder on
+/// the same cores).
+pub const BUSY: usize = 2;
+
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
@@ -59,20 +71,23 @@ pub struct Console {
     loaded: Arc<Loaded>,
     sessions: Arc<Sessions>,
     secure: bool,
+    busy: Arc<pool::Pool>,
 }
 
 impl Console {
-    pub fn new(admin: Admin, loaded: Arc<Loaded>) -> Console {
+    /// The console's state, and its threads started (`BUSY` of them).
+    pub fn new(admin: Admin, loaded: Arc<Loaded>) -> std::io::Result<Console> {
         let c = &loaded.cfg.console;
-        Console {
+        Ok(Console {
             sessions: Arc::new(Sessions::new(
                 Duration::from_secs(c.idle_timeout_secs),
                 Duration::from_secs(c.absolute_timeout_secs),
             )),
             secure: c.tls().is_some(),
+            busy: Arc::new(pool::Pool::new(BUSY)?),
             admin,
             loaded,
-        }
+        })
     }
 
     fn cfg(&self) -> &crate::config::Config {
@@ -92,16 +107,13 @@ impl Console {
     }
 
     /// Runs blocking work (SQLite, argon2, reading a file) off the
-    /// async threads.
+    /// async threads, on the console's own threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Console) -> T + Send + 'static,
     ) -> T {
         let c = self.clone();
-        match tokio::task::spawn_blocking(move || f(&c)).await {
-            Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.busy.run(move || f(&c)).await
     }
 
     /// The session the request carries, or the answer that sends the
@@ -247,6 +259,7 @@ pub fn router(console: Console) -> Router {
         .route("/batches/retry", post(batches::retry))
         .route("/batches/park", post(batches::park))
         .route("/batches/replay", post(batches::replay))
+        .route("/batches/replay-range", post(replays::replay_range))
         .route("/log", get(pages::log))
         .route("/system", get(system::show))
         .route("/users", get(users::list))

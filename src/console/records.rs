@@ -113,7 +113,11 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
             let batches = crate::state::files::batches_of(&conn, id)?;
             let rejections = crate::state::files::rejections_of(&conn, id)?;
             let schema = c.loaded.schema(&f.dataset);
-            let refused = crate::report::library::rows_of_file(&conn, schema.as_deref(), id)?;
+            let rows = crate::report::library::rows_of_file(&conn, schema.as_deref(), id)?;
+            // The same refusals, in the same order: their batch and index
+            // name a record for the reveal.
+            let lines = crate::state::batches::refusals_of_file(&conn, id)?;
+            let refused: Vec<_> = rows.into_iter().zip(lines).collect();
             Ok(Some((f, batches, rejections, refused)))
         })
         .await;
@@ -170,10 +174,19 @@ pub async fn file(State(c): State<Console>, headers: HeaderMap, Path(id): Path<i
         @if refused.is_empty() { p.note { "资源库没有拒收这个文件的记录。" } }
         @else {
             table {
-                tr { th { "位置" } th { "记录键" } th { "值（已打码）" } th { "代码" } th { "说明" } }
-                @for r in &refused {
+                tr { th { "位置" } th { "记录键" } th { "值（已打码）" } th { "代码" } th { "说明" } @if who.reveal { th { "原值" } } }
+                @for (r, line) in &refused {
                     tr { td { (r.position) } td { (r.key.as_deref().unwrap_or("")) }
-                         td { (r.value.as_deref().unwrap_or("")) } td { (r.rule) } td { (r.message) } }
+                         td { (r.value.as_deref().unwrap_or("")) } td { (r.rule) } td { (r.message) }
+                         @if who.reveal {
+                             td { form.inline method="post" action=(format!("/files/{}/reveal", f.id)) {
+                                 input type="hidden" name="csrf" value=(who.csrf);
+                                 input type="hidden" name="batch" value=(line.batch_id);
+                                 input type="hidden" name="idx" value=(line.idx);
+                                 button { "显示原值" }
+                             } }
+                         }
+                    }
                 }
             }
         }

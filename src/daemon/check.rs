@@ -210,3 +210,70 @@ fn raw_text(v: &crate::parse::RawValue) -> String {
         V::DateTime(d) => d.to_string(),
     }
 }
+
+/// What [`record_by`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordBy {
+    /// The record's number in the file (1-based, parse failures counted,
+    /// as [`field_at`] numbers them), its position, and its personal
+    /// (`x-pii`) fields with their values as they arrived, in file order.
+    Found {
+        ordinal: u64,
+        position: String,
+        personal: Vec<(String, String)>,
+    },
+    /// No record of the file validates to that key and hash.
+    NotFound,
+}
+
+/// The record of the file at `path` that the validator turns into key
+/// `key` with content hash `hash` (`ValidRecord::hash`, which sealing
+/// stores in `batch_record`), read as [`check_file`] reads it and stopping
+/// there: how the console finds a record the library refused, whose
+/// refusal names only its batch and index. Only its personal fields are
+/// returned (the console shows the others unmasked anyway). Nothing is
+/// kept.
+pub fn record_by(
+    path: &Path,
+    name: &str,
+    opts: &ReadOptions,
+    schema: &DatasetSchema,
+    key: &str,
+    hash: &str,
+) -> std::io::Result<RecordBy> {
+    let (id, fault) = read::identify(path, name, opts)?;
+    if fault.is_some() {
+        return Ok(RecordBy::NotFound);
+    }
+    let Ok(mut stream) = read::open_records(path, &id, opts, schema) else {
+        return Ok(RecordBy::NotFound);
+    };
+    let mut n = 0u64;
+    while let Ok(Some(item)) = stream.next_item(schema) {
+        n += 1;
+        let Item::Record(raw) = item else {
+            continue;
+        };
+        let Verdict::Valid(v) = schema.check(&raw) else {
+            continue;
+        };
+        if v.key != key || v.hash != hash {
+            continue;
+        }
+        let personal = raw
+            .fields
+            .iter()
+            .filter_map(|(h, v)| {
+                let field = schema.field_for_header(h)?;
+                let text = raw_text(v);
+                (schema.is_pii(field) && !text.trim().is_empty()).then(|| (field.to_string(), text))
+            })
+            .collect();
+        return Ok(RecordBy::Found {
+            ordinal: n,
+            position: raw.pos.to_string(),
+            personal,
+        });
+    }
+    Ok(RecordBy::NotFound)
+}

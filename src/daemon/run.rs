@@ -286,7 +286,8 @@ pub async fn run(
             .map_err(DaemonError::os("console listener"))?;
         tracing::info!(addr = %addr, https = tls.is_some(), "web console listening");
         let c = running.cancel.clone();
-        let console = crate::console::Console::new(admin.clone(), loaded.clone());
+        let console = crate::console::Console::new(admin.clone(), loaded.clone())
+            .map_err(DaemonError::os("console threads"))?;
         running.console_task = Some(tokio::spawn(crate::console::serve(
             listener,
             tls,

@@ -32,6 +32,7 @@ mod backoff;
 mod deliver;
 mod lifecycle;
 mod replay;
+pub mod replay_request;
 mod reply;
 mod split;
 

@@ -284,6 +284,23 @@ pub fn record_key(conn: &Connection, batch_id: &str, idx: i64) -> rusqlite::Resu
     .optional()
 }
 
+/// The key and content hash (`canon::record_hash` of its `data`, as the
+/// validator computed it) of record `idx` of a batch: how the console
+/// finds a record the library refused in its original file. `None` once
+/// retention deleted the batch's per-record rows.
+pub fn record_line(
+    conn: &Connection,
+    batch_id: &str,
+    idx: i64,
+) -> rusqlite::Result<Option<(String, String)>> {
+    conn.query_row(
+        "SELECT key, hash FROM batch_record WHERE batch_id = ?1 AND idx = ?2",
+        params![batch_id, idx],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
 pub fn insert_remote_rejection(
     conn: &Connection,
     batch_id: &str,

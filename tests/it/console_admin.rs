@@ -285,3 +285,128 @@ fn only_a_user_granted_the_reveal_sees_a_rejected_value_and_each_reveal_is_logge
     assert!(page.contains("已不在"), "{page}");
     assert_eq!(env.events("console_reveal"), 1);
 }
+
+#[test]
+fn a_record_the_library_refused_is_found_in_its_file_and_revealed_only_with_the_grant() {
+    let (env, addr) = console_env("");
+    let out = env.fepd(&["users", "grant", "审计员", "--reveal", "--by", "root"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _d = env.start_ready();
+    // Three valid records; the library refuses the second by its own rule.
+    let recs: Vec<_> = (0..3).map(crate::data::case_accept).collect();
+    let value = |i: usize, f: &str| recs[i].iter().find(|(k, _)| *k == f).unwrap().1.clone();
+    let (id_no, name) = (value(1, "applyer_page_code"), value(1, "applyer_name"));
+    env.drop_file(
+        "case_accept",
+        "lib.jsonl",
+        &crate::data::jsonl(&recs, crate::data::Enc::Utf8),
+    );
+    env.wait("a batch exported", Duration::from_secs(20), || {
+        env.batches_in("exported") == 1
+    });
+    let batch = env.batches(None)[0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ack(
+        "case_accept",
+        &batch,
+        &format!(
+            r#"{{"receiptId":"R-1","accepted":2,"rejected":[{{"index":1,"key":"{}","code":"422001","message":"库内规则不通过"}}]}}"#,
+            value(1, "project_no")
+        ),
+    );
+    env.wait("the refusal recorded", Duration::from_secs(20), || {
+        env.events("records_library_rejected") == 1
+    });
+
+    let mut auditor = Browser::new(&addr);
+    auditor.login("审计员", PASSWORD);
+    let (_, page) = auditor.get("/files?name=lib.jsonl");
+    let at = page.find("/files/").unwrap() + 7;
+    let id: String = page[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let (_, page) = auditor.get(&format!("/files/{id}"));
+    assert!(
+        page.contains("资源库 422001") && page.contains("显示原值"),
+        "{page}"
+    );
+    assert!(!page.contains(&id_no) && !page.contains(&name), "{page}");
+    assert_eq!(field(&page, "batch"), batch);
+    assert_eq!(field(&page, "idx"), "1");
+    let reveal = format!("/files/{id}/reveal");
+    let form = |token: &str| {
+        vec![
+            ("csrf", token.to_string()),
+            ("batch", batch.clone()),
+            ("idx", "1".to_string()),
+        ]
+    };
+    let post = |b: &mut Browser, token: &str| {
+        let f = form(token);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post(&reveal, &f)
+    };
+    let token = auditor.token();
+    let (status, page) = post(&mut auditor, &token);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&id_no) && page.contains(&name), "{page}");
+    // Its number in the file, found by key and content hash.
+    assert!(page.contains("第 2 条记录"), "{page}");
+    let logged = env.log_entries(&["--event", "console_reveal"]);
+    assert_eq!(logged.len(), 1);
+    let e = &logged[0];
+    assert_eq!(e["details"]["user"], "审计员");
+    assert_eq!(e["details"]["record"], 2);
+    let fields = e["details"]["field"].as_str().unwrap();
+    assert!(
+        fields.contains("applyer_page_code") && fields.contains("applyer_name"),
+        "{e}"
+    );
+    assert_eq!(e["file"], "lib.jsonl");
+    assert!(
+        !e.to_string().contains(&id_no) && !e.to_string().contains(&name),
+        "{e}"
+    );
+    // The file's page still shows it masked only.
+    let (_, page) = auditor.get(&format!("/files/{id}"));
+    assert!(!page.contains(&id_no), "{page}");
+
+    // Not granted: no button, refused and logged; a forged form too.
+    let mut op = Browser::new(&addr);
+    op.login("操作员", PASSWORD);
+    let (_, page) = op.get(&format!("/files/{id}"));
+    assert!(
+        page.contains("资源库 422001") && !page.contains("显示原值"),
+        "{page}"
+    );
+    let token = op.token();
+    let (status, page) = post(&mut op, &token);
+    assert_eq!(status, 403, "{page}");
+    assert!(!page.contains(&id_no));
+    assert_eq!(post(&mut auditor, "forged").0, 403);
+    let r = refusals(&env);
+    for want in [("操作员", "reveal", "grant"), ("审计员", "reveal", "csrf")] {
+        assert!(has(&r, want), "{want:?} in {r:?}");
+    }
+    assert_eq!(env.events("console_reveal"), 1);
+
+    // Once the original is gone, the page says so and nothing is logged.
+    for f in std::fs::read_dir(env.spool("case_accept", "done")).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy() == "lib.jsonl" {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let token = auditor.token();
+    let (status, page) = post(&mut auditor, &token);
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("已不在"), "{page}");
+    assert_eq!(env.events("console_reveal"), 1);
+}

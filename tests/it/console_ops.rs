@@ -168,3 +168,158 @@ fn the_operator_replays_a_delivered_batch_and_the_status_pages_show_what_was_mis
         "{page}"
     );
 }
+
+#[test]
+fn the_operator_replays_by_delivery_window_or_file_after_confirming_and_no_one_else_may() {
+    let (env, addr) = console_env("");
+    let _d = env.start_ready();
+    // Two files, each delivered as one batch.
+    let mut delivered = Vec::new();
+    for (name, first) in [("a.jsonl", 0), ("b.jsonl", 10)] {
+        let recs: Vec<_> = (first..first + 3).map(data::case_accept).collect();
+        env.drop_file("case_accept", name, &data::jsonl(&recs, Enc::Utf8));
+        env.wait("a batch exported", Duration::from_secs(20), || {
+            env.batches_in("exported") == 1
+        });
+        let id = env.batches(Some("exported"))[0]["batch_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        env.ack(
+            "case_accept",
+            &id,
+            r#"{"receiptId":"R-1","accepted":3,"rejected":[]}"#,
+        );
+        env.wait("the batch delivered", Duration::from_secs(20), || {
+            env.batches_in("delivered") == delivered.len() as i64 + 1
+        });
+        delivered.push(id);
+    }
+    let window = [
+        ("dataset", "case_accept"),
+        ("since", "2000-01-01"),
+        ("until", "2100-12-31"),
+        ("reason", "库方要求按时段补传"),
+    ];
+    let with = |token: &str, extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("csrf", token.to_string())];
+        f.extend(window.iter().map(|(k, v)| (*k, v.to_string())));
+        f.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        f
+    };
+    let post = |b: &mut Browser, f: Vec<(&str, String)>| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post("/batches/replay-range", &f)
+    };
+
+    // Refused to every role but the operator, and to a forged form.
+    for user in ["管理员", "审计员", "专员"] {
+        let mut b = Browser::new(&addr);
+        b.login(user, PASSWORD);
+        let token = b.token();
+        let (status, page) = post(&mut b, with(&token, &[("confirm", "2")]));
+        assert_eq!(status, 403, "{user}: {page}");
+    }
+    let mut op = Browser::new(&addr);
+    op.login("操作员", PASSWORD);
+    let (_, page) = op.get("/batches");
+    assert!(
+        page.contains("/batches/replay-range") && page.contains("按时间段或文件补传"),
+        "{page}"
+    );
+    assert_eq!(post(&mut op, with("forged", &[("confirm", "2")])).0, 403);
+    assert_eq!(env.events("batch_replayed"), 0);
+
+    // The window: first the batches it names, nothing replayed yet.
+    let token = op.token();
+    let (status, page) = post(&mut op, with(&token, &[]));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("确认补传")
+            && page.contains("共 6 条记录")
+            && delivered.iter().all(|id| page.contains(id.as_str())),
+        "{page}"
+    );
+    assert_eq!(env.events("batch_replayed"), 0);
+    // A confirmation of another number shows the batches again.
+    let (status, page) = post(&mut op, with(&token, &[("confirm", "5")]));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("确认补传"), "{page}");
+    assert_eq!(env.events("batch_replayed"), 0);
+    let (status, page) = post(&mut op, with(&token, &[("confirm", "2")]));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("已补传 2 个批次"), "{page}");
+    let replayed = env.log_entries(&["--event", "batch_replayed"]);
+    assert_eq!(replayed.len(), 2);
+    for (e, id) in replayed.iter().zip(&delivered) {
+        assert_eq!(e["details"]["by"], "操作员");
+        assert_eq!(e["details"]["reason"], "库方要求按时段补传");
+        assert_eq!(e["details"]["replayOf"][0].as_str(), Some(id.as_str()));
+    }
+
+    // By file: its batch only (the replays belong to no file).
+    let by_file = |token: &str, confirm: &'static str| {
+        let mut f = vec![
+            ("csrf", token.to_string()),
+            ("file", "a.jsonl".to_string()),
+            ("reason", "库方要求按文件补传".to_string()),
+        ];
+        if !confirm.is_empty() {
+            f.push(("confirm", confirm.to_string()));
+        }
+        f
+    };
+    let (status, page) = post(&mut op, by_file(&token, ""));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(delivered[0].as_str()) && !page.contains(delivered[1].as_str()),
+        "{page}"
+    );
+    let (status, page) = post(&mut op, by_file(&token, "1"));
+    assert_eq!(status, 200, "{page}");
+    let replayed = env.log_entries(&["--event", "batch_replayed"]);
+    assert_eq!(replayed.len(), 3);
+    assert_eq!(
+        replayed[2]["details"]["replayOf"][0].as_str(),
+        Some(delivered[0].as_str())
+    );
+
+    // What cannot be met gets a page in Chinese, and nothing is replayed.
+    for (f, said) in [
+        (
+            vec![
+                ("dataset", "case_accept"),
+                ("since", "2026-01-02"),
+                ("until", "2026-01-01"),
+            ],
+            "早于",
+        ),
+        (
+            vec![
+                ("dataset", "no_such"),
+                ("since", "2026-01-01"),
+                ("until", "2026-01-02"),
+            ],
+            "没有数据集",
+        ),
+        (vec![("dataset", "case_accept"), ("since", "明天")], "起止"),
+        (vec![("file", "never.jsonl")], "没有符合条件"),
+    ] {
+        let mut form = vec![("csrf", token.clone()), ("reason", "x".to_string())];
+        form.extend(f.iter().map(|(k, v)| (*k, v.to_string())));
+        let (status, page) = post(&mut op, form);
+        assert!(status == 409 || status == 404, "{status}: {page}");
+        assert!(page.contains(said), "{said}: {page}");
+    }
+    assert_eq!(env.events("batch_replayed"), 3);
+    let r = refusals(&env);
+    for want in [
+        ("管理员", "batch_replay", "role"),
+        ("审计员", "batch_replay", "role"),
+        ("专员", "batch_replay", "role"),
+        ("操作员", "batch_replay", "csrf"),
+    ] {
+        let want = (want.0.to_string(), want.1.to_string(), want.2.to_string());
+        assert!(r.contains(&want), "{want:?} in {r:?}");
+    }
+}
