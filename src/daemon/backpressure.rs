@@ -128,6 +128,19 @@ impl Gate {
         self.is_paused()
     }
 
+    /// Whether the backlog `conn` sees (a chunk's own batches included)
+    /// has reached the high-water mark; changes nothing. A chunk ends at
+    /// the batch boundary where this turns true, so the file then waits in
+    /// `wait_while_paused` as it did when every batch was its own chunk.
+    pub fn at_high_water(&self, conn: &Connection) -> bool {
+        if self.cfg.high_water_records == 0 && self.cfg.high_water_bytes == 0 {
+            return false;
+        }
+        batches::total_backlog(conn)
+            .map(|(_, records, bytes)| Gate::decide(&self.cfg, false, records as u64, bytes as u64))
+            .unwrap_or(false)
+    }
+
     /// Measures the backlog and the free space now and updates the state.
     pub fn measure(&self, conn: &Connection) {
         *self.last_check.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());

@@ -7,12 +7,12 @@
 //! records it took, where one commit per batch wrote most pages once per
 //! record on keys in no particular order. It commits sooner at a boundary
 //! when the reader has nothing ready (no write lock held while it works),
-//! when a batch waited its full age, or when the daemon stops. Batch
-//! boundaries depend only on the records (size, and `chunk_records` since
-//! the last batch), never on when a chunk commits, so cluster mode's
-//! deterministic ids hold. Records come from the reader thread
-//! (`reader`), or from a SQL source's page (`rows`); only what commits
-//! here counts as consumed. A page also moves its source's watermark in
+//! when a batch waited its full age, when the outbox reaches its high-water
+//! mark, or when the daemon stops. Batch boundaries depend only on the
+//! records (size, and `chunk_records` since the last batch), never on when
+//! a chunk commits, so cluster mode's deterministic ids hold. Records come
+//! from the reader thread (`reader`), or from a SQL source's page (`rows`);
+//! only what commits here counts as consumed. A page also moves its source's watermark in
 //! the same transaction (`Committing`).
 
 use std::sync::mpsc::TryRecvError;
@@ -154,7 +154,7 @@ pub(super) fn run_chunks(
                         sealed_any = true;
                         since_seal = 0;
                         carry = Some(Checked::Valid { pos, rec });
-                        if consumed >= ctx.chunk_records || (ctx.stopping)() {
+                        if consumed >= ctx.chunk_records || ends_here(ctx, &tx) {
                             break ChunkEnd::Due;
                         }
                         continue;
@@ -193,7 +193,7 @@ pub(super) fn run_chunks(
                 seal_open(&tx, ctx, &route, row, &mut open)?;
                 sealed_any = true;
                 since_seal = 0;
-                if by_age || consumed >= ctx.chunk_records || (ctx.stopping)() {
+                if by_age || consumed >= ctx.chunk_records || ends_here(ctx, &tx) {
                     break ChunkEnd::Due;
                 }
             } else if since_seal >= ctx.chunk_records {
@@ -234,6 +234,13 @@ pub(super) fn run_chunks(
             }
         }
     }
+}
+
+/// Whether a chunk ends at this batch boundary whatever its size: the
+/// daemon is stopping, or the outbox reached its high-water mark (the file
+/// then waits between chunks, its checkpoint safe).
+fn ends_here(ctx: &DatasetCtx, tx: &Connection) -> bool {
+    (ctx.stopping)() || ctx.gate.at_high_water(tx)
 }
 
 /// Seals the open batch inside `tx`: dedupe state, batch row and body,
