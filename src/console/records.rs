@@ -273,7 +273,15 @@ pub async fn rejections(
     let a = allowed(&who);
     let found = c
         .blocking(move |c| -> Result<_, StoreError> {
-            Ok((listing::rejections(&c.reader()?, &narrow(&a, &f))?, f))
+            let conn = c.reader()?;
+            let n = narrow(&a, &f);
+            let mut rows = listing::rejections(&conn, &n)?;
+            rows.extend(library_refusals(c, &conn, &n)?);
+            // Newest file first; in a file, its own rejections, then the
+            // library's refusals in seal order.
+            rows.sort_by_key(|r| std::cmp::Reverse(r.file_id));
+            rows.truncate(n.limit.max(0) as usize);
+            Ok((rows, f))
         })
         .await;
     let (rows, f) = match found {
@@ -316,6 +324,40 @@ pub async fn rejections(
         }
     };
     respond(StatusCode::OK, page("拒收记录", Some(&who), body))
+}
+
+/// The library's refusals of the narrowed files' records, as the file's
+/// own page and its `.library-rejected.errors.xlsx` show them: values
+/// masked (those the library's message quotes too), the rule `资源库 CODE`.
+/// A rule filter matches that text, the code alone, or `资源库` for all.
+fn library_refusals(
+    c: &Console,
+    conn: &rusqlite::Connection,
+    n: &listing::Narrow<'_>,
+) -> Result<Vec<listing::Rejected>, StoreError> {
+    let mut out = Vec::new();
+    for f in listing::files_with_refusals(conn, n)? {
+        let schema = c.loaded.schema(&f.dataset);
+        for r in crate::report::library::rows_of_file(conn, schema.as_deref(), f.id)? {
+            let code = r.rule.strip_prefix("资源库 ").unwrap_or(&r.rule);
+            if !(n.rule.is_empty() || n.rule == r.rule || n.rule == code || n.rule == "资源库") {
+                continue;
+            }
+            out.push(listing::Rejected {
+                file_id: f.id,
+                dataset: f.dataset.clone(),
+                file: f.name.clone(),
+                claimed_at: f.claimed_at.clone(),
+                position: r.position,
+                key: r.key,
+                title: String::new(),
+                value: r.value,
+                rule: r.rule,
+                message: r.message,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Percent-encodes a query value.

@@ -137,6 +137,27 @@ pub fn rejections(conn: &Connection, n: &Narrow<'_>) -> rusqlite::Result<Vec<Rej
     rows.collect()
 }
 
+/// Files with records the library refused (`remote_rejection`), newest
+/// first, under the same narrowing as `rejections` (the rule aside): the
+/// 拒收记录 page lists their refusals beside the local rejections.
+pub fn files_with_refusals(conn: &Connection, n: &Narrow<'_>) -> rusqlite::Result<Vec<Listed>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {FILE_COLS} FROM file f
+         WHERE f.id IN (SELECT b.file_id FROM remote_rejection rr
+                        JOIN batch b ON b.batch_id = rr.batch_id)
+           AND (?1 = '' OR instr(?1, ',' || f.dataset || ',') > 0)
+           AND (?2 = '' OR f.dataset = ?2)
+           AND (?3 = '' OR instr(f.name, ?3) > 0)
+           AND (?4 = '' OR substr(f.claimed_at, 1, 10) = ?4)
+         ORDER BY f.id DESC LIMIT ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![n.allowed, n.dataset, n.name, n.day, n.limit],
+        listed,
+    )?;
+    rows.collect()
+}
+
 /// Records sealed and delivered per hour since `since` (a stored time
 /// text, in the configured offset): `(hour "YYYY-MM-DDTHH", sealed,
 /// delivered)`, hours with neither left out.

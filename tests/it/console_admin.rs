@@ -338,6 +338,27 @@ fn a_record_the_library_refused_is_found_in_its_file_and_revealed_only_with_the_
         "{page}"
     );
     assert!(!page.contains(&id_no) && !page.contains(&name), "{page}");
+    // 拒收记录 lists the library's refusal beside the local rejections,
+    // masked, on the page and in its xlsx; a rule filter finds it by code.
+    let key = value(1, "project_no");
+    for query in ["/rejections", "/rejections?rule=422001"] {
+        let (_, list) = auditor.get(query);
+        assert!(
+            list.contains("资源库 422001") && list.contains(&key) && list.contains("lib.jsonl"),
+            "{list}"
+        );
+        assert!(!list.contains(&id_no) && !list.contains(&name), "{list}");
+    }
+    let (_, list) = auditor.get("/rejections?rule=required");
+    assert!(!list.contains("资源库 422001"), "{list}");
+    let flat = crate::console_records::read_xlsx(&auditor.bytes("/rejections?xlsx=1").1)
+        .concat()
+        .join("|");
+    assert!(
+        flat.contains("资源库 422001") && flat.contains(&key),
+        "{flat}"
+    );
+    assert!(!flat.contains(&id_no) && !flat.contains(&name), "{flat}");
     assert_eq!(field(&page, "batch"), batch);
     assert_eq!(field(&page, "idx"), "1");
     let reveal = format!("/files/{id}/reveal");
