@@ -60,6 +60,14 @@ fn not(status: StatusCode, text: &str) -> Result<Outcome, StoreError> {
     Ok(Outcome::Not(status, text.to_string()))
 }
 
+/// No such file, or not among the user's datasets (one answer for both).
+fn not_theirs() -> Result<Outcome, StoreError> {
+    not(
+        StatusCode::NOT_FOUND,
+        "没有这个文件，或它不属于您的数据集。",
+    )
+}
+
 /// The original file of a file row, where retention still keeps it, with
 /// what reading it needs — or why it cannot be read.
 struct Original {
@@ -123,10 +131,7 @@ fn rejected_field(
 ) -> Result<Outcome, StoreError> {
     let conn = c.reader()?;
     let Some(listed) = crate::state::listing::file(&conn, allowed, id)? else {
-        return not(
-            StatusCode::NOT_FOUND,
-            "没有这个文件，或它不属于您的数据集。",
-        );
+        return not_theirs();
     };
     let rejections = crate::state::files::rejections_of(&conn, id)?;
     let Some(r) = rejections
@@ -188,10 +193,7 @@ fn refused_record(
 ) -> Result<Outcome, StoreError> {
     let conn = c.reader()?;
     let Some(listed) = crate::state::listing::file(&conn, allowed, id)? else {
-        return not(
-            StatusCode::NOT_FOUND,
-            "没有这个文件，或它不属于您的数据集。",
-        );
+        return not_theirs();
     };
     let refused = crate::state::batches::refusals_of_file(&conn, id)?;
     if !refused
