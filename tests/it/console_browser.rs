@@ -194,7 +194,12 @@ fn with_javascript_lists_filter_in_place_actions_ask_first_and_xlsx_downloads() 
     until("the file page", || b.text().contains("下载 Excel"));
     b.click("a[href$='errors.xlsx']");
     let saved = b.downloads.path().join("errors.xlsx");
-    until("errors.xlsx downloaded", || saved.exists());
+    // Whole: Chromium may show the file before its last bytes (the zip's
+    // end record, 22 bytes from the end of a comment-less archive).
+    until("errors.xlsx downloaded", || {
+        std::fs::read(&saved)
+            .is_ok_and(|b| b.len() >= 22 && b[b.len() - 22..].starts_with(b"PK\x05\x06"))
+    });
     let rows = crate::console_records::read_xlsx(&std::fs::read(&saved).unwrap());
     let flat = rows.concat().join("|");
     assert!(
