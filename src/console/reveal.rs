@@ -26,6 +26,8 @@ use super::html::{page, respond};
 use super::{Console, store_failed};
 use crate::daemon::check::{FieldAt, RecordBy, field_at, record_by};
 use crate::state::StoreError;
+use crate::state::files::FileRow;
+use crate::state::listing::Listed;
 use crate::state::log::LogEntry;
 
 #[derive(serde::Deserialize, Default)]
@@ -60,12 +62,22 @@ fn not(status: StatusCode, text: &str) -> Result<Outcome, StoreError> {
     Ok(Outcome::Not(status, text.to_string()))
 }
 
-/// No such file, or not among the user's datasets (one answer for both).
-fn not_theirs() -> Result<Outcome, StoreError> {
-    not(
-        StatusCode::NOT_FOUND,
-        "没有这个文件，或它不属于您的数据集。",
-    )
+/// File `id` as the user may see it, with its state row; no such file,
+/// or not among the user's datasets, is one answer for both.
+fn file_of(
+    conn: &rusqlite::Connection,
+    allowed: &str,
+    id: i64,
+) -> Result<Result<(Listed, FileRow), Outcome>, StoreError> {
+    let listed = crate::state::listing::file(conn, allowed, id)?;
+    let row = crate::state::files::by_id(conn, id)?;
+    Ok(match listed.zip(row) {
+        Some(f) => Ok(f),
+        None => Err(Outcome::Not(
+            StatusCode::NOT_FOUND,
+            "没有这个文件，或它不属于您的数据集。".to_string(),
+        )),
+    })
 }
 
 /// The original file of a file row, where retention still keeps it, with
@@ -79,11 +91,7 @@ struct Original {
     opts: crate::daemon::read::ReadOptions,
 }
 
-fn original(
-    c: &Console,
-    listed: &crate::state::listing::Listed,
-    final_name: Option<&str>,
-) -> Result<Original, Outcome> {
+fn original(c: &Console, listed: &Listed, final_name: Option<&str>) -> Result<Original, Outcome> {
     let no = |s, t: &str| Outcome::Not(s, t.to_string());
     if c.cfg()
         .dataset(&listed.dataset)
@@ -130,8 +138,9 @@ fn rejected_field(
     f: &RevealForm,
 ) -> Result<Outcome, StoreError> {
     let conn = c.reader()?;
-    let Some(listed) = crate::state::listing::file(&conn, allowed, id)? else {
-        return not_theirs();
+    let (listed, row) = match file_of(&conn, allowed, id)? {
+        Ok(f) => f,
+        Err(n) => return Ok(n),
     };
     let rejections = crate::state::files::rejections_of(&conn, id)?;
     let Some(r) = rejections
@@ -139,9 +148,6 @@ fn rejected_field(
         .find(|r| r.ordinal == f.ordinal && r.field == f.field && !r.field.is_empty())
     else {
         return not(StatusCode::NOT_FOUND, "这个文件没有该条拒收记录的该字段。");
-    };
-    let Some(row) = crate::state::files::by_id(&conn, id)? else {
-        return not(StatusCode::NOT_FOUND, "没有这个文件。");
     };
     drop(conn);
     let o = match original(c, &listed, row.final_name.as_deref()) {
@@ -192,8 +198,9 @@ fn refused_record(
     f: &RevealForm,
 ) -> Result<Outcome, StoreError> {
     let conn = c.reader()?;
-    let Some(listed) = crate::state::listing::file(&conn, allowed, id)? else {
-        return not_theirs();
+    let (listed, row) = match file_of(&conn, allowed, id)? {
+        Ok(f) => f,
+        Err(n) => return Ok(n),
     };
     let refused = crate::state::batches::refusals_of_file(&conn, id)?;
     if !refused
@@ -207,9 +214,6 @@ fn refused_record(
             StatusCode::GONE,
             "该批次的逐条记录已按保留期限删除，无法在原始文件中找到这条记录。",
         );
-    };
-    let Some(row) = crate::state::files::by_id(&conn, id)? else {
-        return not(StatusCode::NOT_FOUND, "没有这个文件。");
     };
     drop(conn);
     let o = match original(c, &listed, row.final_name.as_deref()) {
