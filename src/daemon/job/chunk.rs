@@ -154,7 +154,7 @@ pub(super) fn run_chunks(
                         sealed_any = true;
                         since_seal = 0;
                         carry = Some(Checked::Valid { pos, rec });
-                        if consumed >= ctx.chunk_records || ends_here(ctx, &tx) {
+                        if ends_here(ctx, &tx, consumed) {
                             break ChunkEnd::Due;
                         }
                         continue;
@@ -193,7 +193,7 @@ pub(super) fn run_chunks(
                 seal_open(&tx, ctx, &route, row, &mut open)?;
                 sealed_any = true;
                 since_seal = 0;
-                if by_age || consumed >= ctx.chunk_records || ends_here(ctx, &tx) {
+                if by_age || ends_here(ctx, &tx, consumed) {
                     break ChunkEnd::Due;
                 }
             } else if since_seal >= ctx.chunk_records {
@@ -236,11 +236,12 @@ pub(super) fn run_chunks(
     }
 }
 
-/// Whether a chunk ends at this batch boundary whatever its size: the
-/// daemon is stopping, or the outbox reached its high-water mark (the file
-/// then waits between chunks, its checkpoint safe).
-fn ends_here(ctx: &DatasetCtx, tx: &Connection) -> bool {
-    (ctx.stopping)() || ctx.gate.at_high_water(tx)
+/// Whether a chunk that took `consumed` input records ends at this batch
+/// boundary: it took `chunk_records`, the daemon is stopping, or the
+/// outbox reached its high-water mark (the file then waits between chunks,
+/// its checkpoint safe).
+fn ends_here(ctx: &DatasetCtx, tx: &Connection, consumed: u64) -> bool {
+    consumed >= ctx.chunk_records || (ctx.stopping)() || ctx.gate.at_high_water(tx)
 }
 
 /// Seals the open batch inside `tx`: dedupe state, batch row and body,
