@@ -9,7 +9,12 @@
 //! |---|---|
 //! | delivered, duplicate | ack (the servers confirm it) |
 //! | try again (429, 5xx, no answer) | nak, redelivered after the library's `Retry-After` or the back-off |
-//! | park (400, 409, 413, …) | term: never redelivered; the batch's body stays on its origin node |
+//! | park (400, 409, …), too large (413) | term: never redelivered from this message |
+//!
+//! Every answer but "try again" is first sent back to the batch's origin
+//! node (`answers`), which records the batch delivered (its refused
+//! records reported beside their file), parks it (for `fepd batches
+//! retry`) or splits it.
 //!
 //! While a push runs, progress acks keep the message this node's; a node
 //! that dies mid-push stops sending them, and after `ack_wait_secs` the
@@ -25,6 +30,7 @@ use rusqlite::Connection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::answers::{Answer, Outcome};
 use super::{ClusterError, Nats, header, pause};
 use crate::forward::push::Forwarder;
 use crate::outbox::Reply;
@@ -200,22 +206,36 @@ impl Delivery {
                 (AckKind::Term, Some(reason.clone()))
             }
             Reply::TooLarge => {
-                entry.outcome = "parked";
+                entry.outcome = "too_large";
                 (
                     AckKind::Term,
-                    Some("HTTP 413 413001: batches are not split in cluster mode; lower [batch] max_records or max_bytes".to_string()),
+                    Some("HTTP 413 413001: the origin node splits the batch in halves".to_string()),
                 )
             }
         };
         entry.reason = reason.as_deref();
         self.record(LogEntry::ClusterPushed(entry.clone())).await?;
+        // The final answer goes back to the batch's origin before the
+        // message is acked or terminated: should that fail, the message
+        // is offered again, and its next push is answered as a duplicate.
+        if let Some(outcome) = Outcome::of(&reply)
+            && !origin.is_empty()
+        {
+            let seq = msg.info().map_err(ClusterError::js)?.stream_sequence;
+            let answer = Answer {
+                batch: batch.clone(),
+                node: self.nats.cfg.node.clone(),
+                outcome,
+            };
+            self.nats.send_answer(&origin, seq, &answer).await?;
+        }
         match ack {
             // Confirmed by the servers; an ack lost on the way leaves the
             // message to be pushed again, which the library answers as a
             // duplicate.
             AckKind::Ack => return msg.double_ack().await.map_err(ClusterError::js),
-            AckKind::Term => {
-                tracing::error!(dataset = %dataset, batch = %batch, origin = %origin, reason = ?entry.reason, "ALERT: batch parked by the library; its body stays on its origin node")
+            AckKind::Term if entry.outcome == "parked" => {
+                tracing::error!(dataset = %dataset, batch = %batch, origin = %origin, reason = ?entry.reason, "ALERT: batch parked by the library; parked on its origin node, where `fepd batches retry` resends it")
             }
             AckKind::Nak(_) => {
                 tracing::warn!(dataset = %dataset, batch = %batch, delivery, reason = ?entry.reason, "send failed; the stream will offer it again")

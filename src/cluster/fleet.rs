@@ -47,7 +47,9 @@ pub struct NodeStatus {
     pub last_hand_off: Option<String>,
     /// The last push of this node the library took.
     pub last_delivery: Option<String>,
-    /// Batches parked by this node's pushes or in its own outbox.
+    /// Batches parked in this node's outbox: those it sealed that the
+    /// library refused, whichever node pushed them (docs/cluster.md
+    /// "Answers"), and those an operator parked.
     pub parked: i64,
     /// The kinds of the node's open alert episodes.
     pub alerts: Vec<String>,
@@ -122,7 +124,7 @@ impl Source {
             handed_off_today: figures.handed_off_today,
             last_hand_off: figures.last_hand_off,
             last_delivery: figures.last_delivery,
-            parked: figures.parked + r.datasets.iter().map(|d| d.parked).sum::<i64>(),
+            parked: r.datasets.iter().map(|d| d.parked).sum::<i64>(),
             alerts,
             intake_paused: r.intake_paused,
         })

@@ -5,7 +5,8 @@
 //! goes on sealing up to the back-pressure mark (the backlog counts
 //! `sealed` batches), and the hand-off resumes in seal order when they
 //! return. A crash between the acknowledgement and the local commit
-//! publishes the batch again: the stream drops it by its `Nats-Msg-Id`.
+//! publishes the batch again: the stream drops it by its `Nats-Msg-Id`
+//! ([`msg_id`]: the batch id, and a new id for each retry after a park).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,7 +82,9 @@ impl Handoff {
                 let mut out = Vec::with_capacity(rows.len());
                 for b in rows {
                     let body = batches::body(&conn, &b.batch_id).map_err(ClusterError::state)?;
-                    out.push((b, body));
+                    let times =
+                        batches::handoffs(&conn, &b.batch_id).map_err(ClusterError::state)?;
+                    out.push((b, body, times));
                 }
                 Ok::<_, ClusterError>(out)
             })
@@ -89,7 +92,7 @@ impl Handoff {
             if rows.is_empty() {
                 return Ok(done);
             }
-            for (b, body) in rows {
+            for (b, body, times) in rows {
                 if cancel.is_cancelled() {
                     return Ok(done);
                 }
@@ -101,18 +104,18 @@ impl Handoff {
                         b.batch_id
                     )));
                 };
-                let seq = self.publish(&b, body).await?;
+                let seq = self.publish(&b, body, times).await?;
                 self.record(b, seq).await?;
                 done += 1;
             }
         }
     }
 
-    /// Publishes one batch and waits for the servers' acknowledgement;
-    /// its stream sequence.
-    async fn publish(&self, b: &BatchRow, body: Vec<u8>) -> Result<u64, ClusterError> {
+    /// Publishes one batch, handed off `times` times before, and waits
+    /// for the servers' acknowledgement; its stream sequence.
+    async fn publish(&self, b: &BatchRow, body: Vec<u8>, times: i64) -> Result<u64, ClusterError> {
         let mut h = HeaderMap::new();
-        h.insert(header::MSG_ID, b.batch_id.as_str());
+        h.insert(header::MSG_ID, msg_id(&b.batch_id, times).as_str());
         h.insert(header::BATCH, b.batch_id.as_str());
         h.insert(header::ROUTE, b.route.as_str());
         h.insert(header::DATASET, b.dataset.as_str());
@@ -133,7 +136,8 @@ impl Handoff {
         Ok(ack.sequence)
     }
 
-    /// `sealed` → `handed_off`, with its exchange-log entry.
+    /// `sealed` → `handed_off` (one more hand-off counted), with its
+    /// exchange-log entry.
     async fn record(&self, b: BatchRow, seq: u64) -> Result<(), ClusterError> {
         let (db, tz, node) = (self.db.clone(), self.tz, self.nats.cfg.node.clone());
         tokio::task::spawn_blocking(move || {
@@ -145,5 +149,27 @@ impl Handoff {
             tx.commit().map_err(ClusterError::state)
         })
         .await?
+    }
+}
+
+/// The message id of a batch's hand-off after `times` earlier ones: the
+/// batch id the first time, so a re-publish after a crash is dropped by
+/// the stream; `ID#n` once the library parked it and an operator retried
+/// it (`fepd batches retry`), which the stream would otherwise drop as a
+/// re-publish for a day. The library sees the batch id either way.
+pub fn msg_id(batch_id: &str, times: i64) -> String {
+    match times {
+        0 => batch_id.to_string(),
+        n => format!("{batch_id}#{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_retried_batch_is_published_under_a_new_message_id() {
+        assert_eq!(super::msg_id("B1", 0), "B1");
+        assert_eq!(super::msg_id("B1", 1), "B1#1");
+        assert_ne!(super::msg_id("B1", 1), super::msg_id("B1", 2));
     }
 }

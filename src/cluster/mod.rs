@@ -17,6 +17,9 @@
 //!   the servers give it to another node after `ack_wait_secs`, and the
 //!   library's idempotency by batch id makes the second push a duplicate.
 //!
+//! - [`answers`]: the library's final answer to each push, sent back to
+//!   the batch's origin node, which applies it to its own row (delivered,
+//!   parked, split) as if it had pushed the batch itself.
 //! - [`logpub`]: each node's exchange-log entries, as stored, published
 //!   to the stream `FEPD_LOG` (`fepd.log.<node>`), resuming after the
 //!   last one the stream holds.
@@ -28,6 +31,7 @@
 //! use them, and again after a failure, so a node starts (and seals)
 //! while the servers are away.
 
+pub mod answers;
 pub mod deliver;
 pub mod fleet;
 pub mod handoff;
@@ -254,7 +258,7 @@ impl Prepared {
 
     /// Starts the hand-off (woken by `wake` when a worker sealed), the
     /// lease task, the fleet heartbeat (from `status`), the exchange log's
-    /// publisher and one delivery
+    /// publisher, the answers' task and one delivery
     /// task per route of `routes`, until `cancel`; `abandon` gives
     /// the messages of pushes still running back to the stream.
     pub fn start(
@@ -283,6 +287,13 @@ impl Prepared {
             nats: self.nats.clone(),
             source: Arc::new(status),
         };
+        let answers = answers::Answers {
+            nats: self.nats.clone(),
+            db: self.db.clone(),
+            spool: forwarder.spool.clone(),
+            catalog: forwarder.catalog.clone(),
+            tz,
+        };
         let log = logpub::LogPublisher {
             nats: self.nats.clone(),
             db: self.db,
@@ -297,9 +308,10 @@ impl Prepared {
         let p = tokio::spawn(log.run(cancel.clone()));
         let h = tokio::spawn(handoff.run(wake, cancel.clone()));
         let l = tokio::spawn(leases.run(cancel.clone()));
+        let a = tokio::spawn(answers.run(cancel.clone()));
         let d = tokio::spawn(delivery.run(routes, cancel, abandon));
         tokio::spawn(async move {
-            let _ = tokio::join!(h, l, d, f, p);
+            let _ = tokio::join!(h, l, d, f, p, a);
         })
     }
 }

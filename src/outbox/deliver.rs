@@ -42,7 +42,14 @@ pub struct Delivery<'a> {
     pub accept_parked: bool,
 }
 
-/// Pending (or parked, when `d.accept_parked`) → `delivered`, inside the
+/// The states a receipt moves to `delivered`: pending, and handed off (in
+/// cluster mode the node that pushed the batch sends the library's answer
+/// back to the batch's origin, docs/cluster.md "Answers").
+fn accepts(s: BatchState) -> bool {
+    s.is_pending() || s == BatchState::HandedOff
+}
+
+/// Pending or handed off (or parked, when `d.accept_parked`) → `delivered`, inside the
 /// caller's transaction: the row with the receipt, the records the library
 /// refused (kept in state with its code and message, never resent) and the
 /// exchange-log entries. Returns false, writing nothing, when the batch
@@ -59,7 +66,7 @@ pub fn deliver(
 ) -> rusqlite::Result<bool> {
     let id = b.batch_id.as_str();
     let was_parked = b.state == BatchState::Parked;
-    if !(b.state.is_pending() || (was_parked && d.accept_parked)) {
+    if !(accepts(b.state) || (was_parked && d.accept_parked)) {
         return Ok(false);
     }
     let now = crate::state::now_text(tz);
@@ -148,7 +155,7 @@ pub fn record_delivery(
     b: &BatchRow,
     d: &Delivery<'_>,
 ) -> rusqlite::Result<bool> {
-    if !(b.state.is_pending() || (b.state == BatchState::Parked && d.accept_parked)) {
+    if !(accepts(b.state) || (b.state == BatchState::Parked && d.accept_parked)) {
         return Ok(false);
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

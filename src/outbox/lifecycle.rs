@@ -128,6 +128,7 @@ pub fn hand_off(
     if !batches::move_state(tx, &b.batch_id, BatchState::Sealed, BatchState::HandedOff)? {
         return Ok(false);
     }
+    batches::count_handoff(tx, &b.batch_id)?;
     log::append(
         tx,
         tz,
@@ -143,17 +144,27 @@ pub fn hand_off(
     Ok(true)
 }
 
-/// Pending (`sealed` or `exported`) → `parked` (dead letter); `why` (the
-/// library's answer or code, or the operator) is the stored reason and goes
-/// in the exchange-log entry. False, writing nothing, when the batch was no
-/// longer pending.
+/// Pending (`sealed` or `exported`) → `parked` (dead letter), and
+/// `handed_off` → `parked` for the library's answer in cluster mode;
+/// `why` (the library's answer or code, or the operator) is the stored
+/// reason and goes in the exchange-log entry. False, writing nothing, when
+/// the batch was in none of those states.
 pub fn park(
     tx: &Connection,
     tz: FixedOffset,
     b: &BatchRow,
     why: Parking<'_>,
 ) -> rusqlite::Result<bool> {
-    if !batches::park(tx, &b.batch_id, &why.reason())? {
+    // A handed-off batch is parked only by the library's answer, which
+    // the node that pushed it sends back (docs/cluster.md "Answers"): an
+    // operator's park would not stop the stream delivering it.
+    let moved = match (b.state, &why) {
+        (BatchState::HandedOff, Parking::Library { .. }) => {
+            batches::park_handed_off(tx, &b.batch_id, &why.reason())?
+        }
+        _ => batches::park(tx, &b.batch_id, &why.reason())?,
+    };
+    if !moved {
         return Ok(false);
     }
     log::append(

@@ -19,6 +19,10 @@
 //!
 //!            hand_off (cluster mode, after the stream's acknowledgement)
 //!  sealed ──────────► handed_off   (delivered by any node from the stream)
+//!                         │  the library's answer, sent back to this node
+//!                         ├──► delivered
+//!                         ├──► parked  (retry: sealed, handed off anew)
+//!                         └──► split   (413: halves born sealed)
 //! ```
 //!
 //! `fail` counts a failed attempt (back-off) without changing the state;
@@ -47,7 +51,7 @@ pub use lifecycle::{
     Sealing, export, export_again, fail, hand_off, park, requeue_exported, retry, seal,
 };
 pub use replay::{Unreplayable, replay, replay_stored};
-pub use reply::{Reply, apply, split};
+pub use reply::{Reply, apply, apply_via, split};
 pub use split::{Half, halves};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};

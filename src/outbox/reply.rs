@@ -52,6 +52,22 @@ pub fn apply(
     b: &BatchRow,
     reply: Reply,
 ) -> rusqlite::Result<()> {
+    apply_via(conn, tz, spool, catalog, b, reply, VIA)
+}
+
+/// [`apply`] for an answer that came `via` another way than this node's
+/// own push: `"cluster"`, the answer another node got for a batch this
+/// node handed off (docs/cluster.md "Answers"), which moves it from
+/// `handed_off`.
+pub fn apply_via(
+    conn: &mut Connection,
+    tz: FixedOffset,
+    spool: &Path,
+    catalog: &Catalog,
+    b: &BatchRow,
+    reply: Reply,
+    via: &'static str,
+) -> rusqlite::Result<()> {
     let id = b.batch_id.as_str();
     match reply {
         Reply::Delivered {
@@ -71,7 +87,7 @@ pub fn apply(
                     accepted,
                     rejected: &rejected,
                     duplicate,
-                    via: VIA,
+                    via,
                     attempts: Some(b.attempts + 1),
                     accept_parked: false,
                 },
@@ -85,7 +101,7 @@ pub fn apply(
                 b,
                 Parking::Library {
                     reason: &reason,
-                    via: VIA,
+                    via,
                 },
             )?;
             tx.commit()?;
@@ -104,7 +120,7 @@ pub fn apply(
                         b,
                         Parking::Library {
                             reason: &reason,
-                            via: VIA,
+                            via,
                         },
                     )?;
                 }
@@ -130,7 +146,7 @@ pub fn apply(
     Ok(())
 }
 
-/// `sealed` → `split` (a 413, docs/protocol.md §3): the halves `ID.1`,
+/// `sealed` (or `handed_off`) → `split` (a 413, docs/protocol.md §3): the halves `ID.1`,
 /// `ID.2` are born `sealed` in the parent's place in the route's order,
 /// later batches of the route are sealed no larger than the bigger half,
 /// and one `batch_split` entry records it, inside `tx`. Only a batch that
@@ -144,7 +160,14 @@ pub fn split(
     halves: &[Half; 2],
 ) -> rusqlite::Result<bool> {
     let id = b.batch_id.as_str();
-    if !batches::move_state(tx, id, BatchState::Sealed, BatchState::Split)? {
+    // In cluster mode a handed-off batch is split on the library's 413,
+    // which the node that pushed it sends back (docs/cluster.md
+    // "Answers"); its halves are born sealed here and handed off anew.
+    let from = match b.state {
+        BatchState::HandedOff => BatchState::HandedOff,
+        _ => BatchState::Sealed,
+    };
+    if !batches::move_state(tx, id, from, BatchState::Split)? {
         return Ok(false);
     }
     for (n, h) in halves.iter().enumerate() {

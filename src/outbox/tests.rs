@@ -198,10 +198,17 @@ fn export_again_only_an_exported_batch_and_it_is_logged_as_a_retry() {
 #[test]
 fn deliver_only_a_pending_batch_or_a_parked_one_a_collector_took() {
     use BatchState::*;
-    refused(&[Delivered, Parked, Split, HandedOff], |db, b| {
+    refused(&[Delivered, Parked, Split], |db, b| {
         let d = db.delivery();
         db.tx(|tx, tz| deliver(tx, tz, b, &d))
     });
+    // In cluster mode the library's answer, sent back by the node that
+    // pushed it, delivers a handed-off batch on its origin.
+    let mut db = Db::new();
+    let b = db.batch_in(HandedOff);
+    let d = db.delivery();
+    assert!(db.tx(|tx, tz| deliver(tx, tz, &b, &d)));
+    assert_eq!(db.row(&b.batch_id).state, Delivered);
     // The row as read before a concurrent change: still refused by the
     // database, with nothing written.
     refused(&[Delivered, Split], |db, b| {
@@ -242,13 +249,41 @@ fn hand_off_only_a_sealed_batch_and_it_is_logged() {
 }
 
 #[test]
-fn split_only_a_sealed_batch() {
+fn split_only_a_sealed_or_handed_off_batch() {
     use BatchState::*;
-    refused(&[Exported, Delivered, Parked, Split, HandedOff], |db, b| {
+    refused(&[Exported, Delivered, Parked, Split], |db, b| {
         let body = batches::body(&db.conn, &b.batch_id).unwrap().unwrap();
         let two = halves(&b.batch_id, &body).unwrap();
         db.tx(|tx, tz| split(tx, tz, b, &two))
     });
+    // A 413 another node got for a batch this node handed off.
+    let mut db = Db::new();
+    let b = db.batch_in(HandedOff);
+    let body = batches::body(&db.conn, &b.batch_id).unwrap().unwrap();
+    let two = halves(&b.batch_id, &body).unwrap();
+    assert!(db.tx(|tx, tz| split(tx, tz, &b, &two)));
+    assert_eq!(db.row(&b.batch_id).state, Split);
+    assert_eq!(db.row(&two[0].batch_id).state, Sealed);
+}
+
+#[test]
+fn a_handed_off_batch_is_parked_by_the_library_only_and_retried_for_a_new_hand_off() {
+    use BatchState::*;
+    let mut db = Db::new();
+    let b = db.batch_in(HandedOff);
+    assert_eq!(batches::handoffs(&db.conn, &b.batch_id).unwrap(), 1);
+    let library = Parking::Library {
+        reason: "HTTP 400 400003",
+        via: "cluster",
+    };
+    assert!(db.tx(|tx, tz| park(tx, tz, &b, library.clone())));
+    let b = db.row(&b.batch_id);
+    assert_eq!(b.state, Parked);
+    assert_eq!(b.last_error.as_deref(), Some("HTTP 400 400003"));
+    assert!(db.tx(|tx, tz| retry(tx, tz, &b, "x")));
+    let b = db.row(&b.batch_id);
+    assert!(db.tx(|tx, tz| hand_off(tx, tz, &b, "n1", 2)));
+    assert_eq!(batches::handoffs(&db.conn, &b.batch_id).unwrap(), 2);
 }
 
 #[test]

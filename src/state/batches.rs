@@ -167,9 +167,9 @@ pub fn move_state(
     Ok(n == 1)
 }
 
-/// Marks a pending batch delivered (`parked` too when `from_parked`: the
-/// collector took a batch the operator had parked); false if it was in
-/// none of those states.
+/// Marks a pending or handed-off batch delivered (`parked` too when
+/// `from_parked`: the collector took a batch the operator had parked);
+/// false if it was in none of those states.
 pub fn mark_delivered(
     conn: &Connection,
     batch_id: &str,
@@ -182,7 +182,8 @@ pub fn mark_delivered(
     let n = conn.execute(
         "UPDATE batch SET state = 'delivered', receipt_id = ?2, accepted = ?3, lib_rejected = ?4,
          delivered_at = ?5, last_error = NULL
-         WHERE batch_id = ?1 AND (state IN ('sealed', 'exported') OR (?6 AND state = 'parked'))",
+         WHERE batch_id = ?1
+           AND (state IN ('sealed', 'exported', 'handed_off') OR (?6 AND state = 'parked'))",
         params![
             batch_id,
             receipt_id,
@@ -213,6 +214,35 @@ pub fn park(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result
         params![batch_id, reason],
     )?;
     Ok(n == 1)
+}
+
+/// `handed_off` → `parked` (cluster mode: the library refused the batch a
+/// node pushed from the stream); false if the batch was not handed off.
+pub fn park_handed_off(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE batch SET state = 'parked', last_error = ?2 WHERE batch_id = ?1 AND state = 'handed_off'",
+        params![batch_id, reason],
+    )?;
+    Ok(n == 1)
+}
+
+/// How many times batch `batch_id` was handed off to the cluster's stream.
+pub fn handoffs(conn: &Connection, batch_id: &str) -> rusqlite::Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT times FROM batch_handoff WHERE batch_id = ?1")?
+        .query_row([batch_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Counts one more hand-off of batch `batch_id`.
+pub fn count_handoff(conn: &Connection, batch_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO batch_handoff (batch_id, times) VALUES (?1, 1)
+         ON CONFLICT (batch_id) DO UPDATE SET times = times + 1",
+    )?
+    .execute([batch_id])?;
+    Ok(())
 }
 
 /// Queues a parked batch for resending (operator retry): back to `sealed`

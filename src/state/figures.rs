@@ -131,8 +131,6 @@ pub struct ClusterFigures {
     /// The last `cluster_pushed` this node made that the library took
     /// (delivered or duplicate).
     pub last_delivery: Option<String>,
-    /// Pushes this node made that the library refused (terminated).
-    pub parked: i64,
 }
 
 /// `today` is the local date, `YYYY-MM-DD`, as entry times begin.
@@ -152,12 +150,6 @@ pub fn cluster(conn: &Connection, today: &str) -> rusqlite::Result<ClusterFigure
         last_delivery: last(
             "SELECT MAX(time) FROM exchange_log WHERE event = 'cluster_pushed'
              AND json_extract(details, '$.outcome') IN ('delivered', 'duplicate')",
-        )?,
-        parked: conn.query_row(
-            "SELECT COUNT(*) FROM exchange_log WHERE event = 'cluster_pushed'
-             AND json_extract(details, '$.outcome') = 'parked'",
-            [],
-            |r| r.get(0),
         )?,
     })
 }

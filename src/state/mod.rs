@@ -128,7 +128,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -219,6 +219,15 @@ CREATE TABLE IF NOT EXISTS batch_body (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batch_file ON batch(file_id);
+
+-- Cluster mode (docs/cluster.md "Answers"): how many times each batch was
+-- handed off to the cluster's stream. A batch retried after the library
+-- parked it is published again under a message id of its own (the
+-- stream drops a re-published id for a day).
+CREATE TABLE IF NOT EXISTS batch_handoff (
+    batch_id TEXT PRIMARY KEY,
+    times    INTEGER NOT NULL
+) WITHOUT ROWID;
 
 -- Batch size learnt from 413 answers, per route.
 CREATE TABLE IF NOT EXISTS route_limit (
@@ -381,7 +390,8 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
         // the console's users (`users`), beside each key's history moved
         // into `record_state` above; the users' table is made with v6's
-        // `reveal` column when it did not exist.
+        // `reveal` column when it did not exist; v6 → v7 the cluster's
+        // hand-off counts (`batch_handoff`).
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(watermark::SCHEMA)?;
         tx.execute_batch(users::SCHEMA)?;

@@ -109,8 +109,9 @@ pub enum LogEntry<'a> {
     },
     /// Cluster mode: this node (`node`) pushed a batch sealed by `origin`
     /// from the cluster's stream, and what came of it (`outcome`:
-    /// `delivered`, `duplicate`, `retry`, `parked`); `delivery` counts the
-    /// stream's deliveries of the message, this one included.
+    /// `delivered`, `duplicate`, `retry`, `parked`, `too_large`);
+    /// `delivery` counts the stream's deliveries of the message, this one
+    /// included.
     ClusterPushed(ClusterPush<'a>),
     /// A batch file was written to the outbox folder (pull mode).
     BatchExported {
