@@ -19,6 +19,7 @@ mod audit_bytes;
 mod backup;
 mod bad_input;
 mod cluster;
+mod cluster_console;
 mod cluster_pause;
 mod cluster_status;
 mod console;
