@@ -14,7 +14,6 @@
 //! (the entry as `fepd audit show --json` prints it on its node).
 
 use std::io::Write;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -49,12 +48,10 @@ where
         .build()?;
     // Every server tried once, each within request_timeout_secs; reading
     // may take longer for a long log.
-    let limit = Duration::from_secs(c.request_timeout_secs.max(1) * (c.nats.len() as u64 + 2));
     let res = rt.block_on(async {
-        let nats = match tokio::time::timeout(limit, crate::cluster::Nats::connect_once(c)).await {
-            Ok(n) => n.map_err(|e| e.to_string())?,
-            Err(_) => return Err(format!("no answer within {} s", limit.as_secs())),
-        };
+        let nats = crate::cluster::Nats::connect_within(c)
+            .await
+            .map_err(|e| e.to_string())?;
         read(&nats).await.map_err(|e| e.to_string())
     });
     match res {
@@ -93,16 +90,9 @@ pub fn log(cfg: &Config) -> anyhow::Result<Exit> {
 /// audit verify` walks an archive). One line per node; exit 1 when a
 /// chain is broken.
 pub fn verify(cfg: &Config) -> anyhow::Result<Exit> {
-    use crate::state::log::StoredEntry;
-    type Lines = std::collections::BTreeMap<String, Vec<Result<StoredEntry, String>>>;
+    use crate::cluster::logpub;
     let read = with_cluster(cfg, "fepd audit verify --cluster", async |nats| {
-        let mut nodes = Lines::new();
-        crate::cluster::logpub::each(nats, |node, line| {
-            let e = StoredEntry::from_archive_line(line);
-            nodes.entry(node.to_string()).or_default().push(e);
-        })
-        .await?;
-        Ok(nodes)
+        logpub::by_node(nats).await
     })?;
     let nodes = match read {
         Ok(n) => n,
@@ -115,7 +105,7 @@ pub fn verify(cfg: &Config) -> anyhow::Result<Exit> {
     }
     let mut broken = false;
     for (node, entries) in &nodes {
-        match verify_node(entries) {
+        match logpub::verify_node(entries) {
             Ok((n, head)) => println!(
                 "{node}: chain intact (链完整): {n} entries, head seq {} hash {}",
                 head.seq, head.hash
@@ -127,23 +117,6 @@ pub fn verify(cfg: &Config) -> anyhow::Result<Exit> {
         }
     }
     Ok(if broken { Exit::Findings } else { Exit::Ok })
-}
-
-/// One node's published entries as a chain: how many and its head, or
-/// where it first breaks.
-fn verify_node(
-    entries: &[Result<crate::state::log::StoredEntry, String>],
-) -> Result<(i64, crate::state::log::Head), String> {
-    let entries = entries
-        .iter()
-        .map(|e| e.as_ref().map_err(String::clone))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut chain = crate::state::log::Chain::new(entries.iter().filter_map(|e| e.pruned_head()));
-    for e in &entries {
-        chain.feed(e).map_err(|b| b.to_string())?;
-    }
-    let head = chain.last().cloned().ok_or("no entry")?;
-    Ok((chain.count(), head))
 }
 
 /// `fepd status --cluster [--json]`.

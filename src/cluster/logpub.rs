@@ -197,6 +197,77 @@ pub async fn each(nats: &Nats, mut f: impl FnMut(&str, &str)) -> Result<(), Clus
     Ok(())
 }
 
+/// The messages [`newest`] looks at, at most, to find its entries (one
+/// request each): a node filter on a long log shows what this window
+/// holds; `fepd audit show --cluster` reads every entry.
+pub const NEWEST_SCAN: u64 = 5_000;
+
+/// The last `n` entries of the cluster's log, newest first, as `(node,
+/// line)` — of `node` only when given —, among the last [`NEWEST_SCAN`]
+/// messages of the stream (the console's 集群 page).
+pub async fn newest(
+    nats: &Nats,
+    n: usize,
+    node: Option<&str>,
+) -> Result<Vec<(String, String)>, ClusterError> {
+    let mut stream = nats.log_stream().await?;
+    let info = stream.info().await.map_err(ClusterError::js)?.state.clone();
+    let mut out = Vec::new();
+    if info.messages == 0 {
+        return Ok(out);
+    }
+    let floor = info
+        .first_sequence
+        .max(info.last_sequence.saturating_sub(NEWEST_SCAN - 1));
+    let mut seq = info.last_sequence;
+    while seq >= floor && seq > 0 && out.len() < n {
+        // A deleted message leaves a hole.
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let name = m.subject.strip_prefix("fepd.log.").unwrap_or(&m.subject);
+            if node.is_none_or(|n| n == name) {
+                out.push((name.to_string(), String::from_utf8_lossy(&m.payload).into()));
+            }
+        }
+        seq -= 1;
+    }
+    Ok(out)
+}
+
+/// Each node's entries as the stream holds them, re-read as the exact
+/// lines the node published (`StoredEntry::from_archive_line`), in seq
+/// order: what [`verify_node`] walks.
+pub type ByNode = std::collections::BTreeMap<String, Vec<Result<StoredEntry, String>>>;
+
+/// Every node's entries, read once through [`each`] (`fepd audit verify
+/// --cluster` and the console's 链校验).
+pub async fn by_node(nats: &Nats) -> Result<ByNode, ClusterError> {
+    let mut nodes = ByNode::new();
+    each(nats, |node, line| {
+        let e = StoredEntry::from_archive_line(line);
+        nodes.entry(node.to_string()).or_default().push(e);
+    })
+    .await?;
+    Ok(nodes)
+}
+
+/// One node's published entries walked as that node's own chain
+/// (`state::log::Chain`, as `fepd audit verify` walks an archive): how
+/// many and its head, or where it first breaks.
+pub fn verify_node(
+    entries: &[Result<StoredEntry, String>],
+) -> Result<(i64, crate::state::log::Head), String> {
+    let entries = entries
+        .iter()
+        .map(|e| e.as_ref().map_err(String::clone))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut chain = crate::state::log::Chain::new(entries.iter().filter_map(|e| e.pruned_head()));
+    for e in &entries {
+        chain.feed(e).map_err(|b| b.to_string())?;
+    }
+    let head = chain.last().cloned().ok_or("no entry")?;
+    Ok((chain.count(), head))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -26,6 +26,8 @@
 //! - [`fleet`]: each node's status in the bucket `FEPD_NODES`, put every
 //!   `heartbeat_secs` and at a clean stop; `fepd status --cluster` reads
 //!   them back.
+//! - [`view`]: the console's 集群 page — the fleet, the newest entries of
+//!   the cluster's log, each node's chain — read within bounded waits.
 //!
 //! The stream and consumers are created idempotently by the tasks that
 //! use them, and again after a failure, so a node starts (and seals)
@@ -37,6 +39,7 @@ pub mod fleet;
 pub mod handoff;
 pub mod lease;
 pub mod logpub;
+pub mod view;
 
 use std::time::Duration;
 
@@ -70,6 +73,8 @@ pub enum ClusterError {
     JetStream(String),
     #[error("{0}")]
     State(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no answer within {0} s")]
+    NoAnswer(u64),
     #[error("a state task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -129,6 +134,22 @@ impl Nats {
             .await
             .map_err(ClusterError::Connect)?;
         Ok(Self::over(client, cfg))
+    }
+
+    /// [`Nats::connect_once`] within a bound: every server tried once,
+    /// each within `request_timeout_secs` (a command, the console's 集群
+    /// page: none of them waits longer than [`Nats::reach_limit`]).
+    pub async fn connect_within(cfg: &Cluster) -> Result<Nats, ClusterError> {
+        let limit = Self::reach_limit(cfg);
+        tokio::time::timeout(limit, Self::connect_once(cfg))
+            .await
+            .unwrap_or(Err(ClusterError::NoAnswer(limit.as_secs())))
+    }
+
+    /// How long reaching the cluster may take: `request_timeout_secs` for
+    /// each listed server, and two more.
+    pub fn reach_limit(cfg: &Cluster) -> Duration {
+        Duration::from_secs(cfg.request_timeout_secs.max(1) * (cfg.nats.len() as u64 + 2))
     }
 
     /// The client's options: named `WHO NODE` on the servers, every wait

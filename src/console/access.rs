@@ -80,6 +80,9 @@ pub enum Action {
     /// 用户: add, disable/enable, reset the password of, and grant the
     /// reveal to the console's users (the administrator only).
     Users,
+    /// 集群: the fleet, the cluster's exchange log and each node's chain
+    /// (cluster mode, docs/cluster.md "Fleet view").
+    Cluster,
     /// 显示原值: a rejected record's value in clear, for a user granted
     /// the reveal (`console_user.reveal`), whatever the role may read.
     Reveal,
@@ -100,6 +103,7 @@ impl Action {
             Action::Enqueue => "enqueue",
             Action::System => "system",
             Action::Users => "users",
+            Action::Cluster => "cluster",
             Action::Reveal => "reveal",
         }
     }
@@ -118,6 +122,9 @@ pub fn allows(role: Role, action: Action) -> bool {
         A::Reconcile => matches!(role, R::Auditor | R::Operator),
         A::System => matches!(role, R::Admin | R::Auditor),
         A::Users => role == R::Admin,
+        // The nodes' health and their log: for those who keep the
+        // exchange running or audit it, not for data staff.
+        A::Cluster => matches!(role, R::Admin | R::Auditor | R::Operator),
         // The grant decides (checked per user at each reveal); a role
         // that never reads records never reveals one.
         A::Reveal => matches!(role, R::Auditor | R::Operator | R::DataStaff),
@@ -200,5 +207,13 @@ mod tests {
             assert_eq!(allows(r, Action::Users), r == Role::Admin);
             assert_eq!(allows(r, Action::Reveal), allows(r, Action::Files));
         }
+    }
+
+    #[test]
+    fn everyone_but_data_staff_sees_the_cluster() {
+        for r in Role::ALL {
+            assert_eq!(allows(r, Action::Cluster), r != Role::DataStaff, "{r:?}");
+        }
+        assert_eq!(Action::Cluster.as_str(), "cluster");
     }
 }

@@ -29,6 +29,7 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
         ("/upload", "上传校验", Action::Upload),
         ("/reconcile", "对账", Action::Reconcile),
         ("/system", "系统", Action::System),
+        ("/cluster", "集群", Action::Cluster),
         ("/users", "用户", Action::Users),
     ];
     html! {
@@ -48,7 +49,9 @@ pub fn page(title: &str, who: Option<&Who>, body: Markup) -> Markup {
                 @if let Some(w) = who {
                     nav {
                         @for (href, name, action) in menu {
-                            @if allows(w.role, action) { a href=(href) { (name) } }
+                            @if allows(w.role, action) && (action != Action::Cluster || w.cluster) {
+                                a href=(href) { (name) }
+                            }
                         }
                         span.me {
                             (w.user) "（" (w.role.title()) "） "

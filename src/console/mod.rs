@@ -21,7 +21,8 @@
 //!   pipeline leaves them — the other requests wait their turn;
 //! - pages show what the CLI shows, through the same functions
 //!   (`daemon::status`, `state::batches`, `audit::show`/`trace`/`verify`,
-//!   `audit::report`, `report::table`, `daemon::check`); no page or
+//!   `audit::report`, `report::table`, `daemon::check`, and in cluster mode
+//!   `cluster::fleet`/`logpub` through `cluster::view`); no page or
 //!   download shows a record's value but masked.
 
 pub mod access;
@@ -29,6 +30,7 @@ pub mod accounts;
 mod assets;
 mod batches;
 mod chart;
+mod cluster;
 mod html;
 mod login;
 mod pages;
@@ -136,6 +138,7 @@ impl Console {
                 match current {
                     Ok(Some(u)) if !u.disabled && u.changed_at <= w.since => Ok(Who {
                         reveal: u.reveal,
+                        cluster: self.cfg().cluster.is_some(),
                         ..w
                     }),
                     Ok(_) => {
@@ -227,6 +230,7 @@ fn action_text(a: Action) -> &'static str {
         Action::Enqueue => "将文件放入收件箱",
         Action::System => "查看系统信息",
         Action::Users => "管理用户",
+        Action::Cluster => "查看集群",
         Action::Reveal => "查看原值",
     }
 }
@@ -262,6 +266,7 @@ pub fn router(console: Console) -> Router {
         .route("/batches/replay-range", post(replays::replay_range))
         .route("/log", get(pages::log))
         .route("/system", get(system::show))
+        .route("/cluster", get(cluster::show))
         .route("/users", get(users::list))
         .route("/users/add", post(users::add))
         .route("/users/change", post(users::modify))

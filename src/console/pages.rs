@@ -391,20 +391,31 @@ fn search(c: &Console, f: LogFilter) -> (Markup, Result<Markup, String>) {
             Ok(())
         })
         .map_err(|e| e.to_string())?;
-        let json =
-            |v: &Option<serde_json::Value>| v.as_ref().map_or("—".into(), |v| v.to_string());
         Ok(html! {
             (status)
             table {
-                tr { th { "序号" } th { "时间" } th { "事件" } th { "数据集" } th { "文件" } th { "批次" } th { "计数" } th { "详情" } }
-                @for e in &rows {
-                    tr { td { (e.seq) } td { (e.time) } td { (e.event) }
-                         td { (e.dataset.as_deref().unwrap_or("—")) } td { (e.file.as_deref().unwrap_or("—")) }
-                         td { (e.batch.as_deref().unwrap_or("—")) } td { (json(&e.counts)) } td { (json(&e.details)) } }
-                }
+                tr { (entry_head()) }
+                @for e in &rows { tr { (entry_cells(e)) } }
             }
             @if rows.len() == LOG_ROWS { p.note { "只显示前 " (LOG_ROWS) " 条，请缩小查询范围。" } }
         })
     })();
     (form, result)
+}
+
+/// The header cells of an exchange-log entry's row (交换日志, and the
+/// 集群 page after its node column).
+pub(super) fn entry_head() -> Markup {
+    html! { th { "序号" } th { "时间" } th { "事件" } th { "数据集" } th { "文件" } th { "批次" } th { "计数" } th { "详情" } }
+}
+
+/// An entry's cells, as stored: ids, counts and rule names, never a
+/// record's value (ARCHITECTURE.md, "No personal data in logs").
+pub(super) fn entry_cells(e: &crate::state::log::StoredEntry) -> Markup {
+    let json = |v: &Option<serde_json::Value>| v.as_ref().map_or("—".into(), |v| v.to_string());
+    html! {
+        td { (e.seq) } td { (e.time) } td { (e.event) }
+        td { (e.dataset.as_deref().unwrap_or("—")) } td { (e.file.as_deref().unwrap_or("—")) }
+        td { (e.batch.as_deref().unwrap_or("—")) } td { (json(&e.counts)) } td { (json(&e.details)) }
+    }
 }

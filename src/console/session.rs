@@ -33,6 +33,9 @@ pub struct Who {
     /// Granted to see personal values in clear: read from the state
     /// database at every request (`Console::who`), never kept.
     pub reveal: bool,
+    /// This host is a cluster node (`[cluster]` configured): the menu
+    /// links 集群 only then. Set at every request (`Console::who`).
+    pub cluster: bool,
 }
 
 impl Who {
@@ -106,6 +109,7 @@ impl Sessions {
             key: key.clone(),
             since,
             reveal: false,
+            cluster: false,
         };
         let mut map = self.map();
         map.retain(|_, s| !self.over(s, now));

@@ -20,6 +20,7 @@ mod backup;
 mod bad_input;
 mod cluster;
 mod cluster_answers;
+mod cluster_console;
 mod cluster_pause;
 mod cluster_status;
 mod console;
