@@ -16,9 +16,12 @@
 //!
 //! The answer's message id is the batch's stream sequence, so a second
 //! push of the same message (a node that died before its ack) adds no
-//! second answer; an answer for a batch no longer `handed_off` changes
-//! nothing. Until its answer arrives a batch stays `handed_off` on its
-//! origin, and retention keeps its body.
+//! second answer. An answer names the hand-off it answers (the batch
+//! message's id): one for a batch no longer `handed_off` under that id
+//! changes nothing, and one that overtook the origin's own commit of the
+//! hand-off (the batch still `sealed`) is offered again a second later.
+//! Until its answer arrives a batch stays `handed_off` on its origin, and
+//! retention keeps its body.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,6 +68,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     pub batch: String,
+    /// The batch message's id (`handoff::msg_id`): which hand-off of the
+    /// batch the answer is for.
+    pub msg_id: String,
     /// The node that pushed the batch.
     pub node: String,
     #[serde(flatten)]
@@ -244,9 +250,32 @@ impl Answers {
             self.catalog.clone(),
             self.tz,
         );
-        tokio::task::spawn_blocking(move || apply(&db, &spool, &catalog, tz, answer)).await??;
-        msg.double_ack().await.map_err(ClusterError::js)
+        let applied =
+            tokio::task::spawn_blocking(move || apply(&db, &spool, &catalog, tz, answer)).await??;
+        match applied {
+            Applied::Done => msg.double_ack().await.map_err(ClusterError::js),
+            // The hand-off's own commit has not landed yet: offered again.
+            Applied::NotYet => msg
+                .ack_with(AckKind::Nak(Some(NOT_YET)))
+                .await
+                .map_err(ClusterError::js),
+        }
     }
+}
+
+/// How long an answer that came before its batch's hand-off was
+/// recorded waits to be offered again.
+const NOT_YET: Duration = Duration::from_secs(1);
+
+/// What became of an answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    /// Applied, or nothing to apply: acked.
+    Done,
+    /// The batch is still `sealed` here: the servers acknowledged its
+    /// hand-off, and the answer came, before this node committed the
+    /// hand-off. Offered again shortly.
+    NotYet,
 }
 
 /// Applies `answer` to this node's batch in the state database at `db`.
@@ -256,17 +285,27 @@ fn apply(
     catalog: &Catalog,
     tz: FixedOffset,
     answer: Answer,
-) -> Result<(), ClusterError> {
+) -> Result<Applied, ClusterError> {
+    use crate::outbox::BatchState;
     let mut conn = crate::state::open(db).map_err(ClusterError::state)?;
     let Some(b) = batches::get(&conn, &answer.batch).map_err(ClusterError::state)? else {
         tracing::warn!(batch = %answer.batch, node = %answer.node, "the library's answer names a batch this node does not hold; ignored");
-        return Ok(());
+        return Ok(Applied::Done);
     };
-    if b.state != crate::outbox::BatchState::HandedOff {
-        // Applied before (the answer came twice), or the batch was handed
-        // off again since: nothing to change.
-        tracing::debug!(batch = %b.batch_id, state = b.state.as_str(), "answer for a batch no longer handed off; nothing to change");
-        return Ok(());
+    let times = batches::handoffs(&conn, &b.batch_id).map_err(ClusterError::state)?;
+    // The id of the batch's latest hand-off, once it is recorded.
+    let latest = super::handoff::msg_id(&b.batch_id, (times - 1).max(0));
+    match b.state {
+        BatchState::Sealed if answer.msg_id == super::handoff::msg_id(&b.batch_id, times) => {
+            return Ok(Applied::NotYet);
+        }
+        BatchState::HandedOff if answer.msg_id == latest => {}
+        _ => {
+            // Applied before (the answer came twice), or an answer to an
+            // earlier hand-off of a batch retried since: nothing to change.
+            tracing::debug!(batch = %b.batch_id, state = b.state.as_str(), "answer for a batch no longer handed off under that id; nothing to change");
+            return Ok(Applied::Done);
+        }
     }
     crate::outbox::apply_via(
         &mut conn,
@@ -277,12 +316,88 @@ fn apply(
         answer.outcome.into_reply(),
         "cluster",
     )
-    .map_err(ClusterError::state)
+    .map_err(ClusterError::state)?;
+    Ok(Applied::Done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state database holding one sealed batch `B1`.
+    fn one_batch() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("fepd.db");
+        let conn = crate::state::open(&db).unwrap();
+        let new = batches::NewBatch {
+            sort_key: None,
+            batch_id: "B1",
+            dataset: "case_accept",
+            route: "zwfw/case_accept",
+            file_id: None,
+            parent_id: None,
+            count: 1,
+            digest: "d",
+            body: b"{}",
+            sealed_at: "2026-12-02T10:00:00+08:00",
+        };
+        batches::insert(&conn, &new, []).unwrap();
+        (dir, db)
+    }
+
+    fn state(db: &std::path::Path) -> crate::outbox::BatchState {
+        let conn = crate::state::open(db).unwrap();
+        batches::get(&conn, "B1").unwrap().unwrap().state
+    }
+
+    fn parked(msg_id: &str) -> Answer {
+        Answer {
+            batch: "B1".into(),
+            msg_id: msg_id.into(),
+            node: "b".into(),
+            outcome: Outcome::Parked {
+                reason: "HTTP 400 400003".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_applies_to_the_hand_off_it_names_only() {
+        use crate::outbox::BatchState::*;
+        let (dir, db) = one_batch();
+        let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+        let cat = Catalog::default();
+        let go = |a: Answer| apply(&db, dir.path(), &cat, tz, a).unwrap();
+        let hand_off = || {
+            let conn = crate::state::open(&db).unwrap();
+            let b = batches::get(&conn, "B1").unwrap().unwrap();
+            assert!(crate::outbox::hand_off(&conn, tz, &b, "a", 1).unwrap());
+        };
+        // The answer overtook this node's commit of the hand-off.
+        assert_eq!(go(parked("B1")), Applied::NotYet);
+        assert_eq!(state(&db), Sealed);
+        hand_off();
+        assert_eq!(go(parked("B1")), Applied::Done);
+        assert_eq!(state(&db), Parked);
+        // The same answer again changes nothing.
+        assert_eq!(go(parked("B1")), Applied::Done);
+        assert_eq!(state(&db), Parked);
+        // Retried: the first hand-off's answer is stale; the second's
+        // waits for its commit, then applies.
+        {
+            let conn = crate::state::open(&db).unwrap();
+            let b = batches::get(&conn, "B1").unwrap().unwrap();
+            assert!(crate::outbox::retry(&conn, tz, &b, "op").unwrap());
+        }
+        assert_eq!(go(parked("B1")), Applied::Done);
+        assert_eq!(state(&db), Sealed);
+        assert_eq!(go(parked("B1#1")), Applied::NotYet);
+        hand_off();
+        assert_eq!(go(parked("B1")), Applied::Done);
+        assert_eq!(state(&db), HandedOff);
+        assert_eq!(go(parked("B1#1")), Applied::Done);
+        assert_eq!(state(&db), Parked);
+    }
 
     #[test]
     fn each_origin_has_its_subject() {
@@ -293,6 +408,7 @@ mod tests {
     fn an_answer_reads_back_as_it_was_sent_and_a_retry_is_not_one() {
         let a = Answer {
             batch: "B1".into(),
+            msg_id: "B1".into(),
             node: "b".into(),
             outcome: Outcome::of(&Reply::Delivered {
                 receipt_id: "R1".into(),

@@ -224,6 +224,7 @@ impl Delivery {
             let seq = msg.info().map_err(ClusterError::js)?.stream_sequence;
             let answer = Answer {
                 batch: batch.clone(),
+                msg_id: text(header::MSG_ID),
                 node: self.nats.cfg.node.clone(),
                 outcome,
             };
