@@ -203,7 +203,12 @@ fn a_node_killed_mid_push_leaves_its_batch_to_another() {
     a.wait("batch handed off", Duration::from_secs(30), || {
         a.events("batch_handed_off") == 1
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // a holds the message (the only node running, it was given it and has
+    // not acked): its push waits on the library.
+    a.wait("a was given its batch", Duration::from_secs(30), || {
+        nats.ack_pending("FEPD_BATCHES") == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
     da.kill();
     assert_eq!(lib.stats()["records"], 0, "the push was still waiting");
     let _db = b.start_ready();

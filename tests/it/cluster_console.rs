@@ -22,6 +22,22 @@ fn section<'a>(page: &'a str, title: &str) -> &'a str {
     &rest[..rest.find("<h2>").unwrap_or(rest.len())]
 }
 
+/// The 集群 page at `path` once the servers answered it: on a loaded
+/// machine one read may pass the page's bound, and the page then says the
+/// servers cannot be reached (checked on its own below).
+fn cluster_page(b: &mut Browser, path: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let (status, page) = b.get(path);
+        assert_eq!(status, 200, "{page}");
+        if !page.contains("无法连接集群服务器") {
+            return page;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The 节点 table's row of `node`, from its `<tr` to its `</tr>`.
 fn fleet_row(page: &str, node: &str) -> Option<String> {
     let fleet = section(page, "节点");
@@ -37,7 +53,7 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
     let mut nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let lib = Library::start(&dir.path().join("lib.db"), &[]);
-    let extra = "heartbeat_secs = 1\nrequest_timeout_secs = 1";
+    let extra = "heartbeat_secs = 1\nrequest_timeout_secs = 2";
     let addr = free_addr();
     let a = Env::new(&format!(
         "{}{}\n[console]\nlisten = \"{addr}\"\n",
@@ -67,8 +83,7 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
         "both nodes running, both in the cluster's log",
         Duration::from_secs(30),
         || {
-            let (status, page) = op.get("/cluster");
-            assert_eq!(status, 200, "{page}");
+            let page = cluster_page(&mut op, "/cluster");
             let log = section(&page, "集群交换日志");
             ["a", "b"].iter().all(|n| {
                 fleet_row(&page, n).is_some_and(|r| r.contains("运行中 running"))
@@ -77,7 +92,7 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
         },
     );
     // One node's entries only, newest first.
-    let (_, page) = op.get("/cluster?node=b");
+    let page = cluster_page(&mut op, "/cluster?node=b");
     let log = section(&page, "集群交换日志");
     assert!(!log.contains("<tr><td>a</td>"), "{log}");
     let seqs: Vec<i64> = log
@@ -91,8 +106,7 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
     // The auditor verifies each node's chain.
     let mut auditor = Browser::new(&addr);
     assert_eq!(auditor.login("审计员", PASSWORD).0, 303);
-    let (status, page) = auditor.get("/cluster?verify=1");
-    assert_eq!(status, 200, "{page}");
+    let page = cluster_page(&mut auditor, "/cluster?verify=1");
     let chains = section(&page, "链校验");
     for n in ["a", "b"] {
         assert!(
@@ -121,22 +135,22 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
     // b SIGKILLed: stale once three heartbeats pass; a still running.
     db.kill();
     a.wait("b turns stale", Duration::from_secs(20), || {
-        let (_, page) = op.get("/cluster");
+        let page = cluster_page(&mut op, "/cluster");
         fleet_row(&page, "b")
             .is_some_and(|r| r.starts_with("<tr class=\"bad\">") && r.contains("失联 STALE"))
     });
-    let (_, page) = op.get("/cluster");
+    let page = cluster_page(&mut op, "/cluster");
     let row = fleet_row(&page, "a").unwrap();
     assert!(row.contains("运行中 running"), "{row}");
 
-    // Every server gone: the page still answers, within the bound (1 s
+    // Every server gone: the page still answers, within the bound (2 s
     // for each of three servers, and two more), naming them.
     nats.kill_all();
     let start = Instant::now();
     let (status, page) = op.get("/cluster");
     let took = start.elapsed();
     assert_eq!(status, 200, "{page}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
     assert!(page.contains("无法连接集群服务器"), "{page}");
     for url in nats.urls() {
         assert!(page.contains(&url), "{url}: {page}");

@@ -146,6 +146,40 @@ impl Nats {
         panic!("the JetStream cluster elected no meta leader within {timeout:?}:\n{logs}");
     }
 
+    /// Messages of `stream` that a node was given and has not acked yet
+    /// (every consumer's `num_ack_pending`, as the running servers'
+    /// monitoring ports report it; the highest report per consumer).
+    pub fn ack_pending(&self, stream: &str) -> u64 {
+        let mut by_consumer = std::collections::BTreeMap::<String, u64>::new();
+        for s in self.servers.iter().filter(|s| s.child.is_some()) {
+            let Some(body) = get(s.monitor, "/jsz?accounts=true&streams=true&consumers=true")
+            else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                continue;
+            };
+            let accounts = v["account_details"].as_array().cloned().unwrap_or_default();
+            for st in accounts
+                .iter()
+                .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+                .filter(|st| st["name"] == stream)
+            {
+                for c in st["consumer_detail"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let name = c["name"].as_str().unwrap_or_default().to_string();
+                    let n = c["num_ack_pending"].as_u64().unwrap_or(0);
+                    let e = by_consumer.entry(name).or_default();
+                    *e = (*e).max(n);
+                }
+            }
+        }
+        by_consumer.values().sum()
+    }
+
     /// SIGKILLs server `i` by its pid.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.servers[i].child.take() {
