@@ -125,18 +125,7 @@ impl Nats {
     /// `stream_replicas` copies, work-queue retention (an answer goes once
     /// its origin applied it), re-publishes dropped for a day.
     pub async fn answers_stream(&self) -> Result<stream::Stream, ClusterError> {
-        self.js
-            .get_or_create_stream(stream::Config {
-                name: STREAM.to_string(),
-                subjects: vec!["fepd.answer.>".to_string()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: self.cfg.stream_replicas,
-                duplicate_window: Duration::from_secs(24 * 3600),
-                ..Default::default()
-            })
-            .await
-            .map_err(ClusterError::js)
+        self.work_queue(STREAM, "fepd.answer.>").await
     }
 
     /// Publishes `answer` for `origin` and waits for the servers'
@@ -167,21 +156,13 @@ impl Nats {
         &self,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
         let name = format!("answers_{}", hex::encode(&self.cfg.node));
-        self.answers_stream()
-            .await?
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: subject(&self.cfg.node),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(self.cfg.ack_wait_secs.max(1)),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(ClusterError::js)
+        self.durable(
+            self.answers_stream().await?,
+            &name,
+            subject(&self.cfg.node),
+            0,
+        )
+        .await
     }
 }
 

@@ -181,16 +181,56 @@ impl Nats {
     /// copies, work-queue retention (a message goes once a node acked it),
     /// re-publishes of a batch id dropped for a day.
     pub async fn stream(&self) -> Result<stream::Stream, ClusterError> {
+        self.work_queue(STREAM, "fepd.batch.>").await
+    }
+
+    /// A work-queue stream `name` on `subjects`, created if absent: file
+    /// storage, `stream_replicas` copies, a message gone once a node acked
+    /// it, re-publishes of a message id dropped for a day.
+    pub(crate) async fn work_queue(
+        &self,
+        name: &str,
+        subjects: &str,
+    ) -> Result<stream::Stream, ClusterError> {
         self.js
             .get_or_create_stream(stream::Config {
-                name: STREAM.to_string(),
-                subjects: vec!["fepd.batch.>".to_string()],
+                name: name.to_string(),
+                subjects: vec![subjects.to_string()],
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
                 num_replicas: self.cfg.stream_replicas,
                 duplicate_window: Duration::from_secs(24 * 3600),
                 ..Default::default()
             })
+            .await
+            .map_err(ClusterError::js)
+    }
+
+    /// The durable pull consumer `name` of `stream` for the subject
+    /// `filter`, created if absent: explicit acks, everything from the
+    /// start, redelivered after `ack_wait_secs` without an ack or
+    /// progress; at most `max_ack_pending` messages out at once (0: the
+    /// servers' default).
+    pub(crate) async fn durable(
+        &self,
+        stream: stream::Stream,
+        name: &str,
+        filter: String,
+        max_ack_pending: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
+        let mut config = consumer::pull::Config {
+            durable_name: Some(name.to_string()),
+            filter_subject: filter,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(self.cfg.ack_wait_secs.max(1)),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        if max_ack_pending > 0 {
+            config.max_ack_pending = max_ack_pending;
+        }
+        stream
+            .get_or_create_consumer(name, config)
             .await
             .map_err(ClusterError::js)
     }
@@ -230,22 +270,8 @@ impl Nats {
         route: &str,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
         let name = consumer_name(route);
-        self.stream()
-            .await?
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: subject(route),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(self.cfg.ack_wait_secs.max(1)),
-                    max_ack_pending: 1,
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ..Default::default()
-                },
-            )
+        self.durable(self.stream().await?, &name, subject(route), 1)
             .await
-            .map_err(ClusterError::js)
     }
 }
 
