@@ -129,15 +129,15 @@ impl Nats {
     }
 
     /// Publishes `answer` for `origin` and waits for the servers'
-    /// acknowledgement. `stream_seq` is the batch message's sequence in the
-    /// batch stream: the answer's message id.
+    /// acknowledgement (the stream made by [`Nats::answers_stream`] first).
+    /// `stream_seq` is the batch message's sequence in the batch stream:
+    /// the answer's message id.
     pub async fn send_answer(
         &self,
         origin: &str,
         stream_seq: u64,
         answer: &Answer,
     ) -> Result<(), ClusterError> {
-        self.answers_stream().await?;
         let mut h = HeaderMap::new();
         h.insert(header::MSG_ID, format!("answer.{stream_seq}").as_str());
         h.insert(header::BATCH, answer.batch.as_str());
@@ -184,7 +184,14 @@ impl Answers {
     pub async fn run(self, cancel: CancellationToken) {
         let mut failures = 0u32;
         while !cancel.is_cancelled() {
-            match self.serve(&cancel).await {
+            // Cancelled at any wait: an answer being applied is applied or
+            // not (its own transaction) and, unacked, comes again; applying
+            // it twice changes nothing.
+            let served = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.serve(&cancel) => r,
+            };
+            match served {
                 Ok(()) => return,
                 Err(e) => {
                     if failures == 0 {

@@ -99,7 +99,18 @@ impl Delivery {
         abandon: &CancellationToken,
     ) -> Result<(), ClusterError> {
         use futures_util::StreamExt;
-        let consumer = self.nats.consumer(route).await?;
+        // The route's consumer, and the stream the answers go to
+        // (`answers`); made again after any failure. A stop does not wait
+        // for slow servers here: nothing is in flight yet.
+        let ready = async {
+            let consumer = self.nats.consumer(route).await?;
+            self.nats.answers_stream().await?;
+            Ok::<_, ClusterError>(consumer)
+        };
+        let consumer = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            c = ready => c?,
+        };
         loop {
             let fetched = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
@@ -214,6 +225,8 @@ impl Delivery {
             }
         };
         entry.reason = reason.as_deref();
+        // Still this node's while the push is recorded and answered.
+        let _ = msg.ack_with(AckKind::Progress).await;
         self.record(LogEntry::ClusterPushed(entry.clone())).await?;
         // The final answer goes back to the batch's origin before the
         // message is acked or terminated: should that fail, the message
