@@ -436,7 +436,9 @@ impl Library {
     pub fn get(&self, path: &str) -> serde_json::Value {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // The stats check every record stored: on a loaded machine, with
+        // 100,000 records, that can take seconds.
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
