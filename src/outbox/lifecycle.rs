@@ -158,13 +158,8 @@ pub fn park(
     // A handed-off batch is parked only by the library's answer, which
     // the node that pushed it sends back (docs/cluster.md "Answers"): an
     // operator's park would not stop the stream delivering it.
-    let moved = match (b.state, &why) {
-        (BatchState::HandedOff, Parking::Library { .. }) => {
-            batches::park_handed_off(tx, &b.batch_id, &why.reason())?
-        }
-        _ => batches::park(tx, &b.batch_id, &why.reason())?,
-    };
-    if !moved {
+    let by_library = matches!(why, Parking::Library { .. });
+    if !batches::park(tx, &b.batch_id, &why.reason(), by_library)? {
         return Ok(false);
     }
     log::append(

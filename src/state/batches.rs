@@ -208,20 +208,20 @@ pub fn ack_discrepancies(conn: &Connection, dataset: &str) -> rusqlite::Result<i
     )
 }
 
-pub fn park(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result<bool> {
+/// Parks a pending batch with `reason` (and a handed-off one when
+/// `from_handed_off`: the library's answer in cluster mode); false if it
+/// was in none of those states.
+pub fn park(
+    conn: &Connection,
+    batch_id: &str,
+    reason: &str,
+    from_handed_off: bool,
+) -> rusqlite::Result<bool> {
     let n = conn.execute(
-        "UPDATE batch SET state = 'parked', last_error = ?2 WHERE batch_id = ?1 AND state IN ('sealed', 'exported')",
-        params![batch_id, reason],
-    )?;
-    Ok(n == 1)
-}
-
-/// `handed_off` → `parked` (cluster mode: the library refused the batch a
-/// node pushed from the stream); false if the batch was not handed off.
-pub fn park_handed_off(conn: &Connection, batch_id: &str, reason: &str) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "UPDATE batch SET state = 'parked', last_error = ?2 WHERE batch_id = ?1 AND state = 'handed_off'",
-        params![batch_id, reason],
+        "UPDATE batch SET state = 'parked', last_error = ?2
+         WHERE batch_id = ?1
+           AND (state IN ('sealed', 'exported') OR (?3 AND state = 'handed_off'))",
+        params![batch_id, reason, from_handed_off],
     )?;
     Ok(n == 1)
 }
