@@ -35,6 +35,11 @@ pub fn subject(node: &str) -> String {
     format!("fepd.log.{node}")
 }
 
+/// The node a [`subject`] names.
+fn node_of(subject: &str) -> &str {
+    subject.strip_prefix("fepd.log.").unwrap_or(subject)
+}
+
 impl Nats {
     /// The log stream, created if absent: file storage, `stream_replicas`
     /// copies, kept (limits retention, no age limit), re-publishes dropped
@@ -187,12 +192,7 @@ pub async fn each(nats: &Nats, mut f: impl FnMut(&str, &str)) -> Result<(), Clus
             // A deleted message leaves a hole.
             Err(_) => continue,
         };
-        let node = m
-            .subject
-            .strip_prefix("fepd.log.")
-            .unwrap_or(&m.subject)
-            .to_string();
-        f(&node, &String::from_utf8_lossy(&m.payload));
+        f(node_of(&m.subject), &String::from_utf8_lossy(&m.payload));
     }
     Ok(())
 }
@@ -223,7 +223,7 @@ pub async fn newest(
     while seq >= floor && seq > 0 && out.len() < n {
         // A deleted message leaves a hole.
         if let Ok(m) = stream.get_raw_message(seq).await {
-            let name = m.subject.strip_prefix("fepd.log.").unwrap_or(&m.subject);
+            let name = node_of(&m.subject);
             if node.is_none_or(|n| n == name) {
                 out.push((name.to_string(), String::from_utf8_lossy(&m.payload).into()));
             }
@@ -273,5 +273,6 @@ mod tests {
     #[test]
     fn each_node_has_its_subject() {
         assert_eq!(super::subject("city-01"), "fepd.log.city-01");
+        assert_eq!(super::node_of(&super::subject("city-01")), "city-01");
     }
 }
