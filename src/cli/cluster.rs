@@ -59,7 +59,7 @@ where
         Err(e) => {
             eprintln!(
                 "{what}: cannot reach the cluster at {} ({e}) / 无法连接集群服务器",
-                c.nats.join(", ")
+                c.servers_shown()
             );
             Ok(Err(Exit::Failed))
         }

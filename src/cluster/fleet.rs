@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -202,14 +201,8 @@ impl Heartbeat {
 /// does not parse is skipped.
 pub async fn read_all(nats: &Nats) -> Result<Vec<NodeStatus>, ClusterError> {
     let kv = nats.bucket(BUCKET, Duration::ZERO).await?;
-    let mut keys = kv.keys().await.map_err(ClusterError::js)?;
-    let mut names = Vec::new();
-    while let Some(k) = keys.next().await {
-        names.push(k.map_err(ClusterError::js)?);
-    }
-    names.sort();
     let mut out = Vec::new();
-    for k in names {
+    for k in nats.keys(BUCKET).await? {
         if let Some(v) = kv.get(&k).await.map_err(ClusterError::js)?
             && let Ok(e) = serde_json::from_slice::<NodeStatus>(&v)
         {

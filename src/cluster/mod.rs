@@ -138,12 +138,19 @@ impl Nats {
 
     /// [`Nats::connect_once`] within a bound: every server tried once,
     /// each within `request_timeout_secs` (a command, the console's 集群
-    /// page: none of them waits longer than [`Nats::reach_limit`]).
+    /// page: none of them waits longer than [`Nats::reach_limit`] to
+    /// connect). Each JetStream request then may take up to that bound
+    /// too: a reader makes a handful of them and is bounded as a whole by
+    /// its caller, and a cluster busy with a node's hand-offs may answer
+    /// one past `request_timeout_secs` (the daemon's own requests keep the
+    /// short bound: it retries them).
     pub async fn connect_within(cfg: &Cluster) -> Result<Nats, ClusterError> {
         let limit = Self::reach_limit(cfg);
-        tokio::time::timeout(limit, Self::connect_once(cfg))
+        let mut nats = tokio::time::timeout(limit, Self::connect_once(cfg))
             .await
-            .unwrap_or(Err(ClusterError::NoAnswer(limit.as_secs())))
+            .unwrap_or(Err(ClusterError::NoAnswer(limit.as_secs())))?;
+        nats.js.set_timeout(limit);
+        Ok(nats)
     }
 
     /// How long reaching the cluster may take: `request_timeout_secs` for
@@ -259,6 +266,34 @@ impl Nats {
             .await
             .map_err(ClusterError::js)?;
         self.js.get_key_value(name).await.map_err(ClusterError::js)
+    }
+
+    /// The keys of a bucket [`Nats::bucket`] made, sorted, read from its
+    /// stream's subjects: one request answered by the stream's leader,
+    /// where the client's own `keys()` creates a consumer on the servers
+    /// for each call (a meta-layer proposal, the slowest request a loaded
+    /// cluster answers). A key whose value was deleted is listed; reading
+    /// it gives none.
+    pub async fn keys(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        use futures_util::TryStreamExt;
+        let stream = self
+            .js
+            .get_stream(format!("KV_{name}"))
+            .await
+            .map_err(ClusterError::js)?;
+        let prefix = format!("$KV.{name}.");
+        let mut subjects = stream
+            .info_with_subjects(format!("{prefix}>"))
+            .await
+            .map_err(ClusterError::js)?;
+        let mut keys = Vec::new();
+        while let Some((subject, _)) = subjects.try_next().await.map_err(ClusterError::js)? {
+            if let Some(key) = subject.strip_prefix(&prefix) {
+                keys.push(key.to_string());
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     /// A route's durable pull consumer, created if absent: explicit acks,

@@ -66,6 +66,25 @@ pub fn node_name_ok(s: &str) -> bool {
 }
 
 impl Cluster {
+    /// The servers as pages, messages and logs show them: scheme, host
+    /// and port, without any `user:password@` a URL carries.
+    pub fn servers_shown(&self) -> String {
+        self.nats
+            .iter()
+            .map(|url| match url.split_once("://") {
+                Some((scheme, rest)) => {
+                    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                    format!("{scheme}://{host}")
+                }
+                None => url
+                    .rsplit_once('@')
+                    .map_or(url.as_str(), |(_, h)| h)
+                    .to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Every problem of the section; `push` is whether the sink is push
     /// mode, which cluster mode needs.
     pub(super) fn problems(&self, push: bool) -> Vec<String> {
@@ -104,5 +123,22 @@ impl Cluster {
             out.push("cluster: cluster mode delivers by push (sink.mode = \"http\" with [sink.http]) / 集群模式须使用推送方式 (sink.mode = \"http\")".into());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_shown_without_their_credentials() {
+        let c: Cluster = toml::from_str(
+            r#"nats = ["nats://fepd:s3cret@10.0.0.1:4222", "tls://10.0.0.2:4222", "10.0.0.3"]
+node = "a""#,
+        )
+        .unwrap();
+        let shown = c.servers_shown();
+        assert_eq!(shown, "nats://10.0.0.1:4222, tls://10.0.0.2:4222, 10.0.0.3");
+        assert!(!shown.contains("s3cret"));
     }
 }

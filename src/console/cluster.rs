@@ -69,9 +69,10 @@ pub async fn show(
             tracing::warn!(error = %e, "console: the cluster's servers do not answer");
             let body = html! {
                 p.bad {
-                    "无法连接集群服务器（" (cfg.nats.join("、")) "）：在 "
+                    "无法连接集群服务器（" (cfg.servers_shown()) "）：在 "
                     (Nats::reach_limit(&cfg).as_secs()) " 秒内未能从任何服务器读到集群状态。节点列表、集群交换日志与链校验暂时无法显示。"
                 }
+                p.note { "原因（reason）：" (e) }
                 p.note { "本机的运行状况见" a href="/" { "总览" } "；服务器恢复后刷新本页。" }
             };
             return respond(StatusCode::OK, page("集群", Some(&who), body));
@@ -99,7 +100,7 @@ pub async fn show(
         (entries(node.as_deref(), &nodes, &log))
         h2 { "链校验" }
         (verify(node.as_deref(), chains))
-        p.note { "节点 " (cfg.node) " 读取自 " (cfg.nats.join("、")) "，更新于 "
+        p.note { "节点 " (cfg.node) " 读取自 " (cfg.servers_shown()) "，更新于 "
                  (chrono::Utc::now().with_timezone(&c.cfg().tz()).format("%H:%M:%S")) }
     };
     respond(StatusCode::OK, page("集群", Some(&who), body))

@@ -152,6 +152,7 @@ fn the_console_shows_the_fleet_the_cluster_s_log_and_each_chain() {
     assert_eq!(status, 200, "{page}");
     assert!(took < Duration::from_secs(15), "{took:?}");
     assert!(page.contains("无法连接集群服务器"), "{page}");
+    assert!(page.contains("原因（reason）：cannot connect"), "{page}");
     for url in nats.urls() {
         assert!(page.contains(&url), "{url}: {page}");
     }
