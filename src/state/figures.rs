@@ -1,7 +1,7 @@
 //! Per-dataset and per-route figures for `fepd status`, `/status` and
 //! `/metrics`: one set of queries behind every surface that shows them.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 /// What the state database knows of one dataset.
 #[derive(Debug, Clone, Default)]
@@ -133,23 +133,91 @@ pub struct ClusterFigures {
     pub last_delivery: Option<String>,
 }
 
+// Each reads the log's index by (event, time), not the log: a day's
+// times run from `today` to before `today` and "U" (every time is
+// `YYYY-MM-DDThh:…`); the last delivery is walked back from the newest
+// push.
+const HANDED_OFF_TODAY: &str = "SELECT COUNT(*) FROM exchange_log
+    WHERE event = 'batch_handed_off' AND time >= ?1 AND time < ?1 || 'U'";
+const LAST_HAND_OFF: &str = "SELECT MAX(time) FROM exchange_log WHERE event = 'batch_handed_off'";
+const LAST_DELIVERY: &str = "SELECT time FROM exchange_log WHERE event = 'cluster_pushed'
+    AND json_extract(details, '$.outcome') IN ('delivered', 'duplicate')
+    ORDER BY time DESC LIMIT 1";
+
 /// `today` is the local date, `YYYY-MM-DD`, as entry times begin.
 pub fn cluster(conn: &Connection, today: &str) -> rusqlite::Result<ClusterFigures> {
-    let last = |sql: &str| -> rusqlite::Result<Option<String>> {
-        conn.query_row(sql, [], |r| r.get::<_, Option<String>>(0))
-    };
     Ok(ClusterFigures {
-        handed_off_today: conn.query_row(
-            "SELECT COUNT(*) FROM exchange_log WHERE event = 'batch_handed_off' AND substr(time, 1, 10) = ?1",
-            [today],
-            |r| r.get(0),
-        )?,
-        last_hand_off: last(
-            "SELECT MAX(time) FROM exchange_log WHERE event = 'batch_handed_off'",
-        )?,
-        last_delivery: last(
-            "SELECT MAX(time) FROM exchange_log WHERE event = 'cluster_pushed'
-             AND json_extract(details, '$.outcome') IN ('delivered', 'duplicate')",
-        )?,
+        handed_off_today: conn.query_row(HANDED_OFF_TODAY, [today], |r| r.get(0))?,
+        last_hand_off: conn.query_row(LAST_HAND_OFF, [], |r| r.get(0))?,
+        last_delivery: conn.query_row(LAST_DELIVERY, [], |r| r.get(0)).optional()?,
     })
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_s_figures_count_today_only_and_its_last_taken_push_from_the_index() {
+        let d = tempfile::tempdir().unwrap();
+        let c = crate::state::open(&d.path().join("fepd.db")).unwrap();
+        let entries = [
+            ("2026-12-01T23:59:59+08:00", "batch_handed_off", "{}"),
+            ("2026-12-02T00:00:00+08:00", "batch_handed_off", "{}"),
+            ("2026-12-02T09:30:00+08:00", "batch_handed_off", "{}"),
+            (
+                "2026-12-02T10:00:00+08:00",
+                "cluster_pushed",
+                r#"{"outcome":"delivered"}"#,
+            ),
+            (
+                "2026-12-02T10:05:00+08:00",
+                "cluster_pushed",
+                r#"{"outcome":"duplicate"}"#,
+            ),
+            (
+                "2026-12-02T11:00:00+08:00",
+                "cluster_pushed",
+                r#"{"outcome":"parked"}"#,
+            ),
+            ("2026-12-03T00:00:01+08:00", "file_done", "{}"),
+        ];
+        for (time, event, details) in entries {
+            c.execute(
+                "INSERT INTO exchange_log (time, event, details, hash) VALUES (?1, ?2, ?3, 'h')",
+                (time, event, details),
+            )
+            .unwrap();
+        }
+        let f = cluster(&c, "2026-12-02").unwrap();
+        assert_eq!(f.handed_off_today, 2);
+        assert_eq!(
+            f.last_hand_off.as_deref(),
+            Some("2026-12-02T09:30:00+08:00")
+        );
+        assert_eq!(
+            f.last_delivery.as_deref(),
+            Some("2026-12-02T10:05:00+08:00")
+        );
+        assert_eq!(cluster(&c, "2026-12-04").unwrap().handed_off_today, 0);
+        // Read every heartbeat for the daemon's life: never a scan of the
+        // whole log.
+        for sql in [HANDED_OFF_TODAY, LAST_HAND_OFF, LAST_DELIVERY] {
+            let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            if st.parameter_count() == 1 {
+                st.raw_bind_parameter(1, "2026-12-02").unwrap();
+            }
+            let mut rows = st.raw_query();
+            let mut plan = Vec::new();
+            while let Some(r) = rows.next().unwrap() {
+                plan.push(r.get::<_, String>(3).unwrap());
+            }
+            assert!(
+                plan.iter()
+                    .all(|p| p.contains("USING COVERING INDEX exchange_log_event")
+                        || p.contains("USING INDEX exchange_log_event")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 }
