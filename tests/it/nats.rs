@@ -2,7 +2,7 @@
 //! tests: Debian's `nats-server` package (`.ci/run` installs it), each
 //! server with its own client, route and monitoring port and its own temp
 //! `store_dir`, routed to the other two. [`Nats::start`] returns once
-//! JetStream has a meta leader; a server can be killed by pid and started
+//! JetStream's meta group holds all three; a server can be killed by pid and started
 //! again on the same ports and store; every server still running is
 //! stopped by pid when the fixture is dropped. A cluster that cannot start
 //! fails the test: these tests are never skipped.
@@ -10,8 +10,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::pg::free_port;
 
 /// The server binary (Debian's `nats-server`).
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -32,30 +30,41 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// Starts three servers and waits (bounded) until JetStream has a
-    /// meta leader.
+    /// Starts three servers and waits (bounded) until JetStream's meta
+    /// group holds all three, current. A server that could not start (a
+    /// port taken by another test's socket between choosing and binding
+    /// it) leaves a group of two that elects a leader but can place no
+    /// three-replica stream: the three are then stopped and started again
+    /// on other ports and a fresh store, at most three times.
     pub fn start() -> Nats {
         assert!(
             std::path::Path::new(NATS_SERVER).exists(),
             "nats-server is not installed (.ci/run installs Debian's nats-server)"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let servers = (0..3)
-            .map(|i| Server {
-                name: format!("n{i}"),
-                client: free_port(),
-                route: free_port(),
-                monitor: free_port(),
-                store: dir.path().join(format!("n{i}")),
-                child: None,
-            })
-            .collect();
-        let mut nats = Nats { dir, servers };
-        for i in 0..3 {
-            nats.spawn(i);
+        let mut logs = String::new();
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let ports = distinct_ports(9);
+            let servers = (0..3)
+                .map(|i| Server {
+                    name: format!("n{i}"),
+                    client: ports[3 * i],
+                    route: ports[3 * i + 1],
+                    monitor: ports[3 * i + 2],
+                    store: dir.path().join(format!("n{i}")),
+                    child: None,
+                })
+                .collect();
+            let mut nats = Nats { dir, servers };
+            for i in 0..3 {
+                nats.spawn(i);
+            }
+            match nats.formed_within(Duration::from_secs(60)) {
+                Ok(()) => return nats,
+                Err(l) => logs = l,
+            }
         }
-        nats.wait_leader(Duration::from_secs(60));
-        nats
+        panic!("the JetStream cluster did not form three times:\n{logs}");
     }
 
     fn spawn(&mut self, i: usize) {
@@ -109,41 +118,62 @@ impl Nats {
         format!("\n[cluster]\nnats = [{urls}]\nnode = {node:?}\nstream_replicas = 3\n{extra}\n")
     }
 
-    /// The meta leader as the monitoring port of a running server reports
-    /// it (`/jsz`), if any.
-    fn leader(&self) -> Option<String> {
-        self.servers
-            .iter()
-            .filter(|s| s.child.is_some())
-            .find_map(|s| {
-                let body = get(s.monitor, "/jsz")?;
-                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-                v["meta_cluster"]["leader"]
-                    .as_str()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string)
-            })
+    /// Whether JetStream's meta group is whole: a running server (the
+    /// leader, which alone lists the others) reports a leader and every
+    /// other running server as a current replica (`/jsz`).
+    fn formed(&self) -> bool {
+        let running = self.servers.iter().filter(|s| s.child.is_some()).count();
+        self.servers.iter().filter(|s| s.child.is_some()).any(|s| {
+            let Some(body) = get(s.monitor, "/jsz") else {
+                return false;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                return false;
+            };
+            let meta = &v["meta_cluster"];
+            let current = meta["replicas"]
+                .as_array()
+                .map_or(0, |r| r.iter().filter(|p| p["current"] == true).count());
+            meta["leader"].as_str().is_some_and(|l| !l.is_empty()) && current + 1 >= running
+        })
     }
 
-    /// Waits until JetStream has a meta leader, failing the test after
-    /// `timeout` with the servers' logs.
-    pub fn wait_leader(&self, timeout: Duration) {
+    /// Waits until the meta group is whole ([`Nats::formed`]); `Err` with
+    /// the servers' logs after `timeout`, or at once when a server exited.
+    fn formed_within(&mut self, timeout: Duration) -> Result<(), String> {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if self.leader().is_some() {
-                return;
+            if self.formed() {
+                return Ok(());
+            }
+            let exited = self.servers.iter_mut().any(|s| {
+                s.child
+                    .as_mut()
+                    .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
+            });
+            if exited {
+                break;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let logs: String = self
+        self.kill_all();
+        Err(self
             .servers
             .iter()
             .map(|s| {
-                std::fs::read_to_string(self.dir.path().join(format!("{}.log", s.name)))
-                    .unwrap_or_default()
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", s.name)))
+                    .unwrap_or_default();
+                format!("--- {} ---\n{log}", s.name)
             })
-            .collect();
-        panic!("the JetStream cluster elected no meta leader within {timeout:?}:\n{logs}");
+            .collect())
+    }
+
+    /// Waits until JetStream's meta group holds every running server,
+    /// current, failing the test after `timeout` with the servers' logs.
+    pub fn wait_leader(&mut self, timeout: Duration) {
+        if let Err(logs) = self.formed_within(timeout) {
+            panic!("the JetStream cluster did not form within {timeout:?}:\n{logs}");
+        }
     }
 
     /// Messages of `stream` that a node was given and has not acked yet
@@ -236,4 +266,15 @@ fn get(port: u16, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200")
         .then(|| body.to_string())
         .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+/// `n` distinct free loopback ports: each listener is held until all are
+/// chosen, so none of them is handed out twice.
+fn distinct_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
