@@ -56,7 +56,15 @@ impl Maria {
             port: free_port(),
             child: None,
         };
-        m.run();
+        // A port chosen free may be taken by another test's socket before
+        // the server binds it: the server then exits, and is started again
+        // on another port (at most three times).
+        let mut tries = 0;
+        while let Err(log) = m.try_run() {
+            tries += 1;
+            assert!(tries < 3, "mariadbd did not start: {log}");
+            m.port = free_port();
+        }
         let mut root = m.root();
         root.query_drop(format!(
             "CREATE DATABASE qzk CHARACTER SET utf8mb4;
@@ -73,6 +81,15 @@ impl Maria {
 
     /// Starts the server and waits until it takes connections.
     pub fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("mariadbd did not start: {log}");
+        }
+    }
+
+    /// Starts the server and waits until it takes connections (on its own
+    /// socket); `Err` with its log when it exited first (its port taken,
+    /// say).
+    fn try_run(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
@@ -101,13 +118,14 @@ impl Maria {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if self.try_root().is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "mariadbd exited ({st}): {}",
                     std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,

@@ -83,7 +83,15 @@ impl Pg {
             ids,
             _dir: dir,
         };
-        pg.run();
+        // A port chosen free may be taken by another test's socket before
+        // the server binds it: the server then exits, and is started again
+        // on another port (at most three times).
+        let mut tries = 0;
+        while let Err(log) = pg.try_run() {
+            tries += 1;
+            assert!(tries < 3, "postgres did not start: {log}");
+            pg.port = free_port();
+        }
         pg.sql("postgres", "CREATE DATABASE qzk");
         pg
     }
@@ -105,6 +113,14 @@ impl Pg {
 
     /// Starts the server and waits until it takes connections.
     pub fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("postgres did not start: {log}");
+        }
+    }
+
+    /// Starts the server and waits until it takes connections: `Err` with
+    /// its log when it exited first (its port taken, say).
+    fn try_run(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self._dir.path().join("server.log")).unwrap();
         let child = Self::command(self.ids, &bin("postgres"))
             .args(["-D", self.data.to_str().unwrap()])
@@ -116,17 +132,27 @@ impl Pg {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        // Asked on its own socket, in this fixture's directory: no other
+        // server answers there, and postgres makes it only once its TCP
+        // port is bound.
+        let mut own = postgres::Config::new();
+        own.host_path(self._dir.path())
+            .port(self.port)
+            .user(USER)
+            .password(PASSWORD)
+            .dbname("postgres");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.connect("postgres").is_ok() {
-                return;
+            if own.connect(postgres::NoTls).is_ok() {
+                return Ok(());
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "postgres exited ({st}): {}",
                     std::fs::read_to_string(self._dir.path().join("server.log"))
                         .unwrap_or_default()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
