@@ -202,7 +202,7 @@ impl Heartbeat {
 pub async fn read_all(nats: &Nats) -> Result<Vec<NodeStatus>, ClusterError> {
     let kv = nats.bucket(BUCKET, Duration::ZERO).await?;
     let mut out = Vec::new();
-    for k in nats.keys(BUCKET).await? {
+    for k in Nats::keys(&kv).await? {
         if let Some(v) = kv.get(&k).await.map_err(ClusterError::js)?
             && let Ok(e) = serde_json::from_slice::<NodeStatus>(&v)
         {

@@ -268,27 +268,22 @@ impl Nats {
         self.js.get_key_value(name).await.map_err(ClusterError::js)
     }
 
-    /// The keys of a bucket [`Nats::bucket`] made, sorted, read from its
+    /// The keys of `kv` ([`Nats::bucket`]), sorted, read from its
     /// stream's subjects: one request answered by the stream's leader,
     /// where the client's own `keys()` creates a consumer on the servers
     /// for each call (a meta-layer proposal, the slowest request a loaded
     /// cluster answers). A key whose value was deleted is listed; reading
     /// it gives none.
-    pub async fn keys(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+    pub async fn keys(kv: &kv::Store) -> Result<Vec<String>, ClusterError> {
         use futures_util::TryStreamExt;
-        let stream = self
-            .js
-            .get_stream(format!("KV_{name}"))
-            .await
-            .map_err(ClusterError::js)?;
-        let prefix = format!("$KV.{name}.");
-        let mut subjects = stream
-            .info_with_subjects(format!("{prefix}>"))
+        let mut subjects = kv
+            .stream
+            .info_with_subjects(format!("{}>", kv.prefix))
             .await
             .map_err(ClusterError::js)?;
         let mut keys = Vec::new();
         while let Some((subject, _)) = subjects.try_next().await.map_err(ClusterError::js)? {
-            if let Some(key) = subject.strip_prefix(&prefix) {
+            if let Some(key) = subject.strip_prefix(&kv.prefix) {
                 keys.push(key.to_string());
             }
         }

@@ -71,15 +71,12 @@ impl Cluster {
     pub fn servers_shown(&self) -> String {
         self.nats
             .iter()
-            .map(|url| match url.split_once("://") {
-                Some((scheme, rest)) => {
-                    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                    format!("{scheme}://{host}")
+            .map(|url| {
+                let host = url.find("://").map_or(0, |i| i + 3);
+                match url[host..].rfind('@') {
+                    Some(at) => format!("{}{}", &url[..host], &url[host + at + 1..]),
+                    None => url.clone(),
                 }
-                None => url
-                    .rsplit_once('@')
-                    .map_or(url.as_str(), |(_, h)| h)
-                    .to_string(),
             })
             .collect::<Vec<_>>()
             .join(", ")

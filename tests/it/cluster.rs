@@ -196,7 +196,7 @@ fn a_nats_server_killed_mid_run_loses_nothing() {
     delivered_exactly_once(&lib, 1600);
     // The killed server comes back into the cluster on its store.
     nats.restart(0);
-    nats.wait_leader(Duration::from_secs(60));
+    nats.wait_formed(Duration::from_secs(60));
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! tests: Debian's `nats-server` package (`.ci/run` installs it), each
 //! server with its own client, route and monitoring port and its own temp
 //! `store_dir`, routed to the other two. [`Nats::start`] returns once
-//! JetStream's meta group holds all three; a server can be killed by pid and started
-//! again on the same ports and store; every server still running is
-//! stopped by pid when the fixture is dropped. A cluster that cannot start
-//! fails the test: these tests are never skipped.
+//! JetStream's meta group holds all three; a server can be killed by pid
+//! and started again on the same ports and store; every server still
+//! running is stopped by pid when the fixture is dropped. A cluster that
+//! cannot start fails the test: these tests are never skipped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -170,7 +170,7 @@ impl Nats {
 
     /// Waits until JetStream's meta group holds every running server,
     /// current, failing the test after `timeout` with the servers' logs.
-    pub fn wait_leader(&mut self, timeout: Duration) {
+    pub fn wait_formed(&mut self, timeout: Duration) {
         if let Err(logs) = self.formed_within(timeout) {
             panic!("the JetStream cluster did not form within {timeout:?}:\n{logs}");
         }
@@ -238,7 +238,7 @@ impl Nats {
                 self.spawn(i);
             }
         }
-        self.wait_leader(Duration::from_secs(60));
+        self.wait_formed(Duration::from_secs(60));
     }
 }
 
