@@ -63,6 +63,8 @@ def history(db, n, rng):
         if made % 1_000_000 == 0:
             conn.commit()
             print(f"history: {made:,} keys", file=sys.stderr)
+    # All of it is in record_state already: nothing for fepd's merge.
+    conn.execute("UPDATE record_merge SET seq = (SELECT MAX(seq) FROM batch)")
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -27,8 +27,13 @@ impl Config {
         {
             out.push(format!("intake.default_encoding: {why}"));
         }
-        if self.batch.max_records == 0 || self.batch.max_bytes < 1024 {
-            out.push("batch: max_records must be ≥ 1 and max_bytes ≥ 1024".to_string());
+        if self.batch.max_records == 0
+            || self.batch.max_records > 1_000_000
+            || self.batch.max_bytes < 1024
+        {
+            out.push(
+                "batch: max_records must be from 1 to 1000000 and max_bytes ≥ 1024".to_string(),
+            );
         }
         if !(1..=4096).contains(&self.state.cache_mib) {
             out.push("state.cache_mib: must be 1..=4096".to_string());

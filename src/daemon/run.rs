@@ -542,6 +542,7 @@ pub(crate) fn dataset_ctx(
         gate,
         deterministic_ids: cfg.cluster.is_some(),
         claims: None,
+        keys: std::sync::Mutex::new(crate::state::recent::RecentKeys::new(&d.name)),
     }
 }
 

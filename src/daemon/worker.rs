@@ -57,7 +57,20 @@ pub fn worker(
     if let Err(e) = crate::state::set_cache_mib(&conn, ctx.cache_mib) {
         tracing::warn!(part = %who, error = %e, "state.cache_mib not applied; the default cache stays");
     }
-    'files: while let Some(work_name) = deferred.next(&rx) {
+    // Once intake has been idle a second: the keys sealed since the last
+    // merge go into record_state (`state::recent`), off the sealing path.
+    let idle = |conn: &mut rusqlite::Connection| match crate::state::recent::tail_waiting(conn) {
+        Ok(false) => {}
+        Ok(true) => {
+            if let Err(e) = crate::state::recent::merge(conn) {
+                tracing::warn!(part = %who, error = %e, "merging the sealed keys into record_state failed; tried again when next idle");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(part = %who, error = %e, "cannot read the merge mark of the sealed keys")
+        }
+    };
+    'files: while let Some(work_name) = deferred.next(&rx, &mut || idle(&mut conn)) {
         if (ctx.stopping)() {
             break;
         }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::BatchState;
 use crate::seal::{self, BatchHeader, Staged};
+use crate::state;
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, LogEntry, Parking};
-use crate::state::{self, records};
+use crate::state::recent::RecentKeys;
 use chrono::FixedOffset;
 use rusqlite::Connection;
 
@@ -32,7 +33,16 @@ pub struct Sealing<'a> {
 /// inside `tx`: dedupe state, batch row and body, exchange-log entry. The
 /// body's `auditHead` is the log head before this batch's own entry.
 /// Returns the batch's id.
-pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Result<String> {
+/// Each record's row is the key's new last sealed version, noted in
+/// `keys` (`state::recent`); its version order is its own, else that of
+/// the key's version before it (`Staged::fallback_version` when dedupe
+/// looked, or an earlier record of this chunk).
+pub fn seal(
+    tx: &Connection,
+    s: &Sealing<'_>,
+    keys: &mut RecentKeys,
+    recs: &[Staged],
+) -> rusqlite::Result<String> {
     let ds = s.dataset;
     let batch_id = s.batch_id.clone().unwrap_or_else(seal::new_batch_id);
     let now = state::now_text(s.tz);
@@ -48,7 +58,7 @@ pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Resu
         },
         recs,
     );
-    batches::insert(
+    let seq = batches::insert(
         tx,
         &NewBatch {
             sort_key: None,
@@ -62,23 +72,26 @@ pub fn seal(tx: &Connection, s: &Sealing<'_>, recs: &[Staged]) -> rusqlite::Resu
             body: &body,
             sealed_at: &now,
         },
-        recs.iter().map(|r| BatchRecord {
-            key: &r.key,
-            hash: &r.hash,
-            op: r.op.as_str(),
-        }),
+        [],
     )?;
     for (i, r) in recs.iter().enumerate() {
-        records::remember(
+        let found = keys.find(tx, &r.key)?;
+        let version = r
+            .version
+            .or_else(|| found.sealed().and_then(|s| s.version))
+            .or(r.fallback_version);
+        batches::insert_sealed_record(
             tx,
-            ds,
-            &r.key,
-            &r.hash,
-            r.version,
-            r.op.as_str(),
             &batch_id,
             i,
+            &BatchRecord {
+                key: &r.key,
+                hash: &r.hash,
+                op: r.op.as_str(),
+            },
+            version,
         )?;
+        keys.note(&r.key, &found, seq, i);
     }
     log::append(
         tx,

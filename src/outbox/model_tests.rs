@@ -256,6 +256,7 @@ impl Harness {
                     hash: canon::sha256_hex(canonical.as_bytes()),
                     key,
                     version: None,
+                    fallback_version: None,
                     canonical,
                 }
             })
@@ -270,7 +271,9 @@ impl Harness {
                 file_id: None,
                 batch_id: None,
             };
-            super::seal(tx, &s, &records)
+            let mut keys = crate::state::recent::RecentKeys::new(DATASETS[route]);
+            keys.sync(tx)?;
+            super::seal(tx, &s, &mut keys, &records)
         });
         self.model.logged("batch_sealed", &batch_id);
 

@@ -11,9 +11,9 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::seal;
+use crate::state;
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, LogEntry};
-use crate::state::{self, records};
 
 /// → `sealed`: a new batch carrying again the records of the delivered
 /// batch `original`, whose stored body is `body`, with its exchange-log
@@ -67,9 +67,6 @@ pub fn replay(
         recs.iter()
             .map(|(key, hash, op)| BatchRecord { key, hash, op }),
     )?;
-    for (i, (key, _, _)) in recs.iter().enumerate() {
-        records::add_history(tx, &original.dataset, key, &batch_id, i)?;
-    }
     log::append(
         tx,
         tz,

@@ -11,7 +11,6 @@ use super::split::{Half, halves};
 use super::{BatchState, Delivery, RemoteRejected, backoff};
 use crate::state::batches::{self, BatchRecord, BatchRow, NewBatch};
 use crate::state::log::{self, LogEntry, Parking};
-use crate::state::records;
 use crate::validate::Catalog;
 
 /// The delivery mode answers come from, for the exchange log.
@@ -190,9 +189,6 @@ pub fn split(
                 .iter()
                 .map(|(k, hash, op)| BatchRecord { key: k, hash, op }),
         )?;
-        for (i, (k, _, _)) in h.records.iter().enumerate() {
-            records::add_history(tx, &b.dataset, k, &h.batch_id, i)?;
-        }
     }
     batches::lower_route_limit(tx, &b.route, halves[0].count)?;
     log::append(

@@ -43,11 +43,14 @@ impl Db {
                     key: format!("P{i}"),
                     hash: canon::sha256_hex(canonical.as_bytes()),
                     version: None,
+                    fallback_version: None,
                     canonical,
                 }
             })
             .collect();
         let id = self.tx(|tx, tz| {
+            let mut keys = crate::state::recent::RecentKeys::new("case_accept");
+            keys.sync(tx)?;
             seal(
                 tx,
                 &Sealing {
@@ -59,6 +62,7 @@ impl Db {
                     file_id: None,
                     batch_id: None,
                 },
+                &mut keys,
                 &recs,
             )
         });

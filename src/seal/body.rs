@@ -88,6 +88,7 @@ mod tests {
             key: "P1".into(),
             hash: canon::sha256_hex(data.as_bytes()),
             version: None,
+            fallback_version: None,
             canonical: data.into(),
         };
         let head = Head {

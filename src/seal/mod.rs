@@ -27,6 +27,9 @@ pub struct Staged {
     pub key: String,
     pub hash: String,
     pub version: Option<i64>,
+    /// The version order of the key's last sealed version when dedupe
+    /// looked (`Decision::Seal`): kept when the record has none.
+    pub fallback_version: Option<i64>,
     pub canonical: String,
 }
 
@@ -67,13 +70,14 @@ impl OpenBatch {
             && self.bytes + rec.canonical.len() + rec.key.len() + RECORD_OVERHEAD > limits.max_bytes
     }
 
-    pub fn push(&mut self, rec: ValidRecord) {
+    pub fn push(&mut self, rec: ValidRecord, fallback_version: Option<i64>) {
         self.bytes += rec.canonical.len() + rec.key.len() + RECORD_OVERHEAD;
         self.records.push(Staged {
             op: rec.op,
             key: rec.key,
             hash: rec.hash,
             version: rec.version,
+            fallback_version,
             canonical: rec.canonical,
         });
     }

@@ -84,11 +84,13 @@ pub struct BatchRecord<'a> {
     pub op: &'a str,
 }
 
+/// Inserts the batch, its body and `records` (places only: split halves
+/// and replays, `sets_last` 0). Returns its `seq`.
 pub fn insert<'r>(
     conn: &Connection,
     b: &NewBatch<'_>,
     records: impl IntoIterator<Item = BatchRecord<'r>>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     // The default sort key is the zero-padded `seq`, so `seq` is chosen
     // here (max + 1, as SQLite itself would) and both go in with the row.
     let mut stmt = conn.prepare_cached(
@@ -117,6 +119,23 @@ pub fn insert<'r>(
     for (i, r) in records.into_iter().enumerate() {
         stmt.execute(params![b.batch_id, i as i64, r.key, r.hash, r.op])?;
     }
+    Ok(seq)
+}
+
+/// The row of a record sealed at `idx` of `batch_id`: the key's new last
+/// sealed version (`sets_last`), with its version order (`state::recent`).
+pub fn insert_sealed_record(
+    conn: &Connection,
+    batch_id: &str,
+    idx: usize,
+    r: &BatchRecord<'_>,
+    version: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO batch_record (batch_id, idx, key, hash, op, version, sets_last)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+    )?
+    .execute(params![batch_id, idx as i64, r.key, r.hash, r.op, version])?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ pub mod figures;
 pub mod files;
 pub mod listing;
 pub mod log;
+pub mod recent;
 pub mod records;
 pub mod replay;
 pub mod retention;
@@ -128,7 +129,7 @@ fn wal_missing(path: &str) -> String {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS file (
@@ -161,6 +162,11 @@ CREATE INDEX IF NOT EXISTS file_sha ON file(dataset, sha256);
 -- its batch_record rows in the order they were written (`fepd audit
 -- trace`). It stands in for an index of batch_record by key, which cost a
 -- second random-order B-tree insert for every record sealed.
+-- It is written by the merge only (recent.rs, schema v9): a sealed
+-- record's only row when it is sealed is its batch_record row, appended in
+-- seal order; the batches after `record_merge.seq` are the tail, which
+-- the sealing connection indexes in memory and the merge folds in here in
+-- key order when the tail is long or intake idle.
 CREATE TABLE IF NOT EXISTS record_state (
     dataset  TEXT NOT NULL,
     key      TEXT NOT NULL,
@@ -241,8 +247,17 @@ CREATE TABLE IF NOT EXISTS batch_record (
     key      TEXT NOT NULL,
     hash     TEXT NOT NULL,
     op       TEXT NOT NULL,
+    version   INTEGER,                  -- the key's version order after this record (v9)
+    sets_last INTEGER NOT NULL DEFAULT 0, -- 1: sealed here, the key's new last sealed version; 0: a split half or replay (history only) (v9)
     PRIMARY KEY (batch_id, idx)
 ) WITHOUT ROWID;
+-- The last batch whose batch_record rows are folded into record_state
+-- (recent.rs); one row.
+CREATE TABLE IF NOT EXISTS record_merge (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO record_merge (one, seq) VALUES (1, 0);
 
 -- Records the library refused inside an accepted batch (never resent).
 CREATE TABLE IF NOT EXISTS remote_rejection (
@@ -391,13 +406,19 @@ fn migrate(mut conn: Connection) -> Result<Connection> {
         // v5 → v6: a console user's grant to see personal values (`users`).
         tx.execute_batch(users::V6)?;
     }
+    if (1..9).contains(&found) {
+        // v8 → v9: sealed records' versions in batch_record, and the merge
+        // mark; every batch so far is already in record_state.
+        recent::v9(&tx)?;
+    }
     if found < SCHEMA_VERSION {
         // v3 → v4 adds the SQL sources' tables (`watermark`); v4 → v5
         // the console's users (`users`), beside each key's history moved
         // into `record_state` above; the users' table is made with v6's
         // `reveal` column when it did not exist; v6 → v7 the cluster's
         // hand-off counts (`batch_handoff`); v7 → v8 the log's index by
-        // event and time, built here once (~1 s a million entries).
+        // event and time, built here once (~1 s a million entries); v8 → v9
+        // the merge of sealed records into record_state (`recent::v9`).
         tx.execute_batch(SCHEMA)?;
         tx.execute_batch(watermark::SCHEMA)?;
         tx.execute_batch(users::SCHEMA)?;

@@ -9,11 +9,38 @@ pub struct Sealed {
     pub version: Option<i64>,
 }
 
+/// The last sealed version of `key` in `dataset`: its newest row in the
+/// tail (`recent`), else its row in `record_state`. Reads the tail's rows
+/// of the dataset (the sealing path asks its `RecentKeys` instead).
 pub fn last_sealed(
     conn: &Connection,
     dataset: &str,
     key: &str,
 ) -> rusqlite::Result<Option<Sealed>> {
+    let newest = conn
+        .prepare_cached(
+            "SELECT br.hash, br.version FROM batch b
+             JOIN batch_record br ON br.batch_id = b.batch_id
+             WHERE b.seq > (SELECT seq FROM record_merge) AND b.dataset = ?1
+               AND br.key = ?2 AND br.sets_last = 1
+             ORDER BY b.seq DESC, br.idx DESC LIMIT 1",
+        )?
+        .query_row(params![dataset, key], |r| {
+            Ok(Sealed {
+                hash: r.get(0)?,
+                version: r.get(1)?,
+            })
+        })
+        .optional()?;
+    match newest {
+        Some(s) => Ok(Some(s)),
+        None => merged(conn, dataset, key),
+    }
+}
+
+/// The last sealed version of `key` as merged into `record_state` (the
+/// tail aside).
+pub fn merged(conn: &Connection, dataset: &str, key: &str) -> rusqlite::Result<Option<Sealed>> {
     let mut stmt = conn
         .prepare_cached("SELECT hash, version FROM record_state WHERE dataset = ?1 AND key = ?2")?;
     stmt.query_row(params![dataset, key], |r| {
@@ -25,53 +52,9 @@ pub fn last_sealed(
     .optional()
 }
 
-/// Records `key` as last sealed at `idx` of `batch_id`, and adds that
-/// place to the key's history (one statement: the row is the key's only
-/// random-order write).
-#[allow(clippy::too_many_arguments)]
-pub fn remember(
-    conn: &Connection,
-    dataset: &str,
-    key: &str,
-    hash: &str,
-    version: Option<i64>,
-    op: &str,
-    batch_id: &str,
-    idx: usize,
-) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO record_state (dataset, key, hash, version, op, batch_id, history)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6 || ':' || ?7)
-         ON CONFLICT(dataset, key) DO UPDATE SET hash = excluded.hash,
-           version = COALESCE(excluded.version, record_state.version), op = excluded.op,
-           batch_id = excluded.batch_id,
-           history = COALESCE(record_state.history || ',', '') || excluded.history",
-    )?;
-    stmt.execute(params![
-        dataset, key, hash, version, op, batch_id, idx as i64
-    ])?;
-    Ok(())
-}
-
-/// Adds `idx` of `batch_id` to the history of `key` without changing its
-/// last sealed version: the same record again in a split half or a replay.
-pub fn add_history(
-    conn: &Connection,
-    dataset: &str,
-    key: &str,
-    batch_id: &str,
-    idx: usize,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE record_state SET history = COALESCE(history || ',', '') || ?3 || ':' || ?4
-         WHERE dataset = ?1 AND key = ?2",
-    )?
-    .execute(params![dataset, key, batch_id, idx as i64])?;
-    Ok(())
-}
-
 /// The places (`batch_id`, `idx`) the key's versions were written to, in
-/// the order they were written, per dataset holding it.
+/// the order they were written: those merged into `record_state`, then the
+/// tail's.
 pub fn history(
     conn: &Connection,
     dataset: &str,
@@ -84,14 +67,25 @@ pub fn history(
             |r| r.get(0),
         )
         .optional()?;
-    Ok(h.flatten()
+    let mut places: Vec<(String, i64)> = h
+        .flatten()
         .unwrap_or_default()
         .split(',')
         .filter_map(|p| {
             let (b, i) = p.rsplit_once(':')?;
             Some((b.to_string(), i.parse().ok()?))
         })
-        .collect())
+        .collect();
+    let mut tail = conn.prepare_cached(
+        "SELECT br.batch_id, br.idx FROM batch b
+         JOIN batch_record br ON br.batch_id = b.batch_id
+         WHERE b.seq > (SELECT seq FROM record_merge) AND b.dataset = ?1 AND br.key = ?2
+         ORDER BY b.seq, br.idx",
+    )?;
+    for p in tail.query_map(params![dataset, key], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        places.push(p?);
+    }
+    Ok(places)
 }
 
 /// v4 → v5: where each version of a key went moves from an index of
@@ -185,14 +179,33 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 0, "the index by key is gone");
-        // Sealing again appends; a split half or replay adds a place only.
+        // Sealing again appends (from the tail, then merged); a split half
+        // or replay adds a place only.
         place(&c, 3, "C3");
-        remember(&c, "ds", "K", "h2", None, "upsert", "C3", 5).unwrap();
-        add_history(&c, "ds", "K", "C3.1", 0).unwrap();
-        let h = history(&c, "ds", "K").unwrap();
-        assert_eq!(h.len(), 4);
-        assert_eq!(h[2], ("C3".to_string(), 5));
-        assert_eq!(h[3], ("C3.1".to_string(), 0));
+        place(&c, 4, "C3.1");
+        for (b, i, hash, last) in [("C3", 5, "h2", 1), ("C3.1", 0, "h2", 0)] {
+            c.execute(
+                "INSERT INTO batch_record (batch_id, idx, key, hash, op, sets_last) VALUES (?1, ?2, 'K', ?3, 'upsert', ?4)",
+                params![b, i, hash, last],
+            )
+            .unwrap();
+        }
+        let expected = [
+            ("B1".to_string(), 0),
+            ("A2".to_string(), 0),
+            ("C3".to_string(), 5),
+            ("C3.1".to_string(), 0),
+        ];
+        assert_eq!(history(&c, "ds", "K").unwrap(), expected);
         assert_eq!(last_sealed(&c, "ds", "K").unwrap().unwrap().hash, "h2");
+        assert_eq!(merged(&c, "ds", "K").unwrap().unwrap().hash, "h");
+        let mut c = c;
+        assert_eq!(crate::state::recent::merge(&mut c).unwrap(), 2);
+        assert_eq!(
+            history(&c, "ds", "K").unwrap(),
+            expected,
+            "the same after the merge"
+        );
+        assert_eq!(merged(&c, "ds", "K").unwrap().unwrap().hash, "h2");
     }
 }

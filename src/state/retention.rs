@@ -20,6 +20,7 @@ pub fn prune_bodies(
     let mut stmt = conn.prepare_cached(
         "SELECT b.seq, b.bytes FROM batch_body bb JOIN batch b ON b.seq = bb.seq
          WHERE b.state IN ('delivered', 'split')
+           AND b.seq <= (SELECT seq FROM record_merge)
            AND CAST(strftime('%s', COALESCE(b.delivered_at, b.sealed_at)) AS INTEGER) < ?1
          LIMIT ?2",
     )?;
@@ -38,7 +39,8 @@ pub fn prune_bodies(
 }
 
 /// Deletes the per-record rows (`batch_record`, `remote_rejection`) of up
-/// to `limit` batches delivered or split before `before`. Returns (batches,
+/// to `limit` batches delivered or split before `before`, merged into
+/// `record_state` (`state::recent`). Returns (batches,
 /// rows).
 pub fn prune_batch_records(
     conn: &Connection,

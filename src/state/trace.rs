@@ -137,8 +137,9 @@ pub fn records_of_key(
     Ok(found.into_iter().map(|(_, r)| r).collect())
 }
 
-/// The last sealed version of `key`, kept for dedupe (`record_state`)
-/// whatever retention deleted. Looked up by `(dataset, key)` for each
+/// The last sealed version of `key`, kept for dedupe whatever retention
+/// deleted: its newest row sealed since the last merge (`state::recent`),
+/// else its `record_state` row. Looked up by `(dataset, key)` for each
 /// dataset with batches (a record's batch is of its dataset), so a trace
 /// without `--dataset` reads a few index entries instead of every row.
 pub fn last_sealed_of_key(
@@ -146,6 +147,13 @@ pub fn last_sealed_of_key(
     key: &str,
     datasets: &[String],
 ) -> rusqlite::Result<Vec<KeyRecord>> {
+    let mut tail = conn.prepare(&format!(
+        "SELECT br.batch_id, br.op, br.hash, {BATCH_COLS}
+         FROM batch_record br JOIN batch b ON b.batch_id = br.batch_id
+         WHERE b.seq > (SELECT seq FROM record_merge) AND b.dataset = ?1
+           AND br.key = ?2 AND br.sets_last = 1
+         ORDER BY b.seq DESC, br.idx DESC LIMIT 1"
+    ))?;
     let mut stmt = conn.prepare(&format!(
         "SELECT rs.batch_id, rs.op, rs.hash, {BATCH_COLS}
          FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
@@ -153,6 +161,22 @@ pub fn last_sealed_of_key(
     ))?;
     let mut found = Vec::new();
     for ds in datasets {
+        let newest = tail.query_map(params![ds, key], |r| {
+            Ok(KeyRecord {
+                batch_id: r.get(0)?,
+                idx: None,
+                op: r.get(1)?,
+                hash: r.get(2)?,
+                batch: batch_at(r, 3)?,
+            })
+        })?;
+        let before = found.len();
+        for r in newest {
+            found.push(r?);
+        }
+        if found.len() > before {
+            continue;
+        }
         let rows = stmt.query_map(params![ds, key], |r| {
             Ok(KeyRecord {
                 batch_id: r.get(0)?,

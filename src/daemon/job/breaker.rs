@@ -111,6 +111,9 @@ pub fn died_on(conn: &Connection, names: &[String]) -> rusqlite::Result<Vec<Stri
     Ok(out)
 }
 
+/// How long a worker's queue stays empty before it does its idle chores.
+pub const IDLE_WORK_AFTER: Duration = Duration::from_secs(1);
+
 /// Files a worker takes only once its queue has been idle for `idle`:
 /// long enough for the files already in the inbox at start-up to settle,
 /// be claimed and go first.
@@ -120,6 +123,13 @@ pub struct Deferred {
 }
 
 impl Deferred {
+    fn idle_or_forever(&self) -> Duration {
+        match self.files.is_empty() {
+            true => Duration::MAX,
+            false => self.idle,
+        }
+    }
+
     pub fn new(files: Vec<String>, idle: Duration) -> Deferred {
         Deferred {
             files: files.into(),
@@ -128,12 +138,26 @@ impl Deferred {
     }
 
     /// The next file: from the queue, or a deferred one once the queue
-    /// has been idle; `None` once the queue is closed.
-    pub fn next(&mut self, rx: &mpsc::Receiver<String>) -> Option<String> {
+    /// has been idle; `None` once the queue is closed. `on_idle` runs once
+    /// when the queue has stayed empty for [`IDLE_WORK_AFTER`] (the
+    /// worker's chores that would slow intake down: `state::recent::merge`).
+    pub fn next(
+        &mut self,
+        rx: &mpsc::Receiver<String>,
+        on_idle: &mut dyn FnMut(),
+    ) -> Option<String> {
+        match rx.recv_timeout(IDLE_WORK_AFTER.min(self.idle_or_forever())) {
+            Ok(name) => return Some(name),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if IDLE_WORK_AFTER <= self.idle_or_forever() {
+            on_idle();
+        }
         if self.files.is_empty() {
             return rx.recv().ok();
         }
-        match rx.recv_timeout(self.idle) {
+        match rx.recv_timeout(self.idle.saturating_sub(IDLE_WORK_AFTER)) {
             Ok(name) => Some(name),
             Err(mpsc::RecvTimeoutError::Timeout) => self.files.pop_front(),
             Err(mpsc::RecvTimeoutError::Disconnected) => None,
@@ -305,13 +329,13 @@ mod tests {
         let mut d = Deferred::new(vec!["died".into()], Duration::from_millis(50));
         tx.send("a".to_string()).unwrap();
         tx.send("b".to_string()).unwrap();
-        assert_eq!(d.next(&rx).as_deref(), Some("a"));
-        assert_eq!(d.next(&rx).as_deref(), Some("b"));
+        assert_eq!(d.next(&rx, &mut || {}).as_deref(), Some("a"));
+        assert_eq!(d.next(&rx, &mut || {}).as_deref(), Some("b"));
         // Nothing queued for `idle`: the deferred file's turn.
-        assert_eq!(d.next(&rx).as_deref(), Some("died"));
+        assert_eq!(d.next(&rx, &mut || {}).as_deref(), Some("died"));
         tx.send("c".to_string()).unwrap();
         drop(tx);
-        assert_eq!(d.next(&rx).as_deref(), Some("c"));
-        assert_eq!(d.next(&rx), None);
+        assert_eq!(d.next(&rx, &mut || {}).as_deref(), Some("c"));
+        assert_eq!(d.next(&rx, &mut || {}), None);
     }
 }

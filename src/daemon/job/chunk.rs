@@ -27,6 +27,7 @@ use crate::seal::{self, Decision, OpenBatch};
 use crate::state::StoreError;
 use crate::state::batches;
 use crate::state::files::{self, Counts, FileRow, Rejection};
+use crate::state::recent::RecentKeys;
 use crate::validate::FieldError;
 
 pub(super) enum Chunks {
@@ -59,7 +60,6 @@ pub(super) fn run_chunks(
     skipped: u64,
     mut committing: Option<Committing<'_>>,
 ) -> Result<Chunks, StoreError> {
-    let ds = ctx.dataset.name.as_str();
     let route = ctx.dataset.route();
     // Records before `skipped` were committed by earlier runs.
     let mut ordinal: u64 = skipped;
@@ -70,8 +70,13 @@ pub(super) fn run_chunks(
     // `chunk_records` of them it is sealed however small, so a file whose
     // records are mostly unchanged or rejected still commits its progress.
     let mut since_seal: u64 = 0;
+    // The index of the dataset's tail (`state::recent`), held from each
+    // chunk's first read to its commit.
+    let mut keys = ctx.keys.lock().unwrap_or_else(|p| p.into_inner());
+    let keys = &mut *keys;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        keys.sync(&tx)?;
         // A 413 from the library lowers the route's batch size for good.
         let mut limits = ctx.batch;
         if let Some(n) = batches::route_limit(&tx, &route)? {
@@ -150,7 +155,7 @@ pub(super) fn run_chunks(
                 Checked::Valid { pos, rec } => {
                     if open.would_overflow(&rec, &limits) {
                         // Seal what we have; this record opens the next batch.
-                        seal_open(&tx, ctx, &route, row, &mut open)?;
+                        seal_open(&tx, ctx, keys, &route, row, &mut open)?;
                         sealed_any = true;
                         since_seal = 0;
                         carry = Some(Checked::Valid { pos, rec });
@@ -175,12 +180,12 @@ pub(super) fn run_chunks(
                             true,
                         )?;
                     }
-                    match seal::decide(&tx, ds, &rec)? {
+                    match seal::decide(&tx, keys, &rec)? {
                         Decision::Unchanged => delta.skipped += 1,
                         Decision::Stale => delta.stale += 1,
-                        Decision::Seal => {
+                        Decision::Seal { version } => {
                             delta.sealed += 1;
-                            open.push(rec);
+                            open.push(rec, version);
                         }
                     }
                 }
@@ -190,7 +195,7 @@ pub(super) fn run_chunks(
                 // fewer pages of the per-key table written per record);
                 // one that waited its full age goes out at once.
                 let by_age = !open.is_full(&limits);
-                seal_open(&tx, ctx, &route, row, &mut open)?;
+                seal_open(&tx, ctx, keys, &route, row, &mut open)?;
                 sealed_any = true;
                 since_seal = 0;
                 if by_age || ends_here(ctx, &tx, consumed) {
@@ -201,7 +206,7 @@ pub(super) fn run_chunks(
             }
         };
         if !open.is_empty() {
-            seal_open(&tx, ctx, &route, row, &mut open)?;
+            seal_open(&tx, ctx, keys, &route, row, &mut open)?;
             sealed_any = true;
             since_seal = 0;
         }
@@ -215,6 +220,10 @@ pub(super) fn run_chunks(
             return Ok(Chunks::TakenOver);
         }
         tx.commit()?;
+        keys.committed();
+        if keys.len() >= crate::state::recent::MERGE_AT {
+            crate::state::recent::merge(conn)?;
+        }
         if sealed_any {
             (ctx.on_sealed)();
             // Re-measure the outbox now, so intake stops claiming files the
@@ -250,6 +259,7 @@ fn ends_here(ctx: &DatasetCtx, tx: &Connection, consumed: u64) -> bool {
 fn seal_open(
     tx: &Connection,
     ctx: &DatasetCtx,
+    keys: &mut RecentKeys,
     route: &str,
     row: &FileRow,
     open: &mut OpenBatch,
@@ -282,6 +292,7 @@ fn seal_open(
             file_id: Some(row.id),
             batch_id,
         },
+        keys,
         &recs,
     )?;
     Ok(())

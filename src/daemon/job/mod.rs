@@ -80,6 +80,10 @@ pub struct DatasetCtx {
     /// took it over — is abandoned before the next chunk commit or the
     /// verdict, its row marked `taken_over` (docs/cluster.md).
     pub claims: Option<crate::cluster::lease::Held>,
+    /// The index of this dataset's sealed keys not yet merged into
+    /// `record_state` (`state::recent`), for this context's connection:
+    /// each thread that seals has a context, and so an index, of its own.
+    pub keys: std::sync::Mutex<crate::state::recent::RecentKeys>,
 }
 
 impl DatasetCtx {
