@@ -848,6 +848,19 @@ fn main() {
         println!("{}", pg_line(&p));
         return;
     }
+    if only.as_deref() == Some("big-file") {
+        let b = big(tmp, sz.big_bytes, sz.restarts);
+        println!(
+            "big-file: {} records ({:.0} MiB) in {:.1} s = {:.0} rec/s; peak RSS {:.1} MiB; restart to ready {:?} s",
+            b.records,
+            b.bytes as f64 / MIB,
+            b.secs,
+            b.records as f64 / b.secs,
+            b.rss_kib as f64 / 1024.0,
+            b.restarts
+        );
+        return;
+    }
     for case in cases() {
         // An XLSX workbook's shared strings stay in memory while it is
         // read, and fepd takes at most 1,000,000 of them by default
@@ -884,7 +897,7 @@ fn main() {
     }
     if let Some(o) = only {
         eprintln!(
-            "--only {o}: no such case ([uniform-]FMT-SINK[-Nms], FMT jsonl|csv|xml|xlsx, SINK outbox|http; or pg-outbox)"
+            "--only {o}: no such case ([uniform-]FMT-SINK[-Nms], FMT jsonl|csv|xml|xlsx, SINK outbox|http; or pg-outbox, big-file)"
         );
         std::process::exit(2);
     }

@@ -14,7 +14,8 @@
 #                    unless uniform-; -20ms the round-trip case), e.g.
 #                    xlsx-outbox, jsonl-http-20ms, uniform-csv-outbox; or
 #                    pg-outbox (rows from a PostgreSQL source into the
-#                    outbox, beside PostgreSQL's own read of the same rows)
+#                    outbox, beside PostgreSQL's own read of the same rows),
+#                    or big-file (the 2 GiB file's peak RSS and restarts)
 #   --rows N         rows of the PostgreSQL case (default: 200000 full,
 #                    20000 quick, 2000 smoke)
 # e.g. scripts/bench.sh --quick --latency-ms 20 --inflight 1 --only jsonl-http-20ms
@@ -31,7 +32,7 @@ case "$mode" in
 esac
 for a in "$@"; do
   case "$a" in
-    --latency-ms|--inflight|--only|--rows|[0-9]*|*-outbox|*-http|*-http-*ms) ;;
+    --latency-ms|--inflight|--only|--rows|[0-9]*|*-outbox|*-http|*-http-*ms|big-file) ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
 done

@@ -40,7 +40,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::records::Sealed;
 
 /// Keys in a connection's index at which its worker merges the tail
-/// before going on (an index of 2^19 slots of 17 bytes: ~9 MiB).
+/// before going on (an index of 2^19 slots of 17 bytes: ~9 MiB). At
+/// 65,536 the 2 GiB file sealed slower (20,510 against 31,281 rec/s:
+/// more merges into a larger tree) at no lower peak RSS (84 against 75 MiB).
 pub const MERGE_AT: usize = 262_144;
 
 /// A `batch_record` row of the tail: its batch's `seq` (high 44 bits) and
@@ -161,6 +163,8 @@ impl RecentKeys {
         if merged > self.merged {
             self.by_fp.retain(|_, p| p.seq() > merged);
             self.by_key.retain(|_, p| p.seq() > merged);
+            self.by_fp.shrink_to_fit();
+            self.by_key.shrink_to_fit();
             self.merged = merged;
         }
         let seen = self.seen.unwrap_or(0).max(merged);
