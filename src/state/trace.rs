@@ -159,35 +159,25 @@ pub fn last_sealed_of_key(
          FROM record_state rs JOIN batch b ON b.batch_id = rs.batch_id
          WHERE rs.dataset = ?1 AND rs.key = ?2"
     ))?;
+    // (batch_id, op, hash, the batch): the row's last sealed version.
+    let sealed = |r: &rusqlite::Row<'_>| {
+        Ok(KeyRecord {
+            batch_id: r.get(0)?,
+            idx: None,
+            op: r.get(1)?,
+            hash: r.get(2)?,
+            batch: batch_at(r, 3)?,
+        })
+    };
     let mut found = Vec::new();
     for ds in datasets {
-        let newest = tail.query_map(params![ds, key], |r| {
-            Ok(KeyRecord {
-                batch_id: r.get(0)?,
-                idx: None,
-                op: r.get(1)?,
-                hash: r.get(2)?,
-                batch: batch_at(r, 3)?,
-            })
-        })?;
-        let before = found.len();
-        for r in newest {
-            found.push(r?);
-        }
-        if found.len() > before {
-            continue;
-        }
-        let rows = stmt.query_map(params![ds, key], |r| {
-            Ok(KeyRecord {
-                batch_id: r.get(0)?,
-                idx: None,
-                op: r.get(1)?,
-                hash: r.get(2)?,
-                batch: batch_at(r, 3)?,
-            })
-        })?;
-        for r in rows {
-            found.push(r?);
+        match tail.query_row(params![ds, key], sealed).optional()? {
+            Some(newest) => found.push(newest),
+            None => {
+                for r in stmt.query_map(params![ds, key], sealed)? {
+                    found.push(r?);
+                }
+            }
         }
     }
     Ok(found)
