@@ -70,24 +70,17 @@ impl Place {
 #[derive(Debug, Clone)]
 pub struct Found {
     fp: u64,
-    hit: Hit,
-}
-
-#[derive(Debug, Clone)]
-enum Hit {
-    /// The key's newest tail row, read.
-    Row { sealed: Sealed, by_key: bool },
-    /// Not in the tail (the fingerprint is free or another key's).
-    Miss { fp_taken: bool },
+    /// The key is (or goes) in the map by key: its fingerprint is another
+    /// key's.
+    by_key: bool,
+    /// The key's newest tail row, read; `None`: not in the tail.
+    sealed: Option<Sealed>,
 }
 
 impl Found {
     /// The key's newest sealed version in the tail, if it has one there.
     pub fn sealed(&self) -> Option<&Sealed> {
-        match &self.hit {
-            Hit::Row { sealed, .. } => Some(sealed),
-            Hit::Miss { .. } => None,
-        }
+        self.sealed.as_ref()
     }
 }
 
@@ -153,9 +146,8 @@ impl RecentKeys {
     pub fn sync(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let merged = merged_seq(conn)?;
         if self.open || self.seen.is_none() {
-            self.by_fp.clear();
-            self.by_key.clear();
-            self.by_fp.shrink_to_fit();
+            self.by_fp = HashMap::new();
+            self.by_key = HashMap::new();
             self.seen = Some(merged);
             self.merged = merged;
             self.open = false;
@@ -168,8 +160,7 @@ impl RecentKeys {
             self.merged = merged;
         }
         let seen = self.seen.unwrap_or(0).max(merged);
-        let last: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM batch", [], |r| r.get(0))?;
+        let last = last_seq(conn)?;
         if last > seen {
             let mut stmt = conn.prepare_cached(
                 "SELECT b.seq, br.idx, br.key FROM batch b
@@ -198,43 +189,23 @@ impl RecentKeys {
     /// Looks `key` up in the tail. Inside a transaction after [`sync`](Self::sync).
     pub fn find(&self, conn: &Connection, key: &str) -> rusqlite::Result<Found> {
         let fp = self.hasher.hash_one(key) & self.fp_mask;
-        if let Some(&at) = self.by_key.get(key) {
-            let sealed = row_at(conn, at)?.map(|(_, s)| s);
-            return Ok(Found {
-                fp,
-                hit: match sealed {
-                    Some(sealed) => Hit::Row {
-                        sealed,
-                        by_key: true,
-                    },
-                    None => Hit::Miss { fp_taken: true },
-                },
-            });
-        }
-        let Some(&at) = self.by_fp.get(&fp) else {
-            return Ok(Found {
-                fp,
-                hit: Hit::Miss { fp_taken: false },
-            });
-        };
-        Ok(Found {
-            fp,
-            hit: match row_at(conn, at)? {
-                Some((k, sealed)) if k == key => Hit::Row {
-                    sealed,
-                    by_key: false,
-                },
-                _ => Hit::Miss { fp_taken: true },
+        let (by_key, sealed) = match (self.by_key.get(key), self.by_fp.get(&fp)) {
+            (Some(&at), _) => (true, row_at(conn, at)?.map(|(_, s)| s)),
+            (None, Some(&at)) => match row_at(conn, at)? {
+                Some((k, s)) if k == key => (false, Some(s)),
+                _ => (true, None),
             },
-        })
+            (None, None) => (false, None),
+        };
+        Ok(Found { fp, by_key, sealed })
     }
 
     /// The last sealed version of `key`: its newest tail row, else its
     /// merged row in `record_state`.
     pub fn last_sealed(&self, conn: &Connection, key: &str) -> rusqlite::Result<Option<Sealed>> {
-        match self.find(conn, key)?.hit {
-            Hit::Row { sealed, .. } => Ok(Some(sealed)),
-            Hit::Miss { .. } => super::records::merged(conn, &self.dataset, key),
+        match self.find(conn, key)?.sealed {
+            Some(sealed) => Ok(Some(sealed)),
+            None => super::records::merged(conn, &self.dataset, key),
         }
     }
 
@@ -248,17 +219,10 @@ impl RecentKeys {
     }
 
     fn put(&mut self, key: &str, found: &Found, at: Place) {
-        match found.hit {
-            Hit::Row { by_key: true, .. } => {
-                self.by_key.insert(key.to_string(), at);
-            }
-            Hit::Row { by_key: false, .. } | Hit::Miss { fp_taken: false } => {
-                self.by_fp.insert(found.fp, at);
-            }
-            Hit::Miss { fp_taken: true } => {
-                self.by_key.insert(key.to_string(), at);
-            }
-        }
+        match found.by_key {
+            true => self.by_key.insert(key.to_string(), at),
+            false => self.by_fp.insert(found.fp, at),
+        };
     }
 
     /// The transaction that noted keys committed.
@@ -276,6 +240,12 @@ pub fn merged_seq(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
         .optional()
         .map(|s| s.unwrap_or(0))
+}
+
+/// The seq of the last batch sealed (0: none).
+fn last_seq(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM batch")?
+        .query_row([], |r| r.get(0))
 }
 
 /// The key and sealed version of the row at `at`, if it is still there.
@@ -299,8 +269,7 @@ fn row_at(conn: &Connection, at: Place) -> rusqlite::Result<Option<(String, Seal
 
 /// Whether batches after the merge mark have rows to fold in.
 pub fn tail_waiting(conn: &Connection) -> rusqlite::Result<bool> {
-    let last: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM batch", [], |r| r.get(0))?;
-    Ok(last > merged_seq(conn)?)
+    Ok(last_seq(conn)? > merged_seq(conn)?)
 }
 
 /// Folds the tail into `record_state` in one transaction: for each key in
@@ -311,7 +280,7 @@ pub fn merge(conn: &mut Connection) -> rusqlite::Result<usize> {
     let started = std::time::Instant::now();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = merged_seq(&tx)?;
-    let to: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM batch", [], |r| r.get(0))?;
+    let to = last_seq(&tx)?;
     if to <= from {
         return Ok(0);
     }
@@ -455,7 +424,7 @@ pub(super) fn v9(tx: &Connection) -> rusqlite::Result<()> {
         )?;
     }
     let last: i64 = match has("batch", "seq")? {
-        true => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM batch", [], |r| r.get(0))?,
+        true => last_seq(tx)?,
         false => 0,
     };
     tx.execute_batch(

@@ -221,14 +221,16 @@ pub(super) fn run_chunks(
         }
         tx.commit()?;
         keys.committed();
-        if keys.len() >= crate::state::recent::MERGE_AT {
-            crate::state::recent::merge(conn)?;
-        }
         if sealed_any {
             (ctx.on_sealed)();
             // Re-measure the outbox now, so intake stops claiming files the
             // moment this batch pushes it over the high-water mark.
             ctx.gate.measure(conn);
+        }
+        // After the wake-up: the forwarder sends what was sealed while the
+        // tail is merged.
+        if keys.len() >= crate::state::recent::MERGE_AT {
+            crate::state::recent::merge(conn)?;
         }
         match end {
             ChunkEnd::Eof => return Ok(Chunks::Finished(None)),
