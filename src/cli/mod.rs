@@ -130,6 +130,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run) {
+        crate::daemon::tune_allocator();
+    }
     if !matches!(cli.command, Command::Run | Command::SimulateLibrary(_)) {
         // A one-shot command whose reader went away (`fepd batches list |
         // head`) ends quietly, as `ls` or `cat` do, instead of panicking

@@ -201,7 +201,7 @@ impl Default for BatchLimits {
 /// or SQL source — in MiB. Each new record key is a random-order insert
 /// into the per-key table; once that table outgrows the cache (a year of
 /// history: millions of keys), each insert reads pages from disk again.
-/// The other connections keep the default.
+/// The other connections keep 2 MiB each (`state::OTHER_CACHE_MIB`).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateTuning {

@@ -64,6 +64,8 @@ pub fn worker(
         Ok(true) => {
             if let Err(e) = crate::state::recent::merge(conn) {
                 tracing::warn!(part = %who, error = %e, "merging the sealed keys into record_state failed; tried again when next idle");
+            } else {
+                ctx.keys.lock().unwrap_or_else(|p| p.into_inner()).release();
             }
         }
         Err(e) => {

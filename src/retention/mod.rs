@@ -254,7 +254,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("fepd.db");
         let mut c = crate::state::open(&path).unwrap();
-        let body = vec![b'x'; 100_000];
+        // Bodies are stored packed (`state::packed`): bytes that do not
+        // compress, so each takes its 100,000 bytes in the file.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let body: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         for i in 0..50 {
             let id = format!("B{i:02}");
             batches::insert(

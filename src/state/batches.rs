@@ -112,7 +112,7 @@ pub fn insert<'r>(
     ])?;
     let seq = conn.last_insert_rowid();
     conn.prepare_cached("INSERT INTO batch_body (seq, body) VALUES (?1, ?2)")?
-        .execute(params![seq, b.body])?;
+        .execute(params![seq, super::packed::pack(b.body)])?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO batch_record (batch_id, idx, key, hash, op) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -148,13 +148,15 @@ pub fn get(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<BatchRo
     .optional()
 }
 
+/// The wire body of `batch_id`, as sealed (`packed`).
 pub fn body(conn: &Connection, batch_id: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT bb.body FROM batch b JOIN batch_body bb ON bb.seq = b.seq WHERE b.batch_id = ?1",
-        [batch_id],
-        |r| r.get(0),
-    )
-    .optional()
+    )?
+    .query_row([batch_id], |r| r.get(0))
+    .optional()?
+    .map(super::packed::unpack)
+    .transpose()
 }
 
 /// Batches in `state`, oldest first, optionally for one dataset.

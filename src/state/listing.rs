@@ -214,6 +214,7 @@ pub fn last_witness(conn: &Connection) -> rusqlite::Result<Option<Witnessed>> {
         )
         .optional()?;
     let Some(mut w) = found.and_then(|(batch_id, delivered_at, body)| {
+        let body = super::packed::unpack(body).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         let head = v.get("auditHead")?;
         Some(Witnessed {

@@ -20,6 +20,7 @@ pub mod figures;
 pub mod files;
 pub mod listing;
 pub mod log;
+pub mod packed;
 pub mod recent;
 pub mod records;
 pub mod replay;
@@ -484,9 +485,13 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     opened.map_err(|e| damaged(path, e))
 }
 
-/// Page cache of a state connection, MiB, unless `set_cache_mib` says
-/// otherwise (`[state] cache_mib` for the connections that seal).
+/// Page cache of a connection that seals, MiB (`[state] cache_mib`).
 pub const DEFAULT_CACHE_MIB: u32 = 8;
+
+/// Page cache of every other state connection, MiB: the forwarder reads
+/// each body once, status and the console read indexes and a few rows,
+/// and every connection's cache stays filled once it has filled.
+pub const OTHER_CACHE_MIB: u32 = 2;
 
 /// Gives `conn` a page cache of `mib` MiB (it fills only as pages are
 /// read).
@@ -514,7 +519,7 @@ fn configure(conn: &mut Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -(DEFAULT_CACHE_MIB as i64) * 1024)?;
+    conn.pragma_update(None, "cache_size", -(OTHER_CACHE_MIB as i64) * 1024)?;
     conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
     Ok(())
 }

@@ -40,10 +40,20 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::records::Sealed;
 
 /// Keys in a connection's index at which its worker merges the tail
-/// before going on (an index of 2^19 slots of 17 bytes: ~9 MiB). At
-/// 65,536 the 2 GiB file sealed slower (20,510 against 31,281 rec/s:
-/// more merges into a larger tree) at no lower peak RSS (84 against 75 MiB).
-pub const MERGE_AT: usize = 262_144;
+/// before going on. An index of 2^18 slots of 17 bytes (~4.5 MiB) holds
+/// 229,376 keys before it doubles; merging at 3/4 of the table leaves a
+/// chunk's keys (`[intake] chunk_records`, 5,000 by default, to the next
+/// batch boundary) room, so the table never doubles (for a moment, old and
+/// new table: 13.5 MiB) nor holds 2^19 slots. At 65,536 the 2 GiB file
+/// sealed slower (20,510 against 31,281 rec/s: more merges into a larger
+/// tree) at no lower peak RSS (84 against 75 MiB).
+pub const MERGE_AT: usize = 196_608;
+
+/// The page cache of a merge, MiB: it visits `record_state`'s pages in
+/// key order, each once, so a small cache serves it as well as a large
+/// one; and SQLite's sorter, which puts the tail in key order, holds as
+/// much in memory as the cache before it spills to a temporary file.
+const MERGE_CACHE_MIB: u32 = 2;
 
 /// A `batch_record` row of the tail: its batch's `seq` (high 44 bits) and
 /// its index (low 20: `[batch] max_records` is at most 1,000,000), in one
@@ -139,6 +149,14 @@ impl RecentKeys {
         self.len() == 0
     }
 
+    /// Gives the index's memory back (intake idle, the tail merged): the
+    /// next [`sync`](Self::sync) rebuilds it from the database.
+    pub fn release(&mut self) {
+        self.by_fp = HashMap::new();
+        self.by_key = HashMap::new();
+        self.seen = None;
+    }
+
     /// Brings the index up to date with the database, inside the
     /// transaction about to seal: drops what a merge folded in, reads the
     /// rows of batches sealed since (by any connection), and starts again
@@ -153,10 +171,10 @@ impl RecentKeys {
             self.open = false;
         }
         if merged > self.merged {
+            // The table keeps its size: a worker that merged at the bound
+            // fills it again (`release` gives it back when intake idles).
             self.by_fp.retain(|_, p| p.seq() > merged);
             self.by_key.retain(|_, p| p.seq() > merged);
-            self.by_fp.shrink_to_fit();
-            self.by_key.shrink_to_fit();
             self.merged = merged;
         }
         let seen = self.seen.unwrap_or(0).max(merged);
@@ -278,6 +296,14 @@ pub fn tail_waiting(conn: &Connection) -> rusqlite::Result<bool> {
 /// `record_merge.seq` moves to the last batch. Returns the rows folded in.
 pub fn merge(conn: &mut Connection) -> rusqlite::Result<usize> {
     let started = std::time::Instant::now();
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    conn.pragma_update(None, "cache_size", -(MERGE_CACHE_MIB as i64) * 1024)?;
+    let merged = merge_in(conn, started);
+    conn.pragma_update(None, "cache_size", cache)?;
+    merged
+}
+
+fn merge_in(conn: &mut Connection, started: std::time::Instant) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = merged_seq(&tx)?;
     let to = last_seq(&tx)?;

@@ -104,16 +104,7 @@ pub fn is_replay(conn: &Connection, batch_id: &str) -> rusqlite::Result<bool> {
     if logged {
         return Ok(true);
     }
-    let body: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT bb.body FROM batch b JOIN batch_body bb ON bb.seq = b.seq WHERE b.batch_id = ?1",
-            [batch_id],
-            |r| r.get(0),
-        )
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+    let body = super::batches::body(conn, batch_id)?;
     Ok(body.is_some_and(|b| {
         serde_json::from_slice::<serde_json::Value>(&b).is_ok_and(|v| v.get("replayOf").is_some())
     }))

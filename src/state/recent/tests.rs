@@ -39,6 +39,9 @@ enum Step {
     /// A split half or replay carrying these keys (places only).
     Places(Vec<u8>),
     Merge,
+    /// The worker's merge when intake idles: the first connection merges
+    /// and gives its index's memory back.
+    IdleMerge,
 }
 
 fn rec() -> impl Strategy<Value = Rec> {
@@ -56,6 +59,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop::collection::vec(rec(), 1..4).prop_map(Step::RolledBack),
         1 => prop::collection::vec(0u8..8, 1..3).prop_map(Step::Places),
         1 => Just(Step::Merge),
+        1 => Just(Step::IdleMerge),
     ]
 }
 
@@ -276,6 +280,11 @@ fn run(steps: Vec<Step>, bits: u32) {
             Step::Merge => {
                 merge(&mut b.conn).unwrap();
             }
+            Step::IdleMerge => {
+                merge(&mut a.conn).unwrap();
+                a.keys.release();
+                assert!(a.keys.is_empty());
+            }
         }
         check(&mut a, &model);
     }
@@ -323,7 +332,14 @@ fn a_merge_leaves_the_index_empty_and_dedupe_reads_record_state() {
         .collect();
     chunk(&mut a, &recs, true).unwrap();
     assert_eq!(a.keys.len(), 8);
+    crate::state::set_cache_mib(&a.conn, 8).unwrap();
     assert_eq!(merge(&mut a.conn).unwrap(), 8);
+    // The merge ran on a small cache and gave the sealing one back.
+    let cache: i64 = a
+        .conn
+        .query_row("PRAGMA cache_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(cache, -8 * 1024);
     // The same records again: unchanged, from record_state.
     assert!(chunk(&mut a, &recs, true).is_none());
     assert_eq!(a.keys.len(), 0, "the merged keys left the index");
